@@ -1,0 +1,264 @@
+//! Cross-node delivery and the shared keyspace of hubwire.
+//!
+//! A node owns its connections; this crate owns everything that crosses nodes:
+//! publishing a send to the other nodes, subscribing to the channels a node has
+//! local interest in, and the cluster-wide keyspace (where each connection lives,
+//! which connections belong to a user or a group, which users belong to a group).
+//! It does not know the SignalR protocol: it moves routing metadata and opaque bytes.
+//!
+//! # Layout
+//! - [`names`]: the identifier newtypes (`NodeId`, `ConnectionId`, `HubName`, ...).
+//! - [`message`]: what crosses nodes: [`Target`], [`Channel`], [`ClusterMessage`],
+//!   and what a node's inbox receives: [`BackplaneEvent`].
+//! - [`Backplane`]: the one narrow trait every implementation provides.
+//! - [`local`]: the in-process implementation (a single node, or several nodes of
+//!   one process in tests).
+//! - [`redis`]: the Redis implementation (fred): pub/sub fan-out, the keyspace
+//!   in Lua scripts, heartbeats and dead-node sweeps, recovery after outages.
+//! - [`AnyBackplane`]: the implementation chosen at start-up (static dispatch; no
+//!   `dyn` of async traits).
+//!
+//! # Invariants
+//! - A published message is never delivered back to the node that published it:
+//!   the origin node delivers to its own connections itself.
+//! - The keyspace is the truth for cluster-wide questions; a node's local registry
+//!   is the truth only for the connections it holds.
+
+pub mod local;
+pub mod message;
+pub mod names;
+pub mod redis;
+
+use std::time::Duration;
+
+pub use crate::redis::{RedisBackplane, RedisConfig, RedisNames, RedisStats};
+pub use local::{LocalBackplane, LocalBus};
+pub use message::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, Target};
+pub use names::{ConnectionId, GroupName, HubName, NodeId, UserId};
+
+/// Where one connection lives and who holds it, as recorded in the keyspace.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectionRecord {
+    /// The connection's id (the one clients see, not the secret token).
+    pub id: ConnectionId,
+    /// The node holding the connection.
+    pub node: NodeId,
+    /// The hub the connection is connected to.
+    pub hub: HubName,
+    /// The authenticated user, if any.
+    pub user: Option<UserId>,
+    /// Transport name as SignalR spells it (`WebSockets`, ...).
+    pub transport: String,
+    /// Unix time in milliseconds when the connection was registered.
+    pub since_ms: u64,
+}
+
+/// Errors of cluster operations.
+#[derive(Debug, thiserror::Error)]
+pub enum BackplaneError {
+    /// The user already holds the maximum number of connections.
+    #[error("user connection limit of {limit} reached")]
+    UserLimit {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The shared store cannot be reached; local delivery still works.
+    #[error("backplane unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// How long a user's membership in a group lasts (the REST API's `ttl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipTtl {
+    /// Until removed: applies to the user's current and future connections.
+    Forever,
+    /// Only the user's current connections; nothing is remembered.
+    CurrentConnectionsOnly,
+    /// Applies to current and future connections until it expires.
+    For(Duration),
+}
+
+/// The narrow interface between a node and the rest of the cluster.
+///
+/// Every method is cluster-wide. Implementations must be cheap to share between
+/// actix workers (`Send + Sync`), and are created once in `main`.
+#[allow(async_fn_in_trait)]
+pub trait Backplane: Send + Sync {
+    /// The id of the node this handle belongs to.
+    fn node_id(&self) -> &NodeId;
+    /// Whether cluster operations currently work (for `/readyz`). Local
+    /// delivery does not depend on it.
+    fn is_ready(&self) -> bool;
+    /// Leaves the cluster: forgets this node's remaining connections and its
+    /// liveness entry, and stops background work. The handle is not used
+    /// afterwards (the Redis backplane refuses every call).
+    async fn shutdown(&self) -> Result<(), BackplaneError>;
+
+    /// Sends a message to every other node interested in its channel.
+    async fn publish(&self, msg: ClusterMessage) -> Result<(), BackplaneError>;
+    /// Starts receiving messages published on `channel` (idempotent).
+    async fn subscribe(&self, channel: Channel) -> Result<(), BackplaneError>;
+    /// Stops receiving messages published on `channel` (idempotent). An
+    /// implementation may wait a short delay first, and stay subscribed if
+    /// the channel is subscribed again meanwhile.
+    async fn unsubscribe(&self, channel: Channel) -> Result<(), BackplaneError>;
+
+    /// Records a new connection. With `max_per_user`, refuses the connection
+    /// atomically when its user already has that many. Returns the groups the
+    /// user was added to persistently in this hub, which the connection joins.
+    async fn register(
+        &self,
+        record: &ConnectionRecord,
+        max_per_user: Option<usize>,
+    ) -> Result<Vec<GroupName>, BackplaneError>;
+    /// Forgets a connection and its group memberships.
+    async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError>;
+    /// The record of a connection anywhere in the cluster.
+    async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError>;
+
+    /// Records that a connection belongs to a group.
+    async fn join_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<(), BackplaneError>;
+    /// Records that a connection left a group; `false` if it was not a member.
+    async fn leave_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<bool, BackplaneError>;
+    /// The groups a connection belongs to (empty for an unknown connection).
+    async fn connection_groups(&self, hub: &HubName, id: &ConnectionId) -> Result<Vec<GroupName>, BackplaneError>;
+    /// The connections of a group, cluster-wide.
+    async fn group_connections(
+        &self,
+        hub: &HubName,
+        group: &GroupName,
+    ) -> Result<Vec<ConnectionRecord>, BackplaneError>;
+
+    /// Adds a user to a group for its current connections and, unless `ttl` says
+    /// otherwise, its future ones.
+    async fn add_user_to_group(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        group: &GroupName,
+        ttl: MembershipTtl,
+    ) -> Result<(), BackplaneError>;
+    /// Removes a user's persistent membership; `false` if there was none.
+    async fn remove_user_from_group(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        group: &GroupName,
+    ) -> Result<bool, BackplaneError>;
+    /// Removes every persistent membership of a user in a hub; the groups it left.
+    async fn remove_user_from_all_groups(&self, hub: &HubName, user: &UserId)
+        -> Result<Vec<GroupName>, BackplaneError>;
+    /// Whether the user is a member (persistently, or through a live connection).
+    async fn user_in_group(&self, hub: &HubName, user: &UserId, group: &GroupName) -> Result<bool, BackplaneError>;
+
+    /// The connections of a user in a hub, cluster-wide.
+    async fn user_connections(&self, hub: &HubName, user: &UserId) -> Result<Vec<ConnectionRecord>, BackplaneError>;
+    /// Every live node with its number of connections to a hub (nodes
+    /// without any included), ordered by node id.
+    async fn node_connection_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, BackplaneError>;
+    /// The number of connections to a hub, cluster-wide.
+    async fn hub_connection_count(&self, hub: &HubName) -> Result<usize, BackplaneError>;
+}
+
+/// The backplane a node runs with, chosen once at start-up.
+pub enum AnyBackplane {
+    /// In-process: one node, or several nodes of one process.
+    Local(LocalBackplane),
+    /// Redis: a cluster of nodes.
+    Redis(RedisBackplane),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $b:ident => $e:expr) => {
+        match $self {
+            AnyBackplane::Local($b) => $e,
+            AnyBackplane::Redis($b) => $e,
+        }
+    };
+}
+
+impl Backplane for AnyBackplane {
+    fn node_id(&self) -> &NodeId {
+        dispatch!(self, b => b.node_id())
+    }
+    fn is_ready(&self) -> bool {
+        dispatch!(self, b => b.is_ready())
+    }
+    async fn shutdown(&self) -> Result<(), BackplaneError> {
+        dispatch!(self, b => b.shutdown().await)
+    }
+    async fn publish(&self, msg: ClusterMessage) -> Result<(), BackplaneError> {
+        dispatch!(self, b => b.publish(msg).await)
+    }
+    async fn subscribe(&self, channel: Channel) -> Result<(), BackplaneError> {
+        dispatch!(self, b => b.subscribe(channel).await)
+    }
+    async fn unsubscribe(&self, channel: Channel) -> Result<(), BackplaneError> {
+        dispatch!(self, b => b.unsubscribe(channel).await)
+    }
+    async fn register(
+        &self,
+        record: &ConnectionRecord,
+        max_per_user: Option<usize>,
+    ) -> Result<Vec<GroupName>, BackplaneError> {
+        dispatch!(self, b => b.register(record, max_per_user).await)
+    }
+    async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError> {
+        dispatch!(self, b => b.unregister(id).await)
+    }
+    async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError> {
+        dispatch!(self, b => b.connection(id).await)
+    }
+    async fn join_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<(), BackplaneError> {
+        dispatch!(self, b => b.join_group(hub, group, id).await)
+    }
+    async fn leave_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<bool, BackplaneError> {
+        dispatch!(self, b => b.leave_group(hub, group, id).await)
+    }
+    async fn connection_groups(&self, hub: &HubName, id: &ConnectionId) -> Result<Vec<GroupName>, BackplaneError> {
+        dispatch!(self, b => b.connection_groups(hub, id).await)
+    }
+    async fn node_connection_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, BackplaneError> {
+        dispatch!(self, b => b.node_connection_counts(hub).await)
+    }
+    async fn group_connections(
+        &self,
+        hub: &HubName,
+        group: &GroupName,
+    ) -> Result<Vec<ConnectionRecord>, BackplaneError> {
+        dispatch!(self, b => b.group_connections(hub, group).await)
+    }
+    async fn add_user_to_group(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        group: &GroupName,
+        ttl: MembershipTtl,
+    ) -> Result<(), BackplaneError> {
+        dispatch!(self, b => b.add_user_to_group(hub, user, group, ttl).await)
+    }
+    async fn remove_user_from_group(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        group: &GroupName,
+    ) -> Result<bool, BackplaneError> {
+        dispatch!(self, b => b.remove_user_from_group(hub, user, group).await)
+    }
+    async fn remove_user_from_all_groups(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+    ) -> Result<Vec<GroupName>, BackplaneError> {
+        dispatch!(self, b => b.remove_user_from_all_groups(hub, user).await)
+    }
+    async fn user_in_group(&self, hub: &HubName, user: &UserId, group: &GroupName) -> Result<bool, BackplaneError> {
+        dispatch!(self, b => b.user_in_group(hub, user, group).await)
+    }
+    async fn user_connections(&self, hub: &HubName, user: &UserId) -> Result<Vec<ConnectionRecord>, BackplaneError> {
+        dispatch!(self, b => b.user_connections(hub, user).await)
+    }
+    async fn hub_connection_count(&self, hub: &HubName) -> Result<usize, BackplaneError> {
+        dispatch!(self, b => b.hub_connection_count(hub).await)
+    }
+}

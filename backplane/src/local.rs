@@ -1,0 +1,406 @@
+//! The in-process backplane: the keyspace in memory, delivery through channels.
+//!
+//! A [`LocalBus`] stands for "the cluster"; each node of the process holds a
+//! [`LocalBackplane`] handle on it. A single node uses one handle and nothing is
+//! ever published anywhere; tests put several nodes on one bus to check the
+//! same behaviour the Redis backplane must show.
+//!
+//! A `parking_lot::Mutex` (not a tokio one) guards the state: no critical
+//! section awaits, and each is a few map operations.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::message::{BackplaneEvent, Channel, ClusterMessage, Target};
+use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
+use crate::{Backplane, BackplaneError, ConnectionRecord, MembershipTtl};
+
+/// The shared in-process "cluster": keyspace and subscriptions of every node.
+#[derive(Clone, Default)]
+pub struct LocalBus {
+    state: Arc<Mutex<BusState>>,
+}
+
+#[derive(Default)]
+struct BusState {
+    connections: HashMap<ConnectionId, ConnectionRecord>,
+    groups: HashMap<(HubName, GroupName), HashSet<ConnectionId>>,
+    connection_groups: HashMap<ConnectionId, HashSet<GroupName>>,
+    user_connections: HashMap<(HubName, UserId), HashSet<ConnectionId>>,
+    /// Persistent user memberships; `None` = no expiry.
+    user_groups: HashMap<(HubName, UserId), HashMap<GroupName, Option<Instant>>>,
+    nodes: HashMap<NodeId, NodeSlot>,
+}
+
+struct NodeSlot {
+    inbox: mpsc::UnboundedSender<BackplaneEvent>,
+    channels: HashSet<Channel>,
+}
+
+impl BusState {
+    fn live_user_groups(&mut self, hub: &HubName, user: &UserId) -> Vec<GroupName> {
+        let now = Instant::now();
+        let Some(groups) = self.user_groups.get_mut(&(hub.clone(), user.clone())) else {
+            return Vec::new();
+        };
+        groups.retain(|_, expiry| expiry.is_none_or(|at| at > now));
+        groups.keys().cloned().collect()
+    }
+
+    fn user_connection_ids(&self, hub: &HubName, user: &UserId) -> Vec<ConnectionId> {
+        self.user_connections
+            .get(&(hub.clone(), user.clone()))
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn channel_of(&self, hub: &HubName, target: &Target) -> Option<Channel> {
+        Some(match target {
+            Target::All => Channel::All(hub.clone()),
+            Target::Group(g) => Channel::Group(hub.clone(), g.clone()),
+            Target::User(u) => Channel::User(hub.clone(), u.clone()),
+            Target::Connection(c) => {
+                let record = self.connections.get(c).filter(|r| r.hub == *hub)?;
+                Channel::Node(record.node.clone())
+            }
+        })
+    }
+
+    fn leave(&mut self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> bool {
+        let key = (hub.clone(), group.clone());
+        let removed = match self.groups.get_mut(&key) {
+            Some(members) => {
+                let removed = members.remove(id);
+                if members.is_empty() {
+                    self.groups.remove(&key);
+                }
+                removed
+            }
+            None => false,
+        };
+        if let Some(groups) = self.connection_groups.get_mut(id) {
+            groups.remove(group);
+        }
+        removed
+    }
+}
+
+impl LocalBus {
+    /// A new, empty bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attaches a node to the bus. Messages other nodes publish on channels the
+    /// node subscribes to arrive on the returned receiver.
+    pub fn attach(&self, node: NodeId) -> (LocalBackplane, mpsc::UnboundedReceiver<BackplaneEvent>) {
+        let (inbox, rx) = mpsc::unbounded_channel();
+        self.state.lock().nodes.insert(
+            node.clone(),
+            NodeSlot {
+                inbox,
+                channels: HashSet::new(),
+            },
+        );
+        (
+            LocalBackplane {
+                bus: self.clone(),
+                node,
+            },
+            rx,
+        )
+    }
+}
+
+/// One node's handle on a [`LocalBus`].
+#[derive(Clone)]
+pub struct LocalBackplane {
+    bus: LocalBus,
+    node: NodeId,
+}
+
+impl LocalBackplane {
+    /// A single node on a bus of its own.
+    pub fn single(node: NodeId) -> (Self, mpsc::UnboundedReceiver<BackplaneEvent>) {
+        LocalBus::new().attach(node)
+    }
+
+    fn records(state: &BusState, ids: impl Iterator<Item = ConnectionId>) -> Vec<ConnectionRecord> {
+        ids.filter_map(|id| state.connections.get(&id).cloned()).collect()
+    }
+}
+
+impl Backplane for LocalBackplane {
+    fn node_id(&self) -> &NodeId {
+        &self.node
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    async fn shutdown(&self) -> Result<(), BackplaneError> {
+        let own: Vec<ConnectionId> = {
+            let mut state = self.bus.state.lock();
+            state.nodes.remove(&self.node);
+            state
+                .connections
+                .values()
+                .filter(|c| c.node == self.node)
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        for id in own {
+            self.unregister(&id).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, msg: ClusterMessage) -> Result<(), BackplaneError> {
+        let state = self.bus.state.lock();
+        let Some(channel) = state.channel_of(&msg.hub, msg.body.target()) else {
+            return Ok(()); // a connection no node holds: nothing to deliver to
+        };
+        for (id, slot) in &state.nodes {
+            if *id != msg.origin && slot.channels.contains(&channel) {
+                // A closed inbox means that node has shut down; it has no one to deliver to.
+                let _ = slot.inbox.send(BackplaneEvent::Message(msg.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: Channel) -> Result<(), BackplaneError> {
+        if let Some(slot) = self.bus.state.lock().nodes.get_mut(&self.node) {
+            slot.channels.insert(channel);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, channel: Channel) -> Result<(), BackplaneError> {
+        if let Some(slot) = self.bus.state.lock().nodes.get_mut(&self.node) {
+            slot.channels.remove(&channel);
+        }
+        Ok(())
+    }
+
+    async fn register(
+        &self,
+        record: &ConnectionRecord,
+        max_per_user: Option<usize>,
+    ) -> Result<Vec<GroupName>, BackplaneError> {
+        let mut state = self.bus.state.lock();
+        if let Some(user) = &record.user {
+            let key = (record.hub.clone(), user.clone());
+            let held = state.user_connections.get(&key).map_or(0, HashSet::len);
+            if let Some(limit) = max_per_user.filter(|limit| held >= *limit) {
+                return Err(BackplaneError::UserLimit { limit });
+            }
+            state.user_connections.entry(key).or_default().insert(record.id.clone());
+        }
+        state.connections.insert(record.id.clone(), record.clone());
+        let groups = match &record.user {
+            Some(user) => state.live_user_groups(&record.hub, user),
+            None => Vec::new(),
+        };
+        for group in &groups {
+            state
+                .groups
+                .entry((record.hub.clone(), group.clone()))
+                .or_default()
+                .insert(record.id.clone());
+            state
+                .connection_groups
+                .entry(record.id.clone())
+                .or_default()
+                .insert(group.clone());
+        }
+        Ok(groups)
+    }
+
+    async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError> {
+        let mut state = self.bus.state.lock();
+        let Some(record) = state.connections.remove(id) else {
+            return Ok(());
+        };
+        if let Some(user) = &record.user {
+            let key = (record.hub.clone(), user.clone());
+            if let Some(ids) = state.user_connections.get_mut(&key) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    state.user_connections.remove(&key);
+                }
+            }
+        }
+        for group in state.connection_groups.remove(id).unwrap_or_default() {
+            state.leave(&record.hub, &group, id);
+        }
+        Ok(())
+    }
+
+    async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError> {
+        Ok(self.bus.state.lock().connections.get(id).cloned())
+    }
+
+    async fn join_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<(), BackplaneError> {
+        let mut state = self.bus.state.lock();
+        if !state.connections.contains_key(id) {
+            return Ok(());
+        }
+        state
+            .groups
+            .entry((hub.clone(), group.clone()))
+            .or_default()
+            .insert(id.clone());
+        state
+            .connection_groups
+            .entry(id.clone())
+            .or_default()
+            .insert(group.clone());
+        Ok(())
+    }
+
+    async fn leave_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<bool, BackplaneError> {
+        Ok(self.bus.state.lock().leave(hub, group, id))
+    }
+
+    async fn node_connection_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, BackplaneError> {
+        let state = self.bus.state.lock();
+        let mut counts: Vec<(NodeId, usize)> = state.nodes.keys().map(|n| (n.clone(), 0)).collect();
+        counts.sort();
+        for record in state.connections.values().filter(|c| c.hub == *hub) {
+            if let Ok(i) = counts.binary_search_by(|(n, _)| n.cmp(&record.node)) {
+                counts[i].1 += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn connection_groups(&self, hub: &HubName, id: &ConnectionId) -> Result<Vec<GroupName>, BackplaneError> {
+        let state = self.bus.state.lock();
+        let in_hub = state.connections.get(id).is_some_and(|c| c.hub == *hub);
+        Ok(match state.connection_groups.get(id) {
+            Some(groups) if in_hub => groups.iter().cloned().collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    async fn group_connections(
+        &self,
+        hub: &HubName,
+        group: &GroupName,
+    ) -> Result<Vec<ConnectionRecord>, BackplaneError> {
+        let state = self.bus.state.lock();
+        let ids = state
+            .groups
+            .get(&(hub.clone(), group.clone()))
+            .cloned()
+            .unwrap_or_default();
+        Ok(Self::records(&state, ids.into_iter()))
+    }
+
+    async fn add_user_to_group(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        group: &GroupName,
+        ttl: MembershipTtl,
+    ) -> Result<(), BackplaneError> {
+        let mut state = self.bus.state.lock();
+        let expiry = match ttl {
+            MembershipTtl::Forever => Some(None),
+            MembershipTtl::For(d) => Some(Some(Instant::now() + d)),
+            MembershipTtl::CurrentConnectionsOnly => None,
+        };
+        if let Some(expiry) = expiry {
+            state
+                .user_groups
+                .entry((hub.clone(), user.clone()))
+                .or_default()
+                .insert(group.clone(), expiry);
+        }
+        let ids = state.user_connection_ids(hub, user);
+        for id in ids {
+            state
+                .groups
+                .entry((hub.clone(), group.clone()))
+                .or_default()
+                .insert(id.clone());
+            state.connection_groups.entry(id).or_default().insert(group.clone());
+        }
+        Ok(())
+    }
+
+    async fn remove_user_from_group(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        group: &GroupName,
+    ) -> Result<bool, BackplaneError> {
+        let mut state = self.bus.state.lock();
+        let live = state.live_user_groups(hub, user);
+        let persistent = live.contains(group);
+        if let Some(groups) = state.user_groups.get_mut(&(hub.clone(), user.clone())) {
+            groups.remove(group);
+        }
+        let ids = state.user_connection_ids(hub, user);
+        let mut any = persistent;
+        for id in ids {
+            any |= state.leave(hub, group, &id);
+        }
+        Ok(any)
+    }
+
+    async fn remove_user_from_all_groups(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+    ) -> Result<Vec<GroupName>, BackplaneError> {
+        let mut state = self.bus.state.lock();
+        let mut groups: HashSet<GroupName> = state.live_user_groups(hub, user).into_iter().collect();
+        state.user_groups.remove(&(hub.clone(), user.clone()));
+        let ids = state.user_connection_ids(hub, user);
+        for id in ids {
+            for group in state.connection_groups.get(&id).cloned().unwrap_or_default() {
+                state.leave(hub, &group, &id);
+                groups.insert(group);
+            }
+        }
+        Ok(groups.into_iter().collect())
+    }
+
+    async fn user_in_group(&self, hub: &HubName, user: &UserId, group: &GroupName) -> Result<bool, BackplaneError> {
+        let mut state = self.bus.state.lock();
+        if state.live_user_groups(hub, user).contains(group) {
+            return Ok(true);
+        }
+        let members = state.groups.get(&(hub.clone(), group.clone()));
+        Ok(members.is_some_and(|members| {
+            state
+                .user_connection_ids(hub, user)
+                .iter()
+                .any(|id| members.contains(id))
+        }))
+    }
+
+    async fn user_connections(&self, hub: &HubName, user: &UserId) -> Result<Vec<ConnectionRecord>, BackplaneError> {
+        let state = self.bus.state.lock();
+        let ids = state.user_connection_ids(hub, user);
+        Ok(Self::records(&state, ids.into_iter()))
+    }
+
+    async fn hub_connection_count(&self, hub: &HubName) -> Result<usize, BackplaneError> {
+        Ok(self
+            .bus
+            .state
+            .lock()
+            .connections
+            .values()
+            .filter(|c| c.hub == *hub)
+            .count())
+    }
+}

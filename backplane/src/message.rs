@@ -1,0 +1,114 @@
+//! What crosses nodes: routing metadata plus opaque payload bytes.
+
+use bytes::Bytes;
+
+use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
+use crate::ConnectionRecord;
+
+/// Who a send or a command is for, within one hub.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Every connection of the hub.
+    All,
+    /// The members of a group.
+    Group(GroupName),
+    /// Every connection of a user.
+    User(UserId),
+    /// One connection.
+    Connection(ConnectionId),
+}
+
+/// A subscription: what a node listens to. One channel per hub for `All`, one per
+/// group and user with local members, and one per node for anything addressed to
+/// a connection (the keyspace says which node holds it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Sends to everyone in a hub.
+    All(HubName),
+    /// Sends and commands for a group.
+    Group(HubName, GroupName),
+    /// Sends and commands for a user.
+    User(HubName, UserId),
+    /// Anything addressed to the connections of one node.
+    Node(NodeId),
+}
+
+/// What a node asks the other nodes to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterBody {
+    /// Deliver `payload` (the node's own serialized invocation) to the target's
+    /// local connections, except those listed.
+    Deliver {
+        /// Who receives it.
+        target: Target,
+        /// Connections that must not receive it.
+        except: Vec<ConnectionId>,
+        /// Opaque to the backplane.
+        payload: Bytes,
+    },
+    /// Add the target's local connections (a connection or a user's) to a group.
+    AddToGroup {
+        /// `Connection` or `User`.
+        target: Target,
+        /// The group.
+        group: GroupName,
+    },
+    /// Remove the target's local connections from a group.
+    RemoveFromGroup {
+        /// `Connection` or `User`.
+        target: Target,
+        /// The group.
+        group: GroupName,
+    },
+    /// Close the target's local connections.
+    Close {
+        /// Who is closed.
+        target: Target,
+        /// Connections that stay open.
+        except: Vec<ConnectionId>,
+        /// Sent to the client in the Close message.
+        reason: Option<String>,
+    },
+}
+
+impl ClusterBody {
+    /// The target the body acts on.
+    pub fn target(&self) -> &Target {
+        match self {
+            ClusterBody::Deliver { target, .. }
+            | ClusterBody::AddToGroup { target, .. }
+            | ClusterBody::RemoveFromGroup { target, .. }
+            | ClusterBody::Close { target, .. } => target,
+        }
+    }
+}
+
+/// One message between nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterMessage {
+    /// The node that published it (never delivered back to it).
+    pub origin: NodeId,
+    /// The hub it concerns.
+    pub hub: HubName,
+    /// What to do.
+    pub body: ClusterBody,
+}
+
+/// What arrives in a node's inbox.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BackplaneEvent {
+    /// A message another node published on a channel this node subscribes to.
+    Message(ClusterMessage),
+    /// A node stopped heartbeating and its connections were removed from the
+    /// keyspace. Every live node receives this once per dead node, so that it
+    /// can, for example, mark the removed connections' users offline.
+    NodeDown {
+        /// The node that died.
+        node: NodeId,
+        /// The node that swept it: the one place where cluster-wide
+        /// consequences (a user going offline) are acted on, exactly once.
+        swept_by: NodeId,
+        /// The connections it held, as the keyspace recorded them.
+        removed: Vec<ConnectionRecord>,
+    },
+}

@@ -1,0 +1,12 @@
+-- Adds a live connection to a group.
+--
+-- KEYS[1]: conn key <p>:hub:{<hub>}:conn:<c>
+-- ARGV[1]: hub key base    ARGV[2]: connection id    ARGV[3]: group
+--
+-- Returns 1, or 0 when no such connection is recorded (nothing is written).
+
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+join(ARGV[2], ARGV[3])
+return 1

@@ -1,0 +1,79 @@
+-- Prelude of every per-hub script (prepended at compile time by scripts.rs).
+--
+-- ARGV[1]: the hub's key base "<p>:hub:{<hub>}:" (names.rs, RedisNames::hub_base).
+-- The key builders below mirror names.rs exactly; every user-controlled part
+-- goes through esc(). All keys share the base's hash tag: one cluster slot.
+
+local base = ARGV[1]
+
+-- Percent-escapes '%', ':', '{' and '}' as names.rs `escape` does.
+local function esc(part)
+  return (string.gsub(part, '[%%:{}]', function(c)
+    return string.format('%%%02X', string.byte(c))
+  end))
+end
+
+local hub_conns_key = base .. 'conns'
+local function conn_key(c) return base .. 'conn:' .. esc(c) end
+local function conn_groups_key(c) return base .. 'conn:' .. esc(c) .. ':groups' end
+local function node_conns_key(n) return base .. 'node:' .. esc(n) .. ':conns' end
+local function user_conns_key(u) return base .. 'user:' .. esc(u) .. ':conns' end
+local function user_groups_key(u) return base .. 'user:' .. esc(u) .. ':groups' end
+local function group_conns_key(g) return base .. 'group:' .. esc(g) .. ':conns' end
+
+-- Redis server time in milliseconds: one clock for every node.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Drops a user's expired persistent memberships, keeps the key's TTL at the
+-- latest expiry (none while one membership is forever), returns the live ones.
+local function live_user_groups(u, now)
+  local key = user_groups_key(u)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if #top == 0 then
+    return {}
+  end
+  if top[2] == 'inf' then
+    redis.call('PERSIST', key)
+  else
+    redis.call('PEXPIREAT', key, top[2])
+  end
+  return redis.call('ZRANGE', key, 0, -1)
+end
+
+-- Records both directions of a membership.
+local function join(c, g)
+  redis.call('SADD', group_conns_key(g), c)
+  redis.call('SADD', conn_groups_key(c), g)
+end
+
+-- Forgets both directions of a membership; 1 if the connection was a member.
+local function leave(c, g)
+  redis.call('SREM', conn_groups_key(c), g)
+  return redis.call('SREM', group_conns_key(g), c)
+end
+
+-- Removes a connection and every membership of it. Returns its record as
+-- {node, user, transport, since} (user false when anonymous), or nil.
+local function drop_conn(c)
+  local key = conn_key(c)
+  local rec = redis.call('HMGET', key, 'node', 'user', 'transport', 'since')
+  if not rec[1] then
+    redis.call('DEL', conn_groups_key(c))
+    return nil
+  end
+  redis.call('SREM', node_conns_key(rec[1]), c)
+  if rec[2] then
+    redis.call('SREM', user_conns_key(rec[2]), c)
+  end
+  redis.call('SREM', hub_conns_key, c)
+  for _, g in ipairs(redis.call('SMEMBERS', conn_groups_key(c))) do
+    redis.call('SREM', group_conns_key(g), c)
+  end
+  redis.call('DEL', conn_groups_key(c), key)
+  return rec
+end
+

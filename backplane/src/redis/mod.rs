@@ -1,0 +1,378 @@
+//! The Redis backplane: a cluster of nodes joined by one Redis (or Redis Cluster).
+//!
+//! # Layout
+//! - [`config`]: [`RedisConfig`] and the fred clients built from it.
+//! - [`names`]: every key and channel name, with its type and TTL.
+//! - [`codec`]: the binary encoding of messages between nodes.
+//! - `scripts` + `lua/*.lua`: the keyspace changes, each one atomic script.
+//! - `keyspace`: connections, groups and users on top of the scripts.
+//! - `pubsub`: publishing, subscriptions (with a delayed unsubscribe), receiving.
+//! - `liveness`: heartbeats, dead-node sweeps, and the resync after an outage.
+//! - `memory`: what this node registered, to write back after an outage.
+//!
+//! # Invariants
+//! - One publish per send, on the channel of its target; a node ignores what
+//!   it published itself.
+//! - Every Redis call fails fast with [`BackplaneError::Unavailable`] while
+//!   Redis is unreachable (never waits longer than `command_timeout`); local
+//!   delivery is the node's and does not depend on Redis.
+//! - After any loss (reconnection, heartbeat that finds the node unknown, a
+//!   failed write), the node's subscriptions and connections are written back
+//!   from its own memory; until then [`RedisBackplane::is_ready`] is false.
+//! - Nothing here panics on Redis' or other nodes' input.
+
+pub mod codec;
+pub mod config;
+mod keyspace;
+mod liveness;
+mod memory;
+pub mod names;
+mod pubsub;
+mod scripts;
+mod stats;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use fred::clients::SubscriberClient;
+use fred::prelude::{Client, ClientLike, EventInterface, Value};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::message::{BackplaneEvent, Channel, ClusterMessage};
+use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
+use crate::{Backplane, BackplaneError, ConnectionRecord, MembershipTtl};
+
+pub use config::{ConnectError, RedisConfig};
+pub use names::RedisNames;
+pub use stats::RedisStats;
+
+use memory::Memory;
+use pubsub::Subscriptions;
+use scripts::{LuaScript, Scripts};
+use stats::Counters;
+
+/// One node's handle on the Redis backplane. Dropping it stops its heartbeats
+/// (the others then sweep its connections); [`Backplane::shutdown`] leaves the
+/// cluster cleanly instead.
+pub struct RedisBackplane {
+    shared: Arc<Shared>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// State shared by the handle and its background tasks.
+struct Shared {
+    config: RedisConfig,
+    names: RedisNames,
+    client: Client,
+    subscriber: SubscriberClient,
+    scripts: Scripts,
+    inbox: mpsc::UnboundedSender<BackplaneEvent>,
+    memory: Mutex<Memory>,
+    subscriptions: Mutex<Subscriptions>,
+    /// Hubs this process has recorded in `<p>:hubs` since the last resync.
+    known_hubs: Mutex<std::collections::HashSet<HubName>>,
+    counters: Counters,
+    /// Set when the keyspace may not match memory; cleared by a resync.
+    needs_resync: AtomicBool,
+    /// A resync is writing this node back: not ready until it is done.
+    resyncing: AtomicBool,
+    /// Wakes the maintenance task for an early resync.
+    wake: Notify,
+    heartbeat_ok: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl RedisBackplane {
+    /// Connects to Redis, joins the cluster (heartbeat, event channel) and
+    /// starts the background tasks. Messages and events for this node arrive
+    /// on the returned receiver. Fails if Redis does not answer in time.
+    pub async fn connect(config: RedisConfig) -> Result<(Self, mpsc::UnboundedReceiver<BackplaneEvent>), ConnectError> {
+        config.validate()?;
+        let (client, subscriber) = config.clients()?;
+        let init = async {
+            client.init().await?;
+            subscriber.init().await
+        };
+        let connected = tokio::time::timeout(config.command_timeout * 2, init).await;
+        if let Err(e) = connected
+            .map_err(|_| "timed out".to_owned())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            quit(&client, &subscriber);
+            return Err(ConnectError::Redis(e));
+        }
+        let (inbox, receiver) = mpsc::unbounded_channel();
+        let messages = subscriber.message_rx();
+        let shared = Arc::new(Shared {
+            names: RedisNames::new(&config.prefix),
+            config,
+            client,
+            subscriber,
+            scripts: Scripts::new(),
+            inbox,
+            memory: Mutex::default(),
+            subscriptions: Mutex::default(),
+            known_hubs: Mutex::default(),
+            counters: Counters::default(),
+            needs_resync: AtomicBool::new(false),
+            resyncing: AtomicBool::new(false),
+            wake: Notify::new(),
+            heartbeat_ok: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        let joined = async {
+            shared.subscribe_events().await?;
+            shared.heartbeat().await?;
+            shared.sweep_previous_run().await
+        };
+        if let Err(e) = joined.await {
+            quit(&shared.client, &shared.subscriber);
+            return Err(ConnectError::Redis(e.to_string()));
+        }
+        shared.heartbeat_ok.store(true, Ordering::Relaxed);
+        let span = tracing::info_span!("backplane", node = %shared.config.node);
+        let tasks = vec![
+            tokio::spawn(pubsub::receive(shared.clone(), messages).instrument(span.clone())),
+            tokio::spawn(liveness::heartbeats(shared.clone()).instrument(span.clone())),
+            tokio::spawn(liveness::maintenance(shared.clone()).instrument(span.clone())),
+            tokio::spawn(liveness::watch_connections(shared.clone()).instrument(span)),
+        ];
+        tracing::info!(node = %shared.config.node, prefix = %shared.config.prefix, cluster = shared.config.cluster, "joined the Redis backplane");
+        let backplane = Self {
+            shared,
+            tasks: Mutex::new(tasks),
+        };
+        Ok((backplane, receiver))
+    }
+
+    /// The counters since start, for `/metrics`.
+    pub fn stats(&self) -> RedisStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The names this backplane uses (for operators and tests).
+    pub fn names(&self) -> &RedisNames {
+        &self.shared.names
+    }
+
+    fn stop_tasks(&self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for RedisBackplane {
+    fn drop(&mut self) {
+        self.stop_tasks();
+        quit(&self.shared.client, &self.shared.subscriber);
+    }
+}
+
+/// Closes both connections in the background (no keyspace cleanup).
+fn quit(client: &Client, subscriber: &SubscriberClient) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let (client, subscriber) = (client.clone(), subscriber.clone());
+        runtime.spawn(async move {
+            // Quitting a connection that is already gone fails; nothing is left to close.
+            let _ = client.quit().await;
+            let _ = subscriber.quit().await;
+        });
+    }
+}
+
+impl Shared {
+    /// Runs one Redis call: refused at once while disconnected, bounded by the
+    /// command timeout, errors counted.
+    async fn call<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, BackplaneError> {
+        self.call_with(self.client.is_connected(), what, call).await
+    }
+
+    /// [`Shared::call`] on a client whose connection state is `connected`.
+    async fn call_with<T>(
+        &self,
+        connected: bool,
+        what: &str,
+        call: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, BackplaneError> {
+        let failure = if self.closed.load(Ordering::Relaxed) {
+            format!("{what}: the backplane is shut down")
+        } else if !connected {
+            format!("{what}: not connected to Redis")
+        } else {
+            match tokio::time::timeout(self.config.command_timeout, call).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => format!("{what}: {e}"),
+                Err(_) => format!("{what}: timed out"),
+            }
+        };
+        Counters::bump(&self.counters.redis_errors);
+        Err(BackplaneError::Unavailable(failure))
+    }
+
+    /// Runs a Lua script through [`Shared::call`].
+    async fn script(&self, script: &LuaScript, keys: Vec<String>, args: Vec<String>) -> Result<Value, BackplaneError> {
+        self.call(script.name(), script.run(&self.client, keys, args)).await
+    }
+
+    /// Notes that a keyspace write may not have reached Redis.
+    fn write_failed<T>(&self, result: Result<T, BackplaneError>) -> Result<T, BackplaneError> {
+        if result.is_err() {
+            self.needs_resync.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl Backplane for RedisBackplane {
+    fn node_id(&self) -> &NodeId {
+        &self.shared.config.node
+    }
+
+    fn is_ready(&self) -> bool {
+        let s = &self.shared;
+        !s.closed.load(Ordering::Relaxed)
+            && s.client.is_connected()
+            && s.subscriber.is_connected()
+            && s.heartbeat_ok.load(Ordering::Relaxed)
+            && !s.needs_resync.load(Ordering::Relaxed)
+            && !s.resyncing.load(Ordering::Relaxed)
+    }
+
+    async fn shutdown(&self) -> Result<(), BackplaneError> {
+        let result = self.shared.leave().await;
+        self.stop_tasks();
+        quit(&self.shared.client, &self.shared.subscriber);
+        result
+    }
+
+    async fn publish(&self, msg: ClusterMessage) -> Result<(), BackplaneError> {
+        self.shared.publish(&msg).await
+    }
+
+    async fn subscribe(&self, channel: Channel) -> Result<(), BackplaneError> {
+        self.shared.subscribe(channel).await
+    }
+
+    async fn unsubscribe(&self, channel: Channel) -> Result<(), BackplaneError> {
+        pubsub::unsubscribe(&self.shared, channel);
+        Ok(())
+    }
+
+    async fn register(
+        &self,
+        record: &ConnectionRecord,
+        max_per_user: Option<usize>,
+    ) -> Result<Vec<GroupName>, BackplaneError> {
+        self.shared.register(record, max_per_user).await
+    }
+
+    async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError> {
+        self.shared.unregister(id).await
+    }
+
+    async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError> {
+        self.shared.connection(id).await
+    }
+
+    async fn join_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<(), BackplaneError> {
+        self.shared.join_group(hub, group, id).await
+    }
+
+    async fn leave_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<bool, BackplaneError> {
+        self.shared.leave_group(hub, group, id).await
+    }
+
+    async fn node_connection_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, BackplaneError> {
+        use fred::prelude::{SetsInterface, SortedSetsInterface};
+        let shared = &self.shared;
+        let live =
+            shared
+                .client
+                .zrange::<Vec<String>, _, _, _>(shared.names.live_nodes(), 0, -1, None, false, None, false);
+        let mut nodes: Vec<String> = shared.call("ZRANGE live", live).await?;
+        nodes.sort();
+        let mut counts = Vec::with_capacity(nodes.len());
+        for node in nodes.into_iter().map(NodeId::from) {
+            let key = shared.names.node_conns(hub, &node);
+            let count: u64 = shared.call("SCARD node conns", shared.client.scard(key)).await?;
+            counts.push((node, usize::try_from(count).unwrap_or(usize::MAX)));
+        }
+        Ok(counts)
+    }
+
+    async fn connection_groups(&self, hub: &HubName, id: &ConnectionId) -> Result<Vec<GroupName>, BackplaneError> {
+        let key = self.shared.names.conn_groups(hub, id);
+        let groups: Vec<String> = self
+            .shared
+            .call(
+                "SMEMBERS",
+                fred::prelude::SetsInterface::smembers(&self.shared.client, key),
+            )
+            .await?;
+        Ok(groups.into_iter().map(GroupName::from).collect())
+    }
+
+    async fn group_connections(
+        &self,
+        hub: &HubName,
+        group: &GroupName,
+    ) -> Result<Vec<ConnectionRecord>, BackplaneError> {
+        self.shared
+            .records(hub, self.shared.names.group_conns(hub, group))
+            .await
+    }
+
+    async fn add_user_to_group(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        group: &GroupName,
+        ttl: MembershipTtl,
+    ) -> Result<(), BackplaneError> {
+        self.shared.add_user_to_group(hub, user, group, ttl).await
+    }
+
+    async fn remove_user_from_group(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        group: &GroupName,
+    ) -> Result<bool, BackplaneError> {
+        self.shared.remove_user_from_group(hub, user, group).await
+    }
+
+    async fn remove_user_from_all_groups(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+    ) -> Result<Vec<GroupName>, BackplaneError> {
+        self.shared.remove_user_from_all_groups(hub, user).await
+    }
+
+    async fn user_in_group(&self, hub: &HubName, user: &UserId, group: &GroupName) -> Result<bool, BackplaneError> {
+        self.shared.user_in_group(hub, user, group).await
+    }
+
+    async fn user_connections(&self, hub: &HubName, user: &UserId) -> Result<Vec<ConnectionRecord>, BackplaneError> {
+        self.shared.records(hub, self.shared.names.user_conns(hub, user)).await
+    }
+
+    async fn hub_connection_count(&self, hub: &HubName) -> Result<usize, BackplaneError> {
+        let key = self.shared.names.hub_conns(hub);
+        let count: u64 = self
+            .shared
+            .call("SCARD", fred::prelude::SetsInterface::scard(&self.shared.client, key))
+            .await?;
+        Ok(usize::try_from(count).unwrap_or(usize::MAX))
+    }
+}

@@ -1,0 +1,224 @@
+//! Every Redis key and channel name of the backplane, built in one place.
+//!
+//! In the table `<p>` is the configured prefix and `<hub>`, `<c>` (connection),
+//! `<n>` (node), `<u>` (user), `<g>` (group) are escaped name parts; braces are
+//! literal Redis Cluster hash tags.
+//!
+//! | name | type | TTL | what |
+//! |---|---|---|---|
+//! | `<p>:{nodes}:live` | zset node → last heartbeat (ms, Redis clock) | none | liveness |
+//! | `<p>:{nodes}:dead` | zset node → when a sweeper claimed it (ms) | none | sweeps under way |
+//! | `<p>:sweep:<n>` | string: the sweeping node | `PX` lock TTL | one sweeper per dead node |
+//! | `<p>:hubs` | set of hub names | none | which hubs a sweep or a lookup visits |
+//! | `<p>:hub:{<hub>}:conns` | set of connection ids | none | connections of a hub (counts) |
+//! | `<p>:hub:{<hub>}:conn:<c>` | hash `node`, `hub`, `user` (absent: anonymous), `transport`, `since` (ms) | none | where a connection lives |
+//! | `<p>:hub:{<hub>}:conn:<c>:groups` | set of group names | none | what to leave on disconnect |
+//! | `<p>:hub:{<hub>}:node:<n>:conns` | set of connection ids | none | what to sweep when `n` dies |
+//! | `<p>:hub:{<hub>}:user:<u>:conns` | set of connection ids | none | a user's connections, limit |
+//! | `<p>:hub:{<hub>}:user:<u>:groups` | zset group → expiry (ms, `+inf` = forever) | `PEXPIREAT` latest expiry, none if one is forever | persistent user memberships |
+//! | `<p>:hub:{<hub>}:group:<g>:conns` | set of connection ids | none | a group's connections |
+//! | `<p>:hub:<hub>:all` | channel | | sends to a whole hub |
+//! | `<p>:hub:<hub>:group:<g>` | channel | | sends and commands for a group |
+//! | `<p>:hub:<hub>:user:<u>` | channel | | sends and commands for a user |
+//! | `<p>:node:<n>` | channel | | anything for the connections of one node |
+//! | `<p>:events` | channel | | cluster events (a node died) |
+//!
+//! Sets and zsets vanish when their last member leaves, so a connection that
+//! unregisters leaves no key behind.
+//!
+//! # Invariants
+//! - Escaping is injective: `%`, `:`, `{` and `}` in a name part become `%25`,
+//!   `%3A`, `%7B`, `%7D`, so a part never contains a separator or a brace and a
+//!   group named `a:b` cannot collide with anything else.
+//! - The second segment (`hub`, `node`, `{nodes}`, `sweep`, `hubs`, `events`) is
+//!   a literal that tells the families apart.
+//! - Every key of a hub carries the hub as hash tag, so every Lua script (which
+//!   only touches one hub) runs in one slot of a Redis Cluster. The price: one
+//!   hub's keyspace lives on one shard. Channels carry no hash tag, so sharded
+//!   pub/sub spreads them over every shard.
+//! - `lua/prelude.lua` builds the per-hub names inside scripts and mirrors this
+//!   module exactly; the keyspace tests check both agree.
+
+use std::fmt::Write as _;
+
+use crate::message::Channel;
+use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
+
+/// Builds the names of one prefix.
+#[derive(Clone, Debug)]
+pub struct RedisNames {
+    prefix: String,
+}
+
+/// Escapes one user-controlled name part (see the module invariants).
+pub fn escape(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for c in part.chars() {
+        match c {
+            '%' | ':' | '{' | '}' => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "%{:02X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl RedisNames {
+    /// Names under `prefix`, which must not contain `{` or `}` (checked by the
+    /// configuration).
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The prefix itself.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<p>:{nodes}:live`: zset node → last heartbeat.
+    pub fn live_nodes(&self) -> String {
+        format!("{}:{{nodes}}:live", self.prefix)
+    }
+
+    /// `<p>:{nodes}:dead`: zset node → when its sweep was claimed.
+    pub fn dead_nodes(&self) -> String {
+        format!("{}:{{nodes}}:dead", self.prefix)
+    }
+
+    /// `<p>:sweep:<n>`: the lock held while `node` is swept.
+    pub fn sweep_lock(&self, node: &NodeId) -> String {
+        format!("{}:sweep:{}", self.prefix, escape(node.as_str()))
+    }
+
+    /// `<p>:hubs`: set of hubs that ever had a connection.
+    pub fn hubs(&self) -> String {
+        format!("{}:hubs", self.prefix)
+    }
+
+    /// `<p>:hub:{<hub>}:`: what every key of a hub starts with (the Lua
+    /// scripts' `ARGV[1]`).
+    pub fn hub_base(&self, hub: &HubName) -> String {
+        format!("{}:hub:{{{}}}:", self.prefix, escape(hub.as_str()))
+    }
+
+    /// `<p>:hub:{<hub>}:conns`: set of the hub's connections.
+    pub fn hub_conns(&self, hub: &HubName) -> String {
+        format!("{}conns", self.hub_base(hub))
+    }
+
+    /// `<p>:hub:{<hub>}:conn:<c>`: hash, the connection's record.
+    pub fn conn(&self, hub: &HubName, id: &ConnectionId) -> String {
+        format!("{}conn:{}", self.hub_base(hub), escape(id.as_str()))
+    }
+
+    /// `<p>:hub:{<hub>}:conn:<c>:groups`: set of the connection's groups.
+    pub fn conn_groups(&self, hub: &HubName, id: &ConnectionId) -> String {
+        format!("{}conn:{}:groups", self.hub_base(hub), escape(id.as_str()))
+    }
+
+    /// `<p>:hub:{<hub>}:node:<n>:conns`: set of a node's connections in the hub.
+    pub fn node_conns(&self, hub: &HubName, node: &NodeId) -> String {
+        format!("{}node:{}:conns", self.hub_base(hub), escape(node.as_str()))
+    }
+
+    /// `<p>:hub:{<hub>}:user:<u>:conns`: set of a user's connections.
+    pub fn user_conns(&self, hub: &HubName, user: &UserId) -> String {
+        format!("{}user:{}:conns", self.hub_base(hub), escape(user.as_str()))
+    }
+
+    /// `<p>:hub:{<hub>}:user:<u>:groups`: zset of a user's persistent groups.
+    pub fn user_groups(&self, hub: &HubName, user: &UserId) -> String {
+        format!("{}user:{}:groups", self.hub_base(hub), escape(user.as_str()))
+    }
+
+    /// `<p>:hub:{<hub>}:group:<g>:conns`: set of a group's connections.
+    pub fn group_conns(&self, hub: &HubName, group: &GroupName) -> String {
+        format!("{}group:{}:conns", self.hub_base(hub), escape(group.as_str()))
+    }
+
+    /// The pub/sub channel of a subscription.
+    pub fn channel(&self, channel: &Channel) -> String {
+        let p = &self.prefix;
+        match channel {
+            Channel::All(hub) => format!("{p}:hub:{}:all", escape(hub.as_str())),
+            Channel::Group(hub, g) => format!("{p}:hub:{}:group:{}", escape(hub.as_str()), escape(g.as_str())),
+            Channel::User(hub, u) => format!("{p}:hub:{}:user:{}", escape(hub.as_str()), escape(u.as_str())),
+            Channel::Node(node) => format!("{p}:node:{}", escape(node.as_str())),
+        }
+    }
+
+    /// `<p>:events`: the channel of cluster events.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_keeps_separators_and_braces_out_of_parts() {
+        assert_eq!(escape("plain-name_1"), "plain-name_1");
+        assert_eq!(escape("a:b"), "a%3Ab");
+        assert_eq!(escape("{x}%"), "%7Bx%7D%25");
+        assert_eq!(escape("é:ü"), "é%3Aü");
+    }
+
+    #[test]
+    fn escaping_is_injective_on_tricky_names() {
+        let parts = ["a:b", "a%3Ab", "a", "b", "a:", ":b", "%", "%25", "{a}", ""];
+        let escaped: std::collections::HashSet<String> = parts.iter().map(|p| escape(p)).collect();
+        assert_eq!(escaped.len(), parts.len());
+    }
+
+    #[test]
+    fn group_named_like_a_key_suffix_does_not_collide() {
+        let names = RedisNames::new("hw");
+        let hub = HubName::from("chat");
+        let tricky = names.group_conns(&hub, &GroupName::from("x:conns"));
+        let plain = names.group_conns(&hub, &GroupName::from("x"));
+        assert_ne!(tricky, plain);
+        assert_eq!(tricky, "hw:hub:{chat}:group:x%3Aconns:conns");
+    }
+
+    #[test]
+    fn keys_of_a_hub_share_its_hash_tag() {
+        let names = RedisNames::new("hw");
+        let hub = HubName::from("we{ir}d");
+        let keys = [
+            names.hub_conns(&hub),
+            names.conn(&hub, &ConnectionId::from("c")),
+            names.user_groups(&hub, &UserId::from("u}{")),
+            names.group_conns(&hub, &GroupName::from("{g}")),
+        ];
+        for key in keys {
+            let open = key.find('{').map(|i| i + 1);
+            let tag = open.and_then(|i| key[i..].find('}').map(|j| &key[i..i + j]));
+            assert_eq!(tag, Some("we%7Bir%7Dd"), "{key}");
+        }
+    }
+
+    #[test]
+    fn channels_are_distinct_per_kind() {
+        let names = RedisNames::new("hw");
+        let hub = HubName::from("node");
+        let all = names.channel(&Channel::All(hub.clone()));
+        let node = names.channel(&Channel::Node(NodeId::from("all")));
+        assert_ne!(all, node);
+        assert_eq!(all, "hw:hub:node:all");
+        assert_eq!(node, "hw:node:all");
+        assert_eq!(
+            names.channel(&Channel::Group(hub.clone(), GroupName::from("a:b"))),
+            "hw:hub:node:group:a%3Ab"
+        );
+        assert_eq!(
+            names.channel(&Channel::User(hub, UserId::from("u"))),
+            "hw:hub:node:user:u"
+        );
+    }
+}

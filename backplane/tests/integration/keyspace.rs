@@ -1,0 +1,167 @@
+//! What the Redis backplane writes, read back with an independent client (the
+//! `redis` crate): names and types as `names.rs` documents them, the Lua
+//! scripts' names agreeing with Rust's, and nothing left behind.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use hubwire_backplane::redis::codec;
+use hubwire_backplane::{
+    AnyBackplane, Backplane, BackplaneEvent, Channel, ConnectionId, GroupName, HubName, MembershipTtl, NodeId,
+    RedisNames, Target, UserId,
+};
+use hubwire_test_support::{unique_prefix, RedisServer};
+
+use crate::common::{deliver, record, redis_node};
+
+fn connect(server: &RedisServer) -> redis::Connection {
+    match redis::Client::open(server.url()).and_then(|c| c.get_connection()) {
+        Ok(connection) => connection,
+        Err(e) => panic!("independent client: {e}"),
+    }
+}
+
+/// Every key under the prefix, with its type.
+fn keys(con: &mut redis::Connection, prefix: &str) -> BTreeMap<String, String> {
+    let names: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query(con).expect("KEYS");
+    names
+        .into_iter()
+        .map(|key| {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(con).expect("TYPE");
+            (key, kind)
+        })
+        .collect()
+}
+
+fn query<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> T {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    match cmd.query(con) {
+        Ok(value) => value,
+        Err(e) => panic!("{args:?}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_named_and_typed_as_documented_and_cleaned_up() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("keyspace");
+    let node = redis_node(&server.url(), &prefix, "n:1", false).await;
+    let names = RedisNames::new(&prefix);
+    let (hub, user) = (HubName::from("chat"), UserId::from("u:{1}"));
+    let (group, id) = (GroupName::from("g:a{b}%"), ConnectionId::from("c:1"));
+    let bp = &node.backplane;
+    let rec = record("c:1", &node.id(), "chat", Some("u:{1}"));
+    bp.register(&rec, Some(5)).await.expect("register");
+    bp.join_group(&hub, &group, &id).await.expect("join");
+    bp.add_user_to_group(&hub, &user, &"forever".into(), MembershipTtl::Forever)
+        .await
+        .expect("add");
+    bp.add_user_to_group(
+        &hub,
+        &user,
+        &"short".into(),
+        MembershipTtl::For(Duration::from_secs(60)),
+    )
+    .await
+    .expect("add");
+
+    let mut con = connect(&server);
+    let expected: BTreeMap<String, String> = [
+        (names.live_nodes(), "zset"),
+        (names.hubs(), "set"),
+        (names.hub_conns(&hub), "set"),
+        (names.conn(&hub, &id), "hash"),
+        (names.conn_groups(&hub, &id), "set"),
+        (names.node_conns(&hub, &node.id()), "set"),
+        (names.user_conns(&hub, &user), "set"),
+        (names.user_groups(&hub, &user), "zset"),
+        (names.group_conns(&hub, &group), "set"),
+        (names.group_conns(&hub, &"forever".into()), "set"),
+        (names.group_conns(&hub, &"short".into()), "set"),
+    ]
+    .into_iter()
+    .map(|(k, t)| (k, t.to_owned()))
+    .collect();
+    assert_eq!(keys(&mut con, &prefix), expected);
+    assert!(names
+        .group_conns(&hub, &group)
+        .ends_with(":group:g%3Aa%7Bb%7D%25:conns"));
+
+    let hash: BTreeMap<String, String> = query(&mut con, &["HGETALL", &names.conn(&hub, &id)]);
+    let fields: BTreeMap<String, String> = [
+        ("node", "n:1"),
+        ("hub", "chat"),
+        ("user", "u:{1}"),
+        ("transport", "WebSockets"),
+        ("since", "1732000000000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(hash, fields);
+    let groups: BTreeSet<String> = query(&mut con, &["SMEMBERS", &names.conn_groups(&hub, &id)]);
+    assert_eq!(
+        groups,
+        ["forever", "g:a{b}%", "short"].into_iter().map(String::from).collect()
+    );
+    let forever: String = query(&mut con, &["ZSCORE", &names.user_groups(&hub, &user), "forever"]);
+    assert_eq!(forever, "inf");
+    let ttl: i64 = query(&mut con, &["PTTL", &names.user_groups(&hub, &user)]);
+    assert_eq!(ttl, -1, "a forever membership keeps the key");
+    bp.remove_user_from_group(&hub, &user, &"forever".into())
+        .await
+        .expect("remove");
+    let ttl: i64 = query(&mut con, &["PTTL", &names.user_groups(&hub, &user)]);
+    assert!(
+        ttl > 50_000 && ttl <= 60_000,
+        "expires with its latest membership: {ttl}"
+    );
+    let beat: f64 = query(&mut con, &["ZSCORE", &names.live_nodes(), "n:1"]);
+    assert!(beat > 1.7e12);
+
+    bp.remove_user_from_all_groups(&hub, &user).await.expect("remove all");
+    bp.unregister(&id).await.expect("unregister");
+    let left: Vec<String> = keys(&mut con, &prefix).into_keys().collect();
+    assert_eq!(left, [names.hubs(), names.live_nodes()]);
+    bp.shutdown().await.expect("shutdown");
+    let left: Vec<String> = keys(&mut con, &prefix).into_keys().collect();
+    assert_eq!(left, [names.hubs()], "only the list of hubs outlives the nodes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_is_one_publish_on_its_channel() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("publish");
+    let node = redis_node(&server.url(), &prefix, "origin", false).await;
+    let names = RedisNames::new(&prefix);
+    let channel = names.channel(&Channel::Group(HubName::from("chat"), GroupName::from("room:1")));
+    assert_eq!(channel, format!("{prefix}:hub:chat:group:room%3A1"));
+
+    let mut listener = connect(&server);
+    let mut pubsub = listener.as_pubsub();
+    pubsub.subscribe(&channel).expect("subscribe");
+    pubsub
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+
+    let msg = deliver(
+        &NodeId::from("origin"),
+        "chat",
+        Target::Group("room:1".into()),
+        "payload",
+    );
+    node.backplane.publish(msg.clone()).await.expect("publish");
+    let received = pubsub.get_message().expect("one message");
+    assert_eq!(received.get_channel_name(), channel);
+    let frame: Vec<u8> = received.get_payload().expect("bytes");
+    let (origin, event) = codec::decode(frame.into()).expect("decodes");
+    assert_eq!(origin, NodeId::from("origin"));
+    assert_eq!(event, BackplaneEvent::Message(msg));
+    assert!(pubsub.get_message().is_err(), "exactly one publish");
+    if let AnyBackplane::Redis(redis) = &node.backplane {
+        assert_eq!(redis.stats().published, 1);
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the backplane, against real `redis-server` processes
+//! started by the tests themselves (see `hubwire-test-support`).
+//!
+//! - [`behaviour`]: one suite, run against the in-process bus and Redis.
+//! - [`keyspace`]: what lands in Redis, read with an independent client.
+//! - [`dead_node`]: a node that stops heartbeating is swept by the others.
+//! - [`outage`]: Redis stops and comes back, or loses its data.
+//! - [`cluster`]: Redis Cluster with sharded pub/sub.
+
+mod behaviour;
+mod cluster;
+mod common;
+mod dead_node;
+mod keyspace;
+mod outage;

@@ -1,0 +1,7 @@
+//! The load scenarios, one module each. Every scenario is bounded in time and
+//! count, prints a progress line while it runs, and stops by itself.
+
+pub mod broadcast;
+pub mod chat;
+pub mod echo;
+pub mod idle;

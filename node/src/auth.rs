@@ -1,0 +1,318 @@
+//! User authentication: JWTs from `Authorization: Bearer` or `access_token`.
+//!
+//! Tokens are HS256 with the configured secret, or RS256 / ES256 with a
+//! configured public key. The claims hubwire reads: `sub` (the user id), `name`,
+//! `tenant`, `roles`, `channels` (a string or a list each), and `exp`, which is
+//! required and enforced with a small leeway for clock skew.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::HttpRequest;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use hubwire_backplane::UserId;
+
+/// Seconds of clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 5;
+
+/// Who is behind a connection or a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The `sub` claim.
+    pub user: UserId,
+    /// The `name` claim.
+    pub name: Option<String>,
+    /// The `tenant` claim.
+    pub tenant: Option<String>,
+    /// The `roles` claim.
+    pub roles: Vec<String>,
+    /// The `channels` claim: patterns of channels the user may subscribe to.
+    pub channels: Vec<String>,
+}
+
+/// A claim that may be one string or a list of strings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// The claims of a user token.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "is_none")]
+    roles: OneOrMany,
+    #[serde(default, skip_serializing_if = "is_none")]
+    channels: OneOrMany,
+}
+
+fn is_none(v: &OneOrMany) -> bool {
+    matches!(v, OneOrMany::None)
+}
+
+impl Claims {
+    /// Claims for a development token valid for `ttl_secs`.
+    pub fn new(sub: &str, ttl_secs: u64) -> Self {
+        Self {
+            sub: sub.into(),
+            exp: unix_now() + ttl_secs,
+            name: None,
+            tenant: None,
+            roles: OneOrMany::None,
+            channels: OneOrMany::None,
+        }
+    }
+    /// Sets the roles.
+    pub fn with_roles(mut self, roles: Vec<String>) -> Self {
+        self.roles = if roles.is_empty() {
+            OneOrMany::None
+        } else {
+            OneOrMany::Many(roles)
+        };
+        self
+    }
+    /// Sets the channel patterns.
+    pub fn with_channels(mut self, channels: Vec<String>) -> Self {
+        self.channels = if channels.is_empty() {
+            OneOrMany::None
+        } else {
+            OneOrMany::Many(channels)
+        };
+        self
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Why a token or a key was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No token in the request.
+    #[error("no access token")]
+    Missing,
+    /// The token is malformed, badly signed or expired.
+    #[error("invalid access token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    /// The configured key cannot be used.
+    #[error("unusable key {path}: {reason}")]
+    Key {
+        /// Where the key came from.
+        path: String,
+        /// Why it is unusable.
+        reason: String,
+    },
+}
+
+/// Verifies user tokens (and issues development ones).
+pub struct Authenticator {
+    hs256: (EncodingKey, DecodingKey),
+    public: Option<(DecodingKey, Algorithm)>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl Authenticator {
+    /// Builds the verifier from the configuration, creating the development
+    /// secret under `data_dir` when no secret is configured.
+    pub fn from_config(config: &Config) -> Result<Self, AuthError> {
+        let secret = match &config.jwt_secret {
+            Some(s) => s.clone(),
+            None => dev_secret(&config.data_dir)?,
+        };
+        let public = match &config.jwt_public_key_file {
+            Some(path) => Some(load_public_key(path)?),
+            None => None,
+        };
+        Ok(Self {
+            hs256: (
+                EncodingKey::from_secret(secret.as_bytes()),
+                DecodingKey::from_secret(secret.as_bytes()),
+            ),
+            public,
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+        })
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = LEEWAY_SECS;
+        v.set_required_spec_claims(&["exp", "sub"]);
+        match &self.audience {
+            Some(aud) => v.set_audience(&[aud]),
+            None => v.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+        }
+        v
+    }
+
+    /// Verifies a token and returns who it stands for.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token)?;
+        let key = match (header.alg, &self.public) {
+            (Algorithm::HS256, _) => &self.hs256.1,
+            (alg, Some((key, expected))) if alg == *expected => key,
+            _ => {
+                return Err(jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm).into())
+            }
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation(header.alg))?;
+        let c = data.claims;
+        Ok(Principal {
+            user: UserId::from(c.sub),
+            name: c.name,
+            tenant: c.tenant,
+            roles: c.roles.into_vec(),
+            channels: c.channels.into_vec(),
+        })
+    }
+
+    /// Signs claims with the HS256 secret (the `token` subcommand, tests).
+    pub fn issue(&self, claims: &Claims) -> Result<String, AuthError> {
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &self.hs256.0,
+        )?)
+    }
+}
+
+/// The token of a request: `Authorization: Bearer`, else the `access_token` query
+/// parameter (browsers cannot set headers on WebSocket and EventSource requests).
+pub fn request_token(req: &HttpRequest) -> Option<String> {
+    if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        if let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
+            return Some(token.trim().to_owned());
+        }
+    }
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Reads, or creates once, the development HS256 secret kept in `data_dir`.
+fn dev_secret(data_dir: &Path) -> Result<String, AuthError> {
+    let path = data_dir.join("dev-jwt-secret");
+    let key_error = |e: std::io::Error| AuthError::Key {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(existing.trim().to_owned());
+    }
+    std::fs::create_dir_all(data_dir).map_err(key_error)?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
+    std::fs::write(&path, &secret).map_err(key_error)?;
+    tracing::warn!(path = %path.display(), "no HUBWIRE_JWT_SECRET configured: using a generated development secret");
+    Ok(secret)
+}
+
+fn load_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), AuthError> {
+    let key_error = |reason: String| AuthError::Key {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| key_error(e.to_string()))?;
+    if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
+        return Ok((key, Algorithm::RS256));
+    }
+    DecodingKey::from_ec_pem(&pem)
+        .map(|key| (key, Algorithm::ES256))
+        .map_err(|e| key_error(format!("neither an RSA nor an EC public key: {e}")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn authenticator() -> Authenticator {
+        let config = Config {
+            jwt_secret: Some("test-secret".into()),
+            ..Config::default()
+        };
+        Authenticator::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn issued_tokens_verify_with_their_claims() {
+        let auth = authenticator();
+        let mut claims = Claims::new("alice", 60).with_roles(vec!["admin".into()]);
+        claims.tenant = Some("t1".into());
+        let principal = auth.verify(&auth.issue(&claims).unwrap()).unwrap();
+        assert_eq!(principal.user.as_str(), "alice");
+        assert_eq!(principal.tenant.as_deref(), Some("t1"));
+        assert_eq!(principal.roles, vec!["admin"]);
+    }
+
+    #[test]
+    fn expired_and_foreign_tokens_are_refused() {
+        let auth = authenticator();
+        let mut claims = Claims::new("alice", 0);
+        claims.exp = unix_now() - 60;
+        assert!(auth.verify(&auth.issue(&claims).unwrap()).is_err());
+        let other = Authenticator::from_config(&Config {
+            jwt_secret: Some("another".into()),
+            ..Config::default()
+        })
+        .unwrap();
+        let token = other.issue(&Claims::new("alice", 60)).unwrap();
+        assert!(auth.verify(&token).is_err());
+        assert!(auth.verify("not a token").is_err());
+    }
+
+    #[test]
+    fn a_single_role_string_is_accepted() {
+        let auth = authenticator();
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+        let body = format!(
+            r#"{{"sub":"bob","exp":{},"roles":"admin","channels":"task-*"}}"#,
+            unix_now() + 60
+        );
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body);
+        let signed = jsonwebtoken::crypto::sign(
+            format!("{header}.{body}").as_bytes(),
+            &EncodingKey::from_secret(b"test-secret"),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        let principal = auth.verify(&format!("{header}.{body}.{signed}")).unwrap();
+        assert_eq!(principal.roles, vec!["admin"]);
+        assert_eq!(principal.channels, vec!["task-*"]);
+    }
+}

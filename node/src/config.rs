@@ -1,0 +1,285 @@
+//! Node configuration: a TOML file, then `HUBWIRE_*` environment variables on top.
+//!
+//! Every field states its default; `docs/configuration.md` lists them all. The
+//! environment names are a contract with operators and the Helm chart.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything a node can be told. Field names are the TOML keys; each has an
+/// environment variable `HUBWIRE_<FIELD>` (upper-case) that overrides the file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`; port 0 picks a free port.
+    pub listen: String,
+    /// This node's id in the cluster. Default: random at every start.
+    pub node_id: Option<String>,
+    /// HS256 key for user tokens. Default: none, in which case a development key
+    /// is generated once and kept in `<data_dir>/dev-jwt-secret`.
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RSA or EC public key: user tokens signed RS256 / ES256
+    /// are accepted too. Default: none.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `iss` claim of user tokens. Default: not checked.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim of user tokens. Default: not checked.
+    pub jwt_audience: Option<String>,
+    /// Access key for the REST API (HS256 bearer tokens as Azure SignalR Service
+    /// uses them). Default: none; then only admin JWTs (user tokens whose `roles`
+    /// hold `admin`) are accepted by the REST API.
+    pub access_key: Option<String>,
+    /// Redis URL (`redis://host:port`); absent: the in-process backplane, a
+    /// single node. In cluster mode any master's URL. Default: absent.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel. Default `hubwire`.
+    pub redis_prefix: String,
+    /// Redis Cluster: sharded pub/sub and hash-tagged keys. Default `false`.
+    pub redis_cluster: bool,
+    /// Milliseconds between this node's heartbeats in Redis. Default 2000.
+    pub node_heartbeat_ms: u64,
+    /// Milliseconds without a heartbeat after which a node counts as dead and
+    /// its connections are removed from the cluster. Default 10000.
+    pub node_dead_after_ms: u64,
+    /// Directory for the embedded database and the development key. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Hubs that accept connections without a token (comma-separated in the
+    /// environment). Default: none; every hub requires a valid token.
+    pub anonymous_hubs: Vec<String>,
+    /// Whether the built-in `diagnostics` hub is served. Default `true`.
+    pub diagnostics_hub: bool,
+    /// Seconds without a send after which the server sends a Ping. Default 15.
+    pub keep_alive_secs: u64,
+    /// Seconds without anything from a client after which it is closed. Default 30.
+    pub client_timeout_secs: u64,
+    /// Seconds a client has to complete the handshake. Default 15.
+    pub handshake_timeout_secs: u64,
+    /// Largest hub message a client may send, in bytes. Default 32768.
+    pub max_message_size: usize,
+    /// Messages that may wait for one connection before it counts as slow and
+    /// is closed. Default 1024.
+    pub outbound_queue: usize,
+    /// Connections one user may hold per hub, cluster-wide; 0 = unlimited. Default 5.
+    pub max_connections_per_user: usize,
+    /// Send exception details to clients in errors. Default `false`.
+    pub detailed_errors: bool,
+    /// HTTP worker threads. Default: the number of cores.
+    pub workers: Option<usize>,
+    /// Seconds graceful shutdown waits for connections to close. Default 10.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            node_id: None,
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            access_key: None,
+            redis_url: None,
+            redis_prefix: "hubwire".into(),
+            redis_cluster: false,
+            node_heartbeat_ms: 2000,
+            node_dead_after_ms: 10_000,
+            data_dir: PathBuf::from("./data"),
+            anonymous_hubs: Vec::new(),
+            diagnostics_hub: true,
+            keep_alive_secs: 15,
+            client_timeout_secs: 30,
+            handshake_timeout_secs: 15,
+            max_message_size: 32 * 1024,
+            outbound_queue: 1024,
+            max_connections_per_user: 5,
+            detailed_errors: false,
+            workers: None,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this structure.
+    #[error("invalid configuration file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// An environment variable has a value of the wrong kind.
+    #[error("invalid value {value:?} for {name}: {reason}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads the file (if any), then applies the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Applies `HUBWIRE_*` variables as returned by `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parsed<T: std::str::FromStr>(name: &str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.into(),
+                value: value.clone(),
+                reason: e.to_string(),
+            })
+        }
+        macro_rules! env_field {
+            ($field:ident, $name:literal, text) => {
+                if let Some(v) = get($name) {
+                    self.$field = v;
+                }
+            };
+            ($field:ident, $name:literal, optional) => {
+                if let Some(v) = get($name) {
+                    self.$field = Some(v.into()).filter(|s: &String| !s.is_empty());
+                }
+            };
+            ($field:ident, $name:literal, path) => {
+                if let Some(v) = get($name) {
+                    self.$field = v.into();
+                }
+            };
+            ($field:ident, $name:literal, optional_path) => {
+                if let Some(v) = get($name) {
+                    self.$field = Some(v.into()).filter(|p: &PathBuf| !p.as_os_str().is_empty());
+                }
+            };
+            ($field:ident, $name:literal, parse) => {
+                if let Some(v) = get($name) {
+                    self.$field = parsed($name, v)?;
+                }
+            };
+            ($field:ident, $name:literal, optional_parse) => {
+                if let Some(v) = get($name) {
+                    self.$field = Some(parsed($name, v)?);
+                }
+            };
+            ($field:ident, $name:literal, list) => {
+                if let Some(v) = get($name) {
+                    self.$field = v
+                        .split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                }
+            };
+        }
+        env_field!(listen, "HUBWIRE_LISTEN", text);
+        env_field!(node_id, "HUBWIRE_NODE_ID", optional);
+        env_field!(jwt_secret, "HUBWIRE_JWT_SECRET", optional);
+        env_field!(jwt_public_key_file, "HUBWIRE_JWT_PUBLIC_KEY_FILE", optional_path);
+        env_field!(jwt_issuer, "HUBWIRE_JWT_ISSUER", optional);
+        env_field!(jwt_audience, "HUBWIRE_JWT_AUDIENCE", optional);
+        env_field!(access_key, "HUBWIRE_ACCESS_KEY", optional);
+        env_field!(redis_url, "HUBWIRE_REDIS_URL", optional);
+        env_field!(redis_prefix, "HUBWIRE_REDIS_PREFIX", text);
+        env_field!(redis_cluster, "HUBWIRE_REDIS_CLUSTER", parse);
+        env_field!(node_heartbeat_ms, "HUBWIRE_NODE_HEARTBEAT_MS", parse);
+        env_field!(node_dead_after_ms, "HUBWIRE_NODE_DEAD_AFTER_MS", parse);
+        env_field!(data_dir, "HUBWIRE_DATA_DIR", path);
+        env_field!(anonymous_hubs, "HUBWIRE_ANONYMOUS_HUBS", list);
+        env_field!(diagnostics_hub, "HUBWIRE_DIAGNOSTICS_HUB", parse);
+        env_field!(keep_alive_secs, "HUBWIRE_KEEP_ALIVE_SECS", parse);
+        env_field!(client_timeout_secs, "HUBWIRE_CLIENT_TIMEOUT_SECS", parse);
+        env_field!(handshake_timeout_secs, "HUBWIRE_HANDSHAKE_TIMEOUT_SECS", parse);
+        env_field!(max_message_size, "HUBWIRE_MAX_MESSAGE_SIZE", parse);
+        env_field!(outbound_queue, "HUBWIRE_OUTBOUND_QUEUE", parse);
+        env_field!(max_connections_per_user, "HUBWIRE_MAX_CONNECTIONS_PER_USER", parse);
+        env_field!(detailed_errors, "HUBWIRE_DETAILED_ERRORS", parse);
+        env_field!(workers, "HUBWIRE_WORKERS", optional_parse);
+        env_field!(shutdown_timeout_secs, "HUBWIRE_SHUTDOWN_TIMEOUT_SECS", parse);
+        Ok(())
+    }
+
+    /// Keep-alive interval.
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_secs)
+    }
+    /// Client timeout.
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_secs(self.client_timeout_secs)
+    }
+    /// Handshake timeout.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+    /// Whether `hub` accepts connections without a token.
+    pub fn hub_is_anonymous(&self, hub: &str) -> bool {
+        self.anonymous_hubs.iter().any(|h| h.eq_ignore_ascii_case(hub))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_file_values() {
+        let mut config: Config = toml::from_str("listen = \"0.0.0.0:1\"\nkeep_alive_secs = 3").unwrap();
+        config
+            .apply_env(|name| match name {
+                "HUBWIRE_LISTEN" => Some("127.0.0.1:9".into()),
+                "HUBWIRE_ANONYMOUS_HUBS" => Some("diagnostics, chat".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9");
+        assert_eq!(config.keep_alive_secs, 3);
+        assert_eq!(config.anonymous_hubs, vec!["diagnostics", "chat"]);
+        assert!(config.hub_is_anonymous("Diagnostics"));
+        assert_eq!(config.max_message_size, 32768);
+    }
+
+    #[test]
+    fn bad_numbers_and_unknown_keys_are_errors() {
+        let mut config = Config::default();
+        let err = config
+            .apply_env(|name| (name == "HUBWIRE_KEEP_ALIVE_SECS").then(|| "soon".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("HUBWIRE_KEEP_ALIVE_SECS"), "{err}");
+        assert!(toml::from_str::<Config>("no_such_field = 1").is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! Hub dispatch for one connection: turns the hub messages a client sends into
+//! hub method calls, and their outcomes into Completion / StreamItem messages,
+//! with ASP.NET Core's error texts.
+//!
+//! Invocations run one at a time, in arrival order, on their own task (ASP.NET
+//! Core's default of one parallel invocation per client); while one runs, the
+//! reader keeps reading until the small queue in between is full. Streams run
+//! beside them, each on its own task, until they end, fail, or the client sends
+//! CancelInvocation.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connection::{CloseRequest, ConnectionHandle};
+use crate::hubs::{Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::node::Node;
+use hubwire_protocol::{Completion, CompletionOutcome, HubMessage, Invocation, StreamItem};
+
+/// Invocations that may wait while one runs.
+const INVOCATION_QUEUE: usize = 16;
+
+type Streams = Rc<RefCell<HashMap<String, oneshot::Sender<()>>>>;
+
+/// The dispatcher of one connection.
+pub struct Dispatcher {
+    ctx: Rc<Context>,
+    /// Boxed: the channel allocates its slots up front, and a slot for a
+    /// pointer is a twentieth of one for an `Invocation` (memory per connection).
+    invocations: mpsc::Sender<Box<Invocation>>,
+    streams: Streams,
+}
+
+struct Context {
+    node: Arc<Node>,
+    hub: Arc<dyn Hub>,
+    caller: Arc<ConnectionHandle>,
+}
+
+impl Context {
+    fn call(&self) -> HubCall {
+        HubCall {
+            node: self.node.clone(),
+            caller: self.caller.clone(),
+        }
+    }
+
+    fn send(&self, message: &HubMessage) {
+        // A full queue closes the connection; the message is moot then.
+        self.caller.enqueue(self.caller.protocol.encode_to_bytes(message));
+    }
+
+    fn complete(&self, invocation_id: Option<String>, outcome: CompletionOutcome) {
+        if let Some(invocation_id) = invocation_id {
+            self.send(&HubMessage::Completion(Completion {
+                invocation_id,
+                outcome,
+                ..Completion::default()
+            }));
+        }
+    }
+
+    fn detailed(&self, summary: String, kind: &str, detail: &str) -> String {
+        if self.node.config.detailed_errors {
+            format!("{summary} {kind}: {detail}")
+        } else {
+            summary
+        }
+    }
+
+    /// The error text ASP.NET Core sends for a failed invocation.
+    fn invocation_error(&self, target: &str, error: &HubError) -> String {
+        let summary = format!("An unexpected error occurred invoking '{target}' on the server.");
+        match error {
+            HubError::Hub(message) => format!("{summary} HubException: {message}"),
+            HubError::Binding(detail) => self.detailed(
+                format!("Failed to invoke '{target}' due to an error on the server."),
+                "InvalidDataException",
+                detail,
+            ),
+            HubError::Internal(detail) => self.detailed(summary, "Exception", detail),
+        }
+    }
+
+    /// Checks an invocation against the method table; the error text if it fails.
+    fn validate(&self, invocation: &Invocation, streaming: bool) -> Result<MethodSpec, String> {
+        let target = &invocation.target;
+        let spec = self
+            .hub
+            .method(target)
+            .ok_or_else(|| format!("Unknown hub method '{target}'"))?;
+        if spec.streaming != streaming {
+            let kind = if spec.streaming { "streaming" } else { "non-streaming" };
+            let mode = if streaming { "a streaming" } else { "a non-streaming" };
+            return Err(format!(
+                "The client attempted to invoke the {kind} '{target}' method with {mode} invocation."
+            ));
+        }
+        if !invocation.stream_ids.is_empty() {
+            let error = HubError::Hub(format!(
+                "Client sent {} stream(s), Hub method expects 0.",
+                invocation.stream_ids.len()
+            ));
+            return Err(self.invocation_error(target, &error));
+        }
+        if invocation.arguments.len() != spec.params {
+            let detail = format!(
+                "Invocation provides {} argument(s) but target expects {}.",
+                invocation.arguments.len(),
+                spec.params
+            );
+            return Err(self.invocation_error(target, &HubError::Binding(detail)));
+        }
+        Ok(spec)
+    }
+
+    async fn invoke(self: Rc<Self>, invocation: Invocation) {
+        let spec = match self.validate(&invocation, false) {
+            Ok(spec) => spec,
+            Err(text) => return self.complete(invocation.invocation_id, CompletionOutcome::Error(text)),
+        };
+        let outcome = match self.hub.invoke(self.call(), spec.name, invocation.arguments).await {
+            Ok(HubReply::Value(value)) => CompletionOutcome::Result(value),
+            Ok(HubReply::Stream(_)) => {
+                let error = HubError::Internal("a non-streaming method returned a stream".into());
+                CompletionOutcome::Error(self.invocation_error(&invocation.target, &error))
+            }
+            Err(error) => CompletionOutcome::Error(self.invocation_error(&invocation.target, &error)),
+        };
+        self.complete(invocation.invocation_id, outcome);
+    }
+
+    async fn stream(
+        self: Rc<Self>,
+        invocation: Invocation,
+        spec: MethodSpec,
+        mut cancel: oneshot::Receiver<()>,
+        streams: Streams,
+    ) {
+        let id = invocation.invocation_id.clone().unwrap_or_default();
+        let target = invocation.target.clone();
+        let reply = tokio::select! {
+            reply = self.hub.invoke(self.call(), spec.name, invocation.arguments) => reply,
+            _ = &mut cancel => return,
+        };
+        let outcome = match reply {
+            Ok(HubReply::Stream(mut items)) => loop {
+                let item = tokio::select! {
+                    item = items.next() => item,
+                    _ = &mut cancel => break None,
+                };
+                match item {
+                    Some(Ok(item)) => self.send(&HubMessage::StreamItem(StreamItem {
+                        invocation_id: id.clone(),
+                        item,
+                        ..StreamItem::default()
+                    })),
+                    Some(Err(error)) => {
+                        let text = match &error {
+                            HubError::Hub(message) => format!(
+                                "An error occurred on the server while streaming results. HubException: {message}"
+                            ),
+                            HubError::Binding(detail) | HubError::Internal(detail) => self.detailed(
+                                "An error occurred on the server while streaming results.".into(),
+                                "Exception",
+                                detail,
+                            ),
+                        };
+                        break Some(CompletionOutcome::Error(text));
+                    }
+                    None => break Some(CompletionOutcome::Void),
+                }
+            },
+            Ok(HubReply::Value(value)) => Some(CompletionOutcome::Result(value)),
+            Err(error) => Some(CompletionOutcome::Error(self.invocation_error(&target, &error))),
+        };
+        streams.borrow_mut().remove(&id);
+        // A cancelled stream ends silently: the client has already forgotten it.
+        if let Some(outcome) = outcome {
+            self.complete(Some(id), outcome);
+        }
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher for `caller`; spawns its invocation task on the current worker.
+    pub fn new(node: Arc<Node>, hub: Arc<dyn Hub>, caller: Arc<ConnectionHandle>) -> Self {
+        let ctx = Rc::new(Context { node, hub, caller });
+        let (invocations, mut queue) = mpsc::channel::<Box<Invocation>>(INVOCATION_QUEUE);
+        let runner = ctx.clone();
+        actix_web::rt::spawn(async move {
+            while let Some(invocation) = queue.recv().await {
+                runner.clone().invoke(*invocation).await;
+            }
+        });
+        Self {
+            ctx,
+            invocations,
+            streams: Rc::default(),
+        }
+    }
+
+    /// Handles one message from the client; `Err` closes the connection.
+    pub async fn handle(&self, message: HubMessage) -> Result<(), CloseRequest> {
+        match message {
+            HubMessage::Invocation(invocation) => {
+                if self.invocations.send(Box::new(invocation)).await.is_err() {
+                    return Err(CloseRequest::client_left());
+                }
+            }
+            HubMessage::StreamInvocation(invocation) => self.start_stream(invocation),
+            HubMessage::CancelInvocation(cancel) => {
+                if let Some(stop) = self.streams.borrow_mut().remove(&cancel.invocation_id) {
+                    // The stream may have just ended by itself; nothing to stop then.
+                    let _ = stop.send(());
+                }
+            }
+            HubMessage::Completion(completion) => {
+                tracing::debug!(connection = %self.ctx.caller.id, invocation = %completion.invocation_id, "unexpected completion ignored");
+            }
+            HubMessage::StreamItem(item) => {
+                tracing::debug!(connection = %self.ctx.caller.id, invocation = %item.invocation_id, "stream item for no client stream ignored");
+            }
+            HubMessage::Close(_) => return Err(CloseRequest::client_left()),
+            HubMessage::Ping | HubMessage::Ack(_) | HubMessage::Sequence(_) => {}
+        }
+        Ok(())
+    }
+
+    fn start_stream(&self, invocation: Invocation) {
+        let ctx = &self.ctx;
+        let spec = match ctx.validate(&invocation, true) {
+            Ok(spec) => spec,
+            Err(text) => return ctx.complete(invocation.invocation_id, CompletionOutcome::Error(text)),
+        };
+        let Some(id) = invocation.invocation_id.clone() else {
+            return;
+        };
+        let (stop, cancel) = oneshot::channel();
+        {
+            let mut streams = self.streams.borrow_mut();
+            if streams.contains_key(&id) {
+                drop(streams);
+                let text = format!("Invocation ID '{id}' is already in use.");
+                return ctx.complete(Some(id), CompletionOutcome::Error(text));
+            }
+            streams.insert(id, stop);
+        }
+        actix_web::rt::spawn(ctx.clone().stream(invocation, spec, cancel, self.streams.clone()));
+    }
+}

@@ -1,0 +1,146 @@
+//! The built-in `diagnostics` hub: a small surface that exercises every part of
+//! the protocol (results, errors, server-to-client streams) and every kind of
+//! send, for tests, load tests and operators checking a deployment.
+
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use futures_util::future::{BoxFuture, LocalBoxFuture};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use super::{arg_str, arg_u64, Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::node::Node;
+use hubwire_backplane::{ConnectionId, GroupName, HubName, Target, UserId};
+use hubwire_protocol::Value;
+
+/// The diagnostics hub (`/hubs/diagnostics`).
+pub struct DiagnosticsHub;
+
+const fn method(name: &'static str, params: usize) -> MethodSpec {
+    MethodSpec {
+        name,
+        params,
+        streaming: false,
+    }
+}
+
+const METHODS: &[MethodSpec] = &[
+    method("Echo", 1),
+    MethodSpec {
+        name: "Stream",
+        params: 2,
+        streaming: true,
+    },
+    method("Fail", 1),
+    method("WhoAmI", 0),
+    method("JoinGroup", 1),
+    method("LeaveGroup", 1),
+    method("SendToAll", 2),
+    method("SendToOthers", 2),
+    method("SendToCaller", 2),
+    method("SendToGroup", 3),
+    method("SendToOthersInGroup", 3),
+    method("SendToUser", 3),
+    method("SendToConnection", 3),
+];
+
+/// The largest stream `Stream(count, _)` produces.
+const MAX_STREAM_ITEMS: u64 = 100_000;
+
+impl Hub for DiagnosticsHub {
+    fn name(&self) -> &'static str {
+        "diagnostics"
+    }
+
+    fn methods(&self) -> &'static [MethodSpec] {
+        METHODS
+    }
+
+    /// Tells everyone connected to the hub: `UserOffline(userId)`.
+    fn on_user_offline(&self, node: Arc<Node>, hub: HubName, user: UserId) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let arguments = vec![Value::from(user.as_str())];
+            if let Err(e) = node.send(&hub, Target::All, vec![], "UserOffline", arguments).await {
+                tracing::warn!(user = %user, error = %e, "could not announce a user going offline");
+            }
+        })
+    }
+
+    fn invoke(
+        &self,
+        call: HubCall,
+        method: &'static str,
+        args: Vec<Value>,
+    ) -> LocalBoxFuture<'static, Result<HubReply, HubError>> {
+        Box::pin(async move {
+            let hub = call.caller.hub.clone();
+            let me = call.caller.id.clone();
+            let send = |target: Target, except: Vec<ConnectionId>, at: usize| {
+                let node = call.node.clone();
+                let hub = hub.clone();
+                let method = arg_str(&args, at);
+                let payload = args.get(at + 1).cloned().unwrap_or(Value::Null);
+                async move {
+                    node.send(&hub, target, except, &method?, vec![payload])
+                        .await
+                        .map_err(|e| HubError::Hub(e.to_string()))?;
+                    Ok(HubReply::Value(Value::Null))
+                }
+            };
+            match method {
+                "Echo" => Ok(HubReply::Value(args.into_iter().next().unwrap_or(Value::Null))),
+                "Fail" => Err(HubError::Hub(arg_str(&args, 0)?)),
+                "WhoAmI" => {
+                    let c = &call.caller;
+                    Ok(HubReply::Value(json!({
+                        "connectionId": c.id.as_str(),
+                        "userId": c.user().map(UserId::as_str),
+                        "userName": c.principal.as_ref().and_then(|p| p.name.clone()),
+                        "hub": c.hub.as_str(),
+                        "transport": c.transport,
+                        "protocol": c.protocol.name(),
+                    })))
+                }
+                "Stream" => {
+                    let count = arg_u64(&args, 0)?.min(MAX_STREAM_ITEMS);
+                    let interval = Duration::from_millis(arg_u64(&args, 1)?);
+                    let items = futures_util::stream::iter(0..count).then(move |i| async move {
+                        if !interval.is_zero() {
+                            tokio::time::sleep(interval).await;
+                        }
+                        Ok(Value::from(i))
+                    });
+                    Ok(HubReply::Stream(items.boxed_local()))
+                }
+                "JoinGroup" => {
+                    let group = GroupName::from(arg_str(&args, 0)?);
+                    call.node
+                        .add_to_group(&hub, &group, &me)
+                        .await
+                        .map_err(|e| HubError::Hub(e.to_string()))?;
+                    Ok(HubReply::Value(Value::Null))
+                }
+                "LeaveGroup" => {
+                    let group = GroupName::from(arg_str(&args, 0)?);
+                    call.node
+                        .remove_from_group(&hub, &group, &me)
+                        .await
+                        .map_err(|e| HubError::Hub(e.to_string()))?;
+                    Ok(HubReply::Value(Value::Null))
+                }
+                "SendToAll" => send(Target::All, vec![], 0).await,
+                "SendToOthers" => send(Target::All, vec![me.clone()], 0).await,
+                "SendToCaller" => send(Target::Connection(me.clone()), vec![], 0).await,
+                "SendToGroup" => send(Target::Group(arg_str(&args, 0)?.into()), vec![], 1).await,
+                "SendToOthersInGroup" => send(Target::Group(arg_str(&args, 0)?.into()), vec![me.clone()], 1).await,
+                "SendToUser" => send(Target::User(arg_str(&args, 0)?.into()), vec![], 1).await,
+                "SendToConnection" => send(Target::Connection(arg_str(&args, 0)?.into()), vec![], 1).await,
+                other => Err(HubError::Internal(format!(
+                    "method {other} is declared but not implemented"
+                ))),
+            }
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! hubwire-node: a hub server that speaks the ASP.NET Core SignalR protocol.
+//!
+//! # Layout
+//! - [`config`]: the configuration (TOML file + `HUBWIRE_*` environment).
+//! - [`auth`]: user tokens (JWT) and who they stand for.
+//! - [`node`]: the shared state of a node and its one send API.
+//! - [`registry`]: this node's connections by hub, group and user.
+//! - [`connection`]: one connection's handle: queue and close signal.
+//! - [`outbound`]: a message encoded once per protocol for many recipients.
+//! - [`negotiate`], [`transport`]: how clients connect.
+//! - [`dispatch`]: hub messages in, hub method calls, completions out.
+//! - [`hubs`]: the hub trait and the built-in hubs.
+//! - [`rest`]: the server REST API for backends (Azure SignalR compatible).
+//! - [`metrics`]: Prometheus metrics (`/metrics`).
+//! - [`http`]: routes and [`http::run`].
+
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod http;
+pub mod hubs;
+pub mod metrics;
+pub mod negotiate;
+pub mod node;
+pub mod outbound;
+pub mod registry;
+pub mod rest;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hubwire_backplane::{AnyBackplane, BackplaneEvent, LocalBackplane, NodeId, RedisBackplane, RedisConfig};
+
+/// Builds a node from its configuration — with the Redis backplane when
+/// `redis_url` is set, else the in-process one — and starts the task that
+/// applies what other nodes publish.
+pub async fn build_node(config: config::Config) -> anyhow::Result<Arc<node::Node>> {
+    let auth = auth::Authenticator::from_config(&config)?;
+    let node_id = NodeId::from(config.node_id.clone().unwrap_or_else(negotiate::random_id));
+    let (backplane, mut inbox) = match &config.redis_url {
+        None => {
+            let (backplane, inbox) = LocalBackplane::single(node_id);
+            (AnyBackplane::Local(backplane), inbox)
+        }
+        Some(url) => {
+            let mut redis = RedisConfig::new(url.clone(), node_id);
+            redis.prefix = config.redis_prefix.clone();
+            redis.cluster = config.redis_cluster;
+            redis.heartbeat_interval = Duration::from_millis(config.node_heartbeat_ms);
+            redis.dead_node_timeout = Duration::from_millis(config.node_dead_after_ms);
+            let (backplane, inbox) = RedisBackplane::connect(redis).await?;
+            (AnyBackplane::Redis(backplane), inbox)
+        }
+    };
+    let mut hubs = hubs::HubSet::default();
+    if config.diagnostics_hub {
+        hubs = hubs.with(Arc::new(hubs::diagnostics::DiagnosticsHub));
+    }
+    let node = Arc::new(node::Node::new(config, auth, backplane, hubs));
+    node.start().await?;
+    let receiver = node.clone();
+    tokio::spawn(async move {
+        while let Some(event) = inbox.recv().await {
+            match event {
+                BackplaneEvent::Message(message) => receiver.on_cluster_message(message).await,
+                BackplaneEvent::NodeDown {
+                    node,
+                    swept_by,
+                    removed,
+                } => {
+                    receiver.on_node_down(&node, &swept_by, removed).await;
+                }
+            }
+        }
+    });
+    Ok(node)
+}

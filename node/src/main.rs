@@ -1,0 +1,114 @@
+//! The `hubwire-node` binary: runs a node, or prints a development token.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use hubwire_node::auth::{Authenticator, Claims};
+use hubwire_node::config::Config;
+
+/// A SignalR-compatible hub server node. Configuration comes from the file
+/// given with --config (TOML) and from HUBWIRE_* environment variables; see
+/// docs/configuration.md for every field and its default.
+#[derive(Parser)]
+#[command(name = "hubwire-node", version)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "HUBWIRE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node (the default).
+    Serve,
+    /// Print a development token signed with the configured HS256 secret.
+    Token {
+        /// The user id (`sub`).
+        #[arg(long)]
+        user: String,
+        /// Display name (`name`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Tenant (`tenant`).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Roles (`roles`), repeatable.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Channel patterns (`channels`), repeatable.
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Token {
+            user,
+            name,
+            tenant,
+            roles,
+            channels,
+            ttl,
+        } => {
+            let auth = Authenticator::from_config(&config)?;
+            let mut claims = Claims::new(&user, ttl).with_roles(roles).with_channels(channels);
+            claims.name = name;
+            claims.tenant = tenant;
+            println!("{}", auth.issue(&claims)?);
+            Ok(())
+        }
+        Command::Serve => serve(config),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let listener = TcpListener::bind(&config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    actix_web::rt::System::new().block_on(async move {
+        let node = hubwire_node::build_node(config).await?;
+        println!("hubwire-node listening on http://{address}");
+        tracing::info!(%address, node = %hubwire_backplane::Backplane::node_id(&node.backplane), "listening");
+        hubwire_node::http::run(listener, node, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,84 @@
+//! Sends: a client method invocation to everyone in a hub, a group, a user's
+//! connections, or one connection, on every node of the cluster.
+//!
+//! Each answers 202 once the node has queued the message to its own
+//! recipients and published it to the others; like Azure, a send to a user,
+//! group or connection with no one behind it is not an error.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::auth::Authorized;
+use super::body::read_message;
+use super::error::RestError;
+use super::params::{self, ConnectionPath, GroupPath, HubPath, UserPath};
+use super::success;
+use crate::http::AppState;
+use hubwire_backplane::{ConnectionId, HubName, Target};
+
+async fn deliver(
+    state: &AppState,
+    req: &HttpRequest,
+    hub: &HubName,
+    target: Target,
+    payload: web::Payload,
+) -> Result<HttpResponse, RestError> {
+    let message = read_message(req, payload).await?;
+    let except = params::excluded(req);
+    state
+        .node
+        .send(hub, target, except, &message.target, message.arguments)
+        .await?;
+    Ok(success(req, StatusCode::ACCEPTED))
+}
+
+/// `POST /api/hubs/{hub}/:send` (`excluded`): to every connection of the hub.
+pub async fn to_all(
+    _: Authorized,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<HubPath>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RestError> {
+    let hub = params::hub(&state.node, &req, &path.hub)?;
+    deliver(&state, &req, &hub, Target::All, payload).await
+}
+
+/// `POST /api/hubs/{hub}/users/{user}/:send`: to every connection of a user.
+pub async fn to_user(
+    _: Authorized,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<UserPath>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RestError> {
+    let hub = params::hub(&state.node, &req, &path.hub)?;
+    let target = Target::User(params::user(&path.user));
+    deliver(&state, &req, &hub, target, payload).await
+}
+
+/// `POST /api/hubs/{hub}/groups/{group}/:send` (`excluded`): to a group.
+pub async fn to_group(
+    _: Authorized,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<GroupPath>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RestError> {
+    let hub = params::hub(&state.node, &req, &path.hub)?;
+    let target = Target::Group(params::group(&path.group)?);
+    deliver(&state, &req, &hub, target, payload).await
+}
+
+/// `POST /api/hubs/{hub}/connections/{id}/:send`: to one connection.
+pub async fn to_connection(
+    _: Authorized,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<ConnectionPath>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RestError> {
+    let hub = params::hub(&state.node, &req, &path.hub)?;
+    let target = Target::Connection(ConnectionId::from(path.id.as_str()));
+    deliver(&state, &req, &hub, target, payload).await
+}

@@ -1,0 +1,3 @@
+//! Transports: how hub messages travel between a client and the node.
+
+pub mod websocket;

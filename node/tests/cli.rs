@@ -1,0 +1,82 @@
+//! The `hubwire-node` command line: `token`, `--help`, and configuration errors.
+
+use std::process::Command;
+
+use hubwire_node::auth::Authenticator;
+use hubwire_node::config::Config;
+
+fn node() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hubwire-node"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("HUBWIRE_")) {
+        command.env_remove(key);
+    }
+    command
+}
+
+#[test]
+fn token_prints_a_token_the_node_accepts_with_the_claims_asked_for() {
+    let output = node()
+        .env("HUBWIRE_JWT_SECRET", "cli-test-secret")
+        .args(["token", "--user", "alice", "--name", "Alice", "--tenant", "t1"])
+        .args(["--role", "admin", "--channel", "task-*"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).expect("utf-8");
+    let config = Config {
+        jwt_secret: Some("cli-test-secret".into()),
+        ..Config::default()
+    };
+    let principal = Authenticator::from_config(&config)
+        .expect("authenticator")
+        .verify(token.trim())
+        .expect("the node accepts the token");
+    assert_eq!(principal.user.as_str(), "alice");
+    assert_eq!(principal.name.as_deref(), Some("Alice"));
+    assert_eq!(principal.tenant.as_deref(), Some("t1"));
+    assert_eq!(principal.roles, ["admin"]);
+    assert_eq!(principal.channels, ["task-*"]);
+}
+
+#[test]
+fn without_a_secret_token_and_node_share_the_generated_development_secret() {
+    let dir = std::env::temp_dir().join(format!("hubwire-cli-{}", std::process::id()));
+    let output = node()
+        .env("HUBWIRE_DATA_DIR", &dir)
+        .args(["token", "--user", "bob"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let secret = std::fs::read_to_string(dir.join("dev-jwt-secret")).expect("secret written");
+    let config = Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let principal = Authenticator::from_config(&config)
+        .expect("auth")
+        .verify(&token)
+        .expect("valid");
+    assert_eq!(principal.user.as_str(), "bob");
+    assert!(!secret.trim().is_empty());
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+#[test]
+fn help_names_the_subcommands_and_bad_configuration_is_a_clear_error() {
+    let help = node().arg("--help").output().expect("runs");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("token") && text.contains("--config"), "{text}");
+
+    let file = std::env::temp_dir().join(format!("hubwire-cli-{}.toml", std::process::id()));
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nno_such_key = 1\n").expect("write");
+    let bad = node().arg("--config").arg(&file).output().expect("runs");
+    assert!(!bad.status.success());
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(error.contains("no_such_key"), "{error}");
+
+    let env = node().env("HUBWIRE_KEEP_ALIVE_SECS", "soon").output().expect("runs");
+    assert!(!env.status.success());
+    assert!(String::from_utf8_lossy(&env.stderr).contains("HUBWIRE_KEEP_ALIVE_SECS"));
+    std::fs::remove_file(file).expect("cleanup");
+}
