@@ -4,7 +4,8 @@
 //! Shutdown order (tested by the end-to-end suite's restart test and documented
 //! in `docs/decisions.md`): 1. stop accepting (actix stops its listeners),
 //! 2. refuse negotiate / connect with 503, 3. send every client a Close with
-//! `allowReconnect: true`, 4. wait for connections to leave the registry (at
+//! `allowReconnect: true`, 4. wait for connections to leave the registry and
+//! for their cluster cleanup (unregister, offline hook) to finish (at
 //! most the configured shutdown timeout), 5. leave the cluster (the backplane
 //! removes what is left of this node from the keyspace), 6. stop the workers.
 
@@ -113,7 +114,7 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
     tracing::info!(connections = node.registry.len(), "shutting down");
     node.begin_shutdown();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(node.config.shutdown_timeout_secs);
-    while !node.registry.is_empty() && tokio::time::Instant::now() < deadline {
+    while !node.is_drained() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if let Err(e) = node.backplane.shutdown().await {

@@ -7,7 +7,7 @@
 //! connections through the [`Registry`] and to the rest of the cluster through
 //! the backplane with a single publish.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,6 +44,9 @@ pub struct Node {
     /// When the node started.
     pub started: Instant,
     shutting_down: AtomicBool,
+    /// Connection departures whose cluster cleanup (unsubscribe, unregister,
+    /// offline hook) has not finished; shutdown waits for them.
+    departing: AtomicUsize,
 }
 
 impl Node {
@@ -57,6 +60,7 @@ impl Node {
             hubs,
             negotiations: Negotiations::default(),
             metrics: Metrics::new(),
+            departing: AtomicUsize::new(0),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
         }
@@ -160,6 +164,9 @@ impl Node {
     /// Forgets a connection locally and cluster-wide; if it was its user's
     /// last one anywhere, runs the hub's offline hook.
     pub async fn disconnected(self: &Arc<Self>, id: &ConnectionId) {
+        // Counted before the registry forgets it, so that shutdown never sees
+        // "no connections and nothing departing" while its keyspace entry lives.
+        let _departing = Departing::new(&self.departing);
         let Some(removed) = self.registry.remove(id) else {
             return;
         };
@@ -383,6 +390,12 @@ impl Node {
         }
     }
 
+    /// True when no connection is held and every departure's cluster cleanup
+    /// has finished: what graceful shutdown waits for before leaving the cluster.
+    pub fn is_drained(&self) -> bool {
+        self.registry.is_empty() && self.departing.load(Ordering::Acquire) == 0
+    }
+
     /// Begins graceful shutdown: refuse new connections, ask every client to
     /// reconnect elsewhere (Close with `allowReconnect: true`).
     pub fn begin_shutdown(&self) {
@@ -394,6 +407,22 @@ impl Node {
                 notify_client: true,
             });
         }
+    }
+}
+
+/// Counts one departure in progress while alive.
+struct Departing<'a>(&'a AtomicUsize);
+
+impl<'a> Departing<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for Departing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
