@@ -213,12 +213,18 @@ impl Authenticator {
 /// The token of a request: `Authorization: Bearer`, else the `access_token` query
 /// parameter (browsers cannot set headers on WebSocket and EventSource requests).
 pub fn request_token(req: &HttpRequest) -> Option<String> {
-    if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+    token_from(req.headers(), req.query_string())
+}
+
+/// The bearer token of a request given by its headers and query string:
+/// `Authorization: Bearer` first, then the `access_token` query parameter.
+pub fn token_from(headers: &actix_web::http::header::HeaderMap, query: &str) -> Option<String> {
+    if let Some(value) = headers.get(actix_web::http::header::AUTHORIZATION) {
         if let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
             return Some(token.trim().to_owned());
         }
     }
-    url::form_urlencoded::parse(req.query_string().as_bytes())
+    url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "access_token")
         .map(|(_, v)| v.into_owned())
 }

@@ -1,14 +1,21 @@
 //! One connection as the rest of the node sees it: identity, bounded outbound
 //! queue, and the signal that closes it.
 //!
-//! Senders never block: [`ConnectionHandle::enqueue`] uses `try_send`, and a
-//! full queue closes that (slow) connection instead of slowing everyone else.
+//! Senders never block: [`ConnectionHandle::enqueue`] fails at once on a full
+//! queue, which closes that (slow) connection instead of slowing everyone else.
+//!
+//! The queue is a `VecDeque` in the handle that allocates only while records
+//! wait (an idle connection holds none), rather than a channel that allocates
+//! a block of slots per connection up front (memory per idle connection,
+//! docs/benchmarks.md).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
 
 use crate::auth::Principal;
 use crate::metrics::HubMetrics;
@@ -68,9 +75,61 @@ pub struct ConnectionHandle {
     pub transport: &'static str,
     /// This connection's hub's metrics.
     pub metrics: HubMetrics,
-    queue: mpsc::Sender<Queued>,
+    outbox: Mutex<Outbox>,
+    /// Signalled when a record is queued.
+    ready: Notify,
+    capacity: usize,
     close: watch::Sender<Option<CloseRequest>>,
 }
+
+/// Records waiting for the writer.
+struct Outbox {
+    records: VecDeque<Queued>,
+    /// False once the writer is gone: nothing is queued any more.
+    open: bool,
+}
+
+/// A queue keeps at most this many slots' worth of capacity once drained.
+const KEPT_SLOTS: usize = 8;
+
+/// The writer's end of a connection's queue.
+pub struct QueueReceiver {
+    handle: Arc<ConnectionHandle>,
+}
+
+impl QueueReceiver {
+    /// The next record, waiting for one if none is queued. Cancel-safe.
+    pub async fn recv(&mut self) -> Queued {
+        loop {
+            if let Ok(queued) = self.try_recv() {
+                return queued;
+            }
+            self.handle.ready.notified().await;
+        }
+    }
+
+    /// The next record if one is queued.
+    pub fn try_recv(&mut self) -> Result<Queued, Empty> {
+        let mut outbox = self.handle.outbox.lock();
+        let queued = outbox.records.pop_front().ok_or(Empty)?;
+        if outbox.records.is_empty() && outbox.records.capacity() > KEPT_SLOTS {
+            outbox.records.shrink_to(KEPT_SLOTS);
+        }
+        Ok(queued)
+    }
+}
+
+impl Drop for QueueReceiver {
+    fn drop(&mut self) {
+        let mut outbox = self.handle.outbox.lock();
+        outbox.open = false;
+        outbox.records = VecDeque::new();
+    }
+}
+
+/// Nothing is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Empty;
 
 impl ConnectionHandle {
     /// A handle plus the receiving ends its writer and reader use.
@@ -82,8 +141,7 @@ impl ConnectionHandle {
         transport: &'static str,
         capacity: usize,
         metrics: HubMetrics,
-    ) -> (Arc<Self>, mpsc::Receiver<Queued>) {
-        let (queue, rx) = mpsc::channel(capacity.max(1));
+    ) -> (Arc<Self>, QueueReceiver) {
         let (close, _) = watch::channel(None);
         let handle = Arc::new(Self {
             id,
@@ -92,10 +150,16 @@ impl ConnectionHandle {
             protocol,
             transport,
             metrics,
-            queue,
+            outbox: Mutex::new(Outbox {
+                records: VecDeque::new(),
+                open: true,
+            }),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
             close,
         });
-        (handle, rx)
+        let receiver = QueueReceiver { handle: handle.clone() };
+        (handle, receiver)
     }
 
     /// The user id, if authenticated.
@@ -107,23 +171,26 @@ impl ConnectionHandle {
     /// Returns `false` when the connection is closing or was too slow, in which
     /// case it is being closed.
     pub fn enqueue(&self, record: Bytes) -> bool {
-        match self.queue.try_send(Queued {
+        let mut outbox = self.outbox.lock();
+        if !outbox.open {
+            return false;
+        }
+        if outbox.records.len() >= self.capacity {
+            drop(outbox);
+            if self.close(CloseRequest::error("Connection closed with an error.")) {
+                self.metrics.slow_closed.inc();
+                tracing::warn!(connection = %self.id, "outbound queue full: closing slow connection");
+            }
+            return false;
+        }
+        outbox.records.push_back(Queued {
             record,
             at: Instant::now(),
-        }) {
-            Ok(()) => {
-                self.metrics.messages_out.inc();
-                true
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close(CloseRequest::error("Connection closed with an error.")) {
-                    self.metrics.slow_closed.inc();
-                    tracing::warn!(connection = %self.id, "outbound queue full: closing slow connection");
-                }
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        });
+        drop(outbox);
+        self.ready.notify_one();
+        self.metrics.messages_out.inc();
+        true
     }
 
     /// Asks the connection to close; the first request wins. Returns whether
@@ -158,7 +225,7 @@ pub async fn closed(signal: &mut watch::Receiver<Option<CloseRequest>>) -> Close
 mod tests {
     use super::*;
 
-    fn handle(capacity: usize) -> (Arc<ConnectionHandle>, mpsc::Receiver<Queued>, HubMetrics) {
+    fn handle(capacity: usize) -> (Arc<ConnectionHandle>, QueueReceiver, HubMetrics) {
         let metrics = crate::metrics::Metrics::new().hub("diagnostics");
         let (h, rx) = ConnectionHandle::new(
             ConnectionId::from("c1"),
@@ -185,6 +252,35 @@ mod tests {
         assert!(request.allow_reconnect);
         assert_eq!(request.error.as_deref(), Some("Connection closed with an error."));
         assert_eq!(rx.try_recv().unwrap().record, Bytes::from_static(b"a"));
+    }
+
+    #[tokio::test]
+    async fn records_arrive_in_order_and_nothing_is_queued_after_the_writer_ends() {
+        let (h, mut rx, _) = handle(100);
+        let writer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..50 {
+                got.push(rx.recv().await.record);
+            }
+            (got, rx)
+        });
+        for i in 0..50u8 {
+            assert!(h.enqueue(Bytes::from(vec![i])));
+            if i % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let (got, rx) = writer.await.unwrap();
+        assert_eq!(got, (0..50u8).map(|i| Bytes::from(vec![i])).collect::<Vec<_>>());
+        assert!(
+            h.outbox.lock().records.capacity() <= KEPT_SLOTS,
+            "drained queue gave back its memory"
+        );
+        drop(rx);
+        assert!(
+            !h.enqueue(Bytes::from_static(b"late")),
+            "refused once the writer is gone"
+        );
     }
 
     #[tokio::test]

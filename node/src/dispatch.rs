@@ -31,7 +31,8 @@ pub struct Dispatcher {
     ctx: Rc<Context>,
     /// Boxed: the channel allocates its slots up front, and a slot for a
     /// pointer is a twentieth of one for an `Invocation` (memory per connection).
-    invocations: mpsc::Sender<Box<Invocation>>,
+    /// Created with the first invocation: idle connections have no runner.
+    invocations: RefCell<Option<mpsc::Sender<Box<Invocation>>>>,
     streams: Streams,
 }
 
@@ -187,28 +188,38 @@ impl Context {
 }
 
 impl Dispatcher {
-    /// A dispatcher for `caller`; spawns its invocation task on the current worker.
+    /// A dispatcher for `caller`.
     pub fn new(node: Arc<Node>, hub: Arc<dyn Hub>, caller: Arc<ConnectionHandle>) -> Self {
-        let ctx = Rc::new(Context { node, hub, caller });
-        let (invocations, mut queue) = mpsc::channel::<Box<Invocation>>(INVOCATION_QUEUE);
-        let runner = ctx.clone();
-        actix_web::rt::spawn(async move {
-            while let Some(invocation) = queue.recv().await {
-                runner.clone().invoke(*invocation).await;
-            }
-        });
         Self {
-            ctx,
-            invocations,
+            ctx: Rc::new(Context { node, hub, caller }),
+            invocations: RefCell::new(None),
             streams: Rc::default(),
         }
+    }
+
+    /// The invocation queue, spawning its runner on the current worker the first time.
+    fn invocation_queue(&self) -> mpsc::Sender<Box<Invocation>> {
+        self.invocations
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                let (invocations, mut queue) = mpsc::channel::<Box<Invocation>>(INVOCATION_QUEUE);
+                let runner = self.ctx.clone();
+                actix_web::rt::spawn(async move {
+                    while let Some(invocation) = queue.recv().await {
+                        runner.clone().invoke(*invocation).await;
+                    }
+                });
+                invocations
+            })
+            .clone()
     }
 
     /// Handles one message from the client; `Err` closes the connection.
     pub async fn handle(&self, message: HubMessage) -> Result<(), CloseRequest> {
         match message {
             HubMessage::Invocation(invocation) => {
-                if self.invocations.send(Box::new(invocation)).await.is_err() {
+                let queue = self.invocation_queue();
+                if queue.send(Box::new(invocation)).await.is_err() {
                     return Err(CloseRequest::client_left());
                 }
             }

@@ -14,7 +14,14 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use std::convert::Infallible;
+
+use actix_codec::Framed;
+use actix_http::{h1, HttpService, Request};
+use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
+use actix_web::{web, App, HttpRequest, HttpResponse};
+use tokio::net::TcpStream;
 
 use crate::auth::{request_token, Principal};
 use crate::negotiate::negotiate;
@@ -30,7 +37,12 @@ pub struct AppState {
 
 /// The value of a query parameter.
 pub fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(req.query_string().as_bytes())
+    query_value(req.query_string(), name)
+}
+
+/// The value of parameter `name` in a query string.
+pub fn query_value(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
@@ -51,7 +63,12 @@ impl Unauthorized {
 /// Authenticates a negotiate or connect request for `hub`: the user, or `None`
 /// for an anonymous hub without a token.
 pub fn authorize_connection(req: &HttpRequest, node: &Node, hub: &HubName) -> Result<Option<Principal>, Unauthorized> {
-    match request_token(req) {
+    authorize_token(request_token(req), node, hub)
+}
+
+/// [`authorize_connection`] for a token already taken from the request.
+pub fn authorize_token(token: Option<String>, node: &Node, hub: &HubName) -> Result<Option<Principal>, Unauthorized> {
+    match token {
         Some(token) => match node.auth.verify(&token) {
             Ok(principal) => Ok(Some(principal)),
             Err(e) => {
@@ -102,11 +119,36 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let state = web::Data::new(AppState { node: node.clone() });
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+    let shutdown_timeout = node.config.shutdown_timeout_secs;
+    let upgrades = node.clone();
+    // actix-web's `HttpServer` spelled out, to add the upgrade service: WebSocket
+    // requests reach `websocket::upgrade` with the socket itself (docs/decisions.md).
+    let server = actix_server::Server::build()
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(node.config.shutdown_timeout_secs)
-        .listen(listener)?
+        .shutdown_timeout(shutdown_timeout)
+        .listen("hubwire", listener, move || {
+            let state = state.clone();
+            let node = upgrades.clone();
+            let app = App::new()
+                .app_data(state)
+                .configure(routes)
+                .into_factory()
+                .map_err(|e| e.error_response());
+            HttpService::build()
+                .tcp_nodelay(true)
+                .upgrade(fn_service(
+                    move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+                        let node = node.clone();
+                        async move {
+                            websocket::upgrade(node, req, framed).await;
+                            Ok::<_, Infallible>(())
+                        }
+                    },
+                ))
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })?
         .run();
     let handle = server.handle();
     let server = actix_web::rt::spawn(server);
@@ -155,6 +197,7 @@ mod tests {
         assert_eq!(test::call_service(&app, negotiate()).await.status(), 503);
         let ready = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
         assert_eq!(ready.status(), 503);
+        // (The WebSocket upgrade's own refusal is tested in transport::websocket.)
         let connect = test::TestRequest::get().uri("/hubs/diagnostics").to_request();
         assert_eq!(test::call_service(&app, connect).await.status(), 503);
         let health = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;

@@ -1,3 +1,4 @@
 //! Transports: how hub messages travel between a client and the node.
 
+pub mod frame;
 pub mod websocket;

@@ -1,25 +1,37 @@
 //! The WebSocket transport: `GET /hubs/{hub}` upgraded to a WebSocket, with
 //! `?id=<connectionToken>` after negotiate or without it (skipNegotiation).
 //!
-//! Each connection runs two tasks on the actix worker that accepted it
-//! (`MessageStream` is `!Send`): the reader (this module's [`run`]: handshake,
-//! frames to hub messages, client timeout) and the writer (queue to frames,
-//! keep-alive pings, the final Close message). They meet only through the
-//! connection's queue and its close signal.
+//! actix-http hands every `Upgrade: websocket` request to [`upgrade`] together
+//! with the TCP socket itself (its HTTP/1 buffers are dropped there). From then
+//! on hubwire reads and writes the socket directly ([`super::frame`]): reads
+//! go through one buffer per worker thread and leave only unprocessed record
+//! bytes behind, writes go out from the shared encoded record with a vectored
+//! write. What an idle connection keeps is its small state, not buffers
+//! (docs/decisions.md, "WebSocket framing on the socket").
+//!
+//! Each connection is one future on the worker that accepted it, joining two
+//! halves: the reader (handshake, frames to hub messages, client timeout) and
+//! the writer (queue to frames, keep-alive pings, pongs, the final Close). They
+//! meet only through the connection's queue, its close signal and the pong slot.
 
+use std::cell::{Cell, RefCell};
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
+use actix_codec::{Framed, FramedParts};
+use actix_http::{h1, ws::HandshakeError, Request};
+use actix_web::{web, HttpResponse};
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{mpsc, watch};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::auth::Principal;
-use crate::connection::{closed, CloseRequest, ConnectionHandle, Queued};
+use super::frame::{self, Control, FrameReader, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
+use crate::auth::{token_from, Principal};
+use crate::connection::{closed, CloseRequest, ConnectionHandle, QueueReceiver};
 use crate::dispatch::Dispatcher;
-use crate::http::{authorize_connection, query_param, AppState};
+use crate::http::{authorize_token, query_value, AppState};
 use crate::hubs::Hub;
 use crate::negotiate::{random_id, ClaimError};
 use crate::node::Node;
@@ -32,128 +44,304 @@ pub const TRANSPORT: &str = "WebSockets";
 const COALESCE_LIMIT: usize = 64 * 1024;
 /// The error text of a connection closed for bad input.
 const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
+/// Bytes read from a socket at a time, into the worker's shared buffer.
+const READ_CHUNK: usize = 16 * 1024;
+/// A record buffer grown past this is dropped once empty, not kept.
+const KEEP_BUFFER: usize = 4 * 1024;
+/// How long a closed connection waits for the client's side of the closing
+/// handshake before the socket is dropped.
+const LINGER: Duration = Duration::from_secs(2);
+/// Status code of a normal closure.
+const CLOSE_NORMAL: u16 = 1000;
 
-/// `GET /hubs/{hub}`: upgrades to a WebSocket and starts the connection.
-pub async fn connect(
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let node = state.node.clone();
-    let Some(hub) = node.hubs.get(&path) else {
-        return HttpResponse::NotFound().body("No hub with that name.");
-    };
-    let hub_name = HubName::from(hub.name());
-    if node.is_shutting_down() {
-        return HttpResponse::ServiceUnavailable().body("The server is shutting down.");
-    }
-    let principal = match authorize_connection(&req, &node, &hub_name) {
-        Ok(principal) => principal,
-        Err(refused) => return refused.response(),
-    };
-    let token = query_param(&req, "id");
-    let id = match &token {
-        Some(token) => match node.negotiations.claim(token, &hub_name) {
-            Ok(id) => id,
-            Err(ClaimError::NotFound) => return HttpResponse::NotFound().body("No Connection with that ID"),
-            Err(ClaimError::InUse) => return HttpResponse::Conflict().body("Connection ID already in use"),
-        },
-        None => ConnectionId::from(random_id()),
-    };
-    let frame_limit = (node.config.max_message_size * 4).max(64 * 1024);
-    let (response, session, stream) = match actix_ws::handle(&req, body) {
-        Ok(parts) => parts,
-        Err(e) => {
-            if let Some(token) = &token {
-                node.negotiations.release(token);
-            }
-            return HttpResponse::from_error(e);
-        }
-    };
-    let stream = stream
-        .max_frame_size(frame_limit)
-        .aggregate_continuations()
-        .max_continuation_size(frame_limit);
-    let connection = Connection {
-        node,
-        hub,
-        id,
-        principal,
-        session,
-        stream,
-    };
-    actix_web::rt::spawn(async move {
-        connection.run().await;
-        if let Some(token) = token {
-            state.node.negotiations.release(&token);
-        }
-    });
-    response
+thread_local! {
+    /// The read buffer every connection of this worker thread shares: bytes
+    /// are parsed out of it before the reader awaits again.
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
 }
 
-struct Connection {
-    node: Arc<Node>,
+/// A `GET /hubs/{hub}` that is not a WebSocket upgrade (hubwire serves only
+/// the WebSockets transport).
+pub async fn connect(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    if state.node.hubs.get(&path).is_none() {
+        return HttpResponse::NotFound().body("No hub with that name.");
+    }
+    if state.node.is_shutting_down() {
+        return HttpResponse::ServiceUnavailable().body("The server is shutting down.");
+    }
+    HttpResponse::BadRequest().body("WebSocket upgrade is expected.")
+}
+
+/// A refused upgrade, written as a plain HTTP/1.1 response.
+struct Refusal {
+    status: u16,
+    reason: &'static str,
+    header: Option<(&'static str, &'static str)>,
+    body: &'static str,
+}
+
+impl Refusal {
+    fn new(status: u16, reason: &'static str, body: &'static str) -> Self {
+        Self {
+            status,
+            reason,
+            header: None,
+            body,
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let extra = self.header.map(|(k, v)| format!("{k}: {v}\r\n")).unwrap_or_default();
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{}",
+            self.status,
+            self.reason,
+            self.body.len(),
+            self.body
+        )
+        .into_bytes()
+    }
+}
+
+fn handshake_refusal(error: HandshakeError) -> Refusal {
+    match error {
+        HandshakeError::GetMethodRequired => Refusal {
+            header: Some(("allow", "GET")),
+            ..Refusal::new(405, "Method Not Allowed", "")
+        },
+        HandshakeError::UnsupportedVersion => Refusal {
+            header: Some(("sec-websocket-version", "13")),
+            ..Refusal::new(426, "Upgrade Required", "Unsupported WebSocket version.")
+        },
+        HandshakeError::NoWebsocketUpgrade => Refusal::new(400, "Bad Request", "No WebSocket Upgrade header found."),
+        HandshakeError::NoConnectionUpgrade => Refusal::new(400, "Bad Request", "No Connection upgrade."),
+        HandshakeError::NoVersionHeader => Refusal::new(400, "Bad Request", "WebSocket version header is required."),
+        HandshakeError::BadWebsocketKey => Refusal::new(400, "Bad Request", "Handshake error."),
+    }
+}
+
+/// A WebSocket request that may become a connection.
+struct Accepted {
     hub: Arc<dyn Hub>,
     id: ConnectionId,
     principal: Option<Principal>,
-    session: Session,
-    stream: AggregatedMessageStream,
+    /// The negotiate token it claimed, released when the connection ends.
+    token: Option<String>,
+    accept_key: [u8; 28],
+}
+
+/// Checks the request as the connect endpoint must: path, WebSocket headers,
+/// hub, shutdown, token, negotiated id.
+fn accept(node: &Node, req: &Request) -> Result<Accepted, Refusal> {
+    let Some(hub_segment) = req
+        .path()
+        .strip_prefix("/hubs/")
+        .filter(|h| !h.is_empty() && !h.contains('/'))
+    else {
+        return Err(Refusal::new(404, "Not Found", ""));
+    };
+    actix_http::ws::verify_handshake(req.head()).map_err(handshake_refusal)?;
+    let Some(hub) = node.hubs.get(hub_segment) else {
+        return Err(Refusal::new(404, "Not Found", "No hub with that name."));
+    };
+    let hub_name = HubName::from(hub.name());
+    if node.is_shutting_down() {
+        return Err(Refusal::new(503, "Service Unavailable", "The server is shutting down."));
+    }
+    let query = req.uri().query().unwrap_or("");
+    let principal = authorize_token(token_from(&req.head().headers, query), node, &hub_name).map_err(|_| Refusal {
+        header: Some(("www-authenticate", "Bearer")),
+        ..Refusal::new(401, "Unauthorized", "")
+    })?;
+    let key = req
+        .head()
+        .headers
+        .get(actix_http::header::SEC_WEBSOCKET_KEY)
+        .map(|k| actix_http::ws::hash_key(k.as_bytes()))
+        .ok_or_else(|| handshake_refusal(HandshakeError::BadWebsocketKey))?;
+    let token = query_value(query, "id");
+    let id = match &token {
+        Some(token) => match node.negotiations.claim(token, &hub_name) {
+            Ok(id) => id,
+            Err(ClaimError::NotFound) => return Err(Refusal::new(404, "Not Found", "No Connection with that ID")),
+            Err(ClaimError::InUse) => return Err(Refusal::new(409, "Conflict", "Connection ID already in use")),
+        },
+        None => ConnectionId::from(random_id()),
+    };
+    Ok(Accepted {
+        hub,
+        id,
+        principal,
+        token,
+        accept_key: key,
+    })
+}
+
+/// The upgrade service: every `Upgrade: websocket` request comes here with its
+/// socket; the future runs on the worker that accepted the socket.
+pub async fn upgrade(node: Arc<Node>, req: Request, framed: Framed<TcpStream, h1::Codec>) {
+    // actix's HTTP/1 codec and write buffer are of no further use; only bytes
+    // the client sent right after its request (usually none) are kept.
+    let FramedParts {
+        io: stream,
+        read_buf,
+        write_buf,
+        codec,
+        ..
+    } = framed.into_parts();
+    drop((write_buf, codec));
+    // (An unmoved local would live as long as the connection: dropped here.)
+    let early = if read_buf.is_empty() {
+        drop(read_buf);
+        BytesMut::new()
+    } else {
+        let early = BytesMut::from(&read_buf[..]);
+        drop(read_buf);
+        early
+    };
+    let accepted = accept(&node, &req);
+    drop(req);
+    let accepted = match accepted {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            let _ = write_all(&stream, &refusal.bytes()).await;
+            return;
+        }
+    };
+    let token = accepted.token.clone();
+    let mut response = Vec::with_capacity(160);
+    response.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ",
+    );
+    response.extend_from_slice(&accepted.accept_key);
+    response.extend_from_slice(b"\r\n\r\n");
+    if write_all(&stream, &response).await.is_ok() {
+        drop(response);
+        // Boxed: the connection's future is large and lives as long as it does;
+        // boxing keeps actix's per-socket task small.
+        Box::pin(run(node.clone(), accepted, stream, early)).await;
+    }
+    if let Some(token) = token {
+        node.negotiations.release(&token);
+    }
+}
+
+/// What the reader and the writer of one connection share.
+#[derive(Default)]
+struct Shared {
+    /// A Ping's payload waiting for its Pong.
+    pong: RefCell<Option<Vec<u8>>>,
+    pong_due: Notify,
+    /// The client closed its side (Close frame or end of stream).
+    peer_closed: Cell<bool>,
 }
 
 /// What the reader got from the socket.
-enum Frame {
-    Data(Bytes),
-    Heartbeat,
+enum Event {
+    /// Bytes were read (record bytes may be waiting in the buffer).
+    Data,
+    /// The client closed the connection.
     Gone,
+    /// The client broke the WebSocket protocol.
     Broken,
 }
 
-impl Connection {
-    async fn next_frame(&mut self) -> Frame {
-        match self.stream.recv().await {
-            Some(Ok(AggregatedMessage::Text(text))) => Frame::Data(text.into_bytes()),
-            Some(Ok(AggregatedMessage::Binary(data))) => Frame::Data(data),
-            Some(Ok(AggregatedMessage::Ping(data))) => {
-                // A failed pong means the socket is gone; the next read says so.
-                let _ = self.session.pong(&data).await;
-                Frame::Heartbeat
+/// The reading half of a connection.
+struct Reader<'a> {
+    stream: &'a TcpStream,
+    shared: &'a Shared,
+    frames: FrameReader,
+    /// Record bytes not processed yet.
+    buf: BytesMut,
+    /// Bytes that came with the HTTP request, fed before the socket is read.
+    early: BytesMut,
+    id: ConnectionId,
+}
+
+impl Reader<'_> {
+    async fn next(&mut self) -> Event {
+        if !self.early.is_empty() {
+            let early = std::mem::take(&mut self.early);
+            return self.consume(&early);
+        }
+        let stream = self.stream;
+        loop {
+            if stream.readable().await.is_err() {
+                return self.gone();
             }
-            Some(Ok(AggregatedMessage::Pong(_))) => Frame::Heartbeat,
-            Some(Ok(AggregatedMessage::Close(_))) | None => Frame::Gone,
-            Some(Err(e)) => {
-                tracing::debug!(connection = %self.id, error = %e, "websocket protocol error");
-                Frame::Broken
+            let outcome = READ_BUF.with_borrow_mut(|chunk| match stream.try_read(chunk) {
+                Ok(0) => Some(None),
+                Ok(n) => Some(Some(self.consume(&chunk[..n]))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                Err(_) => Some(None),
+            });
+            match outcome {
+                None => continue,
+                Some(None) => return self.gone(),
+                Some(Some(event)) => return event,
             }
         }
     }
 
-    /// Reads the handshake; on success returns the protocol and any bytes that
-    /// followed it in the same frame, on failure the error text for the client.
-    async fn handshake(&mut self) -> Result<(Protocol, BytesMut), Option<String>> {
+    fn gone(&self) -> Event {
+        self.shared.peer_closed.set(true);
+        Event::Gone
+    }
+
+    /// Parses bytes from the socket: data payload into `buf`, control frames handled.
+    fn consume(&mut self, mut input: &[u8]) -> Event {
+        while !input.is_empty() {
+            match self.frames.feed(input, &mut self.buf) {
+                Ok((used, control)) => {
+                    input = &input[used..];
+                    match control {
+                        Some(Control::Ping(payload)) => {
+                            *self.shared.pong.borrow_mut() = Some(payload);
+                            self.shared.pong_due.notify_one();
+                        }
+                        Some(Control::Close(_)) => return self.gone(),
+                        Some(Control::Pong) | None => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(connection = %self.id, error = %e, "websocket protocol error");
+                    return Event::Broken;
+                }
+            }
+        }
+        Event::Data
+    }
+
+    /// Forgets a large record buffer once it is empty (memory per idle connection).
+    fn trim(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// Reads the handshake; on success returns the protocol (any records that
+    /// followed it stay in `buf`), on failure the error text for the client.
+    async fn handshake(&mut self, node: &Node) -> Result<Protocol, Option<String>> {
         let unexpected = || Some("An unexpected error occurred during connection handshake.".to_owned());
-        let limit = self.node.config.max_message_size;
-        let handshake_timeout = self.node.config.handshake_timeout();
-        let mut buf = BytesMut::new();
+        let limit = node.config.max_message_size;
         let read = async {
             loop {
-                match self.next_frame().await {
-                    Frame::Data(data) => buf.extend_from_slice(&data),
-                    Frame::Heartbeat => continue,
-                    Frame::Gone => return Err(None),
-                    Frame::Broken => return Err(unexpected()),
-                }
-                match parse_handshake_request(&buf) {
+                match parse_handshake_request(&self.buf) {
                     Ok(Some((request, consumed))) => {
-                        let _ = buf.split_to(consumed);
+                        let _ = self.buf.split_to(consumed);
                         return Ok(request);
                     }
-                    Ok(None) if buf.len() <= limit => continue,
+                    Ok(None) if self.buf.len() <= limit => {}
                     Ok(None) | Err(_) => return Err(unexpected()),
+                }
+                match self.next().await {
+                    Event::Data => {}
+                    Event::Gone => return Err(None),
+                    Event::Broken => return Err(unexpected()),
                 }
             }
         };
-        let request = match timeout(handshake_timeout, read).await {
+        let request = match timeout(node.config.handshake_timeout(), read).await {
             Ok(result) => result?,
             Err(_) => return Err(Some("Handshake was canceled.".into())),
         };
@@ -166,91 +354,27 @@ impl Connection {
                 request.version, request.protocol
             )));
         }
-        Ok((protocol, buf))
-    }
-
-    async fn run(mut self) {
-        let (protocol, mut buf) = match self.handshake().await {
-            Ok(done) => done,
-            Err(error) => {
-                if let Some(error) = error {
-                    tracing::debug!(connection = %self.id, %error, "handshake failed");
-                    let _ = self.session.text(utf8(encode_handshake_response(Some(&error)))).await;
-                }
-                // Closing an already closed session fails harmlessly.
-                let _ = self.session.close(Some(CloseCode::Normal.into())).await;
-                return;
-            }
-        };
-        let node = self.node.clone();
-        let (handle, queue) = ConnectionHandle::new(
-            self.id.clone(),
-            HubName::from(self.hub.name()),
-            self.principal.take(),
-            protocol,
-            TRANSPORT,
-            node.config.outbound_queue,
-            node.metrics.hub(self.hub.name()),
-        );
-        // Cluster operations are boxed: their futures (Redis calls) are large and
-        // would otherwise stay part of this long-lived connection future.
-        if let Err(e) = Box::pin(node.connected(&handle)).await {
-            let error = match e {
-                BackplaneError::UserLimit { limit } => {
-                    format!("The user already has the maximum of {limit} connections.")
-                }
-                BackplaneError::Unavailable(_) => "The server cannot register connections right now.".to_owned(),
-            };
-            let _ = self.session.text(utf8(encode_handshake_response(Some(&error)))).await;
-            let _ = self.session.close(Some(CloseCode::Normal.into())).await;
-            Box::pin(node.disconnected(&self.id)).await;
-            return;
-        }
-        if self.session.text(utf8(encode_handshake_response(None))).await.is_err() {
-            Box::pin(node.disconnected(&self.id)).await;
-            return;
-        }
-        handle.metrics.connections.inc();
-        handle.metrics.connections_opened.inc();
-        let writer = actix_web::rt::spawn(write(
-            self.session.clone(),
-            queue,
-            handle.clone(),
-            node.config.keep_alive(),
-        ));
-        let dispatcher = Dispatcher::new(node.clone(), self.hub.clone(), handle.clone());
-        let reason = self.read(&handle, &dispatcher, &mut buf).await;
-        handle.close(reason);
-        drop(dispatcher);
-        // The writer ends once it has sent the Close message; a panic in it is logged by the runtime.
-        let _ = writer.await;
-        handle.metrics.connections.dec();
-        Box::pin(node.disconnected(&self.id)).await;
+        Ok(protocol)
     }
 
     /// Reads hub messages until the connection must close; returns why.
-    async fn read(
-        &mut self,
-        handle: &Arc<ConnectionHandle>,
-        dispatcher: &Dispatcher,
-        buf: &mut BytesMut,
-    ) -> CloseRequest {
+    async fn read(&mut self, node: &Node, handle: &Arc<ConnectionHandle>, dispatcher: &Dispatcher) -> CloseRequest {
         let protocol = handle.protocol;
-        let limit = self.node.config.max_message_size;
-        let client_timeout = self.node.config.client_timeout();
+        let limit = node.config.max_message_size;
+        let client_timeout = node.config.client_timeout();
         let mut close_signal = handle.close_signal();
         let mut deadline = Instant::now() + client_timeout;
         loop {
-            // Records that arrived with the handshake, or in the last frame.
+            // Records that arrived with the handshake, or in the last read.
             loop {
-                let (message, consumed) = match protocol.next_record(buf, limit) {
+                let (message, consumed) = match protocol.next_record(&self.buf, limit) {
                     Ok(Some((payload, consumed))) => (protocol.decode(payload), consumed),
                     Ok(None) => break,
                     Err(FrameError::TooLarge { .. }) | Err(FrameError::InvalidLengthPrefix) => {
                         return CloseRequest::error(CLOSED_WITH_ERROR);
                     }
                 };
-                let _ = buf.split_to(consumed);
+                let _ = self.buf.split_to(consumed);
                 match message {
                     Ok(Some(message)) => {
                         handle.metrics.messages_in.inc();
@@ -265,58 +389,177 @@ impl Connection {
                     }
                 }
             }
-            let frame = tokio::select! {
+            self.trim();
+            let event = tokio::select! {
                 request = closed(&mut close_signal) => return request,
                 _ = sleep_until(deadline) => {
                     tracing::debug!(connection = %self.id, "client timeout elapsed");
                     return CloseRequest::error(CLOSED_WITH_ERROR);
                 }
-                frame = self.next_frame() => frame,
+                event = self.next() => event,
             };
             deadline = Instant::now() + client_timeout;
-            match frame {
-                Frame::Data(data) => buf.extend_from_slice(&data),
-                Frame::Heartbeat => {}
-                Frame::Gone => return CloseRequest::client_left(),
-                Frame::Broken => return CloseRequest::error(CLOSED_WITH_ERROR),
+            match event {
+                Event::Data => {}
+                Event::Gone => return CloseRequest::client_left(),
+                Event::Broken => return CloseRequest::error(CLOSED_WITH_ERROR),
             }
         }
     }
 }
 
-fn utf8(bytes: Bytes) -> bytestring::ByteString {
-    // Handshake responses are JSON text we encoded ourselves.
-    bytestring::ByteString::try_from(bytes).unwrap_or_default()
-}
-
-/// Sends one frame in the connection's format; `false` once the socket is gone.
-async fn send_frame(session: &mut Session, protocol: Protocol, frame: Bytes) -> bool {
-    let sent = if protocol.is_binary() {
-        session.binary(frame).await
-    } else {
-        match bytestring::ByteString::try_from(frame) {
-            Ok(text) => session.text(text).await,
-            // JSON records are UTF-8 by construction; a broken one ends the connection.
-            Err(_) => return false,
+/// One accepted WebSocket, from the SignalR handshake to the end.
+async fn run(node: Arc<Node>, accepted: Accepted, mut stream: TcpStream, early: BytesMut) {
+    let shared = Shared::default();
+    let frame_limit = (node.config.max_message_size * 4).max(64 * 1024);
+    let Accepted { hub, id, principal, .. } = accepted;
+    let mut reader = Reader {
+        stream: &stream,
+        shared: &shared,
+        frames: FrameReader::new(frame_limit),
+        buf: BytesMut::new(),
+        early,
+        id: id.clone(),
+    };
+    let protocol = match reader.handshake(&node).await {
+        Ok(protocol) => protocol,
+        Err(error) => {
+            if let Some(error) = &error {
+                tracing::debug!(connection = %id, %error, "handshake failed");
+                let _ = write_frame(&stream, OP_TEXT, &encode_handshake_response(Some(error))).await;
+            }
+            let _ = write_close(&stream).await;
+            drop(reader);
+            linger(&mut stream, &shared).await;
+            return;
         }
     };
-    sent.is_ok()
+    let (handle, queue) = ConnectionHandle::new(
+        id.clone(),
+        HubName::from(hub.name()),
+        principal,
+        protocol,
+        TRANSPORT,
+        node.config.outbound_queue,
+        node.metrics.hub(hub.name()),
+    );
+    // Cluster operations are boxed: their futures (Redis calls) are large and
+    // would otherwise stay part of this long-lived connection future.
+    let refused = match Box::pin(node.connected(&handle)).await {
+        Ok(()) => write_frame(&stream, OP_TEXT, &encode_handshake_response(None))
+            .await
+            .err()
+            .map(|_| None),
+        Err(e) => Some(Some(match e {
+            BackplaneError::UserLimit { limit } => {
+                format!("The user already has the maximum of {limit} connections.")
+            }
+            BackplaneError::Unavailable(_) => "The server cannot register connections right now.".to_owned(),
+        })),
+    };
+    if let Some(error) = refused {
+        if let Some(error) = error {
+            let _ = write_frame(&stream, OP_TEXT, &encode_handshake_response(Some(&error))).await;
+            let _ = write_close(&stream).await;
+        }
+        Box::pin(node.disconnected(&id)).await;
+        drop(reader);
+        linger(&mut stream, &shared).await;
+        return;
+    }
+    handle.metrics.connections.inc();
+    handle.metrics.connections_opened.inc();
+    let dispatcher = Dispatcher::new(node.clone(), hub.clone(), handle.clone());
+    let reading = async {
+        let reason = reader.read(&node, &handle, &dispatcher).await;
+        handle.close(reason);
+    };
+    let writing = write(&stream, &shared, queue, &handle, node.config.keep_alive());
+    tokio::join!(reading, writing);
+    drop(dispatcher);
+    drop(reader);
+    handle.metrics.connections.dec();
+    Box::pin(node.disconnected(&id)).await;
+    linger(&mut stream, &shared).await;
+}
+
+/// After our Close frame: end our side of the stream and give the client a
+/// moment to end its side, so that what we sent last is not lost to a reset.
+async fn linger(stream: &mut TcpStream, shared: &Shared) {
+    let _ = tokio::io::AsyncWriteExt::shutdown(stream).await;
+    if shared.peer_closed.get() {
+        return;
+    }
+    let _ = timeout(LINGER, async {
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            let done = READ_BUF.with_borrow_mut(|chunk| match stream.try_read(chunk) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            });
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// Writes all of `bytes`.
+async fn write_all(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+    write_vectored(stream, &[], bytes).await
+}
+
+/// Writes `head` then `body`, as few system calls as the socket allows.
+async fn write_vectored(stream: &TcpStream, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
+    while !head.is_empty() || !body.is_empty() {
+        stream.writable().await?;
+        match stream.try_write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(mut n) => {
+                let from_head = n.min(head.len());
+                head = &head[from_head..];
+                n -= from_head;
+                body = &body[n..];
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends one unfragmented frame.
+async fn write_frame(stream: &TcpStream, opcode: u8, payload: &[u8]) -> io::Result<()> {
+    let (head, len) = frame::header(opcode, payload.len());
+    write_vectored(stream, &head[..len], payload).await
+}
+
+/// Sends a Close frame with status 1000.
+async fn write_close(stream: &TcpStream) -> io::Result<()> {
+    write_frame(stream, OP_CLOSE, &CLOSE_NORMAL.to_be_bytes()).await
 }
 
 /// The writer: drains the queue, coalescing what waits into one frame; pings
-/// when idle; on close, flushes what is queued and sends the Close message.
+/// when idle; answers Pings; on close, flushes what is queued and sends the
+/// Close message and frame.
 ///
 /// Per message it touches no timer and allocates nothing of its own: a lone
-/// record goes out as the very `Bytes` every recipient shares, and the
+/// record goes out from the very `Bytes` every recipient shares, and the
 /// keep-alive timer is re-armed only when it fires (profile in
 /// docs/benchmarks.md).
 async fn write(
-    mut session: Session,
-    mut queue: mpsc::Receiver<Queued>,
-    handle: Arc<ConnectionHandle>,
+    stream: &TcpStream,
+    shared: &Shared,
+    mut queue: QueueReceiver,
+    handle: &ConnectionHandle,
     keep_alive: Duration,
 ) {
     let protocol = handle.protocol;
+    let opcode = if protocol.is_binary() { OP_BINARY } else { OP_TEXT };
     let mut close_signal: watch::Receiver<Option<CloseRequest>> = handle.close_signal();
     let closing = closed(&mut close_signal);
     tokio::pin!(closing);
@@ -325,7 +568,7 @@ async fn write(
     let mut frame = BytesMut::new();
     let mut last_sent = Instant::now();
     loop {
-        tokio::select! {
+        let sent = tokio::select! {
             biased;
             request = &mut closing => {
                 if request.notify_client {
@@ -334,18 +577,24 @@ async fn write(
                     }
                     let close = HubMessage::Close(Close { error: request.error, allow_reconnect: request.allow_reconnect });
                     protocol.encode(&close, &mut frame);
-                    send_frame(&mut session, protocol, frame.split().freeze()).await;
+                    let _ = write_frame(stream, opcode, &frame).await;
                 }
-                let _ = session.close(Some(CloseCode::Normal.into())).await;
+                let _ = write_close(stream).await;
                 return;
             }
-            queued = queue.recv() => {
-                let Some(first) = queued else { return };
+            () = shared.pong_due.notified() => {
+                let payload = shared.pong.borrow_mut().take();
+                match payload {
+                    Some(payload) => write_frame(stream, OP_PONG, &payload).await,
+                    None => continue,
+                }
+            }
+            first = queue.recv() => {
                 let delivery = &handle.metrics.delivery;
-                let out = match queue.try_recv() {
+                match queue.try_recv() {
                     Err(_) => {
                         delivery.observe(first.at.elapsed().as_secs_f64());
-                        first.record
+                        write_frame(stream, opcode, &first.record).await
                     }
                     Ok(second) => {
                         for queued in [first, second] {
@@ -357,13 +606,14 @@ async fn write(
                             frame.extend_from_slice(&queued.record);
                             delivery.observe(queued.at.elapsed().as_secs_f64());
                         }
-                        frame.split().freeze()
+                        let sent = write_frame(stream, opcode, &frame).await;
+                        frame.clear();
+                        if frame.capacity() > KEEP_BUFFER {
+                            frame = BytesMut::new();
+                        }
+                        sent
                     }
-                };
-                if !send_frame(&mut session, protocol, out).await {
-                    handle.close(CloseRequest::client_left());
                 }
-                last_sent = Instant::now();
             }
             () = &mut ping => {
                 let due = last_sent + keep_alive;
@@ -371,12 +621,86 @@ async fn write(
                     ping.as_mut().reset(due);
                     continue;
                 }
-                if !send_frame(&mut session, protocol, protocol.encode_to_bytes(&HubMessage::Ping)).await {
-                    handle.close(CloseRequest::client_left());
-                }
-                last_sent = Instant::now();
-                ping.as_mut().reset(last_sent + keep_alive);
+                let sent = write_frame(stream, opcode, &ping_record(protocol)).await;
+                ping.as_mut().reset(Instant::now() + keep_alive);
+                sent
             }
+        };
+        if sent.is_err() {
+            handle.close(CloseRequest::client_left());
         }
+        last_sent = Instant::now();
+    }
+}
+
+/// The SignalR Ping record in `protocol`.
+fn ping_record(protocol: Protocol) -> Bytes {
+    protocol.encode_to_bytes(&HubMessage::Ping)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_complete_http_responses() {
+        let refusal = Refusal {
+            header: Some(("www-authenticate", "Bearer")),
+            ..Refusal::new(401, "Unauthorized", "")
+        };
+        let text = String::from_utf8(refusal.bytes()).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 0\r\nconnection: close\r\nwww-authenticate: Bearer\r\n\r\n"
+        );
+        let text = String::from_utf8(Refusal::new(409, "Conflict", "Connection ID already in use").bytes()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 409 Conflict\r\n"), "{text}");
+        assert!(text.ends_with("content-length: 28\r\nconnection: close\r\n\r\nConnection ID already in use"));
+    }
+
+    fn upgrade_request(uri: &str) -> Request {
+        actix_http::test::TestRequest::default()
+            .uri(uri)
+            .insert_header(("upgrade", "websocket"))
+            .insert_header(("connection", "Upgrade"))
+            .insert_header(("sec-websocket-version", "13"))
+            .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
+            .finish()
+    }
+
+    #[actix_web::test]
+    async fn upgrades_are_checked_like_the_connect_endpoint() {
+        let dir = std::env::temp_dir().join(format!("hubwire-ws-accept-test-{}", std::process::id()));
+        let config = crate::config::Config {
+            jwt_secret: Some("s".into()),
+            data_dir: dir,
+            ..crate::config::Config::default()
+        };
+        let node = crate::build_node(config).await.unwrap();
+        let status = |uri: &str| accept(&node, &upgrade_request(uri)).err().map(|r| r.status);
+        assert_eq!(status("/other"), Some(404));
+        assert_eq!(status("/hubs/nope"), Some(404));
+        assert_eq!(status("/hubs/diagnostics"), Some(401), "no token");
+        assert_eq!(status("/hubs/diagnostics?access_token=garbage"), Some(401));
+        let token = node.auth.issue(&crate::auth::Claims::new("alice", 60)).unwrap();
+        let with_token = format!("/hubs/diagnostics?access_token={token}");
+        let accepted = accept(&node, &upgrade_request(&with_token)).ok().unwrap();
+        // RFC 6455's own example key and answer.
+        assert_eq!(&accepted.accept_key, b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(accepted.principal.unwrap().user.as_str(), "alice");
+        assert_eq!(status(&format!("{with_token}&id=unknown")), Some(404));
+        let plain = actix_http::test::TestRequest::with_uri(&with_token).finish();
+        assert_eq!(accept(&node, &plain).err().map(|r| r.status), Some(400));
+
+        node.begin_shutdown();
+        assert_eq!(status(&with_token), Some(503));
+    }
+
+    #[test]
+    fn handshake_refusals_keep_their_status() {
+        assert_eq!(handshake_refusal(HandshakeError::GetMethodRequired).status, 405);
+        assert_eq!(handshake_refusal(HandshakeError::UnsupportedVersion).status, 426);
+        assert_eq!(handshake_refusal(HandshakeError::BadWebsocketKey).status, 400);
     }
 }
