@@ -69,6 +69,8 @@ pub struct Config {
     pub workers: Option<usize>,
     /// Seconds graceful shutdown waits for connections to close. Default 10.
     pub shutdown_timeout_secs: u64,
+    /// `TCP_NODELAY` on client sockets (each frame is one write). Default `true`.
+    pub tcp_nodelay: bool,
 }
 
 impl Default for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             detailed_errors: false,
             workers: None,
             shutdown_timeout_secs: 10,
+            tcp_nodelay: true,
         }
     }
 }
@@ -230,6 +233,7 @@ impl Config {
         env_field!(detailed_errors, "HUBWIRE_DETAILED_ERRORS", parse);
         env_field!(workers, "HUBWIRE_WORKERS", optional_parse);
         env_field!(shutdown_timeout_secs, "HUBWIRE_SHUTDOWN_TIMEOUT_SECS", parse);
+        env_field!(tcp_nodelay, "HUBWIRE_TCP_NODELAY", parse);
         Ok(())
     }
 

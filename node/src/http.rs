@@ -120,6 +120,7 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let state = web::Data::new(AppState { node: node.clone() });
     let shutdown_timeout = node.config.shutdown_timeout_secs;
+    let nodelay = node.config.tcp_nodelay;
     let upgrades = node.clone();
     // actix-web's `HttpServer` spelled out, to add the upgrade service: WebSocket
     // requests reach `websocket::upgrade` with the socket itself (docs/decisions.md).
@@ -136,7 +137,7 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
                 .into_factory()
                 .map_err(|e| e.error_response());
             HttpService::build()
-                .tcp_nodelay(true)
+                .tcp_nodelay(nodelay)
                 .upgrade(fn_service(
                     move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
                         let node = node.clone();

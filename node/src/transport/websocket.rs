@@ -9,13 +9,15 @@
 //! write. What an idle connection keeps is its small state, not buffers
 //! (docs/decisions.md, "WebSocket framing on the socket").
 //!
-//! Each connection is one future on the worker that accepted it, joining two
-//! halves: the reader (handshake, frames to hub messages, client timeout) and
-//! the writer (queue to frames, keep-alive pings, pongs, the final Close). They
-//! meet only through the connection's queue, its close signal and the pong slot.
+//! Each connection runs on the worker that accepted it as two parts: the reader
+//! (the upgrade's own future: handshake, frames to hub messages, client
+//! timeout) and the writer (a task: queue to frames, keep-alive pings, pongs,
+//! the final Close). They meet only through the connection's queue, its close
+//! signal and the pong slot.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +27,7 @@ use actix_web::{web, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 
 use super::frame::{self, Control, FrameReader, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use crate::auth::{token_from, Principal};
@@ -363,7 +365,13 @@ impl Reader<'_> {
         let limit = node.config.max_message_size;
         let client_timeout = node.config.client_timeout();
         let mut close_signal = handle.close_signal();
-        let mut deadline = Instant::now() + client_timeout;
+        let closing = closed(&mut close_signal);
+        tokio::pin!(closing);
+        // One timer for the connection's life, re-armed only when it fires
+        // (not one registered and cancelled per read).
+        let mut last_read = Instant::now();
+        let silence = tokio::time::sleep(client_timeout);
+        tokio::pin!(silence);
         loop {
             // Records that arrived with the handshake, or in the last read.
             loop {
@@ -391,14 +399,19 @@ impl Reader<'_> {
             }
             self.trim();
             let event = tokio::select! {
-                request = closed(&mut close_signal) => return request,
-                _ = sleep_until(deadline) => {
+                request = &mut closing => return request,
+                () = &mut silence => {
+                    let due = last_read + client_timeout;
+                    if Instant::now() < due {
+                        silence.as_mut().reset(due);
+                        continue;
+                    }
                     tracing::debug!(connection = %self.id, "client timeout elapsed");
                     return CloseRequest::error(CLOSED_WITH_ERROR);
                 }
                 event = self.next() => event,
             };
-            deadline = Instant::now() + client_timeout;
+            last_read = Instant::now();
             match event {
                 Event::Data => {}
                 Event::Gone => return CloseRequest::client_left(),
@@ -409,8 +422,10 @@ impl Reader<'_> {
 }
 
 /// One accepted WebSocket, from the SignalR handshake to the end.
-async fn run(node: Arc<Node>, accepted: Accepted, mut stream: TcpStream, early: BytesMut) {
-    let shared = Shared::default();
+async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: BytesMut) {
+    // Shared with the writer task (same worker thread).
+    let stream = Rc::new(stream);
+    let shared = Rc::new(Shared::default());
     let frame_limit = (node.config.max_message_size * 4).max(64 * 1024);
     let Accepted { hub, id, principal, .. } = accepted;
     let mut reader = Reader {
@@ -430,7 +445,7 @@ async fn run(node: Arc<Node>, accepted: Accepted, mut stream: TcpStream, early: 
             }
             let _ = write_close(&stream).await;
             drop(reader);
-            linger(&mut stream, &shared).await;
+            linger(stream, &shared).await;
             return;
         }
     };
@@ -464,29 +479,41 @@ async fn run(node: Arc<Node>, accepted: Accepted, mut stream: TcpStream, early: 
         }
         Box::pin(node.disconnected(&id)).await;
         drop(reader);
-        linger(&mut stream, &shared).await;
+        linger(stream, &shared).await;
         return;
     }
     handle.metrics.connections.inc();
     handle.metrics.connections_opened.inc();
     let dispatcher = Dispatcher::new(node.clone(), hub.clone(), handle.clone());
-    let reading = async {
-        let reason = reader.read(&node, &handle, &dispatcher).await;
-        handle.close(reason);
-    };
-    let writing = write(&stream, &shared, queue, &handle, node.config.keep_alive());
-    tokio::join!(reading, writing);
+    // The writer is a task of its own rather than the other half of a `join!`:
+    // a joined pair polls both halves on every wake-up of either, which cost
+    // the invocation-heavy chat mix ~30 % more server CPU (docs/decisions.md).
+    let writer = actix_web::rt::spawn(write(
+        stream.clone(),
+        shared.clone(),
+        queue,
+        handle.clone(),
+        node.config.keep_alive(),
+    ));
+    let reason = reader.read(&node, &handle, &dispatcher).await;
+    handle.close(reason);
+    // The writer ends once it has sent the Close frame; a panic in it is logged by the runtime.
+    let _ = writer.await;
     drop(dispatcher);
     drop(reader);
     handle.metrics.connections.dec();
     Box::pin(node.disconnected(&id)).await;
-    linger(&mut stream, &shared).await;
+    linger(stream, &shared).await;
 }
 
 /// After our Close frame: end our side of the stream and give the client a
 /// moment to end its side, so that what we sent last is not lost to a reset.
-async fn linger(stream: &mut TcpStream, shared: &Shared) {
-    let _ = tokio::io::AsyncWriteExt::shutdown(stream).await;
+async fn linger(stream: Rc<TcpStream>, shared: &Shared) {
+    // The reader and writer are gone by now, so the socket is ours alone.
+    let Ok(mut stream) = Rc::try_unwrap(stream) else {
+        return;
+    };
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
     if shared.peer_closed.get() {
         return;
     }
@@ -552,12 +579,13 @@ async fn write_close(stream: &TcpStream) -> io::Result<()> {
 /// keep-alive timer is re-armed only when it fires (profile in
 /// docs/benchmarks.md).
 async fn write(
-    stream: &TcpStream,
-    shared: &Shared,
+    stream: Rc<TcpStream>,
+    shared: Rc<Shared>,
     mut queue: QueueReceiver,
-    handle: &ConnectionHandle,
+    handle: Arc<ConnectionHandle>,
     keep_alive: Duration,
 ) {
+    let stream = &*stream;
     let protocol = handle.protocol;
     let opcode = if protocol.is_binary() { OP_BINARY } else { OP_TEXT };
     let mut close_signal: watch::Receiver<Option<CloseRequest>> = handle.close_signal();
