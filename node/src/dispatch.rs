@@ -218,9 +218,17 @@ impl Dispatcher {
     pub async fn handle(&self, message: HubMessage) -> Result<(), CloseRequest> {
         match message {
             HubMessage::Invocation(invocation) => {
+                // Waiting for room is the rare case; its future is boxed so that the
+                // reader's long-lived future does not carry it (memory per connection).
                 let queue = self.invocation_queue();
-                if queue.send(Box::new(invocation)).await.is_err() {
-                    return Err(CloseRequest::client_left());
+                match queue.try_send(Box::new(invocation)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(invocation)) => {
+                        if Box::pin(queue.send(invocation)).await.is_err() {
+                            return Err(CloseRequest::client_left());
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(CloseRequest::client_left()),
                 }
             }
             HubMessage::StreamInvocation(invocation) => self.start_stream(invocation),
