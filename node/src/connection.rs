@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use crate::auth::Principal;
 use crate::metrics::HubMetrics;
@@ -79,7 +79,9 @@ pub struct ConnectionHandle {
     /// Signalled when a record is queued.
     ready: Notify,
     capacity: usize,
-    close: watch::Sender<Option<CloseRequest>>,
+    /// The first close request; `closing` wakes everyone waiting for it.
+    close: Mutex<Option<CloseRequest>>,
+    closing: Notify,
 }
 
 /// Records waiting for the writer.
@@ -142,7 +144,6 @@ impl ConnectionHandle {
         capacity: usize,
         metrics: HubMetrics,
     ) -> (Arc<Self>, QueueReceiver) {
-        let (close, _) = watch::channel(None);
         let handle = Arc::new(Self {
             id,
             hub,
@@ -156,7 +157,8 @@ impl ConnectionHandle {
             }),
             ready: Notify::new(),
             capacity: capacity.max(1),
-            close,
+            close: Mutex::new(None),
+            closing: Notify::new(),
         });
         let receiver = QueueReceiver { handle: handle.clone() };
         (handle, receiver)
@@ -196,27 +198,35 @@ impl ConnectionHandle {
     /// Asks the connection to close; the first request wins. Returns whether
     /// this call was the first.
     pub fn close(&self, request: CloseRequest) -> bool {
-        self.close.send_if_modified(|current| {
-            if current.is_some() {
+        {
+            let mut close = self.close.lock();
+            if close.is_some() {
                 return false;
             }
-            *current = Some(request);
-            true
-        })
+            *close = Some(request);
+        }
+        self.closing.notify_waiters();
+        true
     }
 
-    /// A receiver that resolves once the connection is asked to close.
-    pub fn close_signal(&self) -> watch::Receiver<Option<CloseRequest>> {
-        self.close.subscribe()
+    /// The close request, once there is one.
+    pub fn close_request(&self) -> Option<CloseRequest> {
+        self.close.lock().clone()
     }
-}
 
-/// Waits until a close is requested and returns the request.
-pub async fn closed(signal: &mut watch::Receiver<Option<CloseRequest>>) -> CloseRequest {
-    match signal.wait_for(Option::is_some).await {
-        Ok(request) => request.clone().unwrap_or_else(CloseRequest::client_left),
-        // The handle is gone: nobody can ask any more, treat as closed.
-        Err(_) => CloseRequest::client_left(),
+    /// Waits until a close is requested and returns the request. Cancel-safe;
+    /// any number of tasks may wait.
+    pub async fn closed(&self) -> CloseRequest {
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a close between the two is not missed.
+            notified.as_mut().enable();
+            if let Some(request) = self.close_request() {
+                return request;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -248,7 +258,7 @@ mod tests {
         assert!(!h.enqueue(Bytes::from_static(b"d")));
         assert_eq!(metrics.slow_closed.get(), 1);
         assert_eq!(metrics.messages_out.get(), 2);
-        let request = h.close_signal().borrow().clone().unwrap();
+        let request = h.close_request().unwrap();
         assert!(request.allow_reconnect);
         assert_eq!(request.error.as_deref(), Some("Connection closed with an error."));
         assert_eq!(rx.try_recv().unwrap().record, Bytes::from_static(b"a"));
@@ -284,11 +294,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_first_close_request_wins() {
+    async fn the_first_close_request_wins_and_wakes_every_waiter() {
         let (h, _rx, _) = handle(1);
-        let mut signal = h.close_signal();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.closed().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
         assert!(h.close(CloseRequest::error("first")));
         assert!(!h.close(CloseRequest::client_left()));
-        assert_eq!(closed(&mut signal).await.error.as_deref(), Some("first"));
+        for waiter in waiters {
+            assert_eq!(waiter.await.unwrap().error.as_deref(), Some("first"));
+        }
+        assert_eq!(h.closed().await.error.as_deref(), Some("first"), "after the fact too");
     }
 }

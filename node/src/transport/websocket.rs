@@ -26,12 +26,12 @@ use actix_http::{h1, ws::HandshakeError, Request};
 use actix_web::{web, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::time::{timeout, Instant};
 
 use super::frame::{self, Control, FrameReader, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use crate::auth::{token_from, Principal};
-use crate::connection::{closed, CloseRequest, ConnectionHandle, QueueReceiver};
+use crate::connection::{CloseRequest, ConnectionHandle, QueueReceiver};
 use crate::dispatch::Dispatcher;
 use crate::http::{authorize_token, query_value, AppState};
 use crate::hubs::Hub;
@@ -364,8 +364,7 @@ impl Reader<'_> {
         let protocol = handle.protocol;
         let limit = node.config.max_message_size;
         let client_timeout = node.config.client_timeout();
-        let mut close_signal = handle.close_signal();
-        let closing = closed(&mut close_signal);
+        let closing = handle.closed();
         tokio::pin!(closing);
         // One timer for the connection's life, re-armed only when it fires
         // (not one registered and cancelled per read).
@@ -588,8 +587,7 @@ async fn write(
     let stream = &*stream;
     let protocol = handle.protocol;
     let opcode = if protocol.is_binary() { OP_BINARY } else { OP_TEXT };
-    let mut close_signal: watch::Receiver<Option<CloseRequest>> = handle.close_signal();
-    let closing = closed(&mut close_signal);
+    let closing = handle.closed();
     tokio::pin!(closing);
     let ping = tokio::time::sleep(keep_alive);
     tokio::pin!(ping);
