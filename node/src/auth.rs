@@ -224,9 +224,7 @@ pub fn token_from(headers: &actix_web::http::header::HeaderMap, query: &str) -> 
             return Some(token.trim().to_owned());
         }
     }
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "access_token")
-        .map(|(_, v)| v.into_owned())
+    crate::http::query_value(query, "access_token")
 }
 
 /// Reads, or creates once, the development HS256 secret kept in `data_dir`.

@@ -22,6 +22,10 @@ use crate::metrics::HubMetrics;
 use hubwire_backplane::{ConnectionId, HubName, UserId};
 use hubwire_protocol::Protocol;
 
+/// The error text of a connection closed for bad input or for being too slow
+/// (ASP.NET Core's).
+pub const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
+
 /// Why and how a connection is being closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseRequest {
@@ -103,7 +107,7 @@ impl QueueReceiver {
     /// The next record, waiting for one if none is queued. Cancel-safe.
     pub async fn recv(&mut self) -> Queued {
         loop {
-            if let Ok(queued) = self.try_recv() {
+            if let Some(queued) = self.try_recv() {
                 return queued;
             }
             self.handle.ready.notified().await;
@@ -111,13 +115,13 @@ impl QueueReceiver {
     }
 
     /// The next record if one is queued.
-    pub fn try_recv(&mut self) -> Result<Queued, Empty> {
+    pub fn try_recv(&mut self) -> Option<Queued> {
         let mut outbox = self.handle.outbox.lock();
-        let queued = outbox.records.pop_front().ok_or(Empty)?;
+        let queued = outbox.records.pop_front()?;
         if outbox.records.is_empty() && outbox.records.capacity() > KEPT_SLOTS {
             outbox.records.shrink_to(KEPT_SLOTS);
         }
-        Ok(queued)
+        Some(queued)
     }
 }
 
@@ -129,12 +133,8 @@ impl Drop for QueueReceiver {
     }
 }
 
-/// Nothing is queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Empty;
-
 impl ConnectionHandle {
-    /// A handle plus the receiving ends its writer and reader use.
+    /// A handle plus the receiving end of its queue, for the writer.
     pub fn new(
         id: ConnectionId,
         hub: HubName,
@@ -179,7 +179,7 @@ impl ConnectionHandle {
         }
         if outbox.records.len() >= self.capacity {
             drop(outbox);
-            if self.close(CloseRequest::error("Connection closed with an error.")) {
+            if self.close(CloseRequest::error(CLOSED_WITH_ERROR)) {
                 self.metrics.slow_closed.inc();
                 tracing::warn!(connection = %self.id, "outbound queue full: closing slow connection");
             }

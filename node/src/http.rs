@@ -9,12 +9,11 @@
 //! most the configured shutdown timeout), 5. leave the cluster (the backplane
 //! removes what is left of this node from the keyspace), 6. stop the workers.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::convert::Infallible;
 
 use actix_codec::Framed;
 use actix_http::{h1, HttpService, Request};

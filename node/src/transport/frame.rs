@@ -112,7 +112,7 @@ impl FrameReader {
                     if let Some(part) = self.parse_header()? {
                         self.have = 0;
                         self.part = part;
-                        if let Some(control) = self.finish_control_if_empty() {
+                        if let Some(control) = self.finish_if_empty() {
                             return Ok((used, Some(control)));
                         }
                     }
@@ -157,8 +157,9 @@ impl FrameReader {
         Ok((used, None))
     }
 
-    /// A control frame with an empty payload is complete with its header.
-    fn finish_control_if_empty(&mut self) -> Option<Control> {
+    /// A frame with an empty payload is complete with its header (a control
+    /// frame is then returned).
+    fn finish_if_empty(&mut self) -> Option<Control> {
         match self.part {
             Part::Control { opcode, left: 0, .. } => {
                 self.part = Part::Header;
@@ -193,14 +194,14 @@ impl FrameReader {
             127 => 8,
             _ => 0,
         };
+        if have == 2 {
+            // Checked as soon as the two bytes are in (a header has at least six),
+            // so a bad frame fails at its first bytes.
+            check_first_bytes(b0, b1, self.fragmented)?;
+        }
         if have < 2 + extended + 4 {
-            // Checked as early as possible, so a bad frame fails at its first bytes.
-            if have == 2 {
-                check_first_bytes(b0, b1, self.fragmented)?;
-            }
             return Ok(None);
         }
-        check_first_bytes(b0, b1, self.fragmented)?;
         let length = match extended {
             0 => u64::from(b1 & 0x7f),
             2 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),

@@ -31,7 +31,7 @@ use tokio::time::{timeout, Instant};
 
 use super::frame::{self, Control, FrameReader, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use crate::auth::{token_from, Principal};
-use crate::connection::{CloseRequest, ConnectionHandle, QueueReceiver};
+use crate::connection::{CloseRequest, ConnectionHandle, QueueReceiver, CLOSED_WITH_ERROR};
 use crate::dispatch::Dispatcher;
 use crate::http::{authorize_token, query_value, AppState};
 use crate::hubs::Hub;
@@ -44,8 +44,6 @@ use hubwire_protocol::{encode_handshake_response, parse_handshake_request, Close
 pub const TRANSPORT: &str = "WebSockets";
 /// The most bytes the writer puts in one frame when coalescing queued records.
 const COALESCE_LIMIT: usize = 64 * 1024;
-/// The error text of a connection closed for bad input.
-const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
 /// Bytes read from a socket at a time, into the worker's shared buffer.
 const READ_CHUNK: usize = 16 * 1024;
 /// A record buffer grown past this is dropped once empty, not kept.
@@ -192,15 +190,10 @@ pub async fn upgrade(node: Arc<Node>, req: Request, framed: Framed<TcpStream, h1
         ..
     } = framed.into_parts();
     drop((write_buf, codec));
-    // (An unmoved local would live as long as the connection: dropped here.)
-    let early = if read_buf.is_empty() {
-        drop(read_buf);
-        BytesMut::new()
-    } else {
-        let early = BytesMut::from(&read_buf[..]);
-        drop(read_buf);
-        early
-    };
+    // A copy: the buffer itself shares its 8 KiB allocation with the request
+    // head, and an unmoved local would keep it for the connection's life.
+    let early = BytesMut::from(&read_buf[..]);
+    drop(read_buf);
     let accepted = accept(&node, &req);
     drop(req);
     let accepted = match accepted {
@@ -268,19 +261,10 @@ impl Reader<'_> {
         }
         let stream = self.stream;
         loop {
-            if stream.readable().await.is_err() {
-                return self.gone();
-            }
-            let outcome = READ_BUF.with_borrow_mut(|chunk| match stream.try_read(chunk) {
-                Ok(0) => Some(None),
-                Ok(n) => Some(Some(self.consume(&chunk[..n]))),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                Err(_) => Some(None),
-            });
-            match outcome {
-                None => continue,
-                Some(None) => return self.gone(),
+            match read_some(stream, |bytes| self.consume(bytes)).await {
                 Some(Some(event)) => return event,
+                Some(None) => continue,
+                None => return self.gone(),
             }
         }
     }
@@ -440,9 +424,8 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
         Err(error) => {
             if let Some(error) = &error {
                 tracing::debug!(connection = %id, %error, "handshake failed");
-                let _ = write_frame(&stream, OP_TEXT, &encode_handshake_response(Some(error))).await;
             }
-            let _ = write_close(&stream).await;
+            refuse_handshake(&stream, error.as_deref()).await;
             drop(reader);
             linger(stream, &shared).await;
             return;
@@ -459,23 +442,22 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
     );
     // Cluster operations are boxed: their futures (Redis calls) are large and
     // would otherwise stay part of this long-lived connection future.
-    let refused = match Box::pin(node.connected(&handle)).await {
+    let answered = match Box::pin(node.connected(&handle)).await {
         Ok(()) => write_frame(&stream, OP_TEXT, &encode_handshake_response(None))
             .await
-            .err()
-            .map(|_| None),
-        Err(e) => Some(Some(match e {
-            BackplaneError::UserLimit { limit } => {
-                format!("The user already has the maximum of {limit} connections.")
-            }
-            BackplaneError::Unavailable(_) => "The server cannot register connections right now.".to_owned(),
-        })),
-    };
-    if let Some(error) = refused {
-        if let Some(error) = error {
-            let _ = write_frame(&stream, OP_TEXT, &encode_handshake_response(Some(&error))).await;
-            let _ = write_close(&stream).await;
+            .is_ok(),
+        Err(e) => {
+            let error = match e {
+                BackplaneError::UserLimit { limit } => {
+                    format!("The user already has the maximum of {limit} connections.")
+                }
+                BackplaneError::Unavailable(_) => "The server cannot register connections right now.".to_owned(),
+            };
+            refuse_handshake(&stream, Some(&error)).await;
+            false
         }
+    };
+    if !answered {
         Box::pin(node.disconnected(&id)).await;
         drop(reader);
         linger(stream, &shared).await;
@@ -505,6 +487,15 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
     linger(stream, &shared).await;
 }
 
+/// Ends a connection whose handshake failed: the handshake response with the
+/// error, if there is one for the client, then a Close frame.
+async fn refuse_handshake(stream: &TcpStream, error: Option<&str>) {
+    if let Some(error) = error {
+        let _ = write_frame(stream, OP_TEXT, &encode_handshake_response(Some(error))).await;
+    }
+    let _ = write_close(stream).await;
+}
+
 /// After our Close frame: end our side of the stream and give the client a
 /// moment to end its side, so that what we sent last is not lost to a reset.
 async fn linger(stream: Rc<TcpStream>, shared: &Shared) {
@@ -516,22 +507,22 @@ async fn linger(stream: Rc<TcpStream>, shared: &Shared) {
     if shared.peer_closed.get() {
         return;
     }
-    let _ = timeout(LINGER, async {
-        loop {
-            if stream.readable().await.is_err() {
-                return;
-            }
-            let done = READ_BUF.with_borrow_mut(|chunk| match stream.try_read(chunk) {
-                Ok(0) => true,
-                Ok(_) => false,
-                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-            });
-            if done {
-                return;
-            }
-        }
+    // Whatever still arrives is discarded, until the client ends its side.
+    let _ = timeout(LINGER, async { while read_some(&stream, |_| ()).await.is_some() {} }).await;
+}
+
+/// Waits until `stream` is readable and reads what is there into the worker's
+/// shared buffer, handing it to `parse` before anything else can run. `None`
+/// once the stream has ended or failed; `Some(None)` if the readiness was
+/// spurious and nothing was read.
+async fn read_some<R>(stream: &TcpStream, parse: impl FnOnce(&[u8]) -> R) -> Option<Option<R>> {
+    stream.readable().await.ok()?;
+    READ_BUF.with_borrow_mut(|chunk| match stream.try_read(chunk) {
+        Ok(0) => None,
+        Ok(n) => Some(Some(parse(&chunk[..n]))),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(None),
+        Err(_) => None,
     })
-    .await;
 }
 
 /// Writes all of `bytes`.
@@ -598,7 +589,7 @@ async fn write(
             biased;
             request = &mut closing => {
                 if request.notify_client {
-                    while let Ok(queued) = queue.try_recv() {
+                    while let Some(queued) = queue.try_recv() {
                         frame.extend_from_slice(&queued.record);
                     }
                     let close = HubMessage::Close(Close { error: request.error, allow_reconnect: request.allow_reconnect });
@@ -618,17 +609,17 @@ async fn write(
             first = queue.recv() => {
                 let delivery = &handle.metrics.delivery;
                 match queue.try_recv() {
-                    Err(_) => {
+                    None => {
                         delivery.observe(first.at.elapsed().as_secs_f64());
                         write_frame(stream, opcode, &first.record).await
                     }
-                    Ok(second) => {
+                    Some(second) => {
                         for queued in [first, second] {
                             frame.extend_from_slice(&queued.record);
                             delivery.observe(queued.at.elapsed().as_secs_f64());
                         }
                         while frame.len() < COALESCE_LIMIT {
-                            let Ok(queued) = queue.try_recv() else { break };
+                            let Some(queued) = queue.try_recv() else { break };
                             frame.extend_from_slice(&queued.record);
                             delivery.observe(queued.at.elapsed().as_secs_f64());
                         }
