@@ -29,7 +29,9 @@ pub struct RedisConfig {
     pub heartbeat_interval: Duration,
     /// A node whose heartbeat is older than this is dead and swept. A dead node
     /// is swept within `dead_node_timeout + heartbeat_interval` (default 12 s).
-    /// Must exceed `heartbeat_interval`. Default 10 s.
+    /// Must exceed `heartbeat_interval`. Also sets how long a node's records
+    /// count without its heartbeat when nobody sweeps it (see
+    /// [`RedisConfig::record_lease_ttl`]). Default 10 s.
     pub dead_node_timeout: Duration,
     /// How long a channel stays subscribed after the node asked to leave it, in
     /// case a new local member arrives. Default 2 s.
@@ -73,6 +75,14 @@ impl RedisConfig {
     /// before another node takes it over.
     pub(super) fn sweep_lock_ttl(&self) -> Duration {
         self.dead_node_timeout.max(self.command_timeout * 4)
+    }
+
+    /// How long a node's records in a hub count after its last heartbeat or
+    /// registration there: the dead-node timeout plus a sweep lock TTL, so
+    /// that a survivor sweeps the dead node (and tells every node) first, and
+    /// the lease only frees what nobody swept. Default 20 s.
+    pub fn record_lease_ttl(&self) -> Duration {
+        self.dead_node_timeout + self.sweep_lock_ttl()
     }
 
     pub(super) fn validate(&self) -> Result<(), ConnectError> {
@@ -132,6 +142,7 @@ mod tests {
         let config = RedisConfig::new("redis://127.0.0.1:6379", NodeId::from("n"));
         assert!(config.validate().is_ok());
         assert!(config.dead_node_timeout + config.heartbeat_interval <= Duration::from_secs(15));
+        assert_eq!(config.record_lease_ttl(), Duration::from_secs(20));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!
 //! [`Memory`]: super::memory::Memory
 
-use fred::prelude::{HashesInterface, SetsInterface, Value};
+use std::sync::atomic::Ordering;
+
+use fred::prelude::{HashesInterface, KeysInterface, SetsInterface, SortedSetsInterface, Value};
 
 use super::scripts::{array, int, opt_text, text, texts};
 use super::Shared;
@@ -22,8 +24,15 @@ impl Shared {
     ) -> Result<Vec<GroupName>, BackplaneError> {
         self.note_hub(&record.hub).await?;
         match self.write_record(record, max_per_user, None).await {
-            Ok(groups) => {
-                self.memory.lock().insert(record.clone(), &groups);
+            Ok(Written { groups, lease_lost }) => {
+                let mut memory = self.memory.lock();
+                if lease_lost && memory.holds_in(&record.hub) {
+                    // This node's lease in the hub had expired: others may
+                    // have removed its records there.
+                    self.needs_resync.store(true, Ordering::Relaxed);
+                    self.wake.notify_one();
+                }
+                memory.insert(record.clone(), &groups);
                 Ok(groups)
             }
             Err(e @ BackplaneError::Unavailable(_)) => {
@@ -37,14 +46,14 @@ impl Shared {
     }
 
     /// Runs `register.lua`: a new connection (`restore: None`, limit checked)
-    /// or one written back after an outage, in exactly `restore`'s groups.
-    /// Returns the user's live persistent groups, which it joined.
+    /// or one written back after an outage, in exactly `restore`'s groups;
+    /// sets this node's lease in the hub.
     pub(super) async fn write_record(
         &self,
         record: &ConnectionRecord,
         max_per_user: Option<usize>,
         restore: Option<&[GroupName]>,
-    ) -> Result<Vec<GroupName>, BackplaneError> {
+    ) -> Result<Written, BackplaneError> {
         let mut args = vec![
             self.names.hub_base(&record.hub),
             record.id.to_string(),
@@ -56,6 +65,7 @@ impl Shared {
             record.since_ms.to_string(),
             max_per_user.map(|limit| limit.to_string()).unwrap_or_default(),
             if restore.is_some() { "restore" } else { "new" }.to_owned(),
+            self.config.record_lease_ttl().as_millis().to_string(),
         ];
         args.extend(restore.unwrap_or_default().iter().map(GroupName::to_string));
         let keys = vec![self.names.conn(&record.hub, &record.id)];
@@ -63,7 +73,13 @@ impl Shared {
         let mut reply = array(what, self.script(&self.scripts.register, keys, args).await?)?.into_iter();
         let status = reply.next().map(|status| int(what, status)).transpose()?;
         match (status, max_per_user) {
-            (Some(1), _) => reply.map(|g| text(what, g).map(GroupName::from)).collect(),
+            (Some(1), _) => {
+                let lease_lost = reply.next().map(|lost| int(what, lost)).transpose()? == Some(1);
+                let groups = reply
+                    .map(|g| text(what, g).map(GroupName::from))
+                    .collect::<Result<_, _>>()?;
+                Ok(Written { groups, lease_lost })
+            }
             (Some(0), Some(limit)) => Err(BackplaneError::UserLimit { limit }),
             (other, _) => Err(BackplaneError::Unavailable(format!(
                 "unexpected status from {what}: {other:?}"
@@ -115,7 +131,12 @@ impl Shared {
             let mut next = || opt_text("HMGET", values.next().unwrap_or(Value::Null));
             let (node, hub, user, transport, since) = (next()?, next()?, next()?, next()?, next()?);
             if let (Some(node), Some(hub)) = (node, hub) {
-                return Ok(Some(record(id.clone(), node, hub, user, transport, since)));
+                let record = record(id.clone(), node, hub, user, transport, since);
+                let lease = self
+                    .client
+                    .exists::<u64, _>(self.names.node_lease(&record.hub, &record.node));
+                // A record whose node's lease expired no longer counts.
+                return Ok((self.call("EXISTS lease", lease).await? > 0).then_some(record));
             }
         }
         Ok(None)
@@ -171,6 +192,39 @@ impl Shared {
             ));
         }
         Ok(out)
+    }
+
+    /// How many connections each node of the live set holds in `hub`, by
+    /// node id; a node whose lease expired holds none.
+    pub(super) async fn node_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, BackplaneError> {
+        let live = self
+            .client
+            .zrange::<Vec<String>, _, _, _>(self.names.live_nodes(), 0, -1, None, false, None, false);
+        let mut nodes: Vec<String> = self.call("ZRANGE live", live).await?;
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        nodes.sort();
+        let what = self.scripts.node_counts.name();
+        let mut args = vec![self.names.hub_base(hub)];
+        args.extend(nodes.iter().cloned());
+        let reply = self
+            .script(&self.scripts.node_counts, vec![self.names.hub_conns(hub)], args)
+            .await?;
+        let counts = array(what, reply)?;
+        if counts.len() != nodes.len() {
+            return Err(BackplaneError::Unavailable(format!(
+                "{what}: one count per node expected"
+            )));
+        }
+        nodes
+            .into_iter()
+            .zip(counts)
+            .map(|(node, count)| {
+                let count = usize::try_from(int(what, count)?).unwrap_or(0);
+                Ok((NodeId::from(node), count))
+            })
+            .collect()
     }
 
     pub(super) async fn add_user_to_group(
@@ -239,6 +293,15 @@ impl Shared {
         let reply = self.script(&self.scripts.user_in_group, keys, args).await?;
         Ok(int(self.scripts.user_in_group.name(), reply)? == 1)
     }
+}
+
+/// What `register.lua` did.
+pub(super) struct Written {
+    /// The user's live persistent groups, which the connection joined.
+    pub(super) groups: Vec<GroupName>,
+    /// This node's lease in the hub had expired: its other records there may
+    /// be gone.
+    pub(super) lease_lost: bool,
 }
 
 /// A record from the hash fields as stored (`since` unparsable counts as 0).

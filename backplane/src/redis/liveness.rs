@@ -10,6 +10,10 @@
 //! 3. removes its connections hub by hub (`sweep_hub.lua`), drops the claim,
 //!    and tells every node (itself included) which connections went.
 //!
+//! The same beat renews the node's record leases (see `names`), one per hub it
+//! holds connections in; records of a node nobody sweeps stop counting when
+//! its leases expire.
+//!
 //! A sweep that dies half-way leaves its claim in the dead set; after a lock
 //! TTL another node takes it over. A node that was swept while alive (it only
 //! lost Redis for a while) learns it from its next heartbeat, waits for the
@@ -42,6 +46,26 @@ impl Shared {
             .script(&self.scripts.heartbeat, keys, vec![self.config.node.to_string()])
             .await?;
         Ok(int(self.scripts.heartbeat.name(), reply)? == 1)
+    }
+
+    /// Renews this node's lease in every hub it holds connections in: one
+    /// `PEXPIRE` per hub, pipelined; `true` if a lease had expired (others
+    /// may have removed the node's records there), which calls for a resync.
+    async fn renew_leases(&self) -> Result<bool, BackplaneError> {
+        let hubs = self.memory.lock().hubs();
+        if hubs.is_empty() {
+            return Ok(false);
+        }
+        let ttl = i64::try_from(self.config.record_lease_ttl().as_millis()).unwrap_or(i64::MAX);
+        let pipeline = self.client.pipeline();
+        for hub in &hubs {
+            let key = self.names.node_lease(hub, &self.config.node);
+            // A pipelined command only queues here; its reply comes from `all`.
+            self.call("PEXPIRE lease", pipeline.pexpire::<(), _>(key, ttl, None))
+                .await?;
+        }
+        let renewed: Vec<i64> = self.call("PEXPIRE leases", pipeline.all()).await?;
+        Ok(renewed.contains(&0))
     }
 
     fn millis(duration: Duration) -> String {
@@ -197,7 +221,7 @@ impl Shared {
                 .await?;
         }
         for (record, groups) in &snapshot.owned {
-            let persistent = self.write_record(record, None, Some(groups)).await?;
+            let persistent = self.write_record(record, None, Some(groups)).await?.groups;
             for group in persistent.into_iter().filter(|g| !groups.contains(g)) {
                 // The user was added to this group while the node could not
                 // hear it: the connection joins it now, locally too.
@@ -253,13 +277,19 @@ pub(super) async fn heartbeats(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match shared.heartbeat().await {
+        let beat = async {
+            let unknown = shared.heartbeat().await?;
+            Ok::<_, BackplaneError>(shared.renew_leases().await? || unknown)
+        };
+        match beat.await {
             Ok(unknown) => {
                 if !shared.heartbeat_ok.swap(true, Ordering::Relaxed) {
                     tracing::warn!("Redis heartbeat works again");
                 }
                 if unknown {
-                    tracing::warn!("Redis did not know this node (swept, or its data was lost): writing it back");
+                    tracing::warn!(
+                        "Redis did not know this node (swept, its leases expired, or its data was lost): writing it back"
+                    );
                     shared.needs_resync.store(true, Ordering::Relaxed);
                     shared.wake.notify_one();
                 }

@@ -156,6 +156,18 @@ impl Memory {
         self.generation == snapshot_generation
     }
 
+    /// The hubs this node holds connections in (whose leases its heartbeat
+    /// renews).
+    pub(super) fn hubs(&self) -> HashSet<HubName> {
+        let hubs: HashSet<&HubName> = self.owned.values().map(|o| &o.record.hub).collect();
+        hubs.into_iter().cloned().collect()
+    }
+
+    /// Whether this node holds a connection in `hub`.
+    pub(super) fn holds_in(&self, hub: &HubName) -> bool {
+        self.owned.values().any(|o| o.record.hub == *hub)
+    }
+
     /// Every live connection id (for shutdown).
     pub(super) fn ids(&self) -> Vec<ConnectionId> {
         self.owned.keys().cloned().collect()

@@ -56,8 +56,9 @@ use scripts::{LuaScript, Scripts};
 use stats::Counters;
 
 /// One node's handle on the Redis backplane. Dropping it stops its heartbeats
-/// (the others then sweep its connections); [`Backplane::shutdown`] leaves the
-/// cluster cleanly instead.
+/// (the others then sweep its connections; if none does, they stop counting
+/// when its record leases expire); [`Backplane::shutdown`] leaves the cluster
+/// cleanly instead.
 pub struct RedisBackplane {
     shared: Arc<Shared>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -293,21 +294,7 @@ impl Backplane for RedisBackplane {
     }
 
     async fn node_connection_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, BackplaneError> {
-        use fred::prelude::{SetsInterface, SortedSetsInterface};
-        let shared = &self.shared;
-        let live =
-            shared
-                .client
-                .zrange::<Vec<String>, _, _, _>(shared.names.live_nodes(), 0, -1, None, false, None, false);
-        let mut nodes: Vec<String> = shared.call("ZRANGE live", live).await?;
-        nodes.sort();
-        let mut counts = Vec::with_capacity(nodes.len());
-        for node in nodes.into_iter().map(NodeId::from) {
-            let key = shared.names.node_conns(hub, &node);
-            let count: u64 = shared.call("SCARD node conns", shared.client.scard(key)).await?;
-            counts.push((node, usize::try_from(count).unwrap_or(usize::MAX)));
-        }
-        Ok(counts)
+        self.shared.node_counts(hub).await
     }
 
     async fn connection_groups(&self, hub: &HubName, id: &ConnectionId) -> Result<Vec<GroupName>, BackplaneError> {
@@ -368,11 +355,9 @@ impl Backplane for RedisBackplane {
     }
 
     async fn hub_connection_count(&self, hub: &HubName) -> Result<usize, BackplaneError> {
-        let key = self.shared.names.hub_conns(hub);
-        let count: u64 = self
-            .shared
-            .call("SCARD", fred::prelude::SetsInterface::scard(&self.shared.client, key))
-            .await?;
-        Ok(usize::try_from(count).unwrap_or(usize::MAX))
+        // Per node, so that the connections of a node whose lease expired
+        // (or that left the live set) do not count.
+        let counts = self.shared.node_counts(hub).await?;
+        Ok(counts.into_iter().map(|(_, count)| count).sum())
     }
 }

@@ -10,10 +10,11 @@
 //! | `<p>:{nodes}:dead` | zset node → when a sweeper claimed it (ms) | none | sweeps under way |
 //! | `<p>:sweep:<n>` | string: the sweeping node | `PX` lock TTL | one sweeper per dead node |
 //! | `<p>:hubs` | set of hub names | none | which hubs a sweep or a lookup visits |
-//! | `<p>:hub:{<hub>}:conns` | set of connection ids | none | connections of a hub (counts) |
-//! | `<p>:hub:{<hub>}:conn:<c>` | hash `node`, `hub`, `user` (absent: anonymous), `transport`, `since` (ms) | none | where a connection lives |
+//! | `<p>:hub:{<hub>}:conns` | set of connection ids | none | every connection of a hub |
+//! | `<p>:hub:{<hub>}:conn:<c>` | hash `node`, `hub`, `user` (absent: anonymous), `transport`, `since` (ms) | none; counts while its node's lease lives | where a connection lives |
 //! | `<p>:hub:{<hub>}:conn:<c>:groups` | set of group names | none | what to leave on disconnect |
-//! | `<p>:hub:{<hub>}:node:<n>:conns` | set of connection ids | none | what to sweep when `n` dies |
+//! | `<p>:hub:{<hub>}:node:<n>:conns` | set of connection ids | none | what to sweep when `n` dies; per-node counts |
+//! | `<p>:hub:{<hub>}:node:<n>:lease` | string: the node id | `PX` record lease (`dead_node_timeout` + sweep lock TTL), renewed by every heartbeat | `n`'s records in the hub count while it exists |
 //! | `<p>:hub:{<hub>}:user:<u>:conns` | set of connection ids | none | a user's connections, limit |
 //! | `<p>:hub:{<hub>}:user:<u>:groups` | zset group → expiry (ms, `+inf` = forever) | `PEXPIREAT` latest expiry, none if one is forever | persistent user memberships |
 //! | `<p>:hub:{<hub>}:group:<g>:conns` | set of connection ids | none | a group's connections |
@@ -23,8 +24,21 @@
 //! | `<p>:node:<n>` | channel | | anything for the connections of one node |
 //! | `<p>:events` | channel | | cluster events (a node died) |
 //!
-//! Sets and zsets vanish when their last member leaves, so a connection that
+//! Sets and zsets vanish when their last member leaves, and a node's lease in
+//! a hub goes with its last connection there, so a connection that
 //! unregisters leaves no key behind.
+//!
+//! # Record leases
+//! A connection's records (its hash, its membership in the sets above) count
+//! only while its node's lease in the hub exists. The node sets the lease when
+//! it registers a connection and renews it on every heartbeat: one `PEXPIRE`
+//! per hub, whatever the number of connections. A node that dies without
+//! being swept (no survivor, a lost live entry) thus stops holding its users'
+//! slots once the lease expires: every script that meets a record of a node
+//! without lease removes all that node's connections in the hub, as a sweep
+//! would (without the `NodeDown` event, which only a sweep sends). The lease
+//! outlives the dead-node timeout by a sweep lock TTL, so a survivor normally
+//! sweeps first.
 //!
 //! # Invariants
 //! - Escaping is injective: `%`, `:`, `{` and `}` in a name part become `%25`,
@@ -123,6 +137,12 @@ impl RedisNames {
     /// `<p>:hub:{<hub>}:node:<n>:conns`: set of a node's connections in the hub.
     pub fn node_conns(&self, hub: &HubName, node: &NodeId) -> String {
         format!("{}node:{}:conns", self.hub_base(hub), escape(node.as_str()))
+    }
+
+    /// `<p>:hub:{<hub>}:node:<n>:lease`: while it exists, `node`'s records in
+    /// the hub count (see the module's record leases).
+    pub fn node_lease(&self, hub: &HubName, node: &NodeId) -> String {
+        format!("{}node:{}:lease", self.hub_base(hub), escape(node.as_str()))
     }
 
     /// `<p>:hub:{<hub>}:user:<u>:conns`: set of a user's connections.

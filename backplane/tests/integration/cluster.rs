@@ -1,6 +1,8 @@
 //! Redis Cluster (three masters started by the test): sharded pub/sub between
 //! nodes, and the Lua scripts running in one slot per hub.
 
+use std::time::Duration;
+
 use hubwire_backplane::{Backplane, Channel, GroupName, HubName, MembershipTtl, Target, UserId};
 use hubwire_test_support::{unique_prefix, RedisCluster};
 
@@ -74,6 +76,14 @@ async fn sharded_pubsub_and_scripts_work_on_a_cluster() {
     assert_eq!(b.next_message().await, direct);
     a.expect_quiet().await;
     b.expect_quiet().await;
+
+    // Record leases: each heartbeat renews a's lease in both hubs' slots, so
+    // its records still count after more than a lease (3 s in the tests).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(b.backplane.hub_connection_count(&hub).await.expect("count"), 2);
+    let rooms = HubName::from("rooms");
+    assert_eq!(b.backplane.hub_connection_count(&rooms).await.expect("count"), 1);
+    assert_eq!(a.stats().resyncs, 0, "no lease was found expired");
 
     b.backplane.unregister(&"b1".into()).await.expect("unregister");
     assert_eq!(a.backplane.hub_connection_count(&hub).await.expect("count"), 1);

@@ -76,6 +76,7 @@ async fn keys_are_named_and_typed_as_documented_and_cleaned_up() {
         (names.conn(&hub, &id), "hash"),
         (names.conn_groups(&hub, &id), "set"),
         (names.node_conns(&hub, &node.id()), "set"),
+        (names.node_lease(&hub, &node.id()), "string"),
         (names.user_conns(&hub, &user), "set"),
         (names.user_groups(&hub, &user), "zset"),
         (names.group_conns(&hub, &group), "set"),

@@ -5,6 +5,7 @@
 //! - [`keyspace`]: what lands in Redis, read with an independent client.
 //! - [`dead_node`]: a node that stops heartbeating is swept by the others.
 //! - [`outage`]: Redis stops and comes back, or loses its data.
+//! - [`lease`]: records of a node nobody sweeps expire with its lease.
 //! - [`cluster`]: Redis Cluster with sharded pub/sub.
 
 mod behaviour;
@@ -12,4 +13,5 @@ mod cluster;
 mod common;
 mod dead_node;
 mod keyspace;
+mod lease;
 mod outage;

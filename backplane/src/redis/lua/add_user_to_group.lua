@@ -1,5 +1,6 @@
 -- Adds a user's current connections to a group and, unless the mode is
 -- 'current', remembers the membership for its future connections.
+-- Current connections are those that still count (prelude: live_user_conns).
 --
 -- KEYS[1]: user groups key <p>:hub:{<hub>}:user:<u>:groups
 -- ARGV[1]: hub key base    ARGV[2]: user id    ARGV[3]: group
@@ -17,7 +18,7 @@ elseif mode == 'ttl' then
 end
 live_user_groups(user, now)
 
-local conns = redis.call('SMEMBERS', user_conns_key(user))
+local conns = live_user_conns(user)
 for _, c in ipairs(conns) do
   join(c, g)
 end

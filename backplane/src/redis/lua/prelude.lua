@@ -17,6 +17,7 @@ local hub_conns_key = base .. 'conns'
 local function conn_key(c) return base .. 'conn:' .. esc(c) end
 local function conn_groups_key(c) return base .. 'conn:' .. esc(c) .. ':groups' end
 local function node_conns_key(n) return base .. 'node:' .. esc(n) .. ':conns' end
+local function lease_key(n) return base .. 'node:' .. esc(n) .. ':lease' end
 local function user_conns_key(u) return base .. 'user:' .. esc(u) .. ':conns' end
 local function user_groups_key(u) return base .. 'user:' .. esc(u) .. ':groups' end
 local function group_conns_key(g) return base .. 'group:' .. esc(g) .. ':conns' end
@@ -66,6 +67,9 @@ local function drop_conn(c)
     return nil
   end
   redis.call('SREM', node_conns_key(rec[1]), c)
+  if redis.call('EXISTS', node_conns_key(rec[1])) == 0 then
+    redis.call('DEL', lease_key(rec[1]))
+  end
   if rec[2] then
     redis.call('SREM', user_conns_key(rec[2]), c)
   end
@@ -77,3 +81,50 @@ local function drop_conn(c)
   return rec
 end
 
+
+-- Whether node n's records in this hub still count: its lease (renewed by
+-- its heartbeat) exists. Asked once per node and script.
+local leases = {}
+local function node_alive(n)
+  local alive = leases[n]
+  if alive == nil then
+    alive = redis.call('EXISTS', lease_key(n)) == 1
+    leases[n] = alive
+  end
+  return alive
+end
+
+-- Removes every connection of node n in this hub: its lease expired, so it
+-- died and nobody swept it.
+local function expire_node(n)
+  for _, c in ipairs(redis.call('SMEMBERS', node_conns_key(n))) do
+    drop_conn(c)
+  end
+  redis.call('DEL', node_conns_key(n), lease_key(n))
+  leases[n] = false
+end
+
+-- The fields ('node', ...) of a connection that still counts, or nil. A
+-- connection whose node's lease expired is removed with its node's others.
+local function live_record(c, ...)
+  local rec = redis.call('HMGET', conn_key(c), 'node', ...)
+  if not rec[1] then
+    return nil
+  end
+  if node_alive(rec[1]) then
+    return rec
+  end
+  expire_node(rec[1])
+  return nil
+end
+
+-- The connections of user u that still count (see live_record).
+local function live_user_conns(u)
+  local out = {}
+  for _, c in ipairs(redis.call('SMEMBERS', user_conns_key(u))) do
+    if live_record(c) then
+      out[#out + 1] = c
+    end
+  end
+  return out
+end

@@ -7,19 +7,33 @@
 -- ARGV[7]: transport             ARGV[8]: since (unix ms)
 -- ARGV[9]: per-user limit, '' = none (checked only in mode 'new')
 -- ARGV[10]: 'new' | 'restore'
--- ARGV[11..]: (restore) the groups the connection is in; memberships in other
+-- ARGV[11]: the node's record lease (ms), set on its lease key in the hub
+-- ARGV[12..]: (restore) the groups the connection is in; memberships in other
 --             groups (except the user's persistent ones) are dropped
 --
--- Returns {0} when the user already holds `limit` connections (nothing is
--- written), else {1, g...}: the user's live persistent groups, which the
--- connection has joined.
+-- The limit counts only connections whose node's lease lives; the others are
+-- removed on the way (prelude: live_record), even when the limit refuses.
+--
+-- Returns {0} when the user already holds `limit` connections (nothing else
+-- is written), else {1, lost, g...}: lost is 1 if the node's lease in the hub
+-- had expired (its other records here may be gone: the node must write
+-- itself back), g... the user's live persistent groups, which the connection
+-- has joined.
 
 local c, node, has_user, user = ARGV[2], ARGV[3], ARGV[5] == '1', ARGV[6]
 local limit, mode = tonumber(ARGV[9]), ARGV[10]
 
+-- The caller is alive whatever its lease says: never count it out here.
+local lost = 0
+if redis.call('EXISTS', lease_key(node)) == 0 then
+  lost = 1
+end
+leases[node] = true
+
 if mode == 'new' and has_user and limit then
   local key = user_conns_key(user)
-  if redis.call('SISMEMBER', key, c) == 0 and redis.call('SCARD', key) >= limit then
+  if redis.call('SISMEMBER', key, c) == 0 and redis.call('SCARD', key) >= limit
+      and #live_user_conns(user) >= limit then
     return {0}
   end
 end
@@ -33,6 +47,7 @@ else
 end
 redis.call('SADD', node_conns_key(node), c)
 redis.call('SADD', hub_conns_key, c)
+redis.call('SET', lease_key(node), node, 'PX', ARGV[11])
 
 local groups = {}
 if has_user then
@@ -44,7 +59,7 @@ for _, g in ipairs(groups) do
   wanted[g] = true
 end
 if mode == 'restore' then
-  for i = 11, #ARGV do
+  for i = 12, #ARGV do
     join(c, ARGV[i])
     wanted[ARGV[i]] = true
   end
@@ -55,7 +70,7 @@ if mode == 'restore' then
   end
 end
 
-local out = {1}
+local out = {1, lost}
 for _, g in ipairs(groups) do
   out[#out + 1] = g
 end

@@ -1,5 +1,6 @@
 -- Removes every persistent membership of a user in a hub and takes its
 -- current connections out of every group.
+-- Current connections are those that still count (prelude: live_user_conns).
 --
 -- KEYS[1]: user groups key <p>:hub:{<hub>}:user:<u>:groups
 -- ARGV[1]: hub key base    ARGV[2]: user id
@@ -19,7 +20,7 @@ for _, g in ipairs(live_user_groups(user, now_ms())) do
   note(g)
 end
 redis.call('DEL', KEYS[1])
-for _, c in ipairs(redis.call('SMEMBERS', user_conns_key(user))) do
+for _, c in ipairs(live_user_conns(user)) do
   for _, g in ipairs(redis.call('SMEMBERS', conn_groups_key(c))) do
     redis.call('SREM', group_conns_key(g), c)
     note(g)

@@ -1,5 +1,6 @@
 -- Whether a user is in a group: persistently (not expired), or through one of
--- its connections. Read-only.
+-- its connections that still count (prelude: live_record, which removes the
+-- others).
 --
 -- KEYS[1]: user groups key <p>:hub:{<hub>}:user:<u>:groups
 -- ARGV[1]: hub key base    ARGV[2]: user id    ARGV[3]: group
@@ -12,7 +13,7 @@ if expiry and (expiry == 'inf' or tonumber(expiry) > now_ms()) then
   return 1
 end
 local members = group_conns_key(g)
-for _, c in ipairs(redis.call('SMEMBERS', user_conns_key(user))) do
+for _, c in ipairs(live_user_conns(user)) do
   if redis.call('SISMEMBER', members, c) == 1 then
     return 1
   end
