@@ -23,12 +23,15 @@ impl Shared {
         max_per_user: Option<usize>,
     ) -> Result<Vec<GroupName>, BackplaneError> {
         self.note_hub(&record.hub).await?;
+        let held = self.memory.lock().holds_in(&record.hub);
         match self.write_record(record, max_per_user, None).await {
             Ok(Written { groups, lease_lost }) => {
                 let mut memory = self.memory.lock();
-                if lease_lost && memory.holds_in(&record.hub) {
-                    // This node's lease in the hub had expired: others may
-                    // have removed its records there.
+                // No lease although this node held connections in the hub
+                // before and after: it expired, and others may have removed
+                // those records. (A lease is also missing, harmlessly, for the
+                // first connection in a hub, or after the last one left.)
+                if lease_lost && held && memory.holds_in(&record.hub) {
                     self.needs_resync.store(true, Ordering::Relaxed);
                     self.wake.notify_one();
                 }
