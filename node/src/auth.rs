@@ -45,7 +45,11 @@ impl Principal {
     /// the claim (or with an empty one) every group; otherwise a group one of
     /// its patterns matches, `*` standing for any run of characters.
     pub fn may_join(&self, group: &str) -> bool {
-        self.channels.is_empty() || self.channels.iter().any(|p| glob_matches(p.as_bytes(), group.as_bytes()))
+        self.channels.is_empty()
+            || self
+                .channels
+                .iter()
+                .any(|p| glob_matches(p.as_bytes(), group.as_bytes()))
     }
 }
 

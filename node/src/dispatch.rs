@@ -216,7 +216,11 @@ impl Context {
         let mut items = match reply {
             Ok(HubReply::Stream(items)) => items,
             Ok(HubReply::Value(value)) => return Some(CompletionOutcome::Result(value)),
-            Err(error) => return Some(CompletionOutcome::Error(self.invocation_error(&invocation.target, &error))),
+            Err(error) => {
+                return Some(CompletionOutcome::Error(
+                    self.invocation_error(&invocation.target, &error),
+                ))
+            }
         };
         loop {
             let item = tokio::select! {
@@ -241,9 +245,9 @@ impl Context {
                 }
                 Some(Err(error)) => {
                     let text = match &error {
-                        HubError::Hub(message) => format!(
-                            "An error occurred on the server while streaming results. HubException: {message}"
-                        ),
+                        HubError::Hub(message) => {
+                            format!("An error occurred on the server while streaming results. HubException: {message}")
+                        }
                         HubError::Binding(detail) | HubError::Internal(detail) => self.detailed(
                             "An error occurred on the server while streaming results.".into(),
                             "Exception",
@@ -341,7 +345,9 @@ impl Dispatcher {
             let limit = ctx.node.config.max_streams_per_connection;
             if limit > 0 && streams.len() >= limit {
                 drop(streams);
-                ctx.node.metrics.refused(ctx.caller.hub.as_str(), Limit::StreamsPerConnection);
+                ctx.node
+                    .metrics
+                    .refused(ctx.caller.hub.as_str(), Limit::StreamsPerConnection);
                 let error = HubError::Hub(format!("A connection may run at most {limit} streams at once."));
                 let text = ctx.invocation_error(&invocation.target, &error);
                 return ctx.complete(Some(id), CompletionOutcome::Error(text));
@@ -357,5 +363,165 @@ impl Drop for Dispatcher {
         // Dropping the senders stops every stream of the connection, however
         // it ended; each task then drops its hold on the context.
         self.streams.borrow_mut().clear();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::Authenticator;
+    use crate::config::Config;
+    use crate::connection::QueueReceiver;
+    use crate::hubs::diagnostics::DiagnosticsHub;
+    use crate::hubs::HubSet;
+    use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId};
+    use hubwire_protocol::{Protocol, Value};
+
+    struct Setup {
+        node: Arc<Node>,
+        handle: Arc<ConnectionHandle>,
+        queue: QueueReceiver,
+        dispatcher: Dispatcher,
+    }
+
+    fn setup(max_streams: usize, queue_capacity: usize) -> Setup {
+        let config = Config {
+            jwt_secret: Some("s".into()),
+            max_streams_per_connection: max_streams,
+            ..Config::default()
+        };
+        let auth = Authenticator::from_config(&config).unwrap();
+        let (backplane, _inbox) = LocalBackplane::single(NodeId::from("n1"));
+        let hub: Arc<dyn Hub> = Arc::new(DiagnosticsHub);
+        let hubs = HubSet::default().with(hub.clone());
+        let node = Arc::new(Node::new(config, auth, AnyBackplane::Local(backplane), hubs));
+        let (handle, queue) = ConnectionHandle::new(
+            "c1".into(),
+            "diagnostics".into(),
+            None,
+            Protocol::Json,
+            "WebSockets",
+            queue_capacity,
+            node.metrics.hub("diagnostics"),
+        );
+        let dispatcher = Dispatcher::new(node.clone(), hub, handle.clone());
+        Setup {
+            node,
+            handle,
+            queue,
+            dispatcher,
+        }
+    }
+
+    fn stream(id: &str, count: u64, interval_ms: u64) -> HubMessage {
+        HubMessage::StreamInvocation(Invocation {
+            invocation_id: Some(id.into()),
+            target: "Stream".into(),
+            arguments: vec![Value::from(count), Value::from(interval_ms)],
+            ..Invocation::default()
+        })
+    }
+
+    /// Every queued record, parsed (JSON records end with the record separator).
+    fn drain(queue: &mut QueueReceiver) -> Vec<serde_json::Value> {
+        std::iter::from_fn(|| queue.try_recv())
+            .map(|q| serde_json::from_slice(&q.record[..q.record.len() - 1]).unwrap())
+            .collect()
+    }
+
+    /// Lets the worker's other tasks run until `done` holds (bounded: "not
+    /// hung forever").
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let wait = async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    async fn until_running(handle: &ConnectionHandle, running: i64) {
+        until(&format!("{running} running streams"), || {
+            handle.metrics.streams_running.get() == running
+        })
+        .await;
+    }
+
+    #[actix_web::test]
+    async fn streams_beyond_the_limit_are_refused_and_the_rest_end_with_their_connection() {
+        let mut s = setup(4, 64);
+        for i in 0..5 {
+            s.dispatcher
+                .handle(stream(&format!("s{i}"), 100_000, 3_600_000))
+                .await
+                .unwrap();
+        }
+        until_running(&s.handle, 4).await;
+        let records = drain(&mut s.queue);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["type"], 3);
+        assert_eq!(records[0]["invocationId"], "s4");
+        assert_eq!(
+            records[0]["error"],
+            "An unexpected error occurred invoking 'Stream' on the server. HubException: A connection may run at most 4 streams at once."
+        );
+        assert!(s.handle.close_request().is_none(), "the connection stays open");
+        let refusals = s.node.metrics.render(&s.node.backplane);
+        assert!(
+            refusals.contains(r#"hubwire_limit_refusals_total{hub="diagnostics",limit="streams_per_connection"} 1"#),
+            "{refusals}"
+        );
+        s.handle.close(CloseRequest::client_left());
+        until_running(&s.handle, 0).await;
+        assert!(drain(&mut s.queue).is_empty(), "stopped streams are not completed");
+    }
+
+    #[actix_web::test]
+    async fn dropping_the_dispatcher_stops_its_streams() {
+        let s = setup(4, 64);
+        s.dispatcher.handle(stream("a", 100_000, 3_600_000)).await.unwrap();
+        s.dispatcher.handle(stream("b", 100_000, 3_600_000)).await.unwrap();
+        until_running(&s.handle, 2).await;
+        drop(s.dispatcher);
+        until_running(&s.handle, 0).await;
+        assert!(s.handle.close_request().is_none());
+    }
+
+    #[actix_web::test]
+    async fn a_stream_whose_items_cannot_be_queued_stops() {
+        let mut s = setup(4, 8);
+        // 100 s of items unless it stops at the first one that does not fit.
+        s.dispatcher.handle(stream("paced", 100_000, 1)).await.unwrap();
+        let slow_closed = || s.handle.metrics.slow_closed.get() == 1;
+        until("the slow close", || {
+            slow_closed() && s.handle.metrics.streams_running.get() == 0
+        })
+        .await;
+        let items = drain(&mut s.queue);
+        assert_eq!(items.len(), 8, "the queue's worth, then the slow close");
+        assert!(items.iter().all(|m| m["type"] == 2));
+    }
+
+    #[actix_web::test]
+    async fn a_fast_stream_lets_other_tasks_of_its_worker_run_between_items() {
+        let mut s = setup(4, 200_000);
+        s.dispatcher.handle(stream("fast", 100_000, 0)).await.unwrap();
+        // Spawned after the stream, on the same worker: it runs only when the
+        // stream lets go of the worker.
+        actix_web::rt::spawn(async {}).await.unwrap();
+        let records = drain(&mut s.queue);
+        assert!(!records.is_empty(), "the stream had started");
+        assert!(
+            records.iter().all(|m| m["type"] == 2),
+            "the other task ran before the stream's end: {} items so far",
+            records.len()
+        );
+        s.handle.close(CloseRequest::client_left());
+        until_running(&s.handle, 0).await;
     }
 }

@@ -514,3 +514,102 @@ fn close_request(reason: Option<String>) -> CloseRequest {
         notify_client: true,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::hubs::diagnostics::DiagnosticsHub;
+    use hubwire_backplane::LocalBackplane;
+    use hubwire_protocol::Protocol;
+
+    fn node(max_groups: usize) -> Arc<Node> {
+        let config = Config {
+            jwt_secret: Some("s".into()),
+            max_groups_per_connection: max_groups,
+            ..Config::default()
+        };
+        let auth = Authenticator::from_config(&config).unwrap();
+        let (backplane, _inbox) = LocalBackplane::single(NodeId::from("n1"));
+        let hubs = HubSet::default().with(Arc::new(DiagnosticsHub));
+        Arc::new(Node::new(config, auth, AnyBackplane::Local(backplane), hubs))
+    }
+
+    async fn connection(node: &Node, id: &str) -> Arc<ConnectionHandle> {
+        let metrics = node.metrics.hub("diagnostics");
+        let (handle, _queue) = ConnectionHandle::new(
+            id.into(),
+            "diagnostics".into(),
+            None,
+            Protocol::Json,
+            "WebSockets",
+            8,
+            metrics,
+        );
+        node.connected(&handle).await.unwrap();
+        handle
+    }
+
+    fn refusals(node: &Node, limit: &str) -> String {
+        let text = node.metrics.render(&node.backplane);
+        let series = format!("hubwire_limit_refusals_total{{hub=\"diagnostics\",limit=\"{limit}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or("0")
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn every_path_that_names_a_group_checks_its_length() {
+        let node = node(128);
+        let hub = HubName::from("diagnostics");
+        let c = connection(&node, "c1").await;
+        let user = UserId::from("u");
+        for name in ["".to_owned(), "g".repeat(MAX_GROUP_NAME_CHARS + 1)] {
+            let g = GroupName::from(name);
+            let refused = |r: Result<(), NodeError>| matches!(r, Err(NodeError::GroupName));
+            assert!(refused(node.add_to_group(&hub, &g, &c.id).await.map(drop)));
+            assert!(refused(node.remove_from_group(&hub, &g, &c.id).await.map(drop)));
+            assert!(refused(
+                node.add_user_to_group(&hub, &user, &g, MembershipTtl::Forever).await
+            ));
+            assert!(refused(node.remove_user_from_group(&hub, &user, &g).await.map(drop)));
+            assert!(refused(
+                node.send(&hub, Target::Group(g.clone()), vec![], "m", vec![]).await
+            ));
+            assert!(refused(node.close(&hub, Target::Group(g.clone()), vec![], None).await));
+            assert!(refused(node.group_connections(&hub, &g).await.map(drop)));
+            assert!(refused(node.user_in_group(&hub, &user, &g).await.map(drop)));
+        }
+        assert_eq!(refusals(&node, "group_name_length"), "16");
+        let longest = GroupName::from("g".repeat(MAX_GROUP_NAME_CHARS));
+        assert!(node.add_to_group(&hub, &longest, &c.id).await.unwrap());
+        assert_eq!(node.registry.groups_of(&c.id), vec![longest]);
+    }
+
+    #[tokio::test]
+    async fn a_connection_joins_at_most_max_groups_per_connection() {
+        let node = node(3);
+        let hub = HubName::from("diagnostics");
+        let c = connection(&node, "c1").await;
+        for g in ["a", "b", "c"] {
+            assert!(node.add_to_group(&hub, &g.into(), &c.id).await.unwrap());
+        }
+        match node.add_to_group(&hub, &"d".into(), &c.id).await {
+            Err(NodeError::TooManyGroups { limit: 3, .. }) => {}
+            other => panic!("expected the group limit, got {other:?}"),
+        }
+        assert!(
+            node.add_to_group(&hub, &"a".into(), &c.id).await.unwrap(),
+            "a group it is in"
+        );
+        assert_eq!(refusals(&node, "groups_per_connection"), "1");
+        node.remove_from_group(&hub, &"a".into(), &c.id).await.unwrap();
+        assert!(node.add_to_group(&hub, &"d".into(), &c.id).await.unwrap(), "room again");
+        let other = connection(&node, "c2").await;
+        assert!(
+            node.add_to_group(&hub, &"e".into(), &other.id).await.unwrap(),
+            "the limit is per connection"
+        );
+    }
+}
