@@ -631,7 +631,8 @@ function instrument(conn) {
 /**
  * Builds a HubConnection to `node` (not started).
  *
- * Options: hub ('diagnostics'), user ('alice'), name, protocol ('json' | 'messagepack'),
+ * Options: hub ('diagnostics'), user ('alice'), name, roles (claim of the default token),
+ * protocol ('json' | 'messagepack'),
  * token (string; `null` = send no token; default: a fresh token for `user`),
  * transport (default WebSockets), skipNegotiation, reconnectDelays (array => withAutomaticReconnect),
  * keepAliveMs (client keep-alive interval), serverTimeoutMs, url (override).
@@ -641,6 +642,7 @@ export function buildConnection(node, opts = {}) {
     hub = 'diagnostics',
     user = 'alice',
     name,
+    roles,
     protocol = 'json',
     transport = HttpTransportType.WebSockets,
     skipNegotiation,
@@ -650,7 +652,7 @@ export function buildConnection(node, opts = {}) {
     url,
     logLevel = LogLevel.Warning,
   } = opts;
-  const tok = opts.token === undefined ? node.token({ sub: user, name }) : opts.token;
+  const tok = opts.token === undefined ? node.token({ sub: user, name, roles }) : opts.token;
   const httpOptions = { transport };
   if (tok !== null) httpOptions.accessTokenFactory = () => tok;
   if (skipNegotiation !== undefined) httpOptions.skipNegotiation = skipNegotiation;
