@@ -106,7 +106,10 @@ describe('server-to-client streams', () => {
       timeout: 20_000,
       what: 'every stream of the closed connections to end',
     });
-    assert.equal(await metric(node, `hubwire_connections{hub="${HUB}"}`), 0);
+    await waitFor(async () => (await metric(node, `hubwire_connections{hub="${HUB}"}`)) === 0, {
+      timeout: 20_000,
+      what: 'the connections to be gone',
+    });
   });
 
   e2eTest("one connection's fast streams do not hold up another user's round trips", async () => {
