@@ -7,6 +7,8 @@
 #
 # Environment: BASE_PORT (8080), REDIS_PORT (6390), HUBWIRE_NODE_BIN
 # (target/release/hubwire-node), and any HUBWIRE_* variable, passed to every node.
+# A development tool: the diagnostics hub (off by default) is on unless
+# HUBWIRE_DIAGNOSTICS_HUB says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nodes=${1:-3}
@@ -28,6 +30,7 @@ pids+=($!)
 until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
 export HUBWIRE_REDIS_URL="redis://127.0.0.1:$redis_port"
 export HUBWIRE_JWT_SECRET=${HUBWIRE_JWT_SECRET:-local-cluster-secret}
+export HUBWIRE_DIAGNOSTICS_HUB=${HUBWIRE_DIAGNOSTICS_HUB:-true}
 for i in $(seq 1 "$nodes"); do
   HUBWIRE_LISTEN="127.0.0.1:$((base + i))" HUBWIRE_NODE_ID="node-$i" HUBWIRE_DATA_DIR="$dir/node-$i" \
     "$bin" > "$dir/node-$i.log" 2>&1 &

@@ -129,7 +129,8 @@ async function clients(cluster, specs) {
   await Promise.all(
     specs.map(async ([label, nodeNo, user, protocol = 'json']) => {
       const node = cluster.nodes[nodeNo - 1];
-      const conn = await connect(node, { user, protocol });
+      // Admins: SendToAll / SendToOthers and sends to other users need the role.
+      const conn = await connect(node, { user, protocol, roles: ['admin'] });
       conn.label = `${label}@${node.name}`;
       const rec = record(conn, 'news');
       const offline = record(conn, 'UserOffline');

@@ -256,7 +256,8 @@ let nodeCounter = 0;
  *   secret     JWT secret (default: FILE_SECRET, random per test file)
  *   accessKey  HUBWIRE_ACCESS_KEY (default: FILE_ACCESS_KEY, random per test file)
  *   dataDir    HUBWIRE_DATA_DIR (default: fresh temp dir)
- *   env        extra environment variables (override the defaults)
+ *   env        extra environment variables (override the defaults, among them
+ *              HUBWIRE_DIAGNOSTICS_HUB=true; a null value unsets one)
  *   name       label used in logs
  */
 export async function startNode(opts = {}) {
@@ -283,9 +284,13 @@ export async function startNode(opts = {}) {
     HUBWIRE_JWT_SECRET: secret,
     HUBWIRE_ACCESS_KEY: accessKey,
     HUBWIRE_DATA_DIR: dataDir,
+    // Off by default in the node; the tests drive it.
+    HUBWIRE_DIAGNOSTICS_HUB: 'true',
     RUST_LOG: 'info',
     ...(opts.env ?? {}),
   };
+  // `null` in opts.env unsets a variable (e.g. to see a default).
+  for (const [k, v] of Object.entries(env)) if (v === null) delete env[k];
 
   const child = spawn(NODE_BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const node = new HubNode({ child, secret, accessKey, dataDir, env, port, name });
@@ -626,7 +631,8 @@ function instrument(conn) {
 /**
  * Builds a HubConnection to `node` (not started).
  *
- * Options: hub ('diagnostics'), user ('alice'), name, protocol ('json' | 'messagepack'),
+ * Options: hub ('diagnostics'), user ('alice'), name, roles (claim of the default token),
+ * protocol ('json' | 'messagepack'),
  * token (string; `null` = send no token; default: a fresh token for `user`),
  * transport (default WebSockets), skipNegotiation, reconnectDelays (array => withAutomaticReconnect),
  * keepAliveMs (client keep-alive interval), serverTimeoutMs, url (override).
@@ -636,6 +642,7 @@ export function buildConnection(node, opts = {}) {
     hub = 'diagnostics',
     user = 'alice',
     name,
+    roles,
     protocol = 'json',
     transport = HttpTransportType.WebSockets,
     skipNegotiation,
@@ -645,7 +652,7 @@ export function buildConnection(node, opts = {}) {
     url,
     logLevel = LogLevel.Warning,
   } = opts;
-  const tok = opts.token === undefined ? node.token({ sub: user, name }) : opts.token;
+  const tok = opts.token === undefined ? node.token({ sub: user, name, roles }) : opts.token;
   const httpOptions = { transport };
   if (tok !== null) httpOptions.accessTokenFactory = () => tok;
   if (skipNegotiation !== undefined) httpOptions.skipNegotiation = skipNegotiation;

@@ -26,7 +26,8 @@ for (const protocol of ['json', 'messagepack']) {
     const first = await startNode({ name: `reconnect-${protocol}-1`, port });
     assert.equal(first.port, port);
 
-    const conn = await connect(first, { protocol, user: 'alice', reconnectDelays: RECONNECT_DELAYS });
+    // An admin: its SendToUser to bob below needs the role.
+    const conn = await connect(first, { protocol, user: 'alice', roles: ['admin'], reconnectDelays: RECONNECT_DELAYS });
     const observer = await connect(first, { protocol: 'json', user: 'bob', reconnectDelays: RECONNECT_DELAYS });
     const before = await conn.invoke('WhoAmI');
     assert.equal(before.connectionId, conn.connectionId);

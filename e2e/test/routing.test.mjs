@@ -49,7 +49,8 @@ async function setupClients(method) {
   const clients = {};
   await Promise.all(
     specs.map(async ([label, user, protocol]) => {
-      const conn = await connect(node, { user, protocol });
+      // Admins: SendToAll / SendToOthers and sends to other users need the role.
+      const conn = await connect(node, { user, protocol, roles: ['admin'] });
       conn.label = label;
       const me = await conn.invoke('WhoAmI');
       clients[label] = { label, user, protocol, conn, id: me.connectionId, rec: record(conn, method) };

@@ -35,6 +35,55 @@ pub struct Principal {
     pub channels: Vec<String>,
 }
 
+impl Principal {
+    /// Whether the `roles` claim holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether the `channels` claim lets this principal join `group`: without
+    /// the claim (or with an empty one) every group; otherwise a group one of
+    /// its patterns matches, `*` standing for any run of characters.
+    pub fn may_join(&self, group: &str) -> bool {
+        self.channels.is_empty()
+            || self
+                .channels
+                .iter()
+                .any(|p| glob_matches(p.as_bytes(), group.as_bytes()))
+    }
+}
+
+/// Whether `text` matches `pattern`, whose `*` matches any run of bytes.
+/// Byte-wise is exact for UTF-8: a literal after a `*` starts with a lead
+/// byte, which never matches inside a character. Greedy with one backtrack
+/// point (the last `*`), so it takes at most `pattern × text` steps.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // Where to resume after the last `*`: (pattern after it, text it took up to).
+    let mut resume: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                p += 1;
+                resume = Some((p, t));
+            }
+            Some(&c) if c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match resume {
+                Some((after_star, taken)) => {
+                    p = after_star;
+                    t = taken + 1;
+                    resume = Some((after_star, t));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
 /// A claim that may be one string or a list of strings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(untagged)]
@@ -298,6 +347,27 @@ mod tests {
         let token = other.issue(&Claims::new("alice", 60)).unwrap();
         assert!(auth.verify(&token).is_err());
         assert!(auth.verify("not a token").is_err());
+    }
+
+    #[test]
+    fn channel_patterns_match_with_stars_and_no_claim_allows_everything() {
+        let mut principal = Principal {
+            user: UserId::from("u"),
+            name: None,
+            tenant: None,
+            roles: vec![],
+            channels: vec![],
+        };
+        assert!(principal.may_join("anything"), "no claim: unrestricted");
+        principal.channels = vec!["room-*".into(), "lobby".into(), "a*b*c".into(), "*-ü".into()];
+        for allowed in ["room-1", "room-", "lobby", "abc", "aXbYc", "abbbcc", "grüße-ü"] {
+            assert!(principal.may_join(allowed), "{allowed}");
+        }
+        for refused in ["room", "lobby2", "xroom-1", "ab", "acb", "-u", ""] {
+            assert!(!principal.may_join(refused), "{refused}");
+        }
+        principal.channels = vec!["*".into()];
+        assert!(principal.may_join(""));
     }
 
     #[test]

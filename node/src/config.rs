@@ -48,7 +48,9 @@ pub struct Config {
     /// Hubs that accept connections without a token (comma-separated in the
     /// environment). Default: none; every hub requires a valid token.
     pub anonymous_hubs: Vec<String>,
-    /// Whether the built-in `diagnostics` hub is served. Default `true`.
+    /// Whether the built-in `diagnostics` hub is served. Default `false`: it
+    /// is a test and operations surface (tests, `loadtest` and the bench
+    /// scripts turn it on), and its sends to other users need the `admin` role.
     pub diagnostics_hub: bool,
     /// Seconds without a send after which the server sends a Ping. Default 15.
     pub keep_alive_secs: u64,
@@ -71,6 +73,13 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     /// `TCP_NODELAY` on client sockets (each frame is one write). Default `true`.
     pub tcp_nodelay: bool,
+    /// Server-to-client streams one connection may run at once; a stream
+    /// invocation beyond it is answered with a Completion error and the
+    /// connection stays open. 0 = unlimited. Default 32.
+    pub max_streams_per_connection: usize,
+    /// Groups one connection may be added to (JoinGroup or the REST API);
+    /// adding it to one more is refused. 0 = unlimited. Default 128.
+    pub max_groups_per_connection: usize,
 }
 
 impl Default for Config {
@@ -90,7 +99,7 @@ impl Default for Config {
             node_dead_after_ms: 10_000,
             data_dir: PathBuf::from("./data"),
             anonymous_hubs: Vec::new(),
-            diagnostics_hub: true,
+            diagnostics_hub: false,
             keep_alive_secs: 15,
             client_timeout_secs: 30,
             handshake_timeout_secs: 15,
@@ -101,6 +110,8 @@ impl Default for Config {
             workers: None,
             shutdown_timeout_secs: 10,
             tcp_nodelay: true,
+            max_streams_per_connection: 32,
+            max_groups_per_connection: 128,
         }
     }
 }
@@ -234,6 +245,8 @@ impl Config {
         env_field!(workers, "HUBWIRE_WORKERS", optional_parse);
         env_field!(shutdown_timeout_secs, "HUBWIRE_SHUTDOWN_TIMEOUT_SECS", parse);
         env_field!(tcp_nodelay, "HUBWIRE_TCP_NODELAY", parse);
+        env_field!(max_streams_per_connection, "HUBWIRE_MAX_STREAMS_PER_CONNECTION", parse);
+        env_field!(max_groups_per_connection, "HUBWIRE_MAX_GROUPS_PER_CONNECTION", parse);
         Ok(())
     }
 
@@ -275,6 +288,16 @@ mod tests {
         assert_eq!(config.anonymous_hubs, vec!["diagnostics", "chat"]);
         assert!(config.hub_is_anonymous("Diagnostics"));
         assert_eq!(config.max_message_size, 32768);
+    }
+
+    #[test]
+    fn the_diagnostics_hub_is_off_unless_turned_on() {
+        assert!(!Config::default().diagnostics_hub);
+        let mut config = Config::default();
+        config
+            .apply_env(|name| (name == "HUBWIRE_DIAGNOSTICS_HUB").then(|| "true".into()))
+            .unwrap();
+        assert!(config.diagnostics_hub);
     }
 
     #[test]

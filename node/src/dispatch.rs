@@ -5,8 +5,14 @@
 //! Invocations run one at a time, in arrival order, on their own task (ASP.NET
 //! Core's default of one parallel invocation per client); while one runs, the
 //! reader keeps reading until the small queue in between is full. Streams run
-//! beside them, each on its own task, until they end, fail, or the client sends
-//! CancelInvocation.
+//! beside them, each on its own task, until they end, fail, the client sends
+//! CancelInvocation, an item cannot be queued, or the connection ends —
+//! whatever ends it: each stream waits on the connection's close signal, and
+//! dropping the dispatcher stops every stream it started. A stream yields to
+//! the worker after every item, so that one connection's fast streams cannot
+//! keep the worker from everyone else's, and a connection runs at most
+//! `max_streams_per_connection` at once: beyond it a stream invocation is
+//! answered with a Completion error and the connection stays open.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,17 +20,38 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use prometheus::IntGauge;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::{CloseRequest, ConnectionHandle};
 use crate::hubs::{Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::metrics::Limit;
 use crate::node::Node;
 use hubwire_protocol::{Completion, CompletionOutcome, HubMessage, Invocation, StreamItem};
 
 /// Invocations that may wait while one runs.
 const INVOCATION_QUEUE: usize = 16;
 
+/// The running streams of a connection by invocation id; dropping a sender
+/// stops its stream.
 type Streams = Rc<RefCell<HashMap<String, oneshot::Sender<()>>>>;
+
+/// Counts one running stream in `hubwire_streams_running` while alive — also
+/// when its task is dropped unfinished.
+struct RunningStream(IntGauge);
+
+impl RunningStream {
+    fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for RunningStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 /// The dispatcher of one connection.
 pub struct Dispatcher {
@@ -50,14 +77,16 @@ impl Context {
         }
     }
 
-    fn send(&self, message: &HubMessage) {
-        // A full queue closes the connection; the message is moot then.
-        self.caller.enqueue(self.caller.protocol.encode_to_bytes(message));
+    /// Queues a message; `false` when the connection is closing (a full
+    /// queue closes it), in which case the message is moot.
+    fn send(&self, message: &HubMessage) -> bool {
+        self.caller.enqueue(self.caller.protocol.encode_to_bytes(message))
     }
 
     fn complete(&self, invocation_id: Option<String>, outcome: CompletionOutcome) {
         if let Some(invocation_id) = invocation_id {
-            self.send(&HubMessage::Completion(Completion {
+            // A Completion that cannot be queued is moot: the connection is closing.
+            let _ = self.send(&HubMessage::Completion(Completion {
                 invocation_id,
                 outcome,
                 ..Completion::default()
@@ -135,54 +164,100 @@ impl Context {
         self.complete(invocation.invocation_id, outcome);
     }
 
+    /// Runs one stream to its end and answers it, unless it was stopped.
     async fn stream(
         self: Rc<Self>,
         invocation: Invocation,
         spec: MethodSpec,
-        mut cancel: oneshot::Receiver<()>,
+        cancel: oneshot::Receiver<()>,
         streams: Streams,
     ) {
+        let _running = RunningStream::new(&self.caller.metrics.streams_running);
         let id = invocation.invocation_id.clone().unwrap_or_default();
-        let target = invocation.target.clone();
-        let reply = tokio::select! {
-            reply = self.hub.invoke(self.call(), spec.name, invocation.arguments) => reply,
-            _ = &mut cancel => return,
+        let caller = self.caller.clone();
+        // CancelInvocation or the dispatcher's end (the sender is dropped), or
+        // the connection's close, whichever comes first.
+        let stop = async move {
+            tokio::select! {
+                _ = cancel => {}
+                _ = caller.closed() => {}
+            }
         };
-        let outcome = match reply {
-            Ok(HubReply::Stream(mut items)) => loop {
-                let item = tokio::select! {
-                    item = items.next() => item,
-                    _ = &mut cancel => break None,
-                };
-                match item {
-                    Some(Ok(item)) => self.send(&HubMessage::StreamItem(StreamItem {
-                        invocation_id: id.clone(),
-                        item,
-                        ..StreamItem::default()
-                    })),
-                    Some(Err(error)) => {
-                        let text = match &error {
-                            HubError::Hub(message) => format!(
-                                "An error occurred on the server while streaming results. HubException: {message}"
-                            ),
-                            HubError::Binding(detail) | HubError::Internal(detail) => self.detailed(
-                                "An error occurred on the server while streaming results.".into(),
-                                "Exception",
-                                detail,
-                            ),
-                        };
-                        break Some(CompletionOutcome::Error(text));
-                    }
-                    None => break Some(CompletionOutcome::Void),
-                }
-            },
-            Ok(HubReply::Value(value)) => Some(CompletionOutcome::Result(value)),
-            Err(error) => Some(CompletionOutcome::Error(self.invocation_error(&target, &error))),
-        };
-        streams.borrow_mut().remove(&id);
-        // A cancelled stream ends silently: the client has already forgotten it.
+        // `stop`, and with it this stream's receiver, is gone once this returns.
+        let outcome = self.run_stream(&id, invocation, spec, stop).await;
+        // Our entry, if it is still there, is the one whose receiver is now
+        // closed; a live one belongs to a new stream that reused the id after
+        // a CancelInvocation.
+        let mut running = streams.borrow_mut();
+        if running.get(&id).is_some_and(oneshot::Sender::is_closed) {
+            running.remove(&id);
+        }
+        drop(running);
         if let Some(outcome) = outcome {
             self.complete(Some(id), outcome);
+        }
+    }
+
+    /// The stream's outcome, or `None` when it was stopped (cancelled, or its
+    /// connection is closing): the client has forgotten it, or is gone.
+    async fn run_stream(
+        &self,
+        id: &str,
+        invocation: Invocation,
+        spec: MethodSpec,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Option<CompletionOutcome> {
+        tokio::pin!(stop);
+        let reply = tokio::select! {
+            biased;
+            () = &mut stop => return None,
+            reply = self.hub.invoke(self.call(), spec.name, invocation.arguments) => reply,
+        };
+        let mut items = match reply {
+            Ok(HubReply::Stream(items)) => items,
+            Ok(HubReply::Value(value)) => return Some(CompletionOutcome::Result(value)),
+            Err(error) => {
+                return Some(CompletionOutcome::Error(
+                    self.invocation_error(&invocation.target, &error),
+                ))
+            }
+        };
+        loop {
+            let item = tokio::select! {
+                biased;
+                () = &mut stop => return None,
+                item = items.next() => item,
+            };
+            match item {
+                Some(Ok(item)) => {
+                    let queued = self.send(&HubMessage::StreamItem(StreamItem {
+                        invocation_id: id.to_owned(),
+                        item,
+                        ..StreamItem::default()
+                    }));
+                    if !queued {
+                        return None;
+                    }
+                    // An item that is always ready would otherwise keep the
+                    // worker until the stream ends: its writer and every other
+                    // connection on it would wait.
+                    tokio::task::yield_now().await;
+                }
+                Some(Err(error)) => {
+                    let text = match &error {
+                        HubError::Hub(message) => {
+                            format!("An error occurred on the server while streaming results. HubException: {message}")
+                        }
+                        HubError::Binding(detail) | HubError::Internal(detail) => self.detailed(
+                            "An error occurred on the server while streaming results.".into(),
+                            "Exception",
+                            detail,
+                        ),
+                    };
+                    return Some(CompletionOutcome::Error(text));
+                }
+                None => return Some(CompletionOutcome::Void),
+            }
         }
     }
 }
@@ -267,8 +342,186 @@ impl Dispatcher {
                 let text = format!("Invocation ID '{id}' is already in use.");
                 return ctx.complete(Some(id), CompletionOutcome::Error(text));
             }
+            let limit = ctx.node.config.max_streams_per_connection;
+            if limit > 0 && streams.len() >= limit {
+                drop(streams);
+                ctx.node
+                    .metrics
+                    .refused(ctx.caller.hub.as_str(), Limit::StreamsPerConnection);
+                let error = HubError::Hub(format!("A connection may run at most {limit} streams at once."));
+                let text = ctx.invocation_error(&invocation.target, &error);
+                return ctx.complete(Some(id), CompletionOutcome::Error(text));
+            }
             streams.insert(id, stop);
         }
         actix_web::rt::spawn(ctx.clone().stream(invocation, spec, cancel, self.streams.clone()));
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        // Dropping the senders stops every stream of the connection, however
+        // it ended; each task then drops its hold on the context.
+        self.streams.borrow_mut().clear();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::Authenticator;
+    use crate::config::Config;
+    use crate::connection::QueueReceiver;
+    use crate::hubs::diagnostics::DiagnosticsHub;
+    use crate::hubs::HubSet;
+    use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId};
+    use hubwire_protocol::{Protocol, Value};
+
+    struct Setup {
+        node: Arc<Node>,
+        handle: Arc<ConnectionHandle>,
+        queue: QueueReceiver,
+        dispatcher: Dispatcher,
+    }
+
+    fn setup(max_streams: usize, queue_capacity: usize) -> Setup {
+        let config = Config {
+            jwt_secret: Some("s".into()),
+            max_streams_per_connection: max_streams,
+            ..Config::default()
+        };
+        let auth = Authenticator::from_config(&config).unwrap();
+        let (backplane, _inbox) = LocalBackplane::single(NodeId::from("n1"));
+        let hub: Arc<dyn Hub> = Arc::new(DiagnosticsHub);
+        let hubs = HubSet::default().with(hub.clone());
+        let node = Arc::new(Node::new(config, auth, AnyBackplane::Local(backplane), hubs));
+        let (handle, queue) = ConnectionHandle::new(
+            "c1".into(),
+            "diagnostics".into(),
+            None,
+            Protocol::Json,
+            "WebSockets",
+            queue_capacity,
+            node.metrics.hub("diagnostics"),
+        );
+        let dispatcher = Dispatcher::new(node.clone(), hub, handle.clone());
+        Setup {
+            node,
+            handle,
+            queue,
+            dispatcher,
+        }
+    }
+
+    fn stream(id: &str, count: u64, interval_ms: u64) -> HubMessage {
+        HubMessage::StreamInvocation(Invocation {
+            invocation_id: Some(id.into()),
+            target: "Stream".into(),
+            arguments: vec![Value::from(count), Value::from(interval_ms)],
+            ..Invocation::default()
+        })
+    }
+
+    /// Every queued record, parsed (JSON records end with the record separator).
+    fn drain(queue: &mut QueueReceiver) -> Vec<serde_json::Value> {
+        std::iter::from_fn(|| queue.try_recv())
+            .map(|q| serde_json::from_slice(&q.record[..q.record.len() - 1]).unwrap())
+            .collect()
+    }
+
+    /// Lets the worker's other tasks run until `done` holds (bounded: "not
+    /// hung forever").
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let wait = async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    async fn until_running(handle: &ConnectionHandle, running: i64) {
+        until(&format!("{running} running streams"), || {
+            handle.metrics.streams_running.get() == running
+        })
+        .await;
+    }
+
+    #[actix_web::test]
+    async fn streams_beyond_the_limit_are_refused_and_the_rest_end_with_their_connection() {
+        let mut s = setup(4, 64);
+        for i in 0..5 {
+            s.dispatcher
+                .handle(stream(&format!("s{i}"), 100_000, 3_600_000))
+                .await
+                .unwrap();
+        }
+        until_running(&s.handle, 4).await;
+        let records = drain(&mut s.queue);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["type"], 3);
+        assert_eq!(records[0]["invocationId"], "s4");
+        assert_eq!(
+            records[0]["error"],
+            "An unexpected error occurred invoking 'Stream' on the server. HubException: A connection may run at most 4 streams at once."
+        );
+        assert!(s.handle.close_request().is_none(), "the connection stays open");
+        let refusals = s.node.metrics.render(&s.node.backplane);
+        assert!(
+            refusals.contains(r#"hubwire_limit_refusals_total{hub="diagnostics",limit="streams_per_connection"} 1"#),
+            "{refusals}"
+        );
+        s.handle.close(CloseRequest::client_left());
+        until_running(&s.handle, 0).await;
+        assert!(drain(&mut s.queue).is_empty(), "stopped streams are not completed");
+    }
+
+    #[actix_web::test]
+    async fn dropping_the_dispatcher_stops_its_streams() {
+        let s = setup(4, 64);
+        s.dispatcher.handle(stream("a", 100_000, 3_600_000)).await.unwrap();
+        s.dispatcher.handle(stream("b", 100_000, 3_600_000)).await.unwrap();
+        until_running(&s.handle, 2).await;
+        drop(s.dispatcher);
+        until_running(&s.handle, 0).await;
+        assert!(s.handle.close_request().is_none());
+    }
+
+    #[actix_web::test]
+    async fn a_stream_whose_items_cannot_be_queued_stops() {
+        let mut s = setup(4, 8);
+        // 100 s of items unless it stops at the first one that does not fit.
+        s.dispatcher.handle(stream("paced", 100_000, 1)).await.unwrap();
+        let slow_closed = || s.handle.metrics.slow_closed.get() == 1;
+        until("the slow close", || {
+            slow_closed() && s.handle.metrics.streams_running.get() == 0
+        })
+        .await;
+        let items = drain(&mut s.queue);
+        assert_eq!(items.len(), 8, "the queue's worth, then the slow close");
+        assert!(items.iter().all(|m| m["type"] == 2));
+    }
+
+    #[actix_web::test]
+    async fn a_fast_stream_lets_other_tasks_of_its_worker_run_between_items() {
+        let mut s = setup(4, 200_000);
+        s.dispatcher.handle(stream("fast", 100_000, 0)).await.unwrap();
+        // Spawned after the stream, on the same worker: it runs only when the
+        // stream lets go of the worker.
+        actix_web::rt::spawn(async {}).await.unwrap();
+        let records = drain(&mut s.queue);
+        assert!(!records.is_empty(), "the stream had started");
+        assert!(
+            records.iter().all(|m| m["type"] == 2),
+            "the other task ran before the stream's end: {} items so far",
+            records.len()
+        );
+        s.handle.close(CloseRequest::client_left());
+        until_running(&s.handle, 0).await;
     }
 }

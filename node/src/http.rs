@@ -179,6 +179,7 @@ mod tests {
             jwt_secret: Some("s".into()),
             anonymous_hubs: vec!["diagnostics".into()],
             data_dir: dir,
+            diagnostics_hub: true,
             ..crate::config::Config::default()
         };
         let node = crate::build_node(config).await.unwrap();

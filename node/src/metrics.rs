@@ -21,6 +21,37 @@ pub struct Metrics {
     messages_out: IntCounterVec,
     slow_closed: IntCounterVec,
     delivery: HistogramVec,
+    streams_running: IntGaugeVec,
+    limit_refusals: IntCounterVec,
+}
+
+/// A limit that refused something a client or a REST caller asked for (the
+/// `limit` label of `hubwire_limit_refusals_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// A stream invocation beyond `max_streams_per_connection`.
+    StreamsPerConnection,
+    /// A group name longer than the node accepts.
+    GroupNameLength,
+    /// A group beyond `max_groups_per_connection`.
+    GroupsPerConnection,
+    /// A JoinGroup outside the token's `channels` patterns.
+    ChannelsClaim,
+    /// A send to other users without the `admin` role.
+    AdminRole,
+}
+
+impl Limit {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::StreamsPerConnection => "streams_per_connection",
+            Limit::GroupNameLength => "group_name_length",
+            Limit::GroupsPerConnection => "groups_per_connection",
+            Limit::ChannelsClaim => "channels_claim",
+            Limit::AdminRole => "admin_role",
+        }
+    }
 }
 
 /// The series of one hub, held by each of its connections.
@@ -38,6 +69,8 @@ pub struct HubMetrics {
     pub slow_closed: IntCounter,
     /// Seconds a record waited in its connection queue before the writer took it.
     pub delivery: Histogram,
+    /// Server-to-client streams running.
+    pub streams_running: IntGauge,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
@@ -86,6 +119,15 @@ impl Metrics {
                     hub,
                 )
                 .map(|h| register(&registry, h))?,
+                streams_running: gauge("hubwire_streams_running", "Server-to-client streams running")?,
+                limit_refusals: IntCounterVec::new(
+                    opts(
+                        "hubwire_limit_refusals_total",
+                        "Requests refused by a limit (streams, groups, channels claim, admin role)",
+                    ),
+                    &["hub", "limit"],
+                )
+                .map(|c| register(&registry, c))?,
                 registry: registry.clone(),
             })
         })();
@@ -101,7 +143,14 @@ impl Metrics {
             messages_out: self.messages_out.with_label_values(&[hub]),
             slow_closed: self.slow_closed.with_label_values(&[hub]),
             delivery: self.delivery.with_label_values(&[hub]),
+            streams_running: self.streams_running.with_label_values(&[hub]),
         }
+    }
+
+    /// Counts one refusal by `limit` in `hub`. Looked up each time: refusals
+    /// are rare, and connections need not carry a counter per limit.
+    pub fn refused(&self, hub: &str, limit: Limit) {
+        self.limit_refusals.with_label_values(&[hub, limit.as_str()]).inc();
     }
 
     /// The Prometheus text exposition of every metric, plus the backplane's
@@ -161,5 +210,11 @@ mod tests {
         assert!(text.contains("hubwire_connections{hub=\"chat\"} 1"), "{text}");
         assert!(text.contains("hubwire_messages_in_total{hub=\"chat\"} 3"), "{text}");
         assert!(text.contains("hubwire_backplane_ready 1"), "{text}");
+        metrics.refused("chat", Limit::GroupsPerConnection);
+        let text = metrics.render(&AnyBackplane::Local(LocalBackplane::single(NodeId::from("m")).0));
+        assert!(
+            text.contains("hubwire_limit_refusals_total{hub=\"chat\",limit=\"groups_per_connection\"} 1"),
+            "{text}"
+        );
     }
 }

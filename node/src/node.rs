@@ -6,6 +6,11 @@
 //! arguments) and the group / close operations; each delivers to this node's own
 //! connections through the [`Registry`] and to the rest of the cluster through
 //! the backplane with a single publish.
+//!
+//! Every path that names a group — hub methods and the REST API alike — goes
+//! through the node, which checks the name here and nowhere else
+//! ([`MAX_GROUP_NAME_CHARS`]); adding a connection to a group also checks
+//! `max_groups_per_connection`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::connection::{CloseRequest, ConnectionHandle};
 use crate::hubs::HubSet;
-use crate::metrics::Metrics;
+use crate::metrics::{Limit, Metrics};
 use crate::negotiate::Negotiations;
 use crate::outbound::OutboundMessage;
 use crate::registry::Registry;
@@ -24,6 +29,29 @@ use hubwire_backplane::{
     GroupName, HubName, MembershipTtl, NodeId, Target, UserId,
 };
 use hubwire_protocol::Value;
+
+/// The longest group name, in characters, on every path (Azure SignalR
+/// Service: fewer than 1025).
+pub const MAX_GROUP_NAME_CHARS: usize = 1024;
+
+/// Why the node refused or could not carry out an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The group name is empty or longer than [`MAX_GROUP_NAME_CHARS`].
+    #[error("a group name must be 1 to {MAX_GROUP_NAME_CHARS} characters long")]
+    GroupName,
+    /// The connection is already in `max_groups_per_connection` groups.
+    #[error("connection '{id}' is already in {limit} groups, the most one connection may be in")]
+    TooManyGroups {
+        /// The connection.
+        id: ConnectionId,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The cluster could not carry out the operation.
+    #[error(transparent)]
+    Backplane(#[from] BackplaneError),
+}
 
 /// Shared state of one node.
 pub struct Node {
@@ -91,7 +119,10 @@ impl Node {
         except: Vec<ConnectionId>,
         method: &str,
         arguments: Vec<Value>,
-    ) -> Result<(), BackplaneError> {
+    ) -> Result<(), NodeError> {
+        if let Target::Group(group) = &target {
+            self.check_group_name(hub, group)?;
+        }
         let message = OutboundMessage::invocation(method, arguments);
         self.deliver_local(hub, &target, &except, &message);
         if let Target::Connection(id) = &target {
@@ -107,7 +138,8 @@ impl Node {
                 payload: message.json().clone(),
             },
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Queues a message to this node's connections of `target`; returns how many.
@@ -238,20 +270,45 @@ impl Node {
         Ok(())
     }
 
+    /// Refuses a group name that is empty or too long (counted in `/metrics`).
+    fn check_group_name(&self, hub: &HubName, group: &GroupName) -> Result<(), NodeError> {
+        let chars = group.as_str().chars().count();
+        if (1..=MAX_GROUP_NAME_CHARS).contains(&chars) {
+            return Ok(());
+        }
+        self.metrics.refused(hub.as_str(), Limit::GroupNameLength);
+        Err(NodeError::GroupName)
+    }
+
+    /// Refuses a new group for a connection already in
+    /// `max_groups_per_connection` groups (counted in `/metrics`). The count is
+    /// the backplane's — the groups the connection was added to, the same on
+    /// every node — not the groups it is in through its user.
+    async fn check_group_room(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<(), NodeError> {
+        let limit = self.config.max_groups_per_connection;
+        if limit == 0 {
+            return Ok(());
+        }
+        let groups = self.backplane.connection_groups(hub, id).await?;
+        if groups.len() < limit || groups.contains(group) {
+            return Ok(());
+        }
+        self.metrics.refused(hub.as_str(), Limit::GroupsPerConnection);
+        Err(NodeError::TooManyGroups { id: id.clone(), limit })
+    }
+
     /// Adds a connection (on any node) to a group; `false` if no such connection.
-    pub async fn add_to_group(
-        &self,
-        hub: &HubName,
-        group: &GroupName,
-        id: &ConnectionId,
-    ) -> Result<bool, BackplaneError> {
+    pub async fn add_to_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<bool, NodeError> {
+        self.check_group_name(hub, group)?;
         if let Some(handle) = self.registry.get(id).filter(|h| h.hub == *hub) {
+            self.check_group_room(hub, group, id).await?;
             self.join_local(group, &handle).await?;
             self.backplane.join_group(hub, group, id).await?;
             return Ok(true);
         }
         match self.backplane.connection(id).await? {
             Some(record) if record.hub == *hub => {
+                self.check_group_room(hub, group, id).await?;
                 self.backplane.join_group(hub, group, id).await?;
                 let target = Target::Connection(id.clone());
                 let group = group.clone();
@@ -268,7 +325,8 @@ impl Node {
         hub: &HubName,
         group: &GroupName,
         id: &ConnectionId,
-    ) -> Result<bool, BackplaneError> {
+    ) -> Result<bool, NodeError> {
+        self.check_group_name(hub, group)?;
         let was_member = self.backplane.leave_group(hub, group, id).await?;
         if self.registry.get(id).is_some() {
             self.leave_local(hub, group, id).await?;
@@ -288,14 +346,16 @@ impl Node {
         user: &UserId,
         group: &GroupName,
         ttl: MembershipTtl,
-    ) -> Result<(), BackplaneError> {
+    ) -> Result<(), NodeError> {
+        self.check_group_name(hub, group)?;
         self.backplane.add_user_to_group(hub, user, group, ttl).await?;
         for handle in self.registry.resolve(hub, &Target::User(user.clone()), &[]) {
             self.join_local(group, &handle).await?;
         }
         let target = Target::User(user.clone());
         let group = group.clone();
-        self.publish(hub, ClusterBody::AddToGroup { target, group }).await
+        self.publish(hub, ClusterBody::AddToGroup { target, group }).await?;
+        Ok(())
     }
 
     /// Removes a user's connections on every node, and its future ones, from a
@@ -305,7 +365,8 @@ impl Node {
         hub: &HubName,
         user: &UserId,
         group: &GroupName,
-    ) -> Result<bool, BackplaneError> {
+    ) -> Result<bool, NodeError> {
+        self.check_group_name(hub, group)?;
         let was_member = self.backplane.remove_user_from_group(hub, user, group).await?;
         for handle in self.registry.resolve(hub, &Target::User(user.clone()), &[]) {
             self.leave_local(hub, group, &handle.id).await?;
@@ -331,7 +392,7 @@ impl Node {
     }
 
     /// Removes a connection (on any node) from every group of its hub.
-    pub async fn remove_from_all_groups(&self, hub: &HubName, id: &ConnectionId) -> Result<(), BackplaneError> {
+    pub async fn remove_from_all_groups(&self, hub: &HubName, id: &ConnectionId) -> Result<(), NodeError> {
         for group in self.backplane.connection_groups(hub, id).await? {
             self.remove_from_group(hub, &group, id).await?;
         }
@@ -345,11 +406,31 @@ impl Node {
         target: Target,
         except: Vec<ConnectionId>,
         reason: Option<String>,
-    ) -> Result<(), BackplaneError> {
+    ) -> Result<(), NodeError> {
+        if let Target::Group(group) = &target {
+            self.check_group_name(hub, group)?;
+        }
         for handle in self.registry.resolve(hub, &target, &except) {
             handle.close(close_request(reason.clone()));
         }
-        self.publish(hub, ClusterBody::Close { target, except, reason }).await
+        self.publish(hub, ClusterBody::Close { target, except, reason }).await?;
+        Ok(())
+    }
+
+    /// The connections of a group, cluster-wide.
+    pub async fn group_connections(
+        &self,
+        hub: &HubName,
+        group: &GroupName,
+    ) -> Result<Vec<ConnectionRecord>, NodeError> {
+        self.check_group_name(hub, group)?;
+        Ok(self.backplane.group_connections(hub, group).await?)
+    }
+
+    /// Whether a user is a member of a group (for its future connections too).
+    pub async fn user_in_group(&self, hub: &HubName, user: &UserId, group: &GroupName) -> Result<bool, NodeError> {
+        self.check_group_name(hub, group)?;
+        Ok(self.backplane.user_in_group(hub, user, group).await?)
     }
 
     /// Acts on a message another node published.
@@ -431,5 +512,104 @@ fn close_request(reason: Option<String>) -> CloseRequest {
         error: reason,
         allow_reconnect: false,
         notify_client: true,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::hubs::diagnostics::DiagnosticsHub;
+    use hubwire_backplane::LocalBackplane;
+    use hubwire_protocol::Protocol;
+
+    fn node(max_groups: usize) -> Arc<Node> {
+        let config = Config {
+            jwt_secret: Some("s".into()),
+            max_groups_per_connection: max_groups,
+            ..Config::default()
+        };
+        let auth = Authenticator::from_config(&config).unwrap();
+        let (backplane, _inbox) = LocalBackplane::single(NodeId::from("n1"));
+        let hubs = HubSet::default().with(Arc::new(DiagnosticsHub));
+        Arc::new(Node::new(config, auth, AnyBackplane::Local(backplane), hubs))
+    }
+
+    async fn connection(node: &Node, id: &str) -> Arc<ConnectionHandle> {
+        let metrics = node.metrics.hub("diagnostics");
+        let (handle, _queue) = ConnectionHandle::new(
+            id.into(),
+            "diagnostics".into(),
+            None,
+            Protocol::Json,
+            "WebSockets",
+            8,
+            metrics,
+        );
+        node.connected(&handle).await.unwrap();
+        handle
+    }
+
+    fn refusals(node: &Node, limit: &str) -> String {
+        let text = node.metrics.render(&node.backplane);
+        let series = format!("hubwire_limit_refusals_total{{hub=\"diagnostics\",limit=\"{limit}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or("0")
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn every_path_that_names_a_group_checks_its_length() {
+        let node = node(128);
+        let hub = HubName::from("diagnostics");
+        let c = connection(&node, "c1").await;
+        let user = UserId::from("u");
+        for name in ["".to_owned(), "g".repeat(MAX_GROUP_NAME_CHARS + 1)] {
+            let g = GroupName::from(name);
+            let refused = |r: Result<(), NodeError>| matches!(r, Err(NodeError::GroupName));
+            assert!(refused(node.add_to_group(&hub, &g, &c.id).await.map(drop)));
+            assert!(refused(node.remove_from_group(&hub, &g, &c.id).await.map(drop)));
+            assert!(refused(
+                node.add_user_to_group(&hub, &user, &g, MembershipTtl::Forever).await
+            ));
+            assert!(refused(node.remove_user_from_group(&hub, &user, &g).await.map(drop)));
+            assert!(refused(
+                node.send(&hub, Target::Group(g.clone()), vec![], "m", vec![]).await
+            ));
+            assert!(refused(node.close(&hub, Target::Group(g.clone()), vec![], None).await));
+            assert!(refused(node.group_connections(&hub, &g).await.map(drop)));
+            assert!(refused(node.user_in_group(&hub, &user, &g).await.map(drop)));
+        }
+        assert_eq!(refusals(&node, "group_name_length"), "16");
+        let longest = GroupName::from("g".repeat(MAX_GROUP_NAME_CHARS));
+        assert!(node.add_to_group(&hub, &longest, &c.id).await.unwrap());
+        assert_eq!(node.registry.groups_of(&c.id), vec![longest]);
+    }
+
+    #[tokio::test]
+    async fn a_connection_joins_at_most_max_groups_per_connection() {
+        let node = node(3);
+        let hub = HubName::from("diagnostics");
+        let c = connection(&node, "c1").await;
+        for g in ["a", "b", "c"] {
+            assert!(node.add_to_group(&hub, &g.into(), &c.id).await.unwrap());
+        }
+        match node.add_to_group(&hub, &"d".into(), &c.id).await {
+            Err(NodeError::TooManyGroups { limit: 3, .. }) => {}
+            other => panic!("expected the group limit, got {other:?}"),
+        }
+        assert!(
+            node.add_to_group(&hub, &"a".into(), &c.id).await.unwrap(),
+            "a group it is in"
+        );
+        assert_eq!(refusals(&node, "groups_per_connection"), "1");
+        node.remove_from_group(&hub, &"a".into(), &c.id).await.unwrap();
+        assert!(node.add_to_group(&hub, &"d".into(), &c.id).await.unwrap(), "room again");
+        let other = connection(&node, "c2").await;
+        assert!(
+            node.add_to_group(&hub, &"e".into(), &other.id).await.unwrap(),
+            "the limit is per connection"
+        );
     }
 }

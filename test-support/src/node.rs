@@ -25,9 +25,9 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts `binary` with `env` (on top of a cleared `HUBWIRE_*` environment)
-    /// and `HUBWIRE_LISTEN=127.0.0.1:0`. Panics with its output if it does not
-    /// come up.
+    /// Starts `binary` with `env` (on top of a cleared `HUBWIRE_*` environment
+    /// and `HUBWIRE_DIAGNOSTICS_HUB=true`) and `HUBWIRE_LISTEN=127.0.0.1:0`.
+    /// Panics with its output if it does not come up.
     pub fn start(name: &str, binary: &Path, env: &[(&str, &str)]) -> Self {
         let mut node = Self {
             binary: binary.to_owned(),
@@ -50,6 +50,9 @@ impl NodeProcess {
         }
         command
             .env("HUBWIRE_LISTEN", listen)
+            // Off by default in the node; integration tests drive it (a test's
+            // own `env` may still turn it off).
+            .env("HUBWIRE_DIAGNOSTICS_HUB", "true")
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())

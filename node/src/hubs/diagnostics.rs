@@ -1,6 +1,12 @@
 //! The built-in `diagnostics` hub: a small surface that exercises every part of
 //! the protocol (results, errors, server-to-client streams) and every kind of
 //! send, for tests, load tests and operators checking a deployment.
+//!
+//! Off unless `diagnostics_hub` is set. Sends that reach other users —
+//! `SendToAll`, `SendToOthers`, and `SendToUser` / `SendToConnection` aimed at
+//! anyone but the caller — need the `admin` role; group sends and
+//! `SendToCaller` are open to every caller, and `JoinGroup` honours the
+//! token's `channels` claim.
 
 use std::time::Duration;
 
@@ -115,11 +121,7 @@ impl Hub for DiagnosticsHub {
                     Ok(HubReply::Stream(items.boxed_local()))
                 }
                 "JoinGroup" => {
-                    let group = GroupName::from(arg_str(&args, 0)?);
-                    call.node
-                        .add_to_group(&hub, &group, &me)
-                        .await
-                        .map_err(|e| HubError::Hub(e.to_string()))?;
+                    call.join_group(&GroupName::from(arg_str(&args, 0)?)).await?;
                     Ok(HubReply::Value(Value::Null))
                 }
                 "LeaveGroup" => {
@@ -130,13 +132,31 @@ impl Hub for DiagnosticsHub {
                         .map_err(|e| HubError::Hub(e.to_string()))?;
                     Ok(HubReply::Value(Value::Null))
                 }
-                "SendToAll" => send(Target::All, vec![], 0).await,
-                "SendToOthers" => send(Target::All, vec![me.clone()], 0).await,
+                "SendToAll" => {
+                    call.require_admin(method)?;
+                    send(Target::All, vec![], 0).await
+                }
+                "SendToOthers" => {
+                    call.require_admin(method)?;
+                    send(Target::All, vec![me.clone()], 0).await
+                }
                 "SendToCaller" => send(Target::Connection(me.clone()), vec![], 0).await,
                 "SendToGroup" => send(Target::Group(arg_str(&args, 0)?.into()), vec![], 1).await,
                 "SendToOthersInGroup" => send(Target::Group(arg_str(&args, 0)?.into()), vec![me.clone()], 1).await,
-                "SendToUser" => send(Target::User(arg_str(&args, 0)?.into()), vec![], 1).await,
-                "SendToConnection" => send(Target::Connection(arg_str(&args, 0)?.into()), vec![], 1).await,
+                "SendToUser" => {
+                    let user = UserId::from(arg_str(&args, 0)?);
+                    if call.caller.user() != Some(&user) {
+                        call.require_admin(method)?;
+                    }
+                    send(Target::User(user), vec![], 1).await
+                }
+                "SendToConnection" => {
+                    let id = ConnectionId::from(arg_str(&args, 0)?);
+                    if id != me {
+                        call.require_admin(method)?;
+                    }
+                    send(Target::Connection(id), vec![], 1).await
+                }
                 other => Err(HubError::Internal(format!(
                     "method {other} is declared but not implemented"
                 ))),

@@ -4,6 +4,11 @@
 //! the dispatcher can answer unknown methods, wrong argument counts and
 //! streaming-mode mismatches the way ASP.NET Core does, before the hub runs.
 //! Method names match case-insensitively, as in ASP.NET Core.
+//!
+//! [`HubCall`] carries the checks every hub applies the same way: joining a
+//! group honours the token's `channels` claim, and [`HubCall::require_role`]
+//! [`HubCall::require_admin`]
+//! guards methods that reach other users.
 
 pub mod diagnostics;
 
@@ -13,8 +18,10 @@ use futures_util::future::{BoxFuture, LocalBoxFuture};
 use futures_util::stream::LocalBoxStream;
 
 use crate::connection::ConnectionHandle;
+use crate::metrics::Limit;
 use crate::node::Node;
-use hubwire_backplane::{HubName, UserId};
+use crate::rest::auth::ADMIN_ROLE;
+use hubwire_backplane::{GroupName, HubName, UserId};
 use hubwire_protocol::Value;
 
 /// One method of a hub.
@@ -59,6 +66,38 @@ pub struct HubCall {
     pub node: Arc<Node>,
     /// The calling connection.
     pub caller: Arc<ConnectionHandle>,
+}
+
+impl HubCall {
+    /// Adds the caller to `group`, as a hub's JoinGroup does: refused when the
+    /// caller's token has a `channels` claim none of whose patterns matches,
+    /// and when the node's group limits refuse it.
+    pub async fn join_group(&self, group: &GroupName) -> Result<(), HubError> {
+        let caller = &self.caller;
+        if caller.principal.as_ref().is_some_and(|p| !p.may_join(group.as_str())) {
+            self.node.metrics.refused(caller.hub.as_str(), Limit::ChannelsClaim);
+            return Err(HubError::Hub(format!(
+                "The token's channels claim does not allow joining group '{group}'."
+            )));
+        }
+        self.node
+            .add_to_group(&caller.hub, group, &caller.id)
+            .await
+            .map_err(|e| HubError::Hub(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Refuses `method` unless the caller's token has the `admin` role (the
+    /// REST API's, [`ADMIN_ROLE`]); refusals are counted in `/metrics`.
+    pub fn require_admin(&self, method: &str) -> Result<(), HubError> {
+        if self.caller.principal.as_ref().is_some_and(|p| p.has_role(ADMIN_ROLE)) {
+            return Ok(());
+        }
+        self.node.metrics.refused(self.caller.hub.as_str(), Limit::AdminRole);
+        Err(HubError::Hub(format!(
+            "'{method}' to other users or connections requires the '{ADMIN_ROLE}' role."
+        )))
+    }
 }
 
 /// A hub. Futures are not `Send`: they run on the connection's actix worker.

@@ -104,7 +104,7 @@ pub async fn close_group(
     path: web::Path<GroupPath>,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let target = Target::Group(params::group(&path.group)?);
+    let target = Target::Group(params::group(&path.group));
     close_target(&state, &req, &hub, target).await
 }
 

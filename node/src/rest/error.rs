@@ -14,6 +14,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::node::NodeError;
 use hubwire_backplane::BackplaneError;
 
 /// The response header carrying the error code (as Azure sends it).
@@ -76,9 +77,22 @@ pub enum RestError {
     /// The body's content type is neither JSON nor the SDK's MessagePack: 415.
     #[error("unsupported content type {0:?}: send application/json or application/octet-stream (MessagePack)")]
     UnsupportedMediaType(String),
+    /// The connection is in as many groups as it may be: 409.
+    #[error("{0}")]
+    TooManyGroups(String),
     /// The cluster could not carry out the operation: 503 (or 409).
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
+}
+
+impl From<NodeError> for RestError {
+    fn from(error: NodeError) -> Self {
+        match error {
+            NodeError::GroupName => RestError::BadRequest(error.to_string()),
+            NodeError::TooManyGroups { .. } => RestError::TooManyGroups(error.to_string()),
+            NodeError::Backplane(e) => RestError::Backplane(e),
+        }
+    }
 }
 
 impl RestError {
@@ -98,6 +112,7 @@ impl RestError {
             RestError::NotFound { what, .. } => what.code(),
             RestError::TooLarge { .. } => "Error.Request.TooLarge",
             RestError::UnsupportedMediaType(_) => "Error.Request.UnsupportedMediaType",
+            RestError::TooManyGroups(_) => "Error.Connection.GroupLimitReached",
             RestError::Backplane(BackplaneError::Unavailable(_)) => "Error.Backplane.Unavailable",
             RestError::Backplane(BackplaneError::UserLimit { .. }) => "Error.User.LimitReached",
         }
@@ -112,6 +127,7 @@ impl ResponseError for RestError {
             RestError::NotFound { .. } => StatusCode::NOT_FOUND,
             RestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RestError::TooManyGroups(_) => StatusCode::CONFLICT,
             RestError::Backplane(BackplaneError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             RestError::Backplane(BackplaneError::UserLimit { .. }) => StatusCode::CONFLICT,
         }

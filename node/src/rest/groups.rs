@@ -16,7 +16,7 @@ use super::error::{Missing, RestError};
 use super::params::{self, ConnectionGroupPath, GroupPath};
 use super::success;
 use crate::http::AppState;
-use hubwire_backplane::{Backplane, ConnectionId, ConnectionRecord, UserId};
+use hubwire_backplane::{ConnectionId, ConnectionRecord, UserId};
 
 /// The page size of a group's connection list when `maxpagesize` is absent.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -32,7 +32,7 @@ pub async fn add_connection(
     path: web::Path<ConnectionGroupPath>,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let group = params::group(&path.group)?;
+    let group = params::group(&path.group);
     let id = ConnectionId::from(path.id.as_str());
     if state.node.add_to_group(&hub, &group, &id).await? {
         Ok(success(&req, StatusCode::OK))
@@ -53,7 +53,7 @@ pub async fn remove_connection(
     path: web::Path<ConnectionGroupPath>,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let group = params::group(&path.group)?;
+    let group = params::group(&path.group);
     let id = ConnectionId::from(path.id.as_str());
     state.node.remove_from_group(&hub, &group, &id).await?;
     Ok(success(&req, StatusCode::OK))
@@ -68,8 +68,8 @@ pub async fn exists(
     path: web::Path<GroupPath>,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let group = params::group(&path.group)?;
-    if state.node.backplane.group_connections(&hub, &group).await?.is_empty() {
+    let group = params::group(&path.group);
+    if state.node.group_connections(&hub, &group).await?.is_empty() {
         Err(RestError::not_found(
             Missing::Group,
             format!("group '{}' has no connection", path.group),
@@ -90,13 +90,13 @@ pub async fn list_connections(
     path: web::Path<GroupPath>,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let group = params::group(&path.group)?;
+    let group = params::group(&path.group);
     let page_size = params::bounded(&req, "maxpagesize", 1..=MAX_PAGE_SIZE)?.unwrap_or(DEFAULT_PAGE_SIZE);
     let top = params::bounded(&req, "top", 0..=usize::MAX)?;
     let after = params::query_value(&req, "continuationToken")
         .map(|token| decode_token(&token))
         .transpose()?;
-    let mut records = state.node.backplane.group_connections(&hub, &group).await?;
+    let mut records = state.node.group_connections(&hub, &group).await?;
     records.sort_by(|a, b| a.id.cmp(&b.id));
     let start = after.map_or(0, |after| records.partition_point(|r| r.id.as_str() <= after.as_str()));
     let remaining = &records[start..];

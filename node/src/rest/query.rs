@@ -34,8 +34,8 @@ pub async fn group_users(
     path: web::Path<GroupPath>,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let group = params::group(&path.group)?;
-    let records = state.node.backplane.group_connections(&hub, &group).await?;
+    let group = params::group(&path.group);
+    let records = state.node.group_connections(&hub, &group).await?;
     let value: Vec<_> = users_of(&records)
         .into_iter()
         .map(|(user, count)| json!({ "userId": user, "connectionCount": count }))
@@ -51,8 +51,8 @@ pub async fn group_count(
     path: web::Path<GroupPath>,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let group = params::group(&path.group)?;
-    let records = state.node.backplane.group_connections(&hub, &group).await?;
+    let group = params::group(&path.group);
+    let records = state.node.group_connections(&hub, &group).await?;
     let users = users_of(&records).len();
     Ok(HttpResponse::Ok().json(json!({ "connections": records.len(), "users": users })))
 }

@@ -66,7 +66,7 @@ pub async fn to_group(
     payload: web::Payload,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let target = Target::Group(params::group(&path.group)?);
+    let target = Target::Group(params::group(&path.group));
     deliver(&state, &req, &hub, target, payload).await
 }
 

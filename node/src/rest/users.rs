@@ -42,7 +42,7 @@ pub async fn add_to_group(
     path: web::Path<UserGroupPath>,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let group = params::group(&path.group)?;
+    let group = params::group(&path.group);
     let ttl = params::ttl(params::query_value(&req, "ttl").as_deref())?;
     let user = params::user(&path.user);
     state.node.add_user_to_group(&hub, &user, &group, ttl).await?;
@@ -58,9 +58,9 @@ pub async fn in_group(
     path: web::Path<UserGroupPath>,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let group = params::group(&path.group)?;
+    let group = params::group(&path.group);
     let user = params::user(&path.user);
-    if state.node.backplane.user_in_group(&hub, &user, &group).await? {
+    if state.node.user_in_group(&hub, &user, &group).await? {
         Ok(HttpResponse::Ok().finish())
     } else {
         Err(RestError::not_found(
@@ -79,7 +79,7 @@ pub async fn remove_from_group(
     path: web::Path<UserGroupPath>,
 ) -> Result<HttpResponse, RestError> {
     let hub = params::hub(&state.node, &req, &path.hub)?;
-    let group = params::group(&path.group)?;
+    let group = params::group(&path.group);
     let user = params::user(&path.user);
     state.node.remove_user_from_group(&hub, &user, &group).await?;
     Ok(success(&req, StatusCode::NO_CONTENT))

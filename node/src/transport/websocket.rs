@@ -692,6 +692,7 @@ mod tests {
         let config = crate::config::Config {
             jwt_secret: Some("s".into()),
             data_dir: dir,
+            diagnostics_hub: true,
             ..crate::config::Config::default()
         };
         let node = crate::build_node(config).await.unwrap();

@@ -120,9 +120,23 @@ impl Nodes {
         }
     }
 
+    /// Like [`Nodes::client`], with the `admin` role: the diagnostics hub's
+    /// sends to other users and connections need it.
+    pub async fn admin_client(&self, n: usize, user: &str) -> Client {
+        let claims = Claims::new(user, 3600).with_roles(vec!["admin".into()]);
+        match self.connect(n, &claims).await {
+            Ok(client) => client,
+            Err(e) => panic!("{user} cannot connect to {}: {e}", node_id(n)),
+        }
+    }
+
     /// Like [`Nodes::client`], but a refusal is the caller's to check.
     pub async fn try_client(&self, n: usize, user: &str) -> Result<Client, ClientError> {
-        let token = self.auth.issue(&Claims::new(user, 3600)).expect("user token");
+        self.connect(n, &Claims::new(user, 3600)).await
+    }
+
+    async fn connect(&self, n: usize, claims: &Claims) -> Result<Client, ClientError> {
+        let token = self.auth.issue(claims).expect("user token");
         let options = ConnectOptions {
             base_url: self.node(n).base_url(),
             hub: HUB.into(),
@@ -288,9 +302,10 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Connects `user` to node `n` and starts sending to `group`.
+    /// Connects `user` to node `n` and starts sending to `group`. The user is
+    /// an admin, so that tests may send to users through its client afterwards.
     pub async fn start(nodes: &Nodes, n: usize, user: &str, group: &str) -> Self {
-        let mut client = nodes.client(n, user).await;
+        let mut client = nodes.admin_client(n, user).await;
         let conn = Conn::identify(&mut client, n, user, &[]).await;
         let stop = Arc::new(AtomicBool::new(false));
         let outcomes = Arc::new(Mutex::new(Vec::new()));

@@ -36,7 +36,7 @@ async fn sends_from_one_node_reach_every_node_once_over_a_redis_cluster() {
         members.push(nodes.member(n, "member", &GROUPS).await);
     }
     let bystander = nodes.member(2, "bystander", &[]).await;
-    let mut sender = nodes.client(1, "sender").await;
+    let mut sender = nodes.admin_client(1, "sender").await;
 
     for group in GROUPS {
         let arguments = vec![json!(group), json!("Group"), json!(group)];
