@@ -21,6 +21,9 @@ pub struct Metrics {
     messages_out: IntCounterVec,
     slow_closed: IntCounterVec,
     delivery: HistogramVec,
+    refused: IntCounterVec,
+    /// Negotiated connection tokens not yet used by a transport (set when rendered).
+    pub negotiations_pending: IntGauge,
 }
 
 /// The series of one hub, held by each of its connections.
@@ -86,6 +89,19 @@ impl Metrics {
                     hub,
                 )
                 .map(|h| register(&registry, h))?,
+                refused: IntCounterVec::new(
+                    opts(
+                        "hubwire_requests_refused_total",
+                        "Negotiations, upgrades and connections refused or closed by a security limit, by reason",
+                    ),
+                    &["reason"],
+                )
+                .map(|c| register(&registry, c))?,
+                negotiations_pending: IntGauge::with_opts(opts(
+                    "hubwire_negotiations_pending",
+                    "Negotiated connection tokens not yet used by a transport",
+                ))
+                .map(|g| register(&registry, g))?,
                 registry: registry.clone(),
             })
         })();
@@ -102,6 +118,12 @@ impl Metrics {
             slow_closed: self.slow_closed.with_label_values(&[hub]),
             delivery: self.delivery.with_label_values(&[hub]),
         }
+    }
+
+    /// Counts a refusal: `negotiate_user_limit`, `negotiate_node_limit`,
+    /// `user_mismatch`, `origin`, `token_expired`.
+    pub fn refused(&self, reason: &str) {
+        self.refused.with_label_values(&[reason]).inc();
     }
 
     /// The Prometheus text exposition of every metric, plus the backplane's

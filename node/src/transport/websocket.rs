@@ -148,6 +148,11 @@ fn accept(node: &Node, req: &Request) -> Result<Accepted, Refusal> {
     if node.is_shutting_down() {
         return Err(Refusal::new(503, "Service Unavailable", "The server is shutting down."));
     }
+    let origin = req.head().headers.get(actix_http::header::ORIGIN);
+    if !crate::cors::origin_allowed(&node.config.allowed_origins, origin.map(|o| o.as_bytes())) {
+        node.metrics.refused("origin");
+        return Err(Refusal::new(403, "Forbidden", "Origin not allowed."));
+    }
     let query = req.uri().query().unwrap_or("");
     let principal = authorize_token(token_from(&req.head().headers, query), node, &hub_name).map_err(|_| Refusal {
         header: Some(("www-authenticate", "Bearer")),
@@ -161,8 +166,19 @@ fn accept(node: &Node, req: &Request) -> Result<Accepted, Refusal> {
         .ok_or_else(|| handshake_refusal(HandshakeError::BadWebsocketKey))?;
     let token = query_value(query, "id");
     let id = match &token {
-        Some(token) => match node.negotiations.claim(token, &hub_name) {
+        Some(token) => match node
+            .negotiations
+            .claim(token, &hub_name, principal.as_ref().map(|p| &p.user))
+        {
             Ok(id) => id,
+            Err(ClaimError::WrongUser) => {
+                node.metrics.refused("user_mismatch");
+                return Err(Refusal::new(
+                    403,
+                    "Forbidden",
+                    "The connection was negotiated by another user.",
+                ));
+            }
             Err(ClaimError::NotFound) => return Err(Refusal::new(404, "Not Found", "No Connection with that ID")),
             Err(ClaimError::InUse) => return Err(Refusal::new(409, "Conflict", "Connection ID already in use")),
         },
@@ -465,6 +481,9 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
     }
     handle.metrics.connections.inc();
     handle.metrics.connections_opened.inc();
+    if node.config.close_on_token_expiry {
+        crate::connection::close_at_expiry(&node, &handle);
+    }
     let dispatcher = Dispatcher::new(node.clone(), hub.clone(), handle.clone());
     // The writer is a task of its own rather than the other half of a `join!`:
     // a joined pair polls both halves on every wake-up of either, which cost
@@ -690,7 +709,7 @@ mod tests {
     async fn upgrades_are_checked_like_the_connect_endpoint() {
         let dir = std::env::temp_dir().join(format!("hubwire-ws-accept-test-{}", std::process::id()));
         let config = crate::config::Config {
-            jwt_secret: Some("s".into()),
+            jwt_secret: Some("websocket-unit-test-secret-32-bytes".into()),
             data_dir: dir,
             ..crate::config::Config::default()
         };
