@@ -388,4 +388,22 @@ mod tests {
         assert!(err.to_string().contains("HUBWIRE_KEEP_ALIVE_SECS"), "{err}");
         assert!(toml::from_str::<Config>("no_such_field = 1").is_err());
     }
+
+    #[test]
+    fn short_keys_bad_proxies_and_bad_public_urls_are_refused() {
+        let with = |edit: fn(&mut Config)| {
+            let mut config = Config::default();
+            edit(&mut config);
+            config.validate()
+        };
+        assert!(with(|_| {}).is_ok());
+        let err = with(|c| c.jwt_secret = Some("short".into())).unwrap_err();
+        assert!(err.to_string().contains("HUBWIRE_JWT_SECRET"), "{err}");
+        assert!(with(|c| c.access_key = Some("k".repeat(31))).is_err());
+        assert!(with(|c| c.access_key = Some("k".repeat(32))).is_ok());
+        assert!(with(|c| c.trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into()]).is_ok());
+        assert!(with(|c| c.trusted_proxies = vec!["proxy.local".into()]).is_err());
+        assert!(with(|c| c.public_url = Some("https://signalr.example.com/prefix".into())).is_ok());
+        assert!(with(|c| c.public_url = Some("signalr.example.com".into())).is_err());
+    }
 }

@@ -58,18 +58,17 @@ pub async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let allowed = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.node.config.allowed_origins.clone())
-        .unwrap_or_default();
+    // The state is cloned (an `Arc`) so that the request can move on to `next`.
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let allowed = state.as_ref().map_or(&[][..], |s| &s.node.config.allowed_origins[..]);
     let origin = req.headers().get(header::ORIGIN).cloned();
     let path = req.path();
     let checked = path.starts_with("/hubs/") || path.starts_with("/api/");
     let (Some(origin), false, true) = (origin, allowed.is_empty(), checked) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    if !origin_allowed(&allowed, Some(origin.as_bytes())) {
-        if let Some(state) = req.app_data::<web::Data<AppState>>() {
+    if !origin_allowed(allowed, Some(origin.as_bytes())) {
+        if let Some(state) = &state {
             state.node.metrics.refused("origin");
         }
         tracing::debug!(origin = ?origin, path, "request from an origin not allowed");

@@ -95,7 +95,10 @@ fn secrets_and_access_keys_shorter_than_32_bytes_are_refused_at_start_up() {
         assert!(!output.status.success(), "{variable}: the node must not start");
         let error = String::from_utf8_lossy(&output.stderr);
         assert!(error.contains(field) && error.contains(variable), "{error}");
-        assert!(error.contains("31 bytes is too short") && error.contains("at least 32"), "{error}");
+        assert!(
+            error.contains("31 bytes is too short") && error.contains("at least 32"),
+            "{error}"
+        );
         assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
     }
 }
