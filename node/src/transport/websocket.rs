@@ -72,6 +72,9 @@ pub async fn connect(path: web::Path<String>, state: web::Data<AppState>) -> Htt
     HttpResponse::BadRequest().body("WebSocket upgrade is expected.")
 }
 
+/// The security headers every HTTP response carries (`crate::cors`).
+const SECURITY_HEADERS: &str = "x-content-type-options: nosniff\r\nx-frame-options: DENY\r\n";
+
 /// A refused upgrade, written as a plain HTTP/1.1 response.
 struct Refusal {
     status: u16,
@@ -93,7 +96,7 @@ impl Refusal {
     fn bytes(&self) -> Vec<u8> {
         let extra = self.header.map(|(k, v)| format!("{k}: {v}\r\n")).unwrap_or_default();
         format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{}",
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{SECURITY_HEADERS}{extra}\r\n{}",
             self.status,
             self.reason,
             self.body.len(),
@@ -688,11 +691,11 @@ mod tests {
         let text = String::from_utf8(refusal.bytes()).unwrap();
         assert_eq!(
             text,
-            "HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 0\r\nconnection: close\r\nwww-authenticate: Bearer\r\n\r\n"
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 0\r\nconnection: close\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\nwww-authenticate: Bearer\r\n\r\n"
         );
         let text = String::from_utf8(Refusal::new(409, "Conflict", "Connection ID already in use").bytes()).unwrap();
         assert!(text.starts_with("HTTP/1.1 409 Conflict\r\n"), "{text}");
-        assert!(text.ends_with("content-length: 28\r\nconnection: close\r\n\r\nConnection ID already in use"));
+        assert!(text.ends_with("x-frame-options: DENY\r\n\r\nConnection ID already in use"));
     }
 
     fn upgrade_request(uri: &str) -> Request {
