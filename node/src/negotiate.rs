@@ -4,6 +4,11 @@
 //! `connectionToken`; the transport request carries the token as `?id=`, so a
 //! connection id seen by other clients (or the REST API) cannot be used to
 //! hijack the connection. Version 0 has only the id, which is also the token.
+//!
+//! A token is bound to the user who negotiated it (a WebSocket authenticated
+//! as anyone else is refused with 403), lives `negotiate_ttl_secs` unless a
+//! transport claims it (checked on claim, not only when swept), and unused
+//! tokens are capped per user (429) and per node (503).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
