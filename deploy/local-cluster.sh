@@ -29,8 +29,8 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --d
 pids+=($!)
 until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
 export HUBWIRE_REDIS_URL="redis://127.0.0.1:$redis_port"
-export HUBWIRE_JWT_SECRET=${HUBWIRE_JWT_SECRET:-local-cluster-secret}
 export HUBWIRE_DIAGNOSTICS_HUB=${HUBWIRE_DIAGNOSTICS_HUB:-true}
+export HUBWIRE_JWT_SECRET=${HUBWIRE_JWT_SECRET:-local-cluster-secret-of-32-bytes-min}
 for i in $(seq 1 "$nodes"); do
   HUBWIRE_LISTEN="127.0.0.1:$((base + i))" HUBWIRE_NODE_ID="node-$i" HUBWIRE_DATA_DIR="$dir/node-$i" \
     "$bin" > "$dir/node-$i.log" 2>&1 &

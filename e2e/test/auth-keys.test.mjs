@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { before, describe } from 'node:test';
 
-import { connect, e2eTest, negotiate, startNode, stopAllNodesAfter } from './harness.mjs';
+import { connect, e2eTest, negotiate, startNode, stopAllNodesAfter, token } from './harness.mjs';
 
 stopAllNodesAfter();
 
@@ -62,3 +62,26 @@ for (const [alg, type, options] of [
     });
   });
 }
+
+describe('HS256 turned off next to a public key', () => {
+  let node;
+  let privateKey;
+  before(async () => {
+    const pair = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    privateKey = pair.privateKey;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hubwire-keys-'));
+    const file = path.join(dir, 'public.pem');
+    fs.writeFileSync(file, pair.publicKey.export({ type: 'spki', format: 'pem' }));
+    node = await startNode({
+      name: 'auth-no-hs256',
+      env: { HUBWIRE_JWT_PUBLIC_KEY_FILE: file, HUBWIRE_JWT_ALLOW_HS256: 'false' },
+    });
+  });
+
+  e2eTest('with HUBWIRE_JWT_ALLOW_HS256=false an HS256 token signed with the secret is refused (401)', async () => {
+    const hs256 = await negotiate(node, { token: token({ sub: 'carol', secret: node.secret }) });
+    assert.equal(hs256.status, 401);
+    const es256 = await negotiate(node, { token: sign('ES256', privateKey, claims('carol')) });
+    assert.equal(es256.status, 200);
+  });
+});

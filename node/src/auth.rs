@@ -2,8 +2,11 @@
 //!
 //! Tokens are HS256 with the configured secret, or RS256 / ES256 with a
 //! configured public key. The claims hubwire reads: `sub` (the user id), `name`,
-//! `tenant`, `roles`, `channels` (a string or a list each), and `exp`, which is
-//! required and enforced with a small leeway for clock skew.
+//! `tenant`, `roles`, `channels` (a string or a list each), `exp`, which is
+//! required, and `nbf`, both enforced with a small leeway for clock skew. An
+//! empty `sub` is refused, and so is any `crit` header parameter (RFC 7515
+//! 4.1.11: hubwire understands no extension, so it must reject them). With a
+//! public key configured, `jwt_allow_hs256 = false` refuses HS256 tokens.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use hubwire_backplane::UserId;
 
-/// Seconds of clock skew tolerated on `exp`.
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
 
 /// Who is behind a connection or a request.
@@ -33,6 +36,8 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// The `channels` claim: patterns of channels the user may subscribe to.
     pub channels: Vec<String>,
+    /// The `exp` claim, seconds since the Unix epoch.
+    pub expires: u64,
 }
 
 impl Principal {
@@ -111,6 +116,9 @@ pub struct Claims {
     pub sub: String,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// Not before, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -133,6 +141,7 @@ impl Claims {
         Self {
             sub: sub.into(),
             exp: unix_now() + ttl_secs,
+            nbf: None,
             name: None,
             tenant: None,
             roles: OneOrMany::None,
@@ -173,6 +182,10 @@ pub enum AuthError {
     /// The token is malformed, badly signed or expired.
     #[error("invalid access token: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
+    /// The token verifies but is not acceptable (empty `sub`, `crit` header,
+    /// an algorithm turned off).
+    #[error("refused access token: {0}")]
+    Refused(&'static str),
     /// The configured key cannot be used.
     #[error("unusable key {path}: {reason}")]
     Key {
@@ -189,6 +202,8 @@ pub struct Authenticator {
     public: Option<(DecodingKey, Algorithm)>,
     issuer: Option<String>,
     audience: Option<String>,
+    /// Whether HS256 tokens are accepted (always, without a public key).
+    allow_hs256: bool,
 }
 
 impl Authenticator {
@@ -203,7 +218,9 @@ impl Authenticator {
             Some(path) => Some(load_public_key(path)?),
             None => None,
         };
+        let allow_hs256 = config.jwt_allow_hs256 || public.is_none();
         Ok(Self {
+            allow_hs256,
             hs256: (
                 EncodingKey::from_secret(secret.as_bytes()),
                 DecodingKey::from_secret(secret.as_bytes()),
@@ -217,6 +234,7 @@ impl Authenticator {
     fn validation(&self, alg: Algorithm) -> Validation {
         let mut v = Validation::new(alg);
         v.leeway = LEEWAY_SECS;
+        v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "sub"]);
         match &self.audience {
             Some(aud) => v.set_audience(&[aud]),
@@ -231,7 +249,13 @@ impl Authenticator {
     /// Verifies a token and returns who it stands for.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token)?;
+        if header.crit.is_some() {
+            return Err(AuthError::Refused("critical header parameters are not supported"));
+        }
         let key = match (header.alg, &self.public) {
+            (Algorithm::HS256, _) if !self.allow_hs256 => {
+                return Err(AuthError::Refused("HS256 tokens are turned off"))
+            }
             (Algorithm::HS256, _) => &self.hs256.1,
             (alg, Some((key, expected))) if alg == *expected => key,
             _ => {
@@ -240,7 +264,11 @@ impl Authenticator {
         };
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation(header.alg))?;
         let c = data.claims;
+        if c.sub.trim().is_empty() {
+            return Err(AuthError::Refused("the sub claim is empty"));
+        }
         Ok(Principal {
+            expires: c.exp,
             user: UserId::from(c.sub),
             name: c.name,
             tenant: c.tenant,
@@ -314,9 +342,11 @@ fn load_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), AuthError> {
 mod tests {
     use super::*;
 
+    const SECRET: &str = "auth-unit-test-secret-of-32-bytes";
+
     fn authenticator() -> Authenticator {
         let config = Config {
-            jwt_secret: Some("test-secret".into()),
+            jwt_secret: Some(SECRET.into()),
             ..Config::default()
         };
         Authenticator::from_config(&config).unwrap()
@@ -340,7 +370,7 @@ mod tests {
         claims.exp = unix_now() - 60;
         assert!(auth.verify(&auth.issue(&claims).unwrap()).is_err());
         let other = Authenticator::from_config(&Config {
-            jwt_secret: Some("another".into()),
+            jwt_secret: Some("another-secret-of-thirty-two-bytes".into()),
             ..Config::default()
         })
         .unwrap();
@@ -357,6 +387,7 @@ mod tests {
             tenant: None,
             roles: vec![],
             channels: vec![],
+            expires: 0,
         };
         assert!(principal.may_join("anything"), "no claim: unrestricted");
         principal.channels = vec!["room-*".into(), "lobby".into(), "a*b*c".into(), "*-ü".into()];
@@ -381,12 +412,51 @@ mod tests {
         let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body);
         let signed = jsonwebtoken::crypto::sign(
             format!("{header}.{body}").as_bytes(),
-            &EncodingKey::from_secret(b"test-secret"),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
             Algorithm::HS256,
         )
         .unwrap();
         let principal = auth.verify(&format!("{header}.{body}.{signed}")).unwrap();
         assert_eq!(principal.roles, vec!["admin"]);
         assert_eq!(principal.channels, vec!["task-*"]);
+    }
+
+    /// A token with this header and body JSON, signed with [`SECRET`].
+    fn signed(header: &str, body: &str) -> String {
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let input = format!("{}.{}", engine.encode(header), engine.encode(body));
+        let signature = jsonwebtoken::crypto::sign(
+            input.as_bytes(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{input}.{signature}")
+    }
+
+    #[test]
+    fn not_yet_valid_tokens_empty_subjects_and_critical_headers_are_refused() {
+        let auth = authenticator();
+        let plain = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let exp = unix_now() + 3600;
+        let good = signed(plain, &format!(r#"{{"sub":"alice","exp":{exp},"nbf":{}}}"#, unix_now()));
+        assert_eq!(auth.verify(&good).unwrap().expires, exp);
+        let early = signed(
+            plain,
+            &format!(r#"{{"sub":"alice","exp":{exp},"nbf":{}}}"#, unix_now() + 600),
+        );
+        assert!(
+            matches!(auth.verify(&early), Err(AuthError::Invalid(_))),
+            "nbf in the future"
+        );
+        let empty = signed(plain, &format!(r#"{{"sub":"","exp":{exp}}}"#));
+        assert!(matches!(auth.verify(&empty), Err(AuthError::Refused(_))), "empty sub");
+        let blank = signed(plain, &format!(r#"{{"sub":"  ","exp":{exp}}}"#));
+        assert!(matches!(auth.verify(&blank), Err(AuthError::Refused(_))), "blank sub");
+        let crit = signed(
+            r#"{"alg":"HS256","typ":"JWT","crit":["exp-ext"],"exp-ext":1}"#,
+            &format!(r#"{{"sub":"alice","exp":{exp}}}"#),
+        );
+        assert!(auth.verify(&crit).is_err(), "crit header");
     }
 }

@@ -80,6 +80,37 @@ pub struct Config {
     /// Groups one connection may be added to (JoinGroup or the REST API);
     /// adding it to one more is refused. 0 = unlimited. Default 128.
     pub max_groups_per_connection: usize,
+    /// Seconds a negotiated connection token waits for its transport; after
+    /// that it cannot be used. Default 30.
+    pub negotiate_ttl_secs: u64,
+    /// Negotiated-but-unconnected tokens one user may hold on this node
+    /// (anonymous negotiations count only towards the node's limit); more are
+    /// refused with 429. 0 = unlimited. Default 32.
+    pub max_pending_negotiations_per_user: usize,
+    /// Negotiated-but-unconnected tokens on this node; more are refused with
+    /// 503. 0 = unlimited. Default 100000.
+    pub max_pending_negotiations: usize,
+    /// Close a connection (Close message with an error, reconnect allowed) when
+    /// the `exp` of its token passes, as ASP.NET Core's
+    /// `CloseOnAuthenticationExpiration`. Default `false`.
+    pub close_on_token_expiry: bool,
+    /// Whether HS256 user tokens are accepted when `jwt_public_key_file` is
+    /// set (without a public key HS256 is the only algorithm and this is
+    /// ignored). Default `true`.
+    pub jwt_allow_hs256: bool,
+    /// The node's externally visible base URL (`https://signalr.example.com`,
+    /// optionally with a path prefix): REST access-token audiences are
+    /// compared with it instead of the request's `Host`. Default: none.
+    pub public_url: Option<String>,
+    /// Proxies (IP addresses or CIDR blocks) whose `Forwarded` /
+    /// `X-Forwarded-Host` / `X-Forwarded-Proto` headers are trusted for the
+    /// REST audience check. Default: none (only the direct `Host` is used).
+    pub trusted_proxies: Vec<String>,
+    /// Origins (`https://app.example.com`, or `*`) allowed to open WebSockets
+    /// and to call negotiate and the REST API from a browser; the CORS
+    /// preflight is answered for them. Default: none = no Origin check and no
+    /// CORS headers.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -112,6 +143,14 @@ impl Default for Config {
             tcp_nodelay: true,
             max_streams_per_connection: 32,
             max_groups_per_connection: 128,
+            negotiate_ttl_secs: 30,
+            max_pending_negotiations_per_user: 32,
+            max_pending_negotiations: 100_000,
+            close_on_token_expiry: false,
+            jwt_allow_hs256: true,
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -145,7 +184,19 @@ pub enum ConfigError {
         /// What was expected.
         reason: String,
     },
+    /// A value that parses but cannot be used (a key too short to be safe...).
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field, with its environment variable.
+        field: &'static str,
+        /// Why, and what to do.
+        reason: String,
+    },
 }
+
+/// The fewest bytes a signing secret or access key may have (HS256 keys
+/// shorter than the hash output are guessable; RFC 7518 3.2).
+pub const MIN_KEY_BYTES: usize = 32;
 
 impl Config {
     /// Reads the file (if any), then applies the environment.
@@ -164,7 +215,46 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Refuses values that would start an unsafe or broken node: signing keys
+    /// shorter than [`MIN_KEY_BYTES`], unparsable proxies or public URL.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let keys = [
+            ("jwt_secret (HUBWIRE_JWT_SECRET)", &self.jwt_secret),
+            ("access_key (HUBWIRE_ACCESS_KEY)", &self.access_key),
+        ];
+        for (field, key) in keys {
+            if let Some(key) = key.as_deref().filter(|k| k.len() < MIN_KEY_BYTES) {
+                return Err(ConfigError::Invalid {
+                    field,
+                    reason: format!(
+                        "{} bytes is too short; use at least {MIN_KEY_BYTES} random bytes (e.g. `openssl rand -base64 32`)",
+                        key.len()
+                    ),
+                });
+            }
+        }
+        for proxy in &self.trusted_proxies {
+            crate::proxies::IpBlock::parse(proxy).map_err(|reason| ConfigError::Invalid {
+                field: "trusted_proxies (HUBWIRE_TRUSTED_PROXIES)",
+                reason,
+            })?;
+        }
+        if let Some(public) = &self.public_url {
+            let usable = url::Url::parse(public)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if usable.is_none() {
+                return Err(ConfigError::Invalid {
+                    field: "public_url (HUBWIRE_PUBLIC_URL)",
+                    reason: format!("{public:?} is not an http(s) URL with a host"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Applies `HUBWIRE_*` variables as returned by `get`.
@@ -247,6 +337,18 @@ impl Config {
         env_field!(tcp_nodelay, "HUBWIRE_TCP_NODELAY", parse);
         env_field!(max_streams_per_connection, "HUBWIRE_MAX_STREAMS_PER_CONNECTION", parse);
         env_field!(max_groups_per_connection, "HUBWIRE_MAX_GROUPS_PER_CONNECTION", parse);
+        env_field!(negotiate_ttl_secs, "HUBWIRE_NEGOTIATE_TTL_SECS", parse);
+        env_field!(
+            max_pending_negotiations_per_user,
+            "HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER",
+            parse
+        );
+        env_field!(max_pending_negotiations, "HUBWIRE_MAX_PENDING_NEGOTIATIONS", parse);
+        env_field!(close_on_token_expiry, "HUBWIRE_CLOSE_ON_TOKEN_EXPIRY", parse);
+        env_field!(jwt_allow_hs256, "HUBWIRE_JWT_ALLOW_HS256", parse);
+        env_field!(public_url, "HUBWIRE_PUBLIC_URL", optional);
+        env_field!(trusted_proxies, "HUBWIRE_TRUSTED_PROXIES", list);
+        env_field!(allowed_origins, "HUBWIRE_ALLOWED_ORIGINS", list);
         Ok(())
     }
 
@@ -308,5 +410,23 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("HUBWIRE_KEEP_ALIVE_SECS"), "{err}");
         assert!(toml::from_str::<Config>("no_such_field = 1").is_err());
+    }
+
+    #[test]
+    fn short_keys_bad_proxies_and_bad_public_urls_are_refused() {
+        let with = |edit: fn(&mut Config)| {
+            let mut config = Config::default();
+            edit(&mut config);
+            config.validate()
+        };
+        assert!(with(|_| {}).is_ok());
+        let err = with(|c| c.jwt_secret = Some("short".into())).unwrap_err();
+        assert!(err.to_string().contains("HUBWIRE_JWT_SECRET"), "{err}");
+        assert!(with(|c| c.access_key = Some("k".repeat(31))).is_err());
+        assert!(with(|c| c.access_key = Some("k".repeat(32))).is_ok());
+        assert!(with(|c| c.trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into()]).is_ok());
+        assert!(with(|c| c.trusted_proxies = vec!["proxy.local".into()]).is_err());
+        assert!(with(|c| c.public_url = Some("https://signalr.example.com/prefix".into())).is_ok());
+        assert!(with(|c| c.public_url = Some("signalr.example.com".into())).is_err());
     }
 }

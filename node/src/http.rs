@@ -18,7 +18,9 @@ use std::time::Duration;
 use actix_codec::Framed;
 use actix_http::{h1, HttpService, Request};
 use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
-use actix_web::dev::AppConfig;
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse};
 use tokio::net::TcpStream;
 
@@ -95,6 +97,12 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let pending = state.node.negotiations.pending();
+    state
+        .node
+        .metrics
+        .negotiations_pending
+        .set(i64::try_from(pending).unwrap_or(i64::MAX));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.node.metrics.render(&state.node.backplane))
@@ -108,6 +116,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/hubs/{hub}/negotiate", web::post().to(negotiate))
         .route("/hubs/{hub}", web::get().to(websocket::connect));
     crate::rest::routes(cfg);
+}
+
+/// The actix application of a node: its routes behind the Origin / CORS
+/// check and the security headers ([`crate::cors`]).
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap(from_fn(crate::cors::cors))
+        .wrap(crate::cors::security_headers())
+        .configure(routes)
 }
 
 /// Serves `node` on `listener` until `shutdown` resolves, then shuts down in
@@ -130,11 +158,7 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
         .listen("hubwire", listener, move || {
             let state = state.clone();
             let node = upgrades.clone();
-            let app = App::new()
-                .app_data(state)
-                .configure(routes)
-                .into_factory()
-                .map_err(|e| e.error_response());
+            let app = app(state).into_factory().map_err(|e| e.error_response());
             HttpService::build()
                 .tcp_nodelay(nodelay)
                 .upgrade(fn_service(
@@ -176,7 +200,7 @@ mod tests {
     async fn after_shutdown_begins_new_connections_and_readiness_are_refused() {
         let dir = std::env::temp_dir().join(format!("hubwire-http-test-{}", std::process::id()));
         let config = crate::config::Config {
-            jwt_secret: Some("s".into()),
+            jwt_secret: Some("http-unit-test-secret-of-32-bytes".into()),
             anonymous_hubs: vec!["diagnostics".into()],
             data_dir: dir,
             diagnostics_hub: true,
@@ -184,7 +208,7 @@ mod tests {
         };
         let node = crate::build_node(config).await.unwrap();
         let state = web::Data::new(AppState { node: node.clone() });
-        let app = test::init_service(App::new().app_data(state).configure(routes)).await;
+        let app = test::init_service(app(state)).await;
         let negotiate = || {
             test::TestRequest::post()
                 .uri("/hubs/diagnostics/negotiate?negotiateVersion=1")

@@ -13,10 +13,13 @@
 //! - [`rest`]: the server REST API for backends (Azure SignalR compatible).
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - [`http`]: routes and [`http::run`].
+//! - [`cors`]: allowed origins, CORS and security headers of HTTP responses.
+//! - [`proxies`]: which peers' forwarded headers are trusted.
 
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod cors;
 pub mod dispatch;
 pub mod http;
 pub mod hubs;
@@ -24,6 +27,7 @@ pub mod metrics;
 pub mod negotiate;
 pub mod node;
 pub mod outbound;
+pub mod proxies;
 pub mod registry;
 pub mod rest;
 pub mod transport;

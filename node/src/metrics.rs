@@ -23,6 +23,9 @@ pub struct Metrics {
     delivery: HistogramVec,
     streams_running: IntGaugeVec,
     limit_refusals: IntCounterVec,
+    refused: IntCounterVec,
+    /// Negotiated connection tokens not yet used by a transport (set when rendered).
+    pub negotiations_pending: IntGauge,
 }
 
 /// A limit that refused something a client or a REST caller asked for (the
@@ -128,6 +131,19 @@ impl Metrics {
                     &["hub", "limit"],
                 )
                 .map(|c| register(&registry, c))?,
+                refused: IntCounterVec::new(
+                    opts(
+                        "hubwire_requests_refused_total",
+                        "Negotiations, upgrades and connections refused or closed by a security limit, by reason",
+                    ),
+                    &["reason"],
+                )
+                .map(|c| register(&registry, c))?,
+                negotiations_pending: IntGauge::with_opts(opts(
+                    "hubwire_negotiations_pending",
+                    "Negotiated connection tokens not yet used by a transport",
+                ))
+                .map(|g| register(&registry, g))?,
                 registry: registry.clone(),
             })
         })();
@@ -151,6 +167,12 @@ impl Metrics {
     /// are rare, and connections need not carry a counter per limit.
     pub fn refused(&self, hub: &str, limit: Limit) {
         self.limit_refusals.with_label_values(&[hub, limit.as_str()]).inc();
+    }
+
+    /// Counts a request refused: `negotiate_user_limit`, `negotiate_node_limit`,
+    /// `user_mismatch`, `origin`, `token_expired`.
+    pub fn request_refused(&self, reason: &str) {
+        self.refused.with_label_values(&[reason]).inc();
     }
 
     /// The Prometheus text exposition of every metric, plus the backplane's

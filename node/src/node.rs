@@ -80,13 +80,14 @@ pub struct Node {
 impl Node {
     /// A node with its parts; call [`Node::start`] before serving.
     pub fn new(config: Config, auth: Authenticator, backplane: AnyBackplane, hubs: HubSet) -> Self {
+        let negotiations = Negotiations::new(crate::negotiate::Limits::of(&config));
         Self {
             config,
             auth,
             backplane,
             registry: Registry::default(),
             hubs,
-            negotiations: Negotiations::default(),
+            negotiations,
             metrics: Metrics::new(),
             departing: AtomicUsize::new(0),
             started: Instant::now(),

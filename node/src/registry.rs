@@ -185,6 +185,7 @@ mod tests {
             tenant: None,
             roles: vec![],
             channels: vec![],
+            expires: u64::MAX,
         });
         ConnectionHandle::new(
             id.into(),

@@ -16,7 +16,7 @@ fn node() -> Command {
 #[test]
 fn token_prints_a_token_the_node_accepts_with_the_claims_asked_for() {
     let output = node()
-        .env("HUBWIRE_JWT_SECRET", "cli-test-secret")
+        .env("HUBWIRE_JWT_SECRET", "cli-test-secret-of-at-least-32-bytes")
         .args(["token", "--user", "alice", "--name", "Alice", "--tenant", "t1"])
         .args(["--role", "admin", "--channel", "task-*"])
         .output()
@@ -24,7 +24,7 @@ fn token_prints_a_token_the_node_accepts_with_the_claims_asked_for() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let token = String::from_utf8(output.stdout).expect("utf-8");
     let config = Config {
-        jwt_secret: Some("cli-test-secret".into()),
+        jwt_secret: Some("cli-test-secret-of-at-least-32-bytes".into()),
         ..Config::default()
     };
     let principal = Authenticator::from_config(&config)
@@ -79,4 +79,26 @@ fn help_names_the_subcommands_and_bad_configuration_is_a_clear_error() {
     assert!(!env.status.success());
     assert!(String::from_utf8_lossy(&env.stderr).contains("HUBWIRE_KEEP_ALIVE_SECS"));
     std::fs::remove_file(file).expect("cleanup");
+}
+
+#[test]
+fn secrets_and_access_keys_shorter_than_32_bytes_are_refused_at_start_up() {
+    for (variable, field) in [
+        ("HUBWIRE_JWT_SECRET", "jwt_secret"),
+        ("HUBWIRE_ACCESS_KEY", "access_key"),
+    ] {
+        let output = node()
+            .env("HUBWIRE_LISTEN", "127.0.0.1:0")
+            .env(variable, "only-31-bytes-long-secret-value")
+            .output()
+            .expect("runs");
+        assert!(!output.status.success(), "{variable}: the node must not start");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(error.contains(field) && error.contains(variable), "{error}");
+        assert!(
+            error.contains("31 bytes is too short") && error.contains("at least 32"),
+            "{error}"
+        );
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    }
 }

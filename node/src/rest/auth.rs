@@ -16,12 +16,18 @@
 //! So the audience matches when its scheme and host are the request's, its
 //! port (if it names one) is the request's, its path is the request's (after
 //! percent-decoding, ignoring a trailing slash) and every query parameter it
-//! names has the same value in the request. The request's scheme and host come
-//! from `Forwarded` / `X-Forwarded-Proto` / `X-Forwarded-Host` / `Host`.
+//! names has the same value in the request. The request's scheme, host and
+//! port are those of `public_url` when it is configured (its path, if any, is
+//! a prefix the proxy in front removed); else those of `Forwarded` /
+//! `X-Forwarded-Proto` / `X-Forwarded-Host` when the peer is one of the
+//! `trusted_proxies`; else plain `http` and the `Host` header. Forwarded
+//! headers from anyone else are ignored: they would let a token issued for
+//! one URL be replayed at another.
 //!
 //! Otherwise a user token (see [`crate::auth`]) whose `roles` hold `admin` is
 //! accepted. Tokens are read from `Authorization: Bearer` only, never from the
-//! query string.
+//! query string. A refusal answers a generic 401 (see [`RestError::Unauthorized`]);
+//! why is logged at debug.
 
 use std::future::{ready, Ready};
 
@@ -32,6 +38,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::error::RestError;
+use crate::config::Config;
 use crate::http::AppState;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf` of access-key tokens.
@@ -54,14 +61,20 @@ impl FromRequest for Authorized {
 
 fn authorize(req: &HttpRequest) -> Result<Authorized, RestError> {
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
-        return Err(RestError::Unauthorized("the node is not configured".into()));
+        tracing::debug!(path = req.path(), "REST request refused: the node is not configured");
+        return Err(RestError::Unauthorized);
     };
     let node = &state.node;
-    let token =
-        bearer_token(req).ok_or_else(|| RestError::Unauthorized("missing Authorization: Bearer token".into()))?;
+    let Some(token) = bearer_token(req) else {
+        tracing::debug!(
+            path = req.path(),
+            "REST request refused: no Authorization: Bearer token"
+        );
+        return Err(RestError::Unauthorized);
+    };
     // An empty key would let anyone sign: it counts as no key.
     let refused = match node.config.access_key.as_deref().filter(|k| !k.is_empty()) {
-        Some(key) => match verify_access_token(token, key, &RequestUrl::of(req)) {
+        Some(key) => match verify_access_token(token, key, &RequestUrl::of(req, &node.config)) {
             Ok(()) => return Ok(Authorized),
             Err(e) => e,
         },
@@ -73,10 +86,10 @@ fn authorize(req: &HttpRequest) -> Result<Authorized, RestError> {
             "{refused}; the user token of '{}' lacks the '{ADMIN_ROLE}' role",
             principal.user
         ),
-        Err(_) => refused.to_string(),
+        Err(e) => format!("{refused}; not a user token either: {e}"),
     };
     tracing::debug!(path = req.path(), reason = %reason, "REST request refused");
-    Err(RestError::Unauthorized(reason))
+    Err(RestError::Unauthorized)
 }
 
 fn bearer_token(req: &HttpRequest) -> Option<&str> {
@@ -163,10 +176,29 @@ pub struct RequestUrl {
 }
 
 impl RequestUrl {
-    /// The URL of `req`, from its connection info (proxy headers honoured).
-    pub fn of(req: &HttpRequest) -> Self {
-        let info = req.connection_info();
-        Self::new(info.scheme(), info.host(), req.path(), req.query_string())
+    /// The URL of `req` as its caller named it: `public_url` if configured,
+    /// forwarded headers from trusted proxies, else `http` and `Host`.
+    pub fn of(req: &HttpRequest, config: &Config) -> Self {
+        if let Some(public) = config.public_url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
+            let host = match public.port() {
+                Some(port) => format!("{}:{port}", public.host_str().unwrap_or_default()),
+                None => public.host_str().unwrap_or_default().to_owned(),
+            };
+            let path = format!("{}{}", public.path().trim_end_matches('/'), req.path());
+            return Self::new(public.scheme(), &host, &path, req.query_string());
+        }
+        let peer = req.peer_addr().map(|a| a.ip());
+        if crate::proxies::is_trusted(&config.trusted_proxies, peer) {
+            let info = req.connection_info();
+            return Self::new(info.scheme(), info.host(), req.path(), req.query_string());
+        }
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or_default();
+        Self::new("http", host, req.path(), req.query_string())
     }
 
     /// A URL from its scheme, `Host` header value, raw path and raw query.

@@ -19,15 +19,21 @@ use crate::hubs::HubSet;
 use crate::node::Node;
 use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId};
 
-const ACCESS_KEY: &str = "test-access-key";
+const ACCESS_KEY: &str = "rest-unit-test-access-key-of-32-bytes";
+const JWT_SECRET: &str = "rest-unit-test-jwt-secret-of-32-bytes";
 const HOST: &str = "hubwire.local:8080";
 
 fn node() -> Arc<Node> {
-    let config = Config {
-        jwt_secret: Some("test-jwt-secret".into()),
+    node_with(|_| {})
+}
+
+fn node_with(edit: impl FnOnce(&mut Config)) -> Arc<Node> {
+    let mut config = Config {
+        jwt_secret: Some(JWT_SECRET.into()),
         access_key: Some(ACCESS_KEY.into()),
         ..Config::default()
     };
+    edit(&mut config);
     let auth = Authenticator::from_config(&config).unwrap();
     let (backplane, _inbox) = LocalBackplane::single(NodeId::from("n1"));
     let hubs = HubSet::default().with(Arc::new(DiagnosticsHub));
@@ -36,23 +42,35 @@ fn node() -> Arc<Node> {
 
 /// A token as the 2022-06-01 Management SDK signs it: `aud` without the port.
 fn sdk_token(path_and_query: &str) -> String {
+    token_for(&format!("http://hubwire.local{path_and_query}"))
+}
+
+/// An access-key token for the audience `aud`.
+fn token_for(aud: &str) -> String {
     let now = unix_now();
     let claims = json!({
         "nameid": "backend_0123",
         "nbf": now,
         "exp": now + 3600,
         "iat": now,
-        "aud": format!("http://hubwire.local{path_and_query}"),
+        "aud": aud,
     });
     let key = EncodingKey::from_secret(ACCESS_KEY.as_bytes());
     jsonwebtoken::encode(&Header::default(), &claims, &key).unwrap()
 }
 
 async fn call(method: Method, uri: &str, token: Option<String>, body: Option<&str>) -> ServiceResponse {
-    let app = App::new()
-        .app_data(web::Data::new(AppState { node: node() }))
-        .configure(routes);
+    let req = request(method, uri, token, body);
+    send(node(), req).await
+}
+
+async fn send(node: Arc<Node>, req: test::TestRequest) -> ServiceResponse {
+    let app = App::new().app_data(web::Data::new(AppState { node })).configure(routes);
     let app = test::init_service(app).await;
+    test::call_service(&app, req.to_request()).await
+}
+
+fn request(method: Method, uri: &str, token: Option<String>, body: Option<&str>) -> test::TestRequest {
     let mut req = test::TestRequest::default()
         .method(method)
         .uri(uri)
@@ -65,7 +83,7 @@ async fn call(method: Method, uri: &str, token: Option<String>, body: Option<&st
             .insert_header(("content-type", "application/json; charset=utf-8"))
             .set_payload(body.to_owned());
     }
-    test::call_service(&app, req.to_request()).await
+    req
 }
 
 fn error_code(response: &ServiceResponse) -> &str {
@@ -171,7 +189,7 @@ async fn unknown_hubs_and_connections_answer_with_their_codes() {
 #[actix_web::test]
 async fn admin_user_tokens_are_accepted_and_others_refused() {
     let auth = Authenticator::from_config(&Config {
-        jwt_secret: Some("test-jwt-secret".into()),
+        jwt_secret: Some(JWT_SECRET.into()),
         ..Config::default()
     })
     .unwrap();
@@ -211,4 +229,61 @@ async fn an_empty_group_lists_no_connections() {
     let uri = "/api/hubs/diagnostics/groups/g1/connections?maxpagesize=0";
     let response = call(Method::GET, uri, Some(sdk_token(uri)), None).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[actix_web::test]
+async fn unauthorized_answers_say_nothing_about_the_configuration_or_the_caller() {
+    let auth = Authenticator::from_config(&Config {
+        jwt_secret: Some(JWT_SECRET.into()),
+        ..Config::default()
+    })
+    .unwrap();
+    let not_admin = auth.issue(&Claims::new("alice-the-caller", 60)).unwrap();
+    let alg_none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJtYWxsb3J5In0.".to_owned();
+    let uri = "/api/hubs/diagnostics/count";
+    for token in [
+        None,
+        Some(not_admin),
+        Some(alg_none),
+        Some(token_for("http://elsewhere/")),
+    ] {
+        let response = call(Method::GET, uri, token, None).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(error_code(&response), "Error.Request.Unauthorized");
+        let body: serde_json::Value = test::read_body_json(response).await;
+        assert_eq!(body["message"], "Unauthorized.", "{body}");
+        assert_eq!(body["code"], "Error.Request.Unauthorized");
+    }
+    let keyless = node_with(|c| c.access_key = None);
+    let response = send(keyless, request(Method::GET, uri, Some("x.y.z".into()), None)).await;
+    let body: serde_json::Value = test::read_body_json(response).await;
+    assert_eq!(body["message"], "Unauthorized.", "no word of the missing access key");
+}
+
+#[actix_web::test]
+async fn forwarded_hosts_count_only_from_trusted_proxies_and_public_url_wins() {
+    let uri = "/api/hubs/diagnostics/count";
+    let forwarded_token = token_for("https://public.example/api/hubs/diagnostics/count");
+    let forwarded = || {
+        request(Method::GET, uri, Some(forwarded_token.clone()), None)
+            .peer_addr("10.0.0.7:5000".parse().unwrap())
+            .insert_header(("x-forwarded-host", "public.example"))
+            .insert_header(("x-forwarded-proto", "https"))
+    };
+    let status = send(node(), forwarded()).await.status();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "forwarded headers from anyone");
+    let trusting = node_with(|c| c.trusted_proxies = vec!["10.0.0.0/24".into()]);
+    assert_eq!(send(trusting, forwarded()).await.status(), StatusCode::OK);
+    let other_proxy = node_with(|c| c.trusted_proxies = vec!["10.0.1.0/24".into()]);
+    assert_eq!(send(other_proxy, forwarded()).await.status(), StatusCode::UNAUTHORIZED);
+    // The direct Host still works without proxies.
+    let direct = call(Method::GET, uri, Some(sdk_token(uri)), None).await;
+    assert_eq!(direct.status(), StatusCode::OK);
+
+    let public = || node_with(|c| c.public_url = Some("https://signalr.example.com/prefix/".into()));
+    let public_token = token_for("https://signalr.example.com/prefix/api/hubs/diagnostics/count");
+    let response = send(public(), request(Method::GET, uri, Some(public_token), None)).await;
+    assert_eq!(response.status(), StatusCode::OK, "aud = public_url + path");
+    let host_token = request(Method::GET, uri, Some(sdk_token(uri)), None);
+    assert_eq!(send(public(), host_token).await.status(), StatusCode::UNAUTHORIZED);
 }

@@ -72,6 +72,9 @@ pub async fn connect(path: web::Path<String>, state: web::Data<AppState>) -> Htt
     HttpResponse::BadRequest().body("WebSocket upgrade is expected.")
 }
 
+/// The security headers every HTTP response carries (`crate::cors`).
+const SECURITY_HEADERS: &str = "x-content-type-options: nosniff\r\nx-frame-options: DENY\r\n";
+
 /// A refused upgrade, written as a plain HTTP/1.1 response.
 struct Refusal {
     status: u16,
@@ -93,7 +96,7 @@ impl Refusal {
     fn bytes(&self) -> Vec<u8> {
         let extra = self.header.map(|(k, v)| format!("{k}: {v}\r\n")).unwrap_or_default();
         format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{}",
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{SECURITY_HEADERS}{extra}\r\n{}",
             self.status,
             self.reason,
             self.body.len(),
@@ -148,6 +151,11 @@ fn accept(node: &Node, req: &Request) -> Result<Accepted, Refusal> {
     if node.is_shutting_down() {
         return Err(Refusal::new(503, "Service Unavailable", "The server is shutting down."));
     }
+    let origin = req.head().headers.get(actix_http::header::ORIGIN);
+    if !crate::cors::origin_allowed(&node.config.allowed_origins, origin.map(|o| o.as_bytes())) {
+        node.metrics.request_refused("origin");
+        return Err(Refusal::new(403, "Forbidden", "Origin not allowed."));
+    }
     let query = req.uri().query().unwrap_or("");
     let principal = authorize_token(token_from(&req.head().headers, query), node, &hub_name).map_err(|_| Refusal {
         header: Some(("www-authenticate", "Bearer")),
@@ -161,8 +169,19 @@ fn accept(node: &Node, req: &Request) -> Result<Accepted, Refusal> {
         .ok_or_else(|| handshake_refusal(HandshakeError::BadWebsocketKey))?;
     let token = query_value(query, "id");
     let id = match &token {
-        Some(token) => match node.negotiations.claim(token, &hub_name) {
+        Some(token) => match node
+            .negotiations
+            .claim(token, &hub_name, principal.as_ref().map(|p| &p.user))
+        {
             Ok(id) => id,
+            Err(ClaimError::WrongUser) => {
+                node.metrics.request_refused("user_mismatch");
+                return Err(Refusal::new(
+                    403,
+                    "Forbidden",
+                    "The connection was negotiated by another user.",
+                ));
+            }
             Err(ClaimError::NotFound) => return Err(Refusal::new(404, "Not Found", "No Connection with that ID")),
             Err(ClaimError::InUse) => return Err(Refusal::new(409, "Conflict", "Connection ID already in use")),
         },
@@ -465,6 +484,9 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
     }
     handle.metrics.connections.inc();
     handle.metrics.connections_opened.inc();
+    if node.config.close_on_token_expiry {
+        crate::connection::close_at_expiry(&node, &handle);
+    }
     let dispatcher = Dispatcher::new(node.clone(), hub.clone(), handle.clone());
     // The writer is a task of its own rather than the other half of a `join!`:
     // a joined pair polls both halves on every wake-up of either, which cost
@@ -669,11 +691,11 @@ mod tests {
         let text = String::from_utf8(refusal.bytes()).unwrap();
         assert_eq!(
             text,
-            "HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 0\r\nconnection: close\r\nwww-authenticate: Bearer\r\n\r\n"
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 0\r\nconnection: close\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\nwww-authenticate: Bearer\r\n\r\n"
         );
         let text = String::from_utf8(Refusal::new(409, "Conflict", "Connection ID already in use").bytes()).unwrap();
         assert!(text.starts_with("HTTP/1.1 409 Conflict\r\n"), "{text}");
-        assert!(text.ends_with("content-length: 28\r\nconnection: close\r\n\r\nConnection ID already in use"));
+        assert!(text.ends_with("x-frame-options: DENY\r\n\r\nConnection ID already in use"));
     }
 
     fn upgrade_request(uri: &str) -> Request {
@@ -690,7 +712,7 @@ mod tests {
     async fn upgrades_are_checked_like_the_connect_endpoint() {
         let dir = std::env::temp_dir().join(format!("hubwire-ws-accept-test-{}", std::process::id()));
         let config = crate::config::Config {
-            jwt_secret: Some("s".into()),
+            jwt_secret: Some("websocket-unit-test-secret-32-bytes".into()),
             data_dir: dir,
             diagnostics_hub: true,
             ..crate::config::Config::default()

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 /// The hub every test uses: the built-in diagnostics hub.
 pub const HUB: &str = "diagnostics";
 /// The HS256 secret shared by the nodes of a test.
-const JWT_SECRET: &str = "cluster-tests-jwt-secret";
+const JWT_SECRET: &str = "cluster-tests-jwt-secret-of-32-bytes";
 /// How often a recording client pings: well within the 30 s client timeout.
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// The pause between two messages of the publisher (about 40 messages/s).
