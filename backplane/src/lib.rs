@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use crate::redis::{RedisBackplane, RedisConfig, RedisNames, RedisStats};
 pub use local::{LocalBackplane, LocalBus};
-pub use message::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, Target};
+pub use message::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, CommandId, Target};
 pub use names::{ConnectionId, GroupName, HubName, NodeId, UserId};
 
 /// Where one connection lives and who holds it, as recorded in the keyspace.

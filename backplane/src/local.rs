@@ -7,6 +7,10 @@
 //!
 //! A `parking_lot::Mutex` (not a tokio one) guards the state: no critical
 //! section awaits, and each is a few map operations.
+//!
+//! Each node's inbox holds [`INBOX_CAPACITY`] events; a publish to a node
+//! whose inbox is full waits for room (after releasing the lock), so that the
+//! in-process cluster slows its publishers down rather than losing messages.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,9 +19,12 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::message::{BackplaneEvent, Channel, ClusterMessage, Target};
+use crate::message::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, Target};
 use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
 use crate::{Backplane, BackplaneError, ConnectionRecord, MembershipTtl};
+
+/// Events one node's inbox holds on the in-process bus.
+pub const INBOX_CAPACITY: usize = 4096;
 
 /// The shared in-process "cluster": keyspace and subscriptions of every node.
 #[derive(Clone, Default)]
@@ -37,7 +44,7 @@ struct BusState {
 }
 
 struct NodeSlot {
-    inbox: mpsc::UnboundedSender<BackplaneEvent>,
+    inbox: mpsc::Sender<BackplaneEvent>,
     channels: HashSet<Channel>,
 }
 
@@ -97,8 +104,8 @@ impl LocalBus {
 
     /// Attaches a node to the bus. Messages other nodes publish on channels the
     /// node subscribes to arrive on the returned receiver.
-    pub fn attach(&self, node: NodeId) -> (LocalBackplane, mpsc::UnboundedReceiver<BackplaneEvent>) {
-        let (inbox, rx) = mpsc::unbounded_channel();
+    pub fn attach(&self, node: NodeId) -> (LocalBackplane, mpsc::Receiver<BackplaneEvent>) {
+        let (inbox, rx) = mpsc::channel(INBOX_CAPACITY);
         self.state.lock().nodes.insert(
             node.clone(),
             NodeSlot {
@@ -125,7 +132,7 @@ pub struct LocalBackplane {
 
 impl LocalBackplane {
     /// A single node on a bus of its own.
-    pub fn single(node: NodeId) -> (Self, mpsc::UnboundedReceiver<BackplaneEvent>) {
+    pub fn single(node: NodeId) -> (Self, mpsc::Receiver<BackplaneEvent>) {
         LocalBus::new().attach(node)
     }
 
@@ -161,15 +168,22 @@ impl Backplane for LocalBackplane {
     }
 
     async fn publish(&self, msg: ClusterMessage) -> Result<(), BackplaneError> {
-        let state = self.bus.state.lock();
-        let Some(channel) = state.channel_of(&msg.hub, msg.body.target()) else {
-            return Ok(()); // a connection no node holds: nothing to deliver to
+        let inboxes: Vec<mpsc::Sender<BackplaneEvent>> = {
+            let state = self.bus.state.lock();
+            let channel = match (&msg.body, msg.body.target()) {
+                (ClusterBody::Ack { to, .. }, _) => Some(Channel::Node(to.clone())),
+                (_, Some(target)) => state.channel_of(&msg.hub, target),
+                (_, None) => None,
+            };
+            let Some(channel) = channel else {
+                return Ok(()); // a connection no node holds: nothing to deliver to
+            };
+            let subscribed = state.nodes.iter().filter(|(id, slot)| **id != msg.origin && slot.channels.contains(&channel));
+            subscribed.map(|(_, slot)| slot.inbox.clone()).collect()
         };
-        for (id, slot) in &state.nodes {
-            if *id != msg.origin && slot.channels.contains(&channel) {
-                // A closed inbox means that node has shut down; it has no one to deliver to.
-                let _ = slot.inbox.send(BackplaneEvent::Message(msg.clone()));
-            }
+        for inbox in inboxes {
+            // A closed inbox means that node has shut down; it has no one to deliver to.
+            let _ = inbox.send(BackplaneEvent::Message(msg.clone())).await;
         }
         Ok(())
     }

@@ -52,6 +52,9 @@ pub enum ClusterBody {
         target: Target,
         /// The group.
         group: GroupName,
+        /// When set, the receiving node answers [`ClusterBody::Ack`] once it
+        /// applied the command (subscribed the group's channel).
+        ack: Option<CommandId>,
     },
     /// Remove the target's local connections from a group.
     RemoveFromGroup {
@@ -59,6 +62,8 @@ pub enum ClusterBody {
         target: Target,
         /// The group.
         group: GroupName,
+        /// When set, the receiving node answers [`ClusterBody::Ack`] once applied.
+        ack: Option<CommandId>,
     },
     /// Close the target's local connections.
     Close {
@@ -68,17 +73,33 @@ pub enum ClusterBody {
         except: Vec<ConnectionId>,
         /// Sent to the client in the Close message.
         reason: Option<String>,
+        /// When set, the receiving node answers [`ClusterBody::Ack`] once applied.
+        ack: Option<CommandId>,
+    },
+    /// "I applied your command `id`": published by the node that applied it
+    /// on the node channel of the command's origin, `to`.
+    Ack {
+        /// The node that published the command.
+        to: NodeId,
+        /// The command's id, as the origin numbered it.
+        id: CommandId,
     },
 }
 
+/// The number an origin node gives a command it awaits an answer to; unique
+/// per origin node (a counter), never 0 (the codec's "no ack").
+pub type CommandId = u64;
+
 impl ClusterBody {
-    /// The target the body acts on.
-    pub fn target(&self) -> &Target {
+    /// The target the body acts on; `None` for an [`ClusterBody::Ack`], which
+    /// goes to a node, not to connections.
+    pub fn target(&self) -> Option<&Target> {
         match self {
             ClusterBody::Deliver { target, .. }
             | ClusterBody::AddToGroup { target, .. }
             | ClusterBody::RemoveFromGroup { target, .. }
-            | ClusterBody::Close { target, .. } => target,
+            | ClusterBody::Close { target, .. } => Some(target),
+            ClusterBody::Ack { .. } => None,
         }
     }
 }

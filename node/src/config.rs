@@ -111,6 +111,15 @@ pub struct Config {
     /// preflight is answered for them. Default: none = no Origin check and no
     /// CORS headers.
     pub allowed_origins: Vec<String>,
+    /// How long a group or close command for connections on other nodes
+    /// waits for those nodes to confirm it, in milliseconds; then it fails
+    /// (REST 503, `HubException`). Default 5000.
+    pub cluster_ack_timeout_ms: u64,
+    /// Events a node's backplane inbox holds (Redis backplane). When full,
+    /// receiving waits and what overflows fred's buffer behind it is lost
+    /// and counted (`hubwire_redis_dropped_total`). Must be positive.
+    /// Default 4096.
+    pub cluster_inbox_capacity: usize,
 }
 
 impl Default for Config {
@@ -151,6 +160,8 @@ impl Default for Config {
             public_url: None,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
+            cluster_ack_timeout_ms: 5000,
+            cluster_inbox_capacity: 4096,
         }
     }
 }
@@ -349,6 +360,8 @@ impl Config {
         env_field!(public_url, "HUBWIRE_PUBLIC_URL", optional);
         env_field!(trusted_proxies, "HUBWIRE_TRUSTED_PROXIES", list);
         env_field!(allowed_origins, "HUBWIRE_ALLOWED_ORIGINS", list);
+        env_field!(cluster_ack_timeout_ms, "HUBWIRE_CLUSTER_ACK_TIMEOUT_MS", parse);
+        env_field!(cluster_inbox_capacity, "HUBWIRE_CLUSTER_INBOX_CAPACITY", parse);
         Ok(())
     }
 

@@ -4,6 +4,8 @@
 //! - [`config`]: the configuration (TOML file + `HUBWIRE_*` environment).
 //! - [`auth`]: user tokens (JWT) and who they stand for.
 //! - [`node`]: the shared state of a node and its one send API.
+//! - [`cluster`]: what other nodes ask of this one (the inbox task, ordered
+//!   group commands) and the answers this node awaits.
 //! - [`registry`]: this node's connections by hub, group and user.
 //! - [`connection`]: one connection's handle: queue and close signal.
 //! - [`outbound`]: a message encoded once per protocol for many recipients.
@@ -17,6 +19,7 @@
 //! - [`proxies`]: which peers' forwarded headers are trusted.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod cors;
@@ -35,15 +38,15 @@ pub mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubwire_backplane::{AnyBackplane, BackplaneEvent, LocalBackplane, NodeId, RedisBackplane, RedisConfig};
+use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId, RedisBackplane, RedisConfig};
 
 /// Builds a node from its configuration — with the Redis backplane when
 /// `redis_url` is set, else the in-process one — and starts the task that
-/// applies what other nodes publish.
+/// delivers what other nodes publish ([`cluster::run_inbox`]).
 pub async fn build_node(config: config::Config) -> anyhow::Result<Arc<node::Node>> {
     let auth = auth::Authenticator::from_config(&config)?;
     let node_id = NodeId::from(config.node_id.clone().unwrap_or_else(negotiate::random_id));
-    let (backplane, mut inbox) = match &config.redis_url {
+    let (backplane, inbox) = match &config.redis_url {
         None => {
             let (backplane, inbox) = LocalBackplane::single(node_id);
             (AnyBackplane::Local(backplane), inbox)
@@ -54,6 +57,7 @@ pub async fn build_node(config: config::Config) -> anyhow::Result<Arc<node::Node
             redis.cluster = config.redis_cluster;
             redis.heartbeat_interval = Duration::from_millis(config.node_heartbeat_ms);
             redis.dead_node_timeout = Duration::from_millis(config.node_dead_after_ms);
+            redis.inbox_capacity = config.cluster_inbox_capacity;
             let (backplane, inbox) = RedisBackplane::connect(redis).await?;
             (AnyBackplane::Redis(backplane), inbox)
         }
@@ -64,20 +68,6 @@ pub async fn build_node(config: config::Config) -> anyhow::Result<Arc<node::Node
     }
     let node = Arc::new(node::Node::new(config, auth, backplane, hubs));
     node.start().await?;
-    let receiver = node.clone();
-    tokio::spawn(async move {
-        while let Some(event) = inbox.recv().await {
-            match event {
-                BackplaneEvent::Message(message) => receiver.on_cluster_message(message).await,
-                BackplaneEvent::NodeDown {
-                    node,
-                    swept_by,
-                    removed,
-                } => {
-                    receiver.on_node_down(&node, &swept_by, removed).await;
-                }
-            }
-        }
-    });
+    tokio::spawn(cluster::run_inbox(node.clone(), inbox));
     Ok(node)
 }

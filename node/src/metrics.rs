@@ -26,6 +26,10 @@ pub struct Metrics {
     refused: IntCounterVec,
     /// Negotiated connection tokens not yet used by a transport (set when rendered).
     pub negotiations_pending: IntGauge,
+    /// Cluster commands from other nodes queued or running on their lanes.
+    pub cluster_commands_pending: IntGauge,
+    /// Cluster commands of this node that other nodes did not confirm in time.
+    pub cluster_ack_timeouts: IntCounter,
 }
 
 /// A limit that refused something a client or a REST caller asked for (the
@@ -144,6 +148,16 @@ impl Metrics {
                     "Negotiated connection tokens not yet used by a transport",
                 ))
                 .map(|g| register(&registry, g))?,
+                cluster_commands_pending: IntGauge::with_opts(opts(
+                    "hubwire_cluster_commands_pending",
+                    "Group commands from other nodes waiting for or running their Redis calls",
+                ))
+                .map(|g| register(&registry, g))?,
+                cluster_ack_timeouts: IntCounter::with_opts(opts(
+                    "hubwire_cluster_ack_timeouts_total",
+                    "Group and close commands for other nodes' connections that were not confirmed in time",
+                ))
+                .map(|c| register(&registry, c))?,
                 registry: registry.clone(),
             })
         })();
@@ -207,6 +221,11 @@ impl Metrics {
                     s.resyncs,
                 ),
                 ("nodes_swept", "Dead nodes this node swept", s.nodes_swept),
+                (
+                    "inbox_full",
+                    "Times a received message found the node's inbox full and waited",
+                    s.inbox_full,
+                ),
             ];
             for (name, help, value) in counters {
                 let _ = writeln!(text, "# HELP hubwire_redis_{name}_total {help}\n# TYPE hubwire_redis_{name}_total counter\nhubwire_redis_{name}_total {value}");

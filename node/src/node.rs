@@ -7,16 +7,23 @@
 //! connections through the [`Registry`] and to the rest of the cluster through
 //! the backplane with a single publish.
 //!
+//! A group or close command for connections other nodes hold returns once
+//! those nodes applied it ([`crate::cluster::Acks`]), or fails with
+//! [`NodeError::NotAcknowledged`] after `cluster_ack_timeout_ms`: a send right
+//! after it reaches exactly the members it should.
+//!
 //! Every path that names a group — hub methods and the REST API alike — goes
 //! through the node, which checks the name here and nowhere else
 //! ([`MAX_GROUP_NAME_CHARS`]); adding a connection to a group also checks
 //! `max_groups_per_connection`.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::auth::Authenticator;
+use crate::cluster::{Acks, Lanes};
 use crate::config::Config;
 use crate::connection::{CloseRequest, ConnectionHandle};
 use crate::hubs::HubSet;
@@ -25,8 +32,8 @@ use crate::negotiate::Negotiations;
 use crate::outbound::OutboundMessage;
 use crate::registry::Registry;
 use hubwire_backplane::{
-    AnyBackplane, Backplane, BackplaneError, Channel, ClusterBody, ClusterMessage, ConnectionId, ConnectionRecord,
-    GroupName, HubName, MembershipTtl, NodeId, Target, UserId,
+    AnyBackplane, Backplane, BackplaneError, Channel, ClusterBody, ClusterMessage, CommandId, ConnectionId,
+    ConnectionRecord, GroupName, HubName, MembershipTtl, NodeId, Target, UserId,
 };
 use hubwire_protocol::Value;
 
@@ -51,6 +58,15 @@ pub enum NodeError {
     /// The cluster could not carry out the operation.
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
+    /// Nodes holding connections the command was for did not confirm it in
+    /// time: it may or may not have been applied there.
+    #[error("nodes {nodes:?} did not confirm the command within {timeout_ms} ms; it may not have been applied there")]
+    NotAcknowledged {
+        /// The nodes that did not answer.
+        nodes: Vec<NodeId>,
+        /// The configured `cluster_ack_timeout_ms`.
+        timeout_ms: u64,
+    },
 }
 
 /// Shared state of one node.
@@ -75,6 +91,10 @@ pub struct Node {
     /// Connection departures whose cluster cleanup (unsubscribe, unregister,
     /// offline hook) has not finished; shutdown waits for them.
     departing: AtomicUsize,
+    /// Commands this node awaits other nodes' answers to.
+    pub(crate) acks: Acks,
+    /// Group commands from other nodes, in order per group channel.
+    pub(crate) lanes: Lanes,
 }
 
 impl Node {
@@ -92,6 +112,8 @@ impl Node {
             departing: AtomicUsize::new(0),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
+            acks: Acks::default(),
+            lanes: Lanes::default(),
         }
     }
 
@@ -143,6 +165,35 @@ impl Node {
         Ok(())
     }
 
+    /// Like [`Node::send`], but publishes first and delivers to this node's
+    /// connections only once the publish succeeded: an error means no
+    /// connection was sent the message, so that a retry cannot duplicate it
+    /// (the REST API's sends, see `docs/rest-api.md`).
+    pub async fn send_published_first(
+        &self,
+        hub: &HubName,
+        target: Target,
+        except: Vec<ConnectionId>,
+        method: &str,
+        arguments: Vec<Value>,
+    ) -> Result<(), NodeError> {
+        if let Target::Group(group) = &target {
+            self.check_group_name(hub, group)?;
+        }
+        let message = OutboundMessage::invocation(method, arguments);
+        let held_here = matches!(&target, Target::Connection(id) if self.registry.get(id).is_some());
+        if !held_here {
+            let body = ClusterBody::Deliver {
+                target: target.clone(),
+                except: except.clone(),
+                payload: message.json().clone(),
+            };
+            self.publish(hub, body).await?;
+        }
+        self.deliver_local(hub, &target, &except, &message);
+        Ok(())
+    }
+
     /// Queues a message to this node's connections of `target`; returns how many.
     pub fn deliver_local(
         &self,
@@ -156,6 +207,38 @@ impl Node {
             .iter()
             .filter(|c| message.encoded(c.protocol).is_some_and(|record| c.enqueue(record)))
             .count()
+    }
+
+    /// Publishes a command for connections held by `nodes` and returns once
+    /// each of them (other than this one) applied it; with none, publishes it
+    /// unanswered (a connection that registers meanwhile still hears it).
+    async fn command(
+        &self,
+        hub: &HubName,
+        nodes: impl IntoIterator<Item = NodeId>,
+        body: impl FnOnce(Option<CommandId>) -> ClusterBody,
+    ) -> Result<(), NodeError> {
+        let own = self.backplane.node_id();
+        let nodes: HashSet<NodeId> = nodes.into_iter().filter(|n| n != own).collect();
+        if nodes.is_empty() {
+            return Ok(self.publish(hub, body(None)).await?);
+        }
+        // Expected before publishing: the answer may come before the publish returns.
+        let awaited = self.acks.expect(nodes);
+        self.publish(hub, body(Some(awaited.id))).await?;
+        let timeout = Duration::from_millis(self.config.cluster_ack_timeout_ms);
+        let result = awaited.wait(timeout).await;
+        if let Err(e) = &result {
+            self.metrics.cluster_ack_timeouts.inc();
+            tracing::warn!(error = %e, "a cluster command was not acknowledged");
+        }
+        result
+    }
+
+    /// The nodes holding a user's connections in a hub.
+    async fn nodes_of_user(&self, hub: &HubName, user: &UserId) -> Result<Vec<NodeId>, BackplaneError> {
+        let records = self.backplane.user_connections(hub, user).await?;
+        Ok(records.into_iter().map(|r| r.node).collect())
     }
 
     async fn publish(&self, hub: &HubName, body: ClusterBody) -> Result<(), BackplaneError> {
@@ -313,7 +396,8 @@ impl Node {
                 self.backplane.join_group(hub, group, id).await?;
                 let target = Target::Connection(id.clone());
                 let group = group.clone();
-                self.publish(hub, ClusterBody::AddToGroup { target, group }).await?;
+                let body = |ack| ClusterBody::AddToGroup { target, group, ack };
+                self.command(hub, [record.node], body).await?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -332,10 +416,13 @@ impl Node {
         if self.registry.get(id).is_some() {
             self.leave_local(hub, group, id).await?;
         } else if was_member {
+            let Some(record) = self.backplane.connection(id).await? else {
+                return Ok(was_member); // gone meanwhile: no node to tell
+            };
             let target = Target::Connection(id.clone());
             let group = group.clone();
-            self.publish(hub, ClusterBody::RemoveFromGroup { target, group })
-                .await?;
+            let body = |ack| ClusterBody::RemoveFromGroup { target, group, ack };
+            self.command(hub, [record.node], body).await?;
         }
         Ok(was_member)
     }
@@ -355,8 +442,9 @@ impl Node {
         }
         let target = Target::User(user.clone());
         let group = group.clone();
-        self.publish(hub, ClusterBody::AddToGroup { target, group }).await?;
-        Ok(())
+        let nodes = self.nodes_of_user(hub, user).await?;
+        self.command(hub, nodes, |ack| ClusterBody::AddToGroup { target, group, ack })
+            .await
     }
 
     /// Removes a user's connections on every node, and its future ones, from a
@@ -374,20 +462,23 @@ impl Node {
         }
         let target = Target::User(user.clone());
         let group = group.clone();
-        self.publish(hub, ClusterBody::RemoveFromGroup { target, group })
-            .await?;
+        let nodes = self.nodes_of_user(hub, user).await?;
+        let body = |ack| ClusterBody::RemoveFromGroup { target, group, ack };
+        self.command(hub, nodes, body).await?;
         Ok(was_member)
     }
 
     /// Removes a user from every group of a hub, on every node.
-    pub async fn remove_user_from_all_groups(&self, hub: &HubName, user: &UserId) -> Result<(), BackplaneError> {
-        for group in self.backplane.remove_user_from_all_groups(hub, user).await? {
+    pub async fn remove_user_from_all_groups(&self, hub: &HubName, user: &UserId) -> Result<(), NodeError> {
+        let groups = self.backplane.remove_user_from_all_groups(hub, user).await?;
+        let nodes = self.nodes_of_user(hub, user).await?;
+        for group in groups {
             for handle in self.registry.resolve(hub, &Target::User(user.clone()), &[]) {
                 self.leave_local(hub, &group, &handle.id).await?;
             }
             let target = Target::User(user.clone());
-            self.publish(hub, ClusterBody::RemoveFromGroup { target, group })
-                .await?;
+            let body = |ack| ClusterBody::RemoveFromGroup { target, group, ack };
+            self.command(hub, nodes.clone(), body).await?;
         }
         Ok(())
     }
@@ -414,8 +505,22 @@ impl Node {
         for handle in self.registry.resolve(hub, &target, &except) {
             handle.close(close_request(reason.clone()));
         }
-        self.publish(hub, ClusterBody::Close { target, except, reason }).await?;
-        Ok(())
+        let nodes = match &target {
+            Target::Connection(id) if self.registry.get(id).is_some() => return Ok(()),
+            Target::Connection(id) => match self.backplane.connection(id).await? {
+                Some(record) if record.hub == *hub => vec![record.node],
+                _ => return Ok(()), // no such connection: nobody to close
+            },
+            // Every node of the hub may hold some: not awaited.
+            _ => Vec::new(),
+        };
+        let body = |ack| ClusterBody::Close {
+            target,
+            except,
+            reason,
+            ack,
+        };
+        self.command(hub, nodes, body).await
     }
 
     /// The connections of a group, cluster-wide.
@@ -432,44 +537,6 @@ impl Node {
     pub async fn user_in_group(&self, hub: &HubName, user: &UserId, group: &GroupName) -> Result<bool, NodeError> {
         self.check_group_name(hub, group)?;
         Ok(self.backplane.user_in_group(hub, user, group).await?)
-    }
-
-    /// Acts on a message another node published.
-    pub async fn on_cluster_message(&self, message: ClusterMessage) {
-        let hub = &message.hub;
-        let result = match message.body {
-            ClusterBody::Deliver {
-                target,
-                except,
-                payload,
-            } => {
-                self.deliver_local(hub, &target, &except, &OutboundMessage::from_json_record(payload));
-                Ok(())
-            }
-            ClusterBody::AddToGroup { target, group } => {
-                let mut result = Ok(());
-                for handle in self.registry.resolve(hub, &target, &[]) {
-                    result = result.and(self.join_local(&group, &handle).await);
-                }
-                result
-            }
-            ClusterBody::RemoveFromGroup { target, group } => {
-                let mut result = Ok(());
-                for handle in self.registry.resolve(hub, &target, &[]) {
-                    result = result.and(self.leave_local(hub, &group, &handle.id).await);
-                }
-                result
-            }
-            ClusterBody::Close { target, except, reason } => {
-                for handle in self.registry.resolve(hub, &target, &except) {
-                    handle.close(close_request(reason.clone()));
-                }
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "cluster message only partly applied");
-        }
     }
 
     /// True when no connection is held and every departure's cluster cleanup
@@ -508,7 +575,8 @@ impl Drop for Departing<'_> {
     }
 }
 
-fn close_request(reason: Option<String>) -> CloseRequest {
+/// The close a hub or the REST API asks for: not to reconnect.
+pub(crate) fn close_request(reason: Option<String>) -> CloseRequest {
     CloseRequest {
         error: reason,
         allow_reconnect: false,

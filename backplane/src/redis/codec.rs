@@ -3,18 +3,23 @@
 //! One frame per published message:
 //!
 //! ```text
-//! frame   = version:u8 (1) kind:u8 origin:str body
+//! frame   = version:u8 (2) kind:u8 origin:str body
 //! kind 1  Deliver          hub:str target except:list payload:bytes
-//! kind 2  AddToGroup       hub:str target group:str
-//! kind 3  RemoveFromGroup  hub:str target group:str
-//! kind 4  Close            hub:str target except:list reason:opt-str
+//! kind 2  AddToGroup       hub:str target group:str ack:varint
+//! kind 3  RemoveFromGroup  hub:str target group:str ack:varint
+//! kind 4  Close            hub:str target except:list reason:opt-str ack:varint
 //! kind 5  NodeDown         node:str count:varint record*
+//! kind 6  Ack              hub:str to:str id:varint
 //! record  = id:str hub:str user:opt-str transport:str since_ms:varint
 //! target  = 0 (All) | 1 group:str | 2 user:str | 3 connection:str
 //! str     = len:varint utf-8 bytes;  bytes = len:varint bytes
 //! list    = count:varint str*;  opt-str = 0 | 1 str
-//! varint  = unsigned LEB128, at most 10 bytes
+//! varint  = unsigned LEB128, at most 10 bytes;  ack = 0 (none) | command id
 //! ```
+//!
+//! Version 2 added the command ids and `Ack` (acknowledged group and close
+//! commands): nodes of version 1 and 2 refuse each other's frames, so a
+//! cluster is upgraded by replacing all its nodes, not one by one.
 //!
 //! # Invariants
 //! - Decoding never panics and never trusts a length: every read is checked
@@ -27,7 +32,7 @@ use crate::message::{BackplaneEvent, ClusterBody, ClusterMessage, Target};
 use crate::names::{ConnectionId, HubName, NodeId, UserId};
 use crate::ConnectionRecord;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// Why a received frame could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -63,23 +68,32 @@ pub fn encode_message(msg: &ClusterMessage) -> Bytes {
         ClusterBody::AddToGroup { .. } => 2,
         ClusterBody::RemoveFromGroup { .. } => 3,
         ClusterBody::Close { .. } => 4,
+        ClusterBody::Ack { .. } => 6,
     };
     out.put_u8(VERSION);
     out.put_u8(kind);
     put_str(&mut out, msg.origin.as_str());
     put_str(&mut out, msg.hub.as_str());
-    put_target(&mut out, msg.body.target());
+    if let Some(target) = msg.body.target() {
+        put_target(&mut out, target);
+    }
     match &msg.body {
         ClusterBody::Deliver { except, payload, .. } => {
             put_list(&mut out, except);
             put_bytes(&mut out, payload);
         }
-        ClusterBody::AddToGroup { group, .. } | ClusterBody::RemoveFromGroup { group, .. } => {
+        ClusterBody::AddToGroup { group, ack, .. } | ClusterBody::RemoveFromGroup { group, ack, .. } => {
             put_str(&mut out, group.as_str());
+            put_varint(&mut out, ack.unwrap_or(0));
         }
-        ClusterBody::Close { except, reason, .. } => {
+        ClusterBody::Close { except, reason, ack, .. } => {
             put_list(&mut out, except);
             put_opt(&mut out, reason.as_deref());
+            put_varint(&mut out, ack.unwrap_or(0));
+        }
+        ClusterBody::Ack { to, id } => {
+            put_str(&mut out, to.as_str());
+            put_varint(&mut out, *id);
         }
     }
     out.freeze()
@@ -126,16 +140,28 @@ pub fn decode(frame: Bytes) -> Result<(NodeId, BackplaneEvent), DecodeError> {
                 2 => ClusterBody::AddToGroup {
                     target,
                     group: r.str()?.into(),
+                    ack: r.ack()?,
                 },
                 3 => ClusterBody::RemoveFromGroup {
                     target,
                     group: r.str()?.into(),
+                    ack: r.ack()?,
                 },
                 _ => ClusterBody::Close {
                     target,
                     except: r.list()?,
                     reason: r.opt()?,
+                    ack: r.ack()?,
                 },
+            };
+            let origin = origin.clone();
+            BackplaneEvent::Message(ClusterMessage { origin, hub, body })
+        }
+        6 => {
+            let hub = HubName::from(r.str()?);
+            let body = ClusterBody::Ack {
+                to: NodeId::from(r.str()?),
+                id: r.varint()?,
             };
             let origin = origin.clone();
             BackplaneEvent::Message(ClusterMessage { origin, hub, body })
@@ -266,6 +292,10 @@ impl Reader {
 
     fn str(&mut self) -> Result<String, DecodeError> {
         String::from_utf8(self.bytes()?.to_vec()).map_err(|_| DecodeError::Utf8)
+    }
+
+    fn ack(&mut self) -> Result<Option<u64>, DecodeError> {
+        Ok(Some(self.varint()?).filter(|id| *id != 0))
     }
 
     fn opt(&mut self) -> Result<Option<String>, DecodeError> {

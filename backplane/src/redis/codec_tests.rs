@@ -33,22 +33,35 @@ fn samples() -> Vec<ClusterMessage> {
         out.push(message(ClusterBody::AddToGroup {
             target: target.clone(),
             group: "room".into(),
+            ack: None,
+        }));
+        out.push(message(ClusterBody::AddToGroup {
+            target: target.clone(),
+            group: "room".into(),
+            ack: Some(u64::MAX),
         }));
         out.push(message(ClusterBody::RemoveFromGroup {
             target: target.clone(),
             group: "".into(),
+            ack: Some(1),
         }));
         out.push(message(ClusterBody::Close {
             target: target.clone(),
             except: vec!["c9".into()],
             reason: Some("bye".into()),
+            ack: Some(300),
         }));
         out.push(message(ClusterBody::Close {
             target,
             except: Vec::new(),
             reason: None,
+            ack: None,
         }));
     }
+    out.push(message(ClusterBody::Ack {
+        to: "node-é".into(),
+        id: 42,
+    }));
     out
 }
 
@@ -145,6 +158,14 @@ fn malformed_frames_are_refused() {
     version[0] = 9;
     assert_eq!(decode(version.into()), Err(DecodeError::Version(9)));
 
+    let mut previous = frame.clone();
+    previous[0] = 1;
+    assert_eq!(
+        decode(previous.into()),
+        Err(DecodeError::Version(1)),
+        "frames without command ids"
+    );
+
     let mut kind = frame.clone();
     kind[1] = 77;
     assert_eq!(decode(kind.into()), Err(DecodeError::Kind(77)));
@@ -154,16 +175,16 @@ fn malformed_frames_are_refused() {
     assert_eq!(decode(trailing.into()), Err(DecodeError::Trailing(1)));
 
     // version, kind, origin "x", hub "h", target tag 9.
-    let target = vec![1, 1, 1, b'x', 1, b'h', 9];
+    let target = vec![2, 1, 1, b'x', 1, b'h', 9];
     assert_eq!(decode(target.into()), Err(DecodeError::Target(9)));
 
-    let utf8 = vec![1, 1, 1, 0xff];
+    let utf8 = vec![2, 1, 1, 0xff];
     assert_eq!(decode(utf8.into()), Err(DecodeError::Utf8));
 
-    let varint = vec![1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+    let varint = vec![2, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
     assert_eq!(decode(varint.into()), Err(DecodeError::Varint));
 
-    let huge_length = vec![1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    let huge_length = vec![2, 1, 0xff, 0xff, 0xff, 0xff, 0x0f];
     assert_eq!(decode(huge_length.into()), Err(DecodeError::Truncated));
 }
 

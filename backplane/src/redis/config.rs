@@ -42,6 +42,11 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     /// Longest pause between two reconnection attempts. Default 2 s.
     pub reconnect_max_delay: Duration,
+    /// Events the node's inbox holds. When it is full the receive task waits,
+    /// fred's buffer (16 Ki messages) fills behind it, and what overflows that
+    /// is lost and counted (`dropped`; each wait counts in `inbox_full`).
+    /// Must be positive. Default 4096.
+    pub inbox_capacity: usize,
 }
 
 /// Why a backplane could not be created.
@@ -68,6 +73,7 @@ impl RedisConfig {
             cluster: false,
             command_timeout: Duration::from_secs(2),
             reconnect_max_delay: Duration::from_secs(2),
+            inbox_capacity: 4096,
         }
     }
 
@@ -92,6 +98,9 @@ impl RedisConfig {
         }
         if self.heartbeat_interval.is_zero() || self.command_timeout.is_zero() {
             return fail("heartbeat_interval and command_timeout must be positive");
+        }
+        if self.inbox_capacity == 0 {
+            return fail("inbox_capacity must be positive");
         }
         if self.dead_node_timeout <= self.heartbeat_interval {
             return fail("dead_node_timeout must exceed heartbeat_interval");

@@ -150,12 +150,12 @@ impl Shared {
     /// Tells this node and every other that `node`'s connections are gone.
     async fn announce_node_down(&self, node: &NodeId, removed: Vec<ConnectionRecord>) {
         let frame = codec::encode_node_down(&self.config.node, node, &removed);
-        // A closed inbox means this node is shutting down: nobody to tell here.
-        let _ = self.inbox.send(BackplaneEvent::NodeDown {
+        self.to_inbox(BackplaneEvent::NodeDown {
             node: node.clone(),
             swept_by: self.config.node.clone(),
             removed,
-        });
+        })
+        .await;
         if let Err(e) = self.send_frame(self.names.events(), frame).await {
             tracing::warn!(node = %node, error = %e, "could not tell the other nodes about a dead node");
         }
@@ -229,6 +229,7 @@ impl Shared {
                 let body = ClusterBody::AddToGroup {
                     target: Target::Connection(record.id.clone()),
                     group,
+                    ack: None,
                 };
                 let origin = self.config.node.clone();
                 let msg = ClusterMessage {
@@ -236,8 +237,7 @@ impl Shared {
                     hub: record.hub.clone(),
                     body,
                 };
-                // A closed inbox means the node is shutting down.
-                let _ = self.inbox.send(BackplaneEvent::Message(msg));
+                self.to_inbox(BackplaneEvent::Message(msg)).await;
             }
         }
         Ok(())

@@ -117,8 +117,8 @@ impl Memory {
     /// Follows a group command another node published for this node's connections.
     pub(super) fn apply(&mut self, msg: &ClusterMessage) {
         let (target, group, join) = match &msg.body {
-            ClusterBody::AddToGroup { target, group } => (target, group, true),
-            ClusterBody::RemoveFromGroup { target, group } => (target, group, false),
+            ClusterBody::AddToGroup { target, group, .. } => (target, group, true),
+            ClusterBody::RemoveFromGroup { target, group, .. } => (target, group, false),
             _ => return,
         };
         match (target, join) {

@@ -71,7 +71,8 @@ struct Shared {
     client: Client,
     subscriber: SubscriberClient,
     scripts: Scripts,
-    inbox: mpsc::UnboundedSender<BackplaneEvent>,
+    /// The node's inbox, bounded by `inbox_capacity`.
+    inbox: mpsc::Sender<BackplaneEvent>,
     memory: Mutex<Memory>,
     subscriptions: Mutex<Subscriptions>,
     /// Hubs this process has recorded in `<p>:hubs` since the last resync.
@@ -91,7 +92,7 @@ impl RedisBackplane {
     /// Connects to Redis, joins the cluster (heartbeat, event channel) and
     /// starts the background tasks. Messages and events for this node arrive
     /// on the returned receiver. Fails if Redis does not answer in time.
-    pub async fn connect(config: RedisConfig) -> Result<(Self, mpsc::UnboundedReceiver<BackplaneEvent>), ConnectError> {
+    pub async fn connect(config: RedisConfig) -> Result<(Self, mpsc::Receiver<BackplaneEvent>), ConnectError> {
         config.validate()?;
         let (client, subscriber) = config.clients()?;
         let init = async {
@@ -106,7 +107,7 @@ impl RedisBackplane {
             quit(&client, &subscriber);
             return Err(ConnectError::Redis(e));
         }
-        let (inbox, receiver) = mpsc::unbounded_channel();
+        let (inbox, receiver) = mpsc::channel(config.inbox_capacity);
         let messages = subscriber.message_rx();
         let shared = Arc::new(Shared {
             names: RedisNames::new(&config.prefix),

@@ -19,10 +19,11 @@ use bytes::Bytes;
 use fred::prelude::{ClientLike, HashesInterface, PubsubInterface, Value};
 use fred::types::Message;
 use tokio::sync::broadcast::{error::RecvError, Receiver};
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::stats::Counters;
 use super::{codec, Shared};
-use crate::message::{BackplaneEvent, Channel, ClusterMessage, Target};
+use crate::message::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, Target};
 use crate::BackplaneError;
 
 /// Channels per `SUBSCRIBE` when many are subscribed again at once.
@@ -45,10 +46,14 @@ impl Shared {
     pub(super) async fn publish(&self, msg: &ClusterMessage) -> Result<(), BackplaneError> {
         let hub = msg.hub.clone();
         let channel = match msg.body.target() {
-            Target::All => Channel::All(hub),
-            Target::Group(group) => Channel::Group(hub, group.clone()),
-            Target::User(user) => Channel::User(hub, user.clone()),
-            Target::Connection(id) => {
+            None => match &msg.body {
+                ClusterBody::Ack { to, .. } => Channel::Node(to.clone()),
+                _ => return Ok(()),
+            },
+            Some(Target::All) => Channel::All(hub),
+            Some(Target::Group(group)) => Channel::Group(hub, group.clone()),
+            Some(Target::User(user)) => Channel::User(hub, user.clone()),
+            Some(Target::Connection(id)) => {
                 let node = self
                     .client
                     .hget::<Option<String>, _, _>(self.names.conn(&hub, id), "node");
@@ -136,8 +141,10 @@ impl Shared {
         }
     }
 
-    /// Handles one received frame.
-    fn on_frame(&self, value: Value) {
+    /// Handles one received frame. Waits while the node's inbox is full
+    /// (counted): fred's buffer then fills behind it, and what overflows it is
+    /// counted as lost by [`receive`].
+    async fn on_frame(&self, value: Value) {
         let Some(frame) = value.into_bytes() else {
             Counters::bump(&self.counters.decode_errors);
             return;
@@ -157,8 +164,20 @@ impl Shared {
         if let BackplaneEvent::Message(msg) = &event {
             self.memory.lock().apply(msg);
         }
-        // A closed inbox means the node is shutting down: nobody to deliver to.
-        let _ = self.inbox.send(event);
+        self.to_inbox(event).await;
+    }
+
+    /// Hands an event to the node's inbox, waiting while it is full.
+    pub(super) async fn to_inbox(&self, event: BackplaneEvent) {
+        let event = match self.inbox.try_send(event) {
+            Ok(()) => return,
+            // A closed inbox means the node is shutting down: nobody to deliver to.
+            Err(TrySendError::Closed(_)) => return,
+            Err(TrySendError::Full(event)) => event,
+        };
+        Counters::bump(&self.counters.inbox_full);
+        // Closed while waiting: shutting down, as above.
+        let _ = self.inbox.send(event).await;
     }
 }
 
@@ -211,7 +230,7 @@ pub(super) fn unsubscribe(shared: &Arc<Shared>, channel: Channel) {
 pub(super) async fn receive(shared: Arc<Shared>, mut messages: Receiver<Message>) {
     loop {
         match messages.recv().await {
-            Ok(message) => shared.on_frame(message.value),
+            Ok(message) => shared.on_frame(message.value).await,
             Err(RecvError::Lagged(lost)) => {
                 shared
                     .counters

@@ -15,6 +15,7 @@ pub(super) struct Counters {
     pub(super) dropped: AtomicU64,
     pub(super) resyncs: AtomicU64,
     pub(super) nodes_swept: AtomicU64,
+    pub(super) inbox_full: AtomicU64,
 }
 
 /// A snapshot of the counters since the backplane started.
@@ -36,6 +37,9 @@ pub struct RedisStats {
     pub resyncs: u64,
     /// Dead nodes this node swept.
     pub nodes_swept: u64,
+    /// Times a received event found the node's inbox full, so that the
+    /// receive task waited (and fred's buffer filled behind it).
+    pub inbox_full: u64,
 }
 
 impl Counters {
@@ -54,6 +58,7 @@ impl Counters {
             dropped: get(&self.dropped),
             resyncs: get(&self.resyncs),
             nodes_swept: get(&self.nodes_swept),
+            inbox_full: get(&self.inbox_full),
         }
     }
 }

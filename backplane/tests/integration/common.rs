@@ -8,7 +8,7 @@ use hubwire_backplane::{
     HubName, LocalBus, NodeId, RedisBackplane, RedisConfig, RedisStats, Target, UserId,
 };
 use hubwire_test_support::{unique_prefix, RedisServer};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 /// How long to wait for something that must arrive.
 pub const ARRIVAL: Duration = Duration::from_secs(3);
@@ -20,7 +20,7 @@ pub const UNSUBSCRIBE_DELAY: Duration = Duration::from_millis(200);
 /// One node of a test cluster.
 pub struct TestNode {
     pub backplane: AnyBackplane,
-    pub inbox: UnboundedReceiver<BackplaneEvent>,
+    pub inbox: Receiver<BackplaneEvent>,
 }
 
 impl TestNode {

@@ -85,6 +85,9 @@ pub enum RestError {
     /// The cluster could not carry out the operation: 503 (or 409).
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
+    /// Nodes holding the connections did not confirm the command in time: 503.
+    #[error("{0}")]
+    NotAcknowledged(String),
 }
 
 impl From<NodeError> for RestError {
@@ -93,6 +96,7 @@ impl From<NodeError> for RestError {
             NodeError::GroupName => RestError::BadRequest(error.to_string()),
             NodeError::TooManyGroups { .. } => RestError::TooManyGroups(error.to_string()),
             NodeError::Backplane(e) => RestError::Backplane(e),
+            NodeError::NotAcknowledged { .. } => RestError::NotAcknowledged(error.to_string()),
         }
     }
 }
@@ -117,6 +121,7 @@ impl RestError {
             RestError::TooManyGroups(_) => "Error.Connection.GroupLimitReached",
             RestError::Backplane(BackplaneError::Unavailable(_)) => "Error.Backplane.Unavailable",
             RestError::Backplane(BackplaneError::UserLimit { .. }) => "Error.User.LimitReached",
+            RestError::NotAcknowledged(_) => "Error.Cluster.NotAcknowledged",
         }
     }
 }
@@ -132,6 +137,7 @@ impl ResponseError for RestError {
             RestError::TooManyGroups(_) => StatusCode::CONFLICT,
             RestError::Backplane(BackplaneError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             RestError::Backplane(BackplaneError::UserLimit { .. }) => StatusCode::CONFLICT,
+            RestError::NotAcknowledged(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -141,6 +147,9 @@ impl ResponseError for RestError {
         let (level, scope, kind) = (parts.next(), parts.next(), parts.next());
         if let RestError::Backplane(e) = self {
             tracing::warn!(error = %e, "REST operation failed in the backplane");
+        }
+        if let RestError::NotAcknowledged(e) = self {
+            tracing::warn!(error = %e, "REST operation not confirmed by the cluster");
         }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((ERROR_CODE_HEADER, code));
@@ -219,6 +228,19 @@ mod tests {
         let body = body_of(response);
         assert_eq!(body["code"], "Error.Request.Unauthorized");
         assert_eq!(body["message"], "Unauthorized.");
+    }
+
+    #[test]
+    fn an_unacknowledged_command_is_a_503_of_its_own() {
+        let error = RestError::from(NodeError::NotAcknowledged {
+            nodes: vec!["node-2".into()],
+            timeout_ms: 5000,
+        });
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_of(response);
+        assert_eq!(body["code"], "Error.Cluster.NotAcknowledged");
+        assert!(body["message"].as_str().unwrap().contains("node-2"), "{body}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Sends: a client method invocation to everyone in a hub, a group, a user's
 //! connections, or one connection, on every node of the cluster.
 //!
-//! Each answers 202 once the node has queued the message to its own
-//! recipients and published it to the others; like Azure, a send to a user,
-//! group or connection with no one behind it is not an error.
+//! Each answers 202 once the node has published the message to the other
+//! nodes and then queued it to its own recipients; like Azure, a send to a
+//! user, group or connection with no one behind it is not an error. A failed
+//! publish answers 503 before any local delivery, so that nobody received the
+//! message and a retry cannot duplicate it (`docs/rest-api.md`).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,7 +29,7 @@ async fn deliver(
     let except = params::excluded(req);
     state
         .node
-        .send(hub, target, except, &message.target, message.arguments)
+        .send_published_first(hub, target, except, &message.target, message.arguments)
         .await?;
     Ok(success(req, StatusCode::ACCEPTED))
 }

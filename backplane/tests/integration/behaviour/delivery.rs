@@ -51,6 +51,7 @@ pub(super) async fn publish_to_user_reaches_only_its_subscribers(mut c: TestClus
             target: Target::User(alice),
             except: Vec::new(),
             reason: Some("bye".into()),
+            ack: Some(7),
         },
     };
     c.nodes[0].publish(msg.clone()).await;
@@ -75,10 +76,23 @@ pub(super) async fn publish_to_connection_reaches_only_the_node_holding_it(mut c
         body: ClusterBody::AddToGroup {
             target: Target::Connection(held_by_1.id.clone()),
             group: "g".into(),
+            ack: Some(1),
         },
     };
     c.nodes[0].publish(to_1.clone()).await;
     assert_eq!(c.nodes[1].next_message().await, to_1);
+
+    // The answer goes to the node channel of the command's origin only.
+    let ack = ClusterMessage {
+        origin: c.nodes[1].id(),
+        hub: hub(),
+        body: ClusterBody::Ack {
+            to: c.nodes[0].id(),
+            id: 1,
+        },
+    };
+    c.nodes[1].publish(ack.clone()).await;
+    assert_eq!(c.nodes[0].next_message().await, ack);
 
     let origin = c.nodes[0].id();
     let own = deliver(&origin, "chat", Target::Connection(held_by_0.id.clone()), "to itself");
