@@ -178,7 +178,10 @@ impl Backplane for LocalBackplane {
             let Some(channel) = channel else {
                 return Ok(()); // a connection no node holds: nothing to deliver to
             };
-            let subscribed = state.nodes.iter().filter(|(id, slot)| **id != msg.origin && slot.channels.contains(&channel));
+            let subscribed = state
+                .nodes
+                .iter()
+                .filter(|(id, slot)| **id != msg.origin && slot.channels.contains(&channel));
             subscribed.map(|(_, slot)| slot.inbox.clone()).collect()
         };
         for inbox in inboxes {

@@ -36,9 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::node::{Node, NodeError};
 use crate::outbound::OutboundMessage;
-use hubwire_backplane::{
-    Backplane, BackplaneEvent, Channel, ClusterBody, ClusterMessage, CommandId, HubName, NodeId,
-};
+use hubwire_backplane::{Backplane, BackplaneEvent, Channel, ClusterBody, ClusterMessage, CommandId, HubName, NodeId};
 
 /// Reads the inbox until the backplane closes it, delivering each event.
 pub async fn run_inbox(node: Arc<Node>, mut inbox: mpsc::Receiver<BackplaneEvent>) {

@@ -86,7 +86,9 @@ pub fn encode_message(msg: &ClusterMessage) -> Bytes {
             put_str(&mut out, group.as_str());
             put_varint(&mut out, ack.unwrap_or(0));
         }
-        ClusterBody::Close { except, reason, ack, .. } => {
+        ClusterBody::Close {
+            except, reason, ack, ..
+        } => {
             put_list(&mut out, except);
             put_opt(&mut out, reason.as_deref());
             put_varint(&mut out, ack.unwrap_or(0));

@@ -7,11 +7,13 @@
 //! - [`outage`]: Redis stops and comes back, or loses its data.
 //! - [`lease`]: records of a node nobody sweeps expire with its lease.
 //! - [`cluster`]: Redis Cluster with sharded pub/sub.
+//! - [`inbox`]: the bounded inbox of a node that does not keep up.
 
 mod behaviour;
 mod cluster;
 mod common;
 mod dead_node;
+mod inbox;
 mod keyspace;
 mod lease;
 mod outage;

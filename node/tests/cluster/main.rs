@@ -14,7 +14,10 @@
 //! - [`redis_outage`]: Redis stopped for a few seconds under traffic.
 //! - [`redis_cluster`]: three nodes on a Redis Cluster (sharded pub/sub).
 //! - [`user_limit`]: the per-user connection limit across nodes.
+//! - [`acks`]: acknowledged group and close commands, an inbox that only
+//!   delivers, and sends that publish first (nodes of this process).
 
+mod acks;
 mod harness;
 mod keyspace;
 mod node_death;
