@@ -23,6 +23,10 @@
 //!   the origin node delivers to its own connections itself.
 //! - The keyspace is the truth for cluster-wide questions; a node's local registry
 //!   is the truth only for the connections it holds.
+//! - A node's inbox is bounded (the Redis backplane's `inbox_capacity`, the
+//!   bus's [`local::INBOX_CAPACITY`]): when it is full, receiving waits rather
+//!   than grows a queue without end; the node's reader must never await anything
+//!   but the inbox itself.
 
 pub mod local;
 pub mod message;

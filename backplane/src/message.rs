@@ -29,7 +29,8 @@ pub enum Channel {
     Group(HubName, GroupName),
     /// Sends and commands for a user.
     User(HubName, UserId),
-    /// Anything addressed to the connections of one node.
+    /// Anything addressed to the connections of one node, and the answers
+    /// ([`ClusterBody::Ack`]) to the commands it published.
     Node(NodeId),
 }
 

@@ -19,6 +19,9 @@
 //! - After any loss (reconnection, heartbeat that finds the node unknown, a
 //!   failed write), the node's subscriptions and connections are written back
 //!   from its own memory; until then [`RedisBackplane::is_ready`] is false.
+//! - The inbox holds `inbox_capacity` events; a full one makes the receive task
+//!   wait (counted in `inbox_full`), so that fred's buffer fills behind it and
+//!   its overflow is counted as `dropped`, never hidden in an unbounded queue.
 //! - Nothing here panics on Redis' or other nodes' input.
 
 pub mod codec;

@@ -83,20 +83,32 @@ async fn a_remote_member_added_and_removed_then_sent_to_at_once_1000_times_never
     for i in 0..1000u64 {
         let added = a.add_to_group(&hub, &group, &member.id).await;
         assert!(added.expect("added through node a"), "round {i}: the member exists");
-        let to_group = Target::Group(group.clone());
-        a.send(&hub, to_group, vec![], "Tick", vec![json!(i)])
+        // From the member's own node (its registry) and from node a (node b's
+        // subscription of the group channel): both must reach it.
+        let to_group = || Target::Group(group.clone());
+        b.send(&hub, to_group(), vec![], "FromB", vec![json!(i)])
+            .await
+            .expect("send");
+        a.send(&hub, to_group(), vec![], "FromA", vec![json!(i)])
             .await
             .expect("send");
         assert_eq!(
             next_invocation(&mut queue).await,
-            ("Tick".into(), json!(i)),
+            ("FromB".into(), json!(i)),
+            "round {i}"
+        );
+        assert_eq!(
+            next_invocation(&mut queue).await,
+            ("FromA".into(), json!(i)),
             "round {i}"
         );
 
         let removed = a.remove_from_group(&hub, &group, &member.id).await;
         assert!(removed.expect("removed through node a"), "round {i}: it was a member");
-        let to_group = Target::Group(group.clone());
-        a.send(&hub, to_group, vec![], "Removed", vec![json!(i)])
+        b.send(&hub, to_group(), vec![], "Removed", vec![json!(i)])
+            .await
+            .expect("send");
+        a.send(&hub, to_group(), vec![], "Removed", vec![json!(i)])
             .await
             .expect("send");
         a.send(&hub, to_member(), vec![], "Marker", vec![json!(i)])
