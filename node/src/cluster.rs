@@ -8,7 +8,9 @@
 //! subscribing or unsubscribing the group's channel, then answering the
 //! origin — runs on the [`Lanes`] lane of that channel: commands for one
 //! channel are applied in the order they arrived, and a slow one delays no
-//! other channel. Node-down handling (user look-ups, offline hooks) runs on a
+//! other channel. This node's own joins and leaves subscribe and unsubscribe
+//! on the same lanes ([`Lanes::turn`]), so that a command never answers while
+//! a subscribe of its channel is still under way. Node-down handling (user look-ups, offline hooks) runs on a
 //! task of its own.
 //!
 //! [`Acks`] is the other side: a group or close command for connections held
@@ -32,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use prometheus::IntGauge;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::node::{Node, NodeError};
@@ -74,7 +77,7 @@ fn on_message(node: &Arc<Node>, message: ClusterMessage) {
             let channel = Channel::Group(hub.clone(), group);
             let lane = channel.clone();
             let owner = node.clone();
-            node.lanes.run(node, lane, async move {
+            node.lanes.run(lane, async move {
                 let node = owner;
                 if first {
                     if let Err(e) = node.backplane.subscribe(channel).await {
@@ -95,7 +98,7 @@ fn on_message(node: &Arc<Node>, message: ClusterMessage) {
             let channel = Channel::Group(hub.clone(), group);
             let lane = channel.clone();
             let owner = node.clone();
-            node.lanes.run(node, lane, async move {
+            node.lanes.run(lane, async move {
                 let node = owner;
                 if emptied {
                     if let Err(e) = node.backplane.unsubscribe(channel).await {
@@ -149,34 +152,69 @@ type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Work queues keyed by channel, each run by a task of its own while it has
 /// work: jobs of one channel run one after the other, in the order queued.
-#[derive(Default)]
 pub struct Lanes {
+    inner: Arc<LanesInner>,
+}
+
+struct LanesInner {
     queued: Mutex<HashMap<Channel, VecDeque<Job>>>,
+    /// Jobs queued or running (`hubwire_cluster_commands_pending`).
+    pending: IntGauge,
+}
+
+/// This caller's turn on a lane: the lane's next job waits until it is dropped.
+pub struct Turn {
+    _done: oneshot::Sender<()>,
 }
 
 impl Lanes {
+    /// Lanes counting their jobs in `pending`.
+    pub fn new(pending: IntGauge) -> Self {
+        let queued = Mutex::default();
+        Self {
+            inner: Arc::new(LanesInner { queued, pending }),
+        }
+    }
+
     /// Queues `job` on the lane of `channel`, starting the lane's task if idle.
-    fn run(&self, node: &Arc<Node>, channel: Channel, job: impl Future<Output = ()> + Send + 'static) {
-        node.metrics.cluster_commands_pending.inc();
+    fn run(&self, channel: Channel, job: impl Future<Output = ()> + Send + 'static) {
+        self.inner.pending.inc();
         let job: Job = Box::pin(job);
-        let mut queued = self.queued.lock();
+        let mut queued = self.inner.queued.lock();
         if let Some(lane) = queued.get_mut(&channel) {
             lane.push_back(job);
             return;
         }
         queued.insert(channel.clone(), VecDeque::new());
         drop(queued);
-        tokio::spawn(drain(node.clone(), channel, job));
+        tokio::spawn(drain(self.inner.clone(), channel, job));
+    }
+
+    /// Waits until every job queued before on the lane of `channel` is done;
+    /// the lane then waits for the returned [`Turn`] to be dropped.
+    pub async fn turn(&self, channel: Channel) -> Turn {
+        let (started, start) = oneshot::channel();
+        let (done, finished) = oneshot::channel::<()>();
+        self.run(channel, async move {
+            // A caller that gave up waiting is not told; its dropped `Turn`
+            // releases the lane just the same.
+            let _ = started.send(());
+            let _ = finished.await;
+        });
+        // The lane's task owns the job and always runs it; an error would
+        // mean it was dropped unrun, and then the lane is free anyway.
+        let _ = start.await;
+        Turn { _done: done }
     }
 }
 
 /// Runs a lane's jobs until it has none left, then retires it.
-async fn drain(node: Arc<Node>, channel: Channel, first: Job) {
+async fn drain(lanes: Arc<LanesInner>, channel: Channel, first: Job) {
     let mut job = first;
     loop {
         job.await;
-        node.metrics.cluster_commands_pending.dec();
-        let mut queued = node.lanes.queued.lock();
+        lanes.pending.dec();
+        let mut queued = lanes.queued.lock();
         match queued.get_mut(&channel).and_then(VecDeque::pop_front) {
             Some(next) => job = next,
             None => {

@@ -26,7 +26,8 @@ pub struct Metrics {
     refused: IntCounterVec,
     /// Negotiated connection tokens not yet used by a transport (set when rendered).
     pub negotiations_pending: IntGauge,
-    /// Cluster commands from other nodes queued or running on their lanes.
+    /// Group channel subscribes and unsubscribes (other nodes' commands and
+    /// this node's own joins) queued or running on their lanes.
     pub cluster_commands_pending: IntGauge,
     /// Cluster commands of this node that other nodes did not confirm in time.
     pub cluster_ack_timeouts: IntCounter,
@@ -150,7 +151,7 @@ impl Metrics {
                 .map(|g| register(&registry, g))?,
                 cluster_commands_pending: IntGauge::with_opts(opts(
                     "hubwire_cluster_commands_pending",
-                    "Group commands from other nodes waiting for or running their Redis calls",
+                    "Group channel subscribes and unsubscribes (other nodes' commands, own joins) queued or running",
                 ))
                 .map(|g| register(&registry, g))?,
                 cluster_ack_timeouts: IntCounter::with_opts(opts(

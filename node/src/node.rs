@@ -101,6 +101,8 @@ impl Node {
     /// A node with its parts; call [`Node::start`] before serving.
     pub fn new(config: Config, auth: Authenticator, backplane: AnyBackplane, hubs: HubSet) -> Self {
         let negotiations = Negotiations::new(crate::negotiate::Limits::of(&config));
+        let metrics = Metrics::new();
+        let lanes = Lanes::new(metrics.cluster_commands_pending.clone());
         Self {
             config,
             auth,
@@ -108,12 +110,12 @@ impl Node {
             registry: Registry::default(),
             hubs,
             negotiations,
-            metrics: Metrics::new(),
+            metrics,
             departing: AtomicUsize::new(0),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             acks: Acks::default(),
-            lanes: Lanes::default(),
+            lanes,
         }
     }
 
@@ -336,20 +338,23 @@ impl Node {
         }
     }
 
+    /// Joins a local connection to a group; returns once the group's channel
+    /// is subscribed, by this call or one before it (on the channel's lane).
     async fn join_local(&self, group: &GroupName, handle: &Arc<ConnectionHandle>) -> Result<(), BackplaneError> {
-        if self.registry.join(group, handle) {
-            self.backplane
-                .subscribe(Channel::Group(handle.hub.clone(), group.clone()))
-                .await?;
+        let first = self.registry.join(group, handle);
+        let channel = Channel::Group(handle.hub.clone(), group.clone());
+        let _turn = self.lanes.turn(channel.clone()).await;
+        if first {
+            self.backplane.subscribe(channel).await?;
         }
         Ok(())
     }
 
     async fn leave_local(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<(), BackplaneError> {
         if self.registry.leave(hub, group, id) {
-            self.backplane
-                .unsubscribe(Channel::Group(hub.clone(), group.clone()))
-                .await?;
+            let channel = Channel::Group(hub.clone(), group.clone());
+            let _turn = self.lanes.turn(channel.clone()).await;
+            self.backplane.unsubscribe(channel).await?;
         }
         Ok(())
     }
