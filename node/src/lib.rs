@@ -7,13 +7,15 @@
 //! - [`registry`]: this node's connections by hub, group and user.
 //! - [`connection`]: one connection's handle: queue and close signal.
 //! - [`outbound`]: a message encoded once per protocol for many recipients.
-//! - [`negotiate`], [`transport`]: how clients connect.
+//! - [`negotiate`], [`transport`]: how clients connect; [`admission`]: the
+//!   caps an upgrade must pass before its 101.
 //! - [`dispatch`]: hub messages in, hub method calls, completions out.
 //! - [`hubs`]: the hub trait and the built-in hubs.
 //! - [`rest`]: the server REST API for backends (Azure SignalR compatible).
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - [`http`]: routes and [`http::run`].
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod connection;

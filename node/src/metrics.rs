@@ -21,6 +21,71 @@ pub struct Metrics {
     messages_out: IntCounterVec,
     slow_closed: IntCounterVec,
     delivery: HistogramVec,
+    queued_bytes: IntGauge,
+    /// Connection attempts refused before the WebSocket upgrade, by reason.
+    pub refused: Refusals,
+    /// Upgraded sockets held (handshakes included): what `max_connections` caps.
+    pub sockets: IntGauge,
+    /// Upgraded sockets whose SignalR handshake is not complete yet.
+    pub handshakes: IntGauge,
+}
+
+/// Why a connection was closed as too slow (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowReason {
+    /// Its queue held `outbound_queue` records.
+    QueueRecords,
+    /// Its queue held `outbound_queue_bytes` bytes.
+    QueueBytes,
+    /// A write made no progress for `write_timeout_secs`.
+    WriteTimeout,
+}
+
+impl SlowReason {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::QueueRecords => "queue_records",
+            Self::QueueBytes => "queue_bytes",
+            Self::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
+/// One hub's slow-connection counters, one per [`SlowReason`].
+#[derive(Clone)]
+pub struct SlowCloses([IntCounter; 3]);
+
+impl SlowCloses {
+    /// The counter of `reason`.
+    pub fn get(&self, reason: SlowReason) -> &IntCounter {
+        &self.0[reason as usize]
+    }
+}
+
+/// Why an upgrade was refused (the `reason` label of `hubwire_connections_refused_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// The node holds `max_connections` sockets.
+    NodeFull,
+    /// `max_handshakes` handshakes are in progress.
+    Handshakes,
+    /// `max_handshakes_per_ip` handshakes are in progress from the client's address.
+    HandshakesPerIp,
+    /// The user holds `max_connections_per_user` connections (handshakes included).
+    UserLimit,
+    /// The backplane could not register the connection.
+    Backplane,
+}
+
+/// The refusal counters, one per [`RefusalReason`].
+pub struct Refusals([IntCounter; 5]);
+
+impl Refusals {
+    /// Counts one refusal.
+    pub fn count(&self, reason: RefusalReason) {
+        self.0[reason as usize].inc();
+    }
 }
 
 /// The series of one hub, held by each of its connections.
@@ -34,10 +99,12 @@ pub struct HubMetrics {
     pub messages_in: IntCounter,
     /// Records queued to clients.
     pub messages_out: IntCounter,
-    /// Connections closed because their outbound queue was full.
-    pub slow_closed: IntCounter,
+    /// Connections closed as too slow, by reason.
+    pub slow_closed: SlowCloses,
     /// Seconds a record waited in its connection queue before the writer took it.
     pub delivery: Histogram,
+    /// Bytes waiting in connection queues, node-wide (one gauge for every hub).
+    pub queued_bytes: IntGauge,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
@@ -71,10 +138,14 @@ impl Metrics {
                 connections_opened: counter("hubwire_connections_opened_total", "Connections opened")?,
                 messages_in: counter("hubwire_messages_in_total", "Hub messages received from clients")?,
                 messages_out: counter("hubwire_messages_out_total", "Records queued to clients")?,
-                slow_closed: counter(
-                    "hubwire_slow_connections_closed_total",
-                    "Connections closed because their outbound queue was full",
-                )?,
+                slow_closed: IntCounterVec::new(
+                    opts(
+                        "hubwire_slow_connections_closed_total",
+                        "Connections closed as too slow: queue full (records or bytes) or a write timed out",
+                    ),
+                    &["hub", "reason"],
+                )
+                .map(|c| register(&registry, c))?,
                 delivery: HistogramVec::new(
                     HistogramOpts::new(
                         "hubwire_delivery_seconds",
@@ -86,6 +157,47 @@ impl Metrics {
                     hub,
                 )
                 .map(|h| register(&registry, h))?,
+                queued_bytes: register(
+                    &registry,
+                    IntGauge::new(
+                        "hubwire_outbound_queued_bytes",
+                        "Bytes of records waiting in connection queues for their writers",
+                    )?,
+                ),
+                refused: {
+                    let refused = register(
+                        &registry,
+                        IntCounterVec::new(
+                            opts(
+                                "hubwire_connections_refused_total",
+                                "WebSocket upgrades refused before the 101, by reason",
+                            ),
+                            &["reason"],
+                        )?,
+                    );
+                    let reasons = [
+                        "node_full",
+                        "handshakes",
+                        "handshakes_per_ip",
+                        "user_limit",
+                        "backplane",
+                    ];
+                    Refusals(reasons.map(|r| refused.with_label_values(&[r])))
+                },
+                sockets: register(
+                    &registry,
+                    IntGauge::new(
+                        "hubwire_websocket_sockets",
+                        "Upgraded WebSocket sockets held, handshakes included",
+                    )?,
+                ),
+                handshakes: register(
+                    &registry,
+                    IntGauge::new(
+                        "hubwire_handshakes_in_progress",
+                        "Upgraded sockets whose SignalR handshake is not complete",
+                    )?,
+                ),
                 registry: registry.clone(),
             })
         })();
@@ -99,8 +211,16 @@ impl Metrics {
             connections_opened: self.connections_opened.with_label_values(&[hub]),
             messages_in: self.messages_in.with_label_values(&[hub]),
             messages_out: self.messages_out.with_label_values(&[hub]),
-            slow_closed: self.slow_closed.with_label_values(&[hub]),
+            slow_closed: SlowCloses(
+                [
+                    SlowReason::QueueRecords,
+                    SlowReason::QueueBytes,
+                    SlowReason::WriteTimeout,
+                ]
+                .map(|r| self.slow_closed.with_label_values(&[hub, r.label()])),
+            ),
             delivery: self.delivery.with_label_values(&[hub]),
+            queued_bytes: self.queued_bytes.clone(),
         }
     }
 
