@@ -258,6 +258,7 @@ let nodeCounter = 0;
  *   dataDir    HUBWIRE_DATA_DIR (default: fresh temp dir)
  *   env        extra environment variables (override the defaults)
  *   name       label used in logs
+ *   openFiles  open-file limit of the process (`ulimit -n`; default: inherited)
  */
 export async function startNode(opts = {}) {
   if (!fs.existsSync(NODE_BIN)) {
@@ -287,7 +288,11 @@ export async function startNode(opts = {}) {
     ...(opts.env ?? {}),
   };
 
-  const child = spawn(NODE_BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // With `openFiles`, through a shell that lowers the limit and then becomes the node.
+  const [command, args] = opts.openFiles
+    ? ['sh', ['-c', `ulimit -n ${Number(opts.openFiles)} && exec "$0"`, NODE_BIN]]
+    : [NODE_BIN, []];
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const node = new HubNode({ child, secret, accessKey, dataDir, env, port, name });
   liveNodes.add(node);
   startedNodes.push(node);
