@@ -281,5 +281,18 @@ mod tests {
         assert!(text.contains("hubwire_connections{hub=\"chat\"} 1"), "{text}");
         assert!(text.contains("hubwire_messages_in_total{hub=\"chat\"} 3"), "{text}");
         assert!(text.contains("hubwire_backplane_ready 1"), "{text}");
+        chat.slow_closed.get(SlowReason::WriteTimeout).inc();
+        metrics.refused.count(RefusalReason::HandshakesPerIp);
+        chat.queued_bytes.add(7);
+        let text = metrics.render(&AnyBackplane::Local(LocalBackplane::single(NodeId::from("n")).0));
+        assert!(
+            text.contains("hubwire_slow_connections_closed_total{hub=\"chat\",reason=\"write_timeout\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubwire_connections_refused_total{reason=\"handshakes_per_ip\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("hubwire_outbound_queued_bytes 7"), "{text}");
     }
 }

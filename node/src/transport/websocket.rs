@@ -14,6 +14,14 @@
 //! timeout) and the writer (a task: queue to frames, keep-alive pings, pongs,
 //! the final Close). They meet only through the connection's queue, its close
 //! signal and the pong slot.
+//!
+//! Before the 101 an upgrade passes admission (`crate::admission`: node-wide
+//! and handshake caps), the checks of [`accept`], and takes its user's place
+//! in the cluster (`Node::reserve`); refusals are plain HTTP responses
+//! (`super::refusal`). A write that finds the socket full waits at most the
+//! write timeout, and less once the connection is closing, so a client that
+//! stops reading cannot hold a connection (docs/decisions.md, "Slow clients
+//! and admission").
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
@@ -30,6 +38,7 @@ use tokio::sync::Notify;
 use tokio::time::{timeout, Instant};
 
 use super::frame::{self, Control, FrameReader, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
+use super::refusal::{admission_refusal, handshake_refusal, Refusal};
 use crate::admission::HandshakePermit;
 use crate::auth::{token_from, Principal};
 use crate::connection::{CloseRequest, ConnectionHandle, QueueLimits, QueueReceiver, CLOSED_WITH_ERROR};
@@ -75,75 +84,6 @@ pub async fn connect(path: web::Path<String>, state: web::Data<AppState>) -> Htt
         return HttpResponse::ServiceUnavailable().body("The server is shutting down.");
     }
     HttpResponse::BadRequest().body("WebSocket upgrade is expected.")
-}
-
-/// A refused upgrade, written as a plain HTTP/1.1 response.
-struct Refusal {
-    status: u16,
-    reason: &'static str,
-    header: Option<(&'static str, &'static str)>,
-    body: &'static str,
-}
-
-impl Refusal {
-    fn new(status: u16, reason: &'static str, body: &'static str) -> Self {
-        Self {
-            status,
-            reason,
-            header: None,
-            body,
-        }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let extra = self.header.map(|(k, v)| format!("{k}: {v}\r\n")).unwrap_or_default();
-        format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{}",
-            self.status,
-            self.reason,
-            self.body.len(),
-            self.body
-        )
-        .into_bytes()
-    }
-}
-
-fn handshake_refusal(error: HandshakeError) -> Refusal {
-    match error {
-        HandshakeError::GetMethodRequired => Refusal {
-            header: Some(("allow", "GET")),
-            ..Refusal::new(405, "Method Not Allowed", "")
-        },
-        HandshakeError::UnsupportedVersion => Refusal {
-            header: Some(("sec-websocket-version", "13")),
-            ..Refusal::new(426, "Upgrade Required", "Unsupported WebSocket version.")
-        },
-        HandshakeError::NoWebsocketUpgrade => Refusal::new(400, "Bad Request", "No WebSocket Upgrade header found."),
-        HandshakeError::NoConnectionUpgrade => Refusal::new(400, "Bad Request", "No Connection upgrade."),
-        HandshakeError::NoVersionHeader => Refusal::new(400, "Bad Request", "WebSocket version header is required."),
-        HandshakeError::BadWebsocketKey => Refusal::new(400, "Bad Request", "Handshake error."),
-    }
-}
-
-/// The answer to an upgrade refused by admission or by the per-user limit.
-fn admission_refusal(reason: RefusalReason) -> Refusal {
-    match reason {
-        RefusalReason::NodeFull => Refusal::new(503, "Service Unavailable", "The server is at its connection limit."),
-        RefusalReason::Handshakes => Refusal::new(503, "Service Unavailable", "Too many connections are being opened."),
-        RefusalReason::HandshakesPerIp => {
-            Refusal::new(429, "Too Many Requests", "Too many handshakes from this address.")
-        }
-        RefusalReason::UserLimit => Refusal::new(
-            429,
-            "Too Many Requests",
-            "The user already has the maximum number of connections.",
-        ),
-        RefusalReason::Backplane => Refusal::new(
-            503,
-            "Service Unavailable",
-            "The server cannot register connections right now.",
-        ),
-    }
 }
 
 /// A WebSocket request that may become a connection.
@@ -783,22 +723,6 @@ fn ping_record(protocol: Protocol) -> Bytes {
 mod tests {
     use super::*;
 
-    #[test]
-    fn refusals_are_complete_http_responses() {
-        let refusal = Refusal {
-            header: Some(("www-authenticate", "Bearer")),
-            ..Refusal::new(401, "Unauthorized", "")
-        };
-        let text = String::from_utf8(refusal.bytes()).unwrap();
-        assert_eq!(
-            text,
-            "HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 0\r\nconnection: close\r\nwww-authenticate: Bearer\r\n\r\n"
-        );
-        let text = String::from_utf8(Refusal::new(409, "Conflict", "Connection ID already in use").bytes()).unwrap();
-        assert!(text.starts_with("HTTP/1.1 409 Conflict\r\n"), "{text}");
-        assert!(text.ends_with("content-length: 28\r\nconnection: close\r\n\r\nConnection ID already in use"));
-    }
-
     fn upgrade_request(uri: &str) -> Request {
         actix_http::test::TestRequest::default()
             .uri(uri)
@@ -835,12 +759,5 @@ mod tests {
 
         node.begin_shutdown();
         assert_eq!(status(&with_token), Some(503));
-    }
-
-    #[test]
-    fn handshake_refusals_keep_their_status() {
-        assert_eq!(handshake_refusal(HandshakeError::GetMethodRequired).status, 405);
-        assert_eq!(handshake_refusal(HandshakeError::UnsupportedVersion).status, 426);
-        assert_eq!(handshake_refusal(HandshakeError::BadWebsocketKey).status, 400);
     }
 }
