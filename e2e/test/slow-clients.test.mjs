@@ -49,7 +49,13 @@ const slowClosed = (node, reason) =>
   metric(node, 'hubwire_slow_connections_closed_total', `hub="diagnostics",reason="${reason}"`);
 
 e2eTest('five slow readers of one user are closed, give back their memory and places, and a bystander keeps its round trips', async () => {
-  const node = await startNode({ name: 'slow-readers', env: { HUBWIRE_DIAGNOSTICS_HUB: 'true' } });
+  // A write timeout far beyond the test's bounds: the sockets close only if
+  // the queue's byte bound closes them and that close wins over the writes
+  // blocked on their full sockets.
+  const node = await startNode({
+    name: 'slow-readers',
+    env: { HUBWIRE_DIAGNOSTICS_HUB: 'true', HUBWIRE_WRITE_TIMEOUT_SECS: '600' },
+  });
   const bystander = await connect(node, { user: 'bystander' });
   assert.equal(await bystander.invoke('Echo', 'before'), 'before');
   const baseline = await queuedBytes(node);
@@ -62,6 +68,7 @@ e2eTest('five slow readers of one user are closed, give back their memory and pl
   await Promise.all(slow.map((s) => s.waitClosed(30_000)));
   await waitFor(async () => (await connections(node)) === 1, { timeout: 10_000, what: 'only the bystander left' });
   assert.equal(await metricSum(node, 'hubwire_slow_connections_closed_total'), 5, 'each counted once as slow');
+  assert.equal(await slowClosed(node, 'queue_bytes'), 5, 'by the byte bound of the default configuration');
   await waitFor(async () => (await queuedBytes(node)) === baseline, {
     timeout: 10_000,
     what: `queued bytes back at the baseline (${baseline})`,

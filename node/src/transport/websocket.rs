@@ -160,7 +160,7 @@ pub async fn upgrade(node: Arc<Node>, req: Request, framed: Framed<TcpStream, h1
     // head, and an unmoved local would keep it for the connection's life.
     let early = BytesMut::from(&read_buf[..]);
     drop(read_buf);
-    let limit = WriteLimit::new(&node, None);
+    let limit = WriteLimit::new(&node);
     // Admission first: it is the cheapest check, and a refused socket claims nothing.
     let admitted = node.admission.admit(stream.peer_addr().ok().map(|a| a.ip()));
     let accepted = match admitted {
@@ -414,7 +414,7 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
         early,
         id: id.clone(),
     };
-    let limit = WriteLimit::new(&node, None);
+    let limit = WriteLimit::new(&node);
     let handshake_result = reader.handshake(&node).await;
     drop(handshake);
     let protocol = match handshake_result {
@@ -544,11 +544,13 @@ struct WriteLimit<'a> {
     closing: Option<&'a ConnectionHandle>,
 }
 
-impl<'a> WriteLimit<'a> {
-    fn new(node: &Node, closing: Option<&'a ConnectionHandle>) -> Self {
+impl WriteLimit<'_> {
+    /// The limit of writes outside the writer (responses before and during
+    /// the handshake): the write timeout alone.
+    fn new(node: &Node) -> Self {
         Self {
             patience: node.config.write_timeout(),
-            closing,
+            closing: None,
         }
     }
 
