@@ -21,6 +21,7 @@ pub struct Metrics {
     messages_out: IntCounterVec,
     slow_closed: IntCounterVec,
     delivery: HistogramVec,
+    websocket_closes: IntCounterVec,
 }
 
 /// The series of one hub, held by each of its connections.
@@ -86,6 +87,14 @@ impl Metrics {
                     hub,
                 )
                 .map(|h| register(&registry, h))?,
+                websocket_closes: IntCounterVec::new(
+                    opts(
+                        "hubwire_websocket_closes_total",
+                        "WebSocket Close frames sent, by status code (1002 protocol error, 1007 invalid UTF-8, 1009 too big)",
+                    ),
+                    &["code"],
+                )
+                .map(|c| register(&registry, c))?,
                 registry: registry.clone(),
             })
         })();
@@ -102,6 +111,11 @@ impl Metrics {
             slow_closed: self.slow_closed.with_label_values(&[hub]),
             delivery: self.delivery.with_label_values(&[hub]),
         }
+    }
+
+    /// Counts a WebSocket Close frame sent with status `code`.
+    pub fn websocket_closed(&self, code: u16) {
+        self.websocket_closes.with_label_values(&[code.to_string().as_str()]).inc();
     }
 
     /// The Prometheus text exposition of every metric, plus the backplane's
@@ -161,5 +175,17 @@ mod tests {
         assert!(text.contains("hubwire_connections{hub=\"chat\"} 1"), "{text}");
         assert!(text.contains("hubwire_messages_in_total{hub=\"chat\"} 3"), "{text}");
         assert!(text.contains("hubwire_backplane_ready 1"), "{text}");
+    }
+
+    #[test]
+    fn websocket_closes_are_counted_by_code() {
+        let metrics = Metrics::new();
+        metrics.websocket_closed(1002);
+        metrics.websocket_closed(1002);
+        metrics.websocket_closed(1007);
+        let (local, _inbox) = LocalBackplane::single(NodeId::from("n"));
+        let text = metrics.render(&AnyBackplane::Local(local));
+        assert!(text.contains("hubwire_websocket_closes_total{code=\"1002\"} 2"), "{text}");
+        assert!(text.contains("hubwire_websocket_closes_total{code=\"1007\"} 1"), "{text}");
     }
 }

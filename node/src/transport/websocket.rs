@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{timeout, Instant};
 
-use super::frame::{self, Control, FrameReader, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
+use super::frame::{self, Control, FrameReader, CLOSE_NORMAL, CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use crate::auth::{token_from, Principal};
 use crate::connection::{CloseRequest, ConnectionHandle, QueueReceiver, CLOSED_WITH_ERROR};
 use crate::dispatch::Dispatcher;
@@ -51,8 +51,6 @@ const KEEP_BUFFER: usize = 4 * 1024;
 /// How long a closed connection waits for the client's side of the closing
 /// handshake before the socket is dropped.
 const LINGER: Duration = Duration::from_secs(2);
-/// Status code of a normal closure.
-const CLOSE_NORMAL: u16 = 1000;
 
 thread_local! {
     /// The read buffer every connection of this worker thread shares: bytes
@@ -229,6 +227,15 @@ struct Shared {
     pong_due: Notify,
     /// The client closed its side (Close frame or end of stream).
     peer_closed: Cell<bool>,
+    /// The status of our Close frame when it is not 1000: the client's own
+    /// code echoed, or why its stream was refused (1002, 1007, 1009).
+    close_code: Cell<Option<u16>>,
+}
+
+impl Shared {
+    fn close_code(&self) -> u16 {
+        self.close_code.get().unwrap_or(CLOSE_NORMAL)
+    }
 }
 
 /// What the reader got from the socket.
@@ -285,12 +292,17 @@ impl Reader<'_> {
                             *self.shared.pong.borrow_mut() = Some(payload);
                             self.shared.pong_due.notify_one();
                         }
-                        Some(Control::Close(_)) => return self.gone(),
+                        Some(Control::Close(code)) => {
+                            // Echoed, as RFC 6455 §5.5.1 suggests.
+                            self.shared.close_code.set(code);
+                            return self.gone();
+                        }
                         Some(Control::Pong) | None => {}
                     }
                 }
                 Err(e) => {
                     tracing::debug!(connection = %self.id, error = %e, "websocket protocol error");
+                    self.shared.close_code.set(Some(e.close_code()));
                     return Event::Broken;
                 }
             }
@@ -361,9 +373,11 @@ impl Reader<'_> {
                 let (message, consumed) = match protocol.next_record(&self.buf, limit) {
                     Ok(Some((payload, consumed))) => (protocol.decode(payload), consumed),
                     Ok(None) => break,
-                    Err(FrameError::TooLarge { .. }) | Err(FrameError::InvalidLengthPrefix) => {
+                    Err(FrameError::TooLarge { .. }) => {
+                        self.shared.close_code.set(Some(CLOSE_TOO_BIG));
                         return CloseRequest::error(CLOSED_WITH_ERROR);
                     }
+                    Err(FrameError::InvalidLengthPrefix) => return CloseRequest::error(CLOSED_WITH_ERROR),
                 };
                 let _ = self.buf.split_to(consumed);
                 match message {
@@ -425,7 +439,8 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
             if let Some(error) = &error {
                 tracing::debug!(connection = %id, %error, "handshake failed");
             }
-            refuse_handshake(&stream, error.as_deref()).await;
+            refuse_handshake(&stream, error.as_deref(), shared.close_code()).await;
+            node.metrics.websocket_closed(shared.close_code());
             drop(reader);
             linger(stream, &shared).await;
             return;
@@ -453,11 +468,12 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
                 }
                 BackplaneError::Unavailable(_) => "The server cannot register connections right now.".to_owned(),
             };
-            refuse_handshake(&stream, Some(&error)).await;
+            refuse_handshake(&stream, Some(&error), CLOSE_NORMAL).await;
             false
         }
     };
     if !answered {
+        node.metrics.websocket_closed(CLOSE_NORMAL);
         Box::pin(node.disconnected(&id)).await;
         drop(reader);
         linger(stream, &shared).await;
@@ -483,17 +499,18 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
     drop(dispatcher);
     drop(reader);
     handle.metrics.connections.dec();
+    node.metrics.websocket_closed(shared.close_code());
     Box::pin(node.disconnected(&id)).await;
     linger(stream, &shared).await;
 }
 
 /// Ends a connection whose handshake failed: the handshake response with the
-/// error, if there is one for the client, then a Close frame.
-async fn refuse_handshake(stream: &TcpStream, error: Option<&str>) {
+/// error, if there is one for the client, then a Close frame with `code`.
+async fn refuse_handshake(stream: &TcpStream, error: Option<&str>, code: u16) {
     if let Some(error) = error {
         let _ = write_frame(stream, OP_TEXT, &encode_handshake_response(Some(error))).await;
     }
-    let _ = write_close(stream).await;
+    let _ = write_close(stream, code).await;
 }
 
 /// After our Close frame: end our side of the stream and give the client a
@@ -555,9 +572,9 @@ async fn write_frame(stream: &TcpStream, opcode: u8, payload: &[u8]) -> io::Resu
     write_vectored(stream, &head[..len], payload).await
 }
 
-/// Sends a Close frame with status 1000.
-async fn write_close(stream: &TcpStream) -> io::Result<()> {
-    write_frame(stream, OP_CLOSE, &CLOSE_NORMAL.to_be_bytes()).await
+/// Sends a Close frame with status `code`.
+async fn write_close(stream: &TcpStream, code: u16) -> io::Result<()> {
+    write_frame(stream, OP_CLOSE, &code.to_be_bytes()).await
 }
 
 /// The writer: drains the queue, coalescing what waits into one frame; pings
@@ -596,7 +613,7 @@ async fn write(
                     protocol.encode(&close, &mut frame);
                     let _ = write_frame(stream, opcode, &frame).await;
                 }
-                let _ = write_close(stream).await;
+                let _ = write_close(stream, shared.close_code()).await;
                 return;
             }
             () = shared.pong_due.notified() => {
