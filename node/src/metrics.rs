@@ -115,7 +115,9 @@ impl Metrics {
 
     /// Counts a WebSocket Close frame sent with status `code`.
     pub fn websocket_closed(&self, code: u16) {
-        self.websocket_closes.with_label_values(&[code.to_string().as_str()]).inc();
+        self.websocket_closes
+            .with_label_values(&[code.to_string().as_str()])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric, plus the backplane's
@@ -185,7 +187,13 @@ mod tests {
         metrics.websocket_closed(1007);
         let (local, _inbox) = LocalBackplane::single(NodeId::from("n"));
         let text = metrics.render(&AnyBackplane::Local(local));
-        assert!(text.contains("hubwire_websocket_closes_total{code=\"1002\"} 2"), "{text}");
-        assert!(text.contains("hubwire_websocket_closes_total{code=\"1007\"} 1"), "{text}");
+        assert!(
+            text.contains("hubwire_websocket_closes_total{code=\"1002\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubwire_websocket_closes_total{code=\"1007\"} 1"),
+            "{text}"
+        );
     }
 }

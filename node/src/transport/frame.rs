@@ -434,7 +434,10 @@ pub fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
     }
 }
 
+// Explicit paths: they resolve the same when node/fuzz compiles this file in.
 #[cfg(test)]
+#[path = "frame/differential.rs"]
 mod differential;
 #[cfg(test)]
+#[path = "frame/tests.rs"]
 mod tests;
