@@ -469,11 +469,11 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
                 BackplaneError::Unavailable(_) => "The server cannot register connections right now.".to_owned(),
             };
             refuse_handshake(&stream, Some(&error), CLOSE_NORMAL).await;
+            node.metrics.websocket_closed(CLOSE_NORMAL);
             false
         }
     };
     if !answered {
-        node.metrics.websocket_closed(CLOSE_NORMAL);
         Box::pin(node.disconnected(&id)).await;
         drop(reader);
         linger(stream, &shared).await;
