@@ -279,6 +279,22 @@ describe('WebSocket close codes (Autobahn 3, 4, 5, 6, 7, 9 on the wire)', () => 
     });
   }
 
+  e2eTest('MessagePack records: accepted in binary frames, refused with 1007 in text frames (not UTF-8)', async () => {
+    const hand = await handMadeSocket(clientFrame(1, `{"protocol":"messagepack","version":1}${RS}`));
+    await waitFor(() => hand.texts().includes(`{}${RS}`), { what: 'handshake response' });
+    // [1, {}, "i", "Echo", ["x"]] with its length prefix: 0x95, 0x80, 0xa1 are not UTF-8.
+    const invocation = Buffer.from([0x0d, 0x95, 0x01, 0x80, 0xa1, 0x69, 0xa4, 0x45, 0x63, 0x68, 0x6f, 0x91, 0xa1, 0x78]);
+    hand.socket.write(clientFrame(2, invocation));
+    const completion = () => hand.frames().find((f) => f.opcode === 2 && f.payload.includes(Buffer.from([0xa1, 0x69])));
+    await waitFor(completion, { what: 'the completion of the binary-frame invocation' });
+    assert.ok(completion().payload.includes(Buffer.from([0xa1, 0x78])), 'the result "x"');
+    hand.socket.write(clientFrame(1, invocation));
+    await waitFor(() => hand.state.ended, { timeout: 20_000, what: 'the server to close the TCP connection' });
+    const close = hand.frames().at(-1);
+    assert.equal(close.opcode, 8);
+    assert.equal(close.payload.readUInt16BE(0), 1007);
+  });
+
   e2eTest('a code point split across fragments and reads is accepted', async () => {
     const hand = await handMadeSocket(clientFrame(1, `{"protocol":"json","version":1}${RS}`));
     await waitFor(() => hand.texts().includes(`{}${RS}`), { what: 'handshake response' });
