@@ -163,13 +163,13 @@ enum Part {
     /// Collecting the header (`have` bytes so far).
     Header,
     /// Payload of a data frame: bytes left, mask, position in the mask.
-    Data { left: u64, mask: [u8; 4], at: usize },
+    Data { left: u64, mask: [u8; 4], at: u8 },
     /// Payload of a control frame.
     Control {
         opcode: u8,
         left: usize,
         mask: [u8; 4],
-        at: usize,
+        at: u8,
     },
 }
 
@@ -237,7 +237,7 @@ impl FrameReader {
                         Part::Data {
                             left,
                             mask,
-                            at: (at + take) % 4,
+                            at: next_at(at, take),
                         }
                     };
                 }
@@ -255,7 +255,7 @@ impl FrameReader {
                         opcode,
                         left: left - take,
                         mask,
-                        at: (at + take) % 4,
+                        at: next_at(at, take),
                     };
                 }
             }
@@ -401,8 +401,15 @@ fn check_first_bytes(b0: u8, b1: u8, fragmented: bool) -> Result<(), FrameError>
     }
 }
 
+/// The position in the mask `taken` bytes after `at` (a `u8`, so that a
+/// reader stays 72 bytes with the UTF-8 state in it).
+fn next_at(at: u8, taken: usize) -> u8 {
+    ((usize::from(at) + taken) % 4) as u8
+}
+
 /// XORs `bytes` with `mask`, starting at position `at` of the mask.
-fn unmask(bytes: &mut [u8], mask: [u8; 4], at: usize) {
+fn unmask(bytes: &mut [u8], mask: [u8; 4], at: u8) {
+    let at = usize::from(at);
     let rotated = u32::from_ne_bytes([mask[at % 4], mask[(at + 1) % 4], mask[(at + 2) % 4], mask[(at + 3) % 4]]);
     let mut chunks = bytes.chunks_exact_mut(4);
     for chunk in &mut chunks {

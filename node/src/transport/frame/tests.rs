@@ -534,3 +534,15 @@ fn autobahn_7_close_frames() {
         );
     }
 }
+
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn the_reader_with_its_utf8_state_stays_72_bytes() {
+    // What every idle connection keeps (docs/decisions.md); the UTF-8 check
+    // fits into what the reader already took.
+    assert!(
+        std::mem::size_of::<FrameReader>() <= 72,
+        "{}",
+        std::mem::size_of::<FrameReader>()
+    );
+}
