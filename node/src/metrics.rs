@@ -33,6 +33,7 @@ pub struct Metrics {
     pub sockets: IntGauge,
     /// Upgraded sockets whose SignalR handshake is not complete yet.
     pub handshakes: IntGauge,
+    websocket_closes: IntCounterVec,
 }
 
 /// A limit that refused something a client or a REST caller asked for (the
@@ -256,6 +257,14 @@ impl Metrics {
                         "Upgraded sockets whose SignalR handshake is not complete",
                     )?,
                 ),
+                websocket_closes: IntCounterVec::new(
+                    opts(
+                        "hubwire_websocket_closes_total",
+                        "WebSocket Close frames sent, by status code (1002 protocol error, 1007 invalid UTF-8, 1009 too big)",
+                    ),
+                    &["code"],
+                )
+                .map(|c| register(&registry, c))?,
                 registry: registry.clone(),
             })
         })();
@@ -293,6 +302,13 @@ impl Metrics {
     /// `user_mismatch`, `origin`, `token_expired`.
     pub fn request_refused(&self, reason: &str) {
         self.requests_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a WebSocket Close frame sent with status `code`.
+    pub fn websocket_closed(&self, code: u16) {
+        self.websocket_closes
+            .with_label_values(&[code.to_string().as_str()])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric, plus the backplane's
@@ -368,6 +384,24 @@ mod tests {
         assert!(text.contains("hubwire_outbound_queued_bytes 7"), "{text}");
         assert!(
             text.contains("hubwire_limit_refusals_total{hub=\"chat\",limit=\"groups_per_connection\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn websocket_closes_are_counted_by_code() {
+        let metrics = Metrics::new();
+        metrics.websocket_closed(1002);
+        metrics.websocket_closed(1002);
+        metrics.websocket_closed(1007);
+        let (local, _inbox) = LocalBackplane::single(NodeId::from("n"));
+        let text = metrics.render(&AnyBackplane::Local(local));
+        assert!(
+            text.contains("hubwire_websocket_closes_total{code=\"1002\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubwire_websocket_closes_total{code=\"1007\"} 1"),
             "{text}"
         );
     }

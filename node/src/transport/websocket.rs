@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{timeout, Instant};
 
-use super::frame::{self, Control, FrameReader, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
+use super::frame::{self, Control, FrameReader, CLOSE_NORMAL, CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use super::refusal::{admission_refusal, handshake_refusal, Refusal};
 use crate::admission::HandshakePermit;
 use crate::auth::{token_from, Principal};
@@ -65,8 +65,6 @@ const LINGER: Duration = Duration::from_secs(2);
 /// How long a write blocked on a full socket may still wait once the
 /// connection is asked to close: the close wins over a client that does not read.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Status code of a normal closure.
-const CLOSE_NORMAL: u16 = 1000;
 
 thread_local! {
     /// The read buffer every connection of this worker thread shares: bytes
@@ -238,6 +236,15 @@ struct Shared {
     pong_due: Notify,
     /// The client closed its side (Close frame or end of stream).
     peer_closed: Cell<bool>,
+    /// The status of our Close frame when it is not 1000: the client's own
+    /// code echoed, or why its stream was refused (1002, 1007, 1009).
+    close_code: Cell<Option<u16>>,
+}
+
+impl Shared {
+    fn close_code(&self) -> u16 {
+        self.close_code.get().unwrap_or(CLOSE_NORMAL)
+    }
 }
 
 /// What the reader got from the socket.
@@ -294,12 +301,17 @@ impl Reader<'_> {
                             *self.shared.pong.borrow_mut() = Some(payload);
                             self.shared.pong_due.notify_one();
                         }
-                        Some(Control::Close(_)) => return self.gone(),
+                        Some(Control::Close(code)) => {
+                            // Echoed, as RFC 6455 §5.5.1 suggests.
+                            self.shared.close_code.set(code);
+                            return self.gone();
+                        }
                         Some(Control::Pong) | None => {}
                     }
                 }
                 Err(e) => {
                     tracing::debug!(connection = %self.id, error = %e, "websocket protocol error");
+                    self.shared.close_code.set(Some(e.close_code()));
                     return Event::Broken;
                 }
             }
@@ -370,9 +382,11 @@ impl Reader<'_> {
                 let (message, consumed) = match protocol.next_record(&self.buf, limit) {
                     Ok(Some((payload, consumed))) => (protocol.decode(payload), consumed),
                     Ok(None) => break,
-                    Err(FrameError::TooLarge { .. }) | Err(FrameError::InvalidLengthPrefix) => {
+                    Err(FrameError::TooLarge { .. }) => {
+                        self.shared.close_code.set(Some(CLOSE_TOO_BIG));
                         return CloseRequest::error(CLOSED_WITH_ERROR);
                     }
+                    Err(FrameError::InvalidLengthPrefix) => return CloseRequest::error(CLOSED_WITH_ERROR),
                 };
                 let _ = self.buf.split_to(consumed);
                 match message {
@@ -439,7 +453,8 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
             if let Some(error) = &error {
                 tracing::debug!(connection = %id, %error, "handshake failed");
             }
-            refuse_handshake(&stream, error.as_deref(), limit).await;
+            refuse_handshake(&stream, error.as_deref(), shared.close_code(), limit).await;
+            node.metrics.websocket_closed(shared.close_code());
             drop(reader);
             Box::pin(node.release(&id)).await;
             linger(stream, &shared).await;
@@ -467,7 +482,8 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
         Err(e) => {
             tracing::debug!(connection = %id, error = %e, "could not make the connection live");
             let error = "The server cannot register connections right now.";
-            refuse_handshake(&stream, Some(error), limit).await;
+            refuse_handshake(&stream, Some(error), CLOSE_NORMAL, limit).await;
+            node.metrics.websocket_closed(CLOSE_NORMAL);
             false
         }
     };
@@ -510,17 +526,18 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
     drop(dispatcher);
     drop(reader);
     handle.metrics.connections.dec();
+    node.metrics.websocket_closed(shared.close_code());
     Box::pin(node.disconnected(&id)).await;
     linger(stream, &shared).await;
 }
 
 /// Ends a connection whose handshake failed: the handshake response with the
-/// error, if there is one for the client, then a Close frame.
-async fn refuse_handshake(stream: &TcpStream, error: Option<&str>, limit: WriteLimit<'_>) {
+/// error, if there is one for the client, then a Close frame with `code`.
+async fn refuse_handshake(stream: &TcpStream, error: Option<&str>, code: u16, limit: WriteLimit<'_>) {
     if let Some(error) = error {
         let _ = write_frame(stream, OP_TEXT, &encode_handshake_response(Some(error)), limit).await;
     }
-    let _ = write_close(stream, limit).await;
+    let _ = write_close(stream, code, limit).await;
 }
 
 /// After our Close frame: end our side of the stream and give the client a
@@ -623,9 +640,9 @@ async fn write_frame(stream: &TcpStream, opcode: u8, payload: &[u8], limit: Writ
     write_vectored(stream, &head[..len], payload, limit).await
 }
 
-/// Sends a Close frame with status 1000.
-async fn write_close(stream: &TcpStream, limit: WriteLimit<'_>) -> io::Result<()> {
-    write_frame(stream, OP_CLOSE, &CLOSE_NORMAL.to_be_bytes(), limit).await
+/// Sends a Close frame with status `code`.
+async fn write_close(stream: &TcpStream, code: u16, limit: WriteLimit<'_>) -> io::Result<()> {
+    write_frame(stream, OP_CLOSE, &code.to_be_bytes(), limit).await
 }
 
 /// The writer: drains the queue, coalescing what waits into one frame; pings
@@ -675,7 +692,7 @@ async fn write(
                     }
                 }
                 // Whether the client gets it is up to the client now.
-                let _ = write_close(stream, limit).await;
+                let _ = write_close(stream, shared.close_code(), limit).await;
                 return;
             }
             () = shared.pong_due.notified() => {
