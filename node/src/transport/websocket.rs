@@ -39,7 +39,7 @@ use tokio::time::{timeout, Instant};
 
 use super::frame::{self, Control, FrameReader, CLOSE_NORMAL, CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use super::refusal::{admission_refusal, handshake_refusal, Refusal};
-use crate::admission::HandshakePermit;
+use crate::admission::{HandshakePermit, SocketPermit};
 use crate::auth::{token_from, Principal};
 use crate::connection::{CloseRequest, ConnectionHandle, QueueLimits, QueueReceiver, CLOSED_WITH_ERROR};
 use crate::dispatch::Dispatcher;
@@ -174,25 +174,57 @@ pub async fn upgrade(node: Arc<Node>, req: Request, framed: Framed<TcpStream, h1
     // head, and an unmoved local would keep it for the connection's life.
     let early = BytesMut::from(&read_buf[..]);
     drop(read_buf);
-    let limit = WriteLimit::new(&node);
+    // Boxed: the checks and the 101 are a passing phase, and their state would
+    // otherwise stay part of actix's per-socket task for the connection's life
+    // (memory per connection).
+    let Some(Opened {
+        accepted,
+        socket: _socket,
+        handshake,
+        stream,
+    }) = Box::pin(open(&node, req, stream)).await
+    else {
+        return;
+    };
+    let token = accepted.token.clone();
+    // Boxed: the connection's future is large and lives as long as it does;
+    // boxing keeps actix's per-socket task small.
+    Box::pin(run(node.clone(), accepted, handshake, stream, early)).await;
+    if let Some(token) = token {
+        node.negotiations.release(&token);
+    }
+}
+
+/// A socket that got its 101: what [`run`] needs, and the node-wide place it holds.
+struct Opened<'a> {
+    accepted: Accepted,
+    socket: SocketPermit<'a>,
+    handshake: HandshakePermit<'a>,
+    stream: TcpStream,
+}
+
+/// Admission, the connect endpoint's checks, the per-user place and the 101.
+/// `None` once the socket was refused (the refusal written, what it claimed
+/// given back).
+async fn open(node: &Node, req: Request, stream: TcpStream) -> Option<Opened<'_>> {
+    let limit = WriteLimit::new(node);
     // Admission first: it is the cheapest check, and a refused socket claims nothing.
     let admitted = node.admission.admit(stream.peer_addr().ok().map(|a| a.ip()));
     let accepted = match admitted {
-        Ok(permits) => accept(&node, &req).map(|accepted| (permits, accepted)),
+        Ok(permits) => accept(node, &req).map(|accepted| (permits, accepted)),
         Err(reason) => {
             node.metrics.connections_refused.count(reason);
             Err(admission_refusal(reason))
         }
     };
     drop(req);
-    let ((_socket_permit, handshake_permit), accepted) = match accepted {
+    let ((socket, handshake), accepted) = match accepted {
         Ok(accepted) => accepted,
         Err(refusal) => {
             let _ = write_all(&stream, &refusal.bytes(), limit).await;
-            return;
+            return None;
         }
     };
-    let token = accepted.token.clone();
     // The per-user place is taken before the 101, so that a user at its
     // limit is refused with a status instead of holding sockets in handshakes.
     let user = accepted.principal.as_ref().map(|p| &p.user);
@@ -206,13 +238,14 @@ pub async fn upgrade(node: Arc<Node>, req: Request, framed: Framed<TcpStream, h1
             response.extend_from_slice(&accepted.accept_key);
             response.extend_from_slice(b"\r\n\r\n");
             if write_all(&stream, &response, limit).await.is_ok() {
-                drop(response);
-                // Boxed: the connection's future is large and lives as long as it does;
-                // boxing keeps actix's per-socket task small.
-                Box::pin(run(node.clone(), accepted, handshake_permit, stream, early)).await;
-            } else {
-                Box::pin(node.release(&accepted.id)).await;
+                return Some(Opened {
+                    accepted,
+                    socket,
+                    handshake,
+                    stream,
+                });
             }
+            Box::pin(node.release(&accepted.id)).await;
         }
         Err(e) => {
             let reason = match e {
@@ -223,9 +256,10 @@ pub async fn upgrade(node: Arc<Node>, req: Request, framed: Framed<TcpStream, h1
             let _ = write_all(&stream, &admission_refusal(reason).bytes(), limit).await;
         }
     }
-    if let Some(token) = token {
-        node.negotiations.release(&token);
+    if let Some(token) = &accepted.token {
+        node.negotiations.release(token);
     }
+    None
 }
 
 /// What the reader and the writer of one connection share.
@@ -517,7 +551,7 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
     // backstop, so that nothing can keep the connection (and its user's
     // place) forever. A panic in the writer is logged by the runtime.
     let mut writer = writer;
-    if timeout(node.config.write_timeout() + CLOSE_GRACE, &mut writer)
+    if Box::pin(timeout(node.config.write_timeout() + CLOSE_GRACE, &mut writer))
         .await
         .is_err()
     {
@@ -627,7 +661,9 @@ async fn write_vectored(stream: &TcpStream, mut head: &[u8], mut body: &[u8], li
                 n -= from_head;
                 body = &body[n..];
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => limit.writable(stream).await?,
+            // Boxed: waiting for room is the rare case, and its timers would
+            // otherwise be part of every writer's state (memory per connection).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Box::pin(limit.writable(stream)).await?,
             Err(e) => return Err(e),
         }
     }
