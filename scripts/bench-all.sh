@@ -40,7 +40,7 @@ if [ ! -f bench/socketio/node_modules/.package-lock.json ] ||
 fi
 rm -rf "$out" && mkdir -p "$out"
 work=$(mktemp -d)
-export HUBWIRE_DIAGNOSTICS_HUB=true HUBWIRE_ANONYMOUS_HUBS=diagnostics HUBWIRE_MAX_CONNECTIONS_PER_USER=0 RUST_LOG=warn
+export HUBWIRE_DIAGNOSTICS_HUB=true HUBWIRE_ANONYMOUS_HUBS=diagnostics HUBWIRE_MAX_CONNECTIONS_PER_USER=0 HUBWIRE_MAX_HANDSHAKES_PER_IP=0 HUBWIRE_MAX_HANDSHAKES=0 RUST_LOG=warn
 
 # Every process started here, stopped on exit (the cluster script stops its own children).
 started=()

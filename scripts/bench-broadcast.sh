@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 connections=${1:-3000} groups=${2:-10} rate=${3:-40} seconds=${4:-15}
 cargo build --release -q -p hubwire-node -p hubwire-loadtest
 out=target/bench; mkdir -p "$out"
-export HUBWIRE_DIAGNOSTICS_HUB=true HUBWIRE_ANONYMOUS_HUBS=diagnostics HUBWIRE_MAX_CONNECTIONS_PER_USER=0 RUST_LOG=warn
+export HUBWIRE_DIAGNOSTICS_HUB=true HUBWIRE_ANONYMOUS_HUBS=diagnostics HUBWIRE_MAX_CONNECTIONS_PER_USER=0 HUBWIRE_MAX_HANDSHAKES_PER_IP=0 HUBWIRE_MAX_HANDSHAKES=0 RUST_LOG=warn
 load() { target/release/loadtest broadcast --url "$1" --connections "$connections" --groups "$groups" \
   --rate "$rate" --duration "$seconds" --json "$2" 2>/dev/null; }
 

@@ -18,7 +18,7 @@ run() { # server port pid
 }
 wait_port() { until (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do sleep 0.1; done; }
 
-HUBWIRE_LISTEN=127.0.0.1:18701 HUBWIRE_DIAGNOSTICS_HUB=true HUBWIRE_ANONYMOUS_HUBS=diagnostics HUBWIRE_MAX_CONNECTIONS_PER_USER=0 \
+HUBWIRE_LISTEN=127.0.0.1:18701 HUBWIRE_DIAGNOSTICS_HUB=true HUBWIRE_ANONYMOUS_HUBS=diagnostics HUBWIRE_MAX_CONNECTIONS_PER_USER=0 HUBWIRE_MAX_HANDSHAKES_PER_IP=0 HUBWIRE_MAX_HANDSHAKES=0 \
   HUBWIRE_DATA_DIR="$data" RUST_LOG=warn target/release/hubwire-node >/dev/null 2>&1 &
 pids+=($!); wait_port 18701; run hubwire 18701 "${pids[-1]}"
 PORT=18702 node bench/socketio/server.mjs >/dev/null 2>&1 &

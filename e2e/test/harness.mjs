@@ -259,6 +259,7 @@ let nodeCounter = 0;
  *   env        extra environment variables (override the defaults, among them
  *              HUBWIRE_DIAGNOSTICS_HUB=true; a null value unsets one)
  *   name       label used in logs
+ *   openFiles  open-file limit of the process (`ulimit -n`; default: inherited)
  */
 export async function startNode(opts = {}) {
   if (!fs.existsSync(NODE_BIN)) {
@@ -292,7 +293,11 @@ export async function startNode(opts = {}) {
   // `null` in opts.env unsets a variable (e.g. to see a default).
   for (const [k, v] of Object.entries(env)) if (v === null) delete env[k];
 
-  const child = spawn(NODE_BIN, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // With `openFiles`, through a shell that lowers the limit and then becomes the node.
+  const [command, args] = opts.openFiles
+    ? ['sh', ['-c', `ulimit -n ${Number(opts.openFiles)} && exec "$0"`, NODE_BIN]]
+    : [NODE_BIN, []];
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const node = new HubNode({ child, secret, accessKey, dataDir, env, port, name });
   liveNodes.add(node);
   startedNodes.push(node);

@@ -149,7 +149,7 @@ describe('WebSocket framing', () => {
     hand.socket.destroy();
   });
 
-  e2eTest('an unmasked client frame breaks the protocol: Close message, Close frame 1000, TCP closed', async () => {
+  e2eTest('an unmasked client frame breaks the protocol: Close message, Close frame 1002, TCP closed', async () => {
     const bystander = await connect(node, { user: 'ws-bystander' });
     const hand = await handMadeSocket(clientFrame(1, `{"protocol":"json","version":1}${RS}`));
     await waitFor(() => hand.texts().includes(`{}${RS}`), { what: 'handshake response' });
@@ -158,7 +158,7 @@ describe('WebSocket framing', () => {
     const frames = hand.frames();
     const close = frames.at(-1);
     assert.equal(close.opcode, 8, 'last frame is a Close frame');
-    assert.equal(close.payload.readUInt16BE(0), 1000);
+    assert.equal(close.payload.readUInt16BE(0), 1002);
     assert.deepEqual(JSON.parse(frames.at(-2).payload.toString().replace(RS, '')), JSON.parse(CLOSE_WITH_ERROR));
     assert.equal(await bystander.invoke('Echo', 'still here'), 'still here');
   });
@@ -181,5 +181,158 @@ describe('WebSocket framing', () => {
     });
     assert.equal(code, 1000);
     await waitFor(async () => (await count()) === 0, { what: 'the closed connection to leave the registry' });
+  });
+
+  e2eTest('the client Close code is echoed: 1000, 3000, 4000, and 1000 for a Close without a code', async () => {
+    for (const code of [1000, 3000, 4000]) {
+      const raw = await openRaw('ws-echo');
+      await raw.handshake();
+      const closed = new Promise((resolve) => raw.ws.once('close', (c) => resolve(c)));
+      raw.ws.close(code, 'bye');
+      assert.equal(await closed, code);
+    }
+    const hand = await handMadeSocket(clientFrame(1, `{"protocol":"json","version":1}${RS}`));
+    await waitFor(() => hand.texts().includes(`{}${RS}`), { what: 'handshake response' });
+    hand.socket.write(clientFrame(8, Buffer.alloc(0)));
+    await waitFor(() => hand.frames().some((f) => f.opcode === 8), { what: 'the Close frame' });
+    assert.equal(hand.frames().find((f) => f.opcode === 8).payload.readUInt16BE(0), 1000);
+    hand.socket.destroy();
+  });
+});
+
+/** The big-endian bytes of a close code followed by a reason. */
+function closeBody(code, reason = Buffer.alloc(0)) {
+  const body = Buffer.alloc(2);
+  body.writeUInt16BE(code);
+  return Buffer.concat([body, Buffer.from(reason)]);
+}
+
+/**
+ * Sends `bytes` on a hand-made connection after a JSON handshake and returns
+ * the status code of the server's Close frame and the record before it, once
+ * the server has closed the TCP connection.
+ */
+async function closeCodeFor(bytes) {
+  const hand = await handMadeSocket(clientFrame(1, `{"protocol":"json","version":1}${RS}`));
+  await waitFor(() => hand.texts().includes(`{}${RS}`), { what: 'handshake response' });
+  hand.socket.write(bytes);
+  await waitFor(() => hand.state.ended, { timeout: 20_000, what: 'the server to close the TCP connection' });
+  const frames = hand.frames();
+  const close = frames.at(-1);
+  assert.equal(close.opcode, 8, 'last frame is a Close frame');
+  return { code: close.payload.readUInt16BE(0), before: frames.at(-2)?.payload.toString() };
+}
+
+/** A text frame whose payload is `bytes`, as is (no SignalR record). */
+const text = (bytes, opts) => clientFrame(1, Buffer.from(bytes), opts);
+
+describe('WebSocket close codes (Autobahn 3, 4, 5, 6, 7, 9 on the wire)', () => {
+  // Clients are closed after each test, so each test opens its bystander.
+  const bystanderFor = () => connect(node, { user: 'ws-close-bystander' });
+
+  const withReservedBit = (() => {
+    const frame = clientFrame(1, `{"type":6}${RS}`);
+    frame[0] |= 0x40;
+    return frame;
+  })();
+  const protocolErrors = [
+    ['a reserved bit (3.x)', withReservedBit],
+    ['a reserved opcode (4.1.x)', clientFrame(3, 'x')],
+    ['a reserved control opcode (4.2.x)', clientFrame(11, '')],
+    ['an unmasked frame', clientFrame(1, `{"type":6}${RS}`, { mask: false })],
+    ['a fragmented Ping (5.1)', clientFrame(9, 'ping', { fin: false })],
+    ['a continuation with no message (5.9)', clientFrame(0, 'x')],
+    ['a one-byte Close payload (7.3.2)', clientFrame(8, Buffer.from([3]))],
+    ['Close code 999 (7.9.x)', clientFrame(8, closeBody(999))],
+    ['Close code 1005 (7.9.x)', clientFrame(8, closeBody(1005))],
+    ['Close code 5000 (7.13.1)', clientFrame(8, closeBody(5000))],
+  ];
+  for (const [name, bytes] of protocolErrors) {
+    e2eTest(`${name}: Close message, then Close frame 1002; a bystander is unaffected`, async () => {
+      const bystander = await bystanderFor();
+      const { code, before: last } = await closeCodeFor(bytes);
+      assert.equal(code, 1002);
+      assert.deepEqual(JSON.parse(last.replace(RS, '')), JSON.parse(CLOSE_WITH_ERROR));
+      assert.equal(await bystander.invoke('Echo', name), name);
+    });
+  }
+
+  const kosme = Buffer.from('κόσμε');
+  const invalidUtf8 = [
+    ['a text frame with a surrogate (6.3.1)', text(Buffer.concat([kosme, Buffer.from([0xed, 0xa0, 0x80])]))],
+    [
+      'a code point split across fragments whose second half is wrong',
+      Buffer.concat([text([0xe2, 0x82], { fin: false }), clientFrame(0, Buffer.from([0x28, 0x1e]))]),
+    ],
+    [
+      'a message that ends inside a code point (6.14)',
+      Buffer.concat([text(`{"type":6}${RS}`, { fin: false }), clientFrame(0, Buffer.from([0xe2, 0x82]))]),
+    ],
+    ['a Close reason that is not UTF-8 (7.5.1)', clientFrame(8, closeBody(1000, [0xce, 0xba, 0xed, 0xa0, 0x80]))],
+  ];
+  for (const [name, bytes] of invalidUtf8) {
+    e2eTest(`${name}: Close frame 1007; a bystander is unaffected`, async () => {
+      const bystander = await bystanderFor();
+      const { code } = await closeCodeFor(bytes);
+      assert.equal(code, 1007);
+      assert.equal(await bystander.invoke('Echo', name), name);
+    });
+  }
+
+  e2eTest('MessagePack records: accepted in binary frames, refused with 1007 in text frames (not UTF-8)', async () => {
+    const hand = await handMadeSocket(clientFrame(1, `{"protocol":"messagepack","version":1}${RS}`));
+    await waitFor(() => hand.texts().includes(`{}${RS}`), { what: 'handshake response' });
+    // [1, {}, "i", "Echo", ["x"]] with its length prefix: 0x95, 0x80, 0xa1 are not UTF-8.
+    const invocation = Buffer.from([0x0d, 0x95, 0x01, 0x80, 0xa1, 0x69, 0xa4, 0x45, 0x63, 0x68, 0x6f, 0x91, 0xa1, 0x78]);
+    hand.socket.write(clientFrame(2, invocation));
+    const completion = () => hand.frames().find((f) => f.opcode === 2 && f.payload.includes(Buffer.from([0xa1, 0x69])));
+    await waitFor(completion, { what: 'the completion of the binary-frame invocation' });
+    assert.ok(completion().payload.includes(Buffer.from([0xa1, 0x78])), 'the result "x"');
+    hand.socket.write(clientFrame(1, invocation));
+    await waitFor(() => hand.state.ended, { timeout: 20_000, what: 'the server to close the TCP connection' });
+    const close = hand.frames().at(-1);
+    assert.equal(close.opcode, 8);
+    assert.equal(close.payload.readUInt16BE(0), 1007);
+  });
+
+  e2eTest('a code point split across fragments and reads is accepted', async () => {
+    const hand = await handMadeSocket(clientFrame(1, `{"protocol":"json","version":1}${RS}`));
+    await waitFor(() => hand.texts().includes(`{}${RS}`), { what: 'handshake response' });
+    const record = Buffer.from(JSON.stringify({ type: 1, invocationId: 'u', target: 'Echo', arguments: ['€𝄞'] }) + RS);
+    const cut = record.indexOf(0xe2) + 1; // inside the euro sign
+    const first = text(record.subarray(0, cut), { fin: false });
+    const second = clientFrame(0, record.subarray(cut));
+    // The first frame in two writes, split inside its payload.
+    hand.socket.write(first.subarray(0, first.length - 1));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    hand.socket.write(Buffer.concat([first.subarray(first.length - 1), second]));
+    await waitFor(() => hand.texts().some((t) => t.includes('"invocationId":"u"')), { what: 'the Echo result' });
+    const result = hand.texts().join('').split(RS).filter(Boolean).map((r) => JSON.parse(r)).find((r) => r.invocationId === 'u');
+    assert.deepEqual(result, { type: 3, invocationId: 'u', result: '€𝄞' });
+    hand.socket.destroy();
+  });
+
+  e2eTest('a frame over the size limit (9.x), and a record over maxMessageSize: Close frame 1009', async () => {
+    const bystander = await bystanderFor();
+    // A header that declares 1 GiB: refused at the header.
+    const huge = Buffer.from([0x82, 0x80 | 127, 0, 0, 0, 0x40, 0, 0, 0, 0, 1, 2, 3, 4]);
+    assert.equal((await closeCodeFor(huge)).code, 1009);
+    // 40 000 bytes (over the default 32 KiB) in one frame with no record separator.
+    const { code, before: last } = await closeCodeFor(text('x'.repeat(40_000)));
+    assert.equal(code, 1009);
+    assert.deepEqual(JSON.parse(last.replace(RS, '')), JSON.parse(CLOSE_WITH_ERROR));
+    assert.equal(await bystander.invoke('Echo', 'big'), 'big');
+  });
+
+  e2eTest('every Close frame sent is counted by code in /metrics', async () => {
+    const count = async (code) => {
+      const body = await (await fetch(`${node.baseUrl}/metrics`)).text();
+      return Number(body.match(new RegExp(`hubwire_websocket_closes_total\\{code="${code}"\\} (\\d+)`))?.[1] ?? 0);
+    };
+    const [protocol, utf8] = [await count(1002), await count(1007)];
+    assert.equal((await closeCodeFor(clientFrame(3, 'x'))).code, 1002);
+    assert.equal((await closeCodeFor(text([0xff]))).code, 1007);
+    assert.equal(await count(1002), protocol + 1);
+    assert.equal(await count(1007), utf8 + 1);
   });
 });

@@ -120,6 +120,24 @@ pub struct Config {
     /// and counted (`hubwire_redis_dropped_total`). Must be positive.
     /// Default 4096.
     pub cluster_inbox_capacity: usize,
+    /// Seconds a write to a client may make no progress before the client
+    /// counts as slow and is closed. Default 10.
+    pub write_timeout_secs: u64,
+    /// Bytes of records that may wait for one connection (besides what the
+    /// socket took) before it counts as slow and is closed; one record larger
+    /// than this is still accepted into an empty queue. Default 1048576.
+    pub outbound_queue_bytes: usize,
+    /// WebSocket connections this node holds at once, handshakes included.
+    /// Default: the process's open-file soft limit minus 64 (Redis, the
+    /// database, the listener, `/healthz` and other HTTP requests).
+    pub max_connections: Option<usize>,
+    /// WebSocket upgrades whose SignalR handshake is not complete yet, on the
+    /// whole node; 0 = unlimited. Default 1024.
+    pub max_handshakes: usize,
+    /// The same per client IP address; 0 = unlimited. Default 64.
+    pub max_handshakes_per_ip: usize,
+    /// Largest SignalR handshake request, in bytes. Default 4096.
+    pub max_handshake_size: usize,
 }
 
 impl Default for Config {
@@ -162,6 +180,12 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             cluster_ack_timeout_ms: 5000,
             cluster_inbox_capacity: 4096,
+            write_timeout_secs: 10,
+            outbound_queue_bytes: 1024 * 1024,
+            max_connections: None,
+            max_handshakes: 1024,
+            max_handshakes_per_ip: 64,
+            max_handshake_size: 4096,
         }
     }
 }
@@ -362,6 +386,12 @@ impl Config {
         env_field!(allowed_origins, "HUBWIRE_ALLOWED_ORIGINS", list);
         env_field!(cluster_ack_timeout_ms, "HUBWIRE_CLUSTER_ACK_TIMEOUT_MS", parse);
         env_field!(cluster_inbox_capacity, "HUBWIRE_CLUSTER_INBOX_CAPACITY", parse);
+        env_field!(write_timeout_secs, "HUBWIRE_WRITE_TIMEOUT_SECS", parse);
+        env_field!(outbound_queue_bytes, "HUBWIRE_OUTBOUND_QUEUE_BYTES", parse);
+        env_field!(max_connections, "HUBWIRE_MAX_CONNECTIONS", optional_parse);
+        env_field!(max_handshakes, "HUBWIRE_MAX_HANDSHAKES", parse);
+        env_field!(max_handshakes_per_ip, "HUBWIRE_MAX_HANDSHAKES_PER_IP", parse);
+        env_field!(max_handshake_size, "HUBWIRE_MAX_HANDSHAKE_SIZE", parse);
         Ok(())
     }
 
@@ -376,6 +406,10 @@ impl Config {
     /// Handshake timeout.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
+    }
+    /// Write timeout (at least one second).
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs.max(1))
     }
     /// Whether `hub` accepts connections without a token.
     pub fn hub_is_anonymous(&self, hub: &str) -> bool {

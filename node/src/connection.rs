@@ -2,7 +2,10 @@
 //! queue, and the signal that closes it.
 //!
 //! Senders never block: [`ConnectionHandle::enqueue`] fails at once on a full
-//! queue, which closes that (slow) connection instead of slowing everyone else.
+//! queue (too many records, or too many bytes), which closes that (slow)
+//! connection instead of slowing everyone else. The bytes waiting in every
+//! queue are one node-wide gauge, given back when a record is taken or the
+//! queue is dropped.
 //!
 //! The queue is a `VecDeque` in the handle that allocates only while records
 //! wait (an idle connection holds none), rather than a channel that allocates
@@ -18,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::auth::Principal;
-use crate::metrics::HubMetrics;
+use crate::metrics::{HubMetrics, SlowReason};
 use hubwire_backplane::{ConnectionId, HubName, UserId};
 use hubwire_protocol::Protocol;
 
@@ -112,6 +115,7 @@ pub struct ConnectionHandle {
     /// Signalled when a record is queued.
     ready: Notify,
     capacity: usize,
+    capacity_bytes: usize,
     /// The first close request; `closing` wakes everyone waiting for it.
     close: Mutex<Option<CloseRequest>>,
     closing: Notify,
@@ -120,6 +124,8 @@ pub struct ConnectionHandle {
 /// Records waiting for the writer.
 struct Outbox {
     records: VecDeque<Queued>,
+    /// Bytes of `records`.
+    bytes: usize,
     /// False once the writer is gone: nothing is queued any more.
     open: bool,
 }
@@ -147,6 +153,8 @@ impl QueueReceiver {
     pub fn try_recv(&mut self) -> Option<Queued> {
         let mut outbox = self.handle.outbox.lock();
         let queued = outbox.records.pop_front()?;
+        outbox.bytes -= queued.record.len();
+        self.handle.metrics.queued_bytes.sub(gauge_value(queued.record.len()));
         if outbox.records.is_empty() && outbox.records.capacity() > KEPT_SLOTS {
             outbox.records.shrink_to(KEPT_SLOTS);
         }
@@ -159,18 +167,21 @@ impl Drop for QueueReceiver {
         let mut outbox = self.handle.outbox.lock();
         outbox.open = false;
         outbox.records = VecDeque::new();
+        self.handle.metrics.queued_bytes.sub(gauge_value(outbox.bytes));
+        outbox.bytes = 0;
     }
 }
 
 impl ConnectionHandle {
-    /// A handle plus the receiving end of its queue, for the writer.
+    /// A handle plus the receiving end of its queue, for the writer: at most
+    /// `limits.records` records and `limits.bytes` bytes may wait.
     pub fn new(
         id: ConnectionId,
         hub: HubName,
         principal: Option<Principal>,
         protocol: Protocol,
         transport: &'static str,
-        capacity: usize,
+        limits: QueueLimits,
         metrics: HubMetrics,
     ) -> (Arc<Self>, QueueReceiver) {
         let handle = Arc::new(Self {
@@ -182,10 +193,12 @@ impl ConnectionHandle {
             metrics,
             outbox: Mutex::new(Outbox {
                 records: VecDeque::new(),
+                bytes: 0,
                 open: true,
             }),
             ready: Notify::new(),
-            capacity: capacity.max(1),
+            capacity: limits.records.max(1),
+            capacity_bytes: limits.bytes,
             close: Mutex::new(None),
             closing: Notify::new(),
         });
@@ -206,14 +219,20 @@ impl ConnectionHandle {
         if !outbox.open {
             return false;
         }
-        if outbox.records.len() >= self.capacity {
+        let full = if outbox.records.len() >= self.capacity {
+            Some(SlowReason::QueueRecords)
+        } else if !outbox.records.is_empty() && outbox.bytes + record.len() > self.capacity_bytes {
+            Some(SlowReason::QueueBytes)
+        } else {
+            None
+        };
+        if let Some(reason) = full {
             drop(outbox);
-            if self.close(CloseRequest::error(CLOSED_WITH_ERROR)) {
-                self.metrics.slow_closed.inc();
-                tracing::warn!(connection = %self.id, "outbound queue full: closing slow connection");
-            }
+            self.close_slow(reason);
             return false;
         }
+        outbox.bytes += record.len();
+        self.metrics.queued_bytes.add(gauge_value(record.len()));
         outbox.records.push_back(Queued {
             record,
             at: Instant::now(),
@@ -222,6 +241,14 @@ impl ConnectionHandle {
         self.ready.notify_one();
         self.metrics.messages_out.inc();
         true
+    }
+
+    /// Closes a connection that cannot keep up, counted by `reason`.
+    pub fn close_slow(&self, reason: SlowReason) {
+        if self.close(CloseRequest::error(CLOSED_WITH_ERROR)) {
+            self.metrics.slow_closed.get(reason).inc();
+            tracing::warn!(connection = %self.id, reason = reason.label(), "closing slow connection");
+        }
     }
 
     /// Asks the connection to close; the first request wins. Returns whether
@@ -259,12 +286,33 @@ impl ConnectionHandle {
     }
 }
 
+/// How much may wait in one connection's queue.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimits {
+    /// Records.
+    pub records: usize,
+    /// Bytes of those records.
+    pub bytes: usize,
+}
+
+/// A byte count as a gauge value (saturating: a queue never holds `i64::MAX` bytes).
+fn gauge_value(bytes: usize) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    fn handle(capacity: usize) -> (Arc<ConnectionHandle>, QueueReceiver, HubMetrics) {
+    fn handle(records: usize) -> (Arc<ConnectionHandle>, QueueReceiver, HubMetrics) {
+        handle_with(QueueLimits {
+            records,
+            bytes: 1 << 20,
+        })
+    }
+
+    fn handle_with(limits: QueueLimits) -> (Arc<ConnectionHandle>, QueueReceiver, HubMetrics) {
         let metrics = crate::metrics::Metrics::new().hub("diagnostics");
         let (h, rx) = ConnectionHandle::new(
             ConnectionId::from("c1"),
@@ -272,7 +320,7 @@ mod tests {
             None,
             Protocol::Json,
             "WebSockets",
-            capacity,
+            limits,
             metrics.clone(),
         );
         (h, rx, metrics)
@@ -285,12 +333,40 @@ mod tests {
         assert!(h.enqueue(Bytes::from_static(b"b")));
         assert!(!h.enqueue(Bytes::from_static(b"c")), "third record does not fit");
         assert!(!h.enqueue(Bytes::from_static(b"d")));
-        assert_eq!(metrics.slow_closed.get(), 1);
+        assert_eq!(metrics.slow_closed.get(SlowReason::QueueRecords).get(), 1);
         assert_eq!(metrics.messages_out.get(), 2);
         let request = h.close_request().unwrap();
         assert!(request.allow_reconnect);
         assert_eq!(request.error.as_deref(), Some("Connection closed with an error."));
         assert_eq!(rx.try_recv().unwrap().record, Bytes::from_static(b"a"));
+    }
+
+    #[test]
+    fn a_queue_over_its_bytes_closes_the_slow_connection_and_gives_its_bytes_back() {
+        let (h, mut rx, metrics) = handle_with(QueueLimits {
+            records: 100,
+            bytes: 10,
+        });
+        let baseline = metrics.queued_bytes.get();
+        assert!(
+            h.enqueue(Bytes::from(vec![0; 30])),
+            "one large record fits an empty queue"
+        );
+        assert_eq!(metrics.queued_bytes.get() - baseline, 30);
+        assert_eq!(rx.try_recv().unwrap().record.len(), 30);
+        assert_eq!(metrics.queued_bytes.get(), baseline, "taken by the writer");
+        assert!(h.enqueue(Bytes::from(vec![1; 6])));
+        assert!(!h.enqueue(Bytes::from(vec![2; 6])), "12 bytes would wait");
+        assert_eq!(metrics.slow_closed.get(SlowReason::QueueBytes).get(), 1);
+        assert_eq!(metrics.slow_closed.get(SlowReason::QueueRecords).get(), 0);
+        assert!(h.close_request().unwrap().allow_reconnect);
+        assert_eq!(metrics.queued_bytes.get() - baseline, 6);
+        drop(rx);
+        assert_eq!(
+            metrics.queued_bytes.get(),
+            baseline,
+            "what was left is given back with the queue"
+        );
     }
 
     #[tokio::test]

@@ -102,6 +102,7 @@ mod tests {
         let config = crate::config::Config {
             jwt_secret: Some("cors-unit-test-secret-of-32-bytes".into()),
             anonymous_hubs: vec!["diagnostics".into()],
+            diagnostics_hub: true,
             allowed_origins: allowed.iter().map(|&o| o.to_owned()).collect(),
             data_dir: dir,
             ..crate::config::Config::default()

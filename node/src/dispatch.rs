@@ -404,7 +404,10 @@ mod tests {
             None,
             Protocol::Json,
             "WebSockets",
-            queue_capacity,
+            crate::connection::QueueLimits {
+                records: queue_capacity,
+                bytes: 1 << 20,
+            },
             node.metrics.hub("diagnostics"),
         );
         let dispatcher = Dispatcher::new(node.clone(), hub, handle.clone());
@@ -497,7 +500,14 @@ mod tests {
         let mut s = setup(4, 8);
         // 100 s of items unless it stops at the first one that does not fit.
         s.dispatcher.handle(stream("paced", 100_000, 1)).await.unwrap();
-        let slow_closed = || s.handle.metrics.slow_closed.get() == 1;
+        let slow_closed = || {
+            s.handle
+                .metrics
+                .slow_closed
+                .get(crate::metrics::SlowReason::QueueRecords)
+                .get()
+                == 1
+        };
         until("the slow close", || {
             slow_closed() && s.handle.metrics.streams_running.get() == 0
         })

@@ -9,7 +9,8 @@
 //! - [`registry`]: this node's connections by hub, group and user.
 //! - [`connection`]: one connection's handle: queue and close signal.
 //! - [`outbound`]: a message encoded once per protocol for many recipients.
-//! - [`negotiate`], [`transport`]: how clients connect.
+//! - [`negotiate`], [`transport`]: how clients connect; [`admission`]: the
+//!   caps an upgrade must pass before its 101.
 //! - [`dispatch`]: hub messages in, hub method calls, completions out.
 //! - [`hubs`]: the hub trait and the built-in hubs.
 //! - [`rest`]: the server REST API for backends (Azure SignalR compatible).
@@ -18,6 +19,7 @@
 //! - [`cors`]: allowed origins, CORS and security headers of HTTP responses.
 //! - [`proxies`]: which peers' forwarded headers are trusted.
 
+pub mod admission;
 pub mod auth;
 pub mod cluster;
 pub mod config;

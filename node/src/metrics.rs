@@ -23,7 +23,7 @@ pub struct Metrics {
     delivery: HistogramVec,
     streams_running: IntGaugeVec,
     limit_refusals: IntCounterVec,
-    refused: IntCounterVec,
+    requests_refused: IntCounterVec,
     /// Negotiated connection tokens not yet used by a transport (set when rendered).
     pub negotiations_pending: IntGauge,
     /// Group channel subscribes and unsubscribes (other nodes' commands and
@@ -31,6 +31,14 @@ pub struct Metrics {
     pub cluster_commands_pending: IntGauge,
     /// Cluster commands of this node that other nodes did not confirm in time.
     pub cluster_ack_timeouts: IntCounter,
+    queued_bytes: IntGauge,
+    /// Connection attempts refused before the WebSocket upgrade, by reason.
+    pub connections_refused: Refusals,
+    /// Upgraded sockets held (handshakes included): what `max_connections` caps.
+    pub sockets: IntGauge,
+    /// Upgraded sockets whose SignalR handshake is not complete yet.
+    pub handshakes: IntGauge,
+    websocket_closes: IntCounterVec,
 }
 
 /// A limit that refused something a client or a REST caller asked for (the
@@ -62,6 +70,64 @@ impl Limit {
     }
 }
 
+/// Why a connection was closed as too slow (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowReason {
+    /// Its queue held `outbound_queue` records.
+    QueueRecords,
+    /// Its queue held `outbound_queue_bytes` bytes.
+    QueueBytes,
+    /// A write made no progress for `write_timeout_secs`.
+    WriteTimeout,
+}
+
+impl SlowReason {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::QueueRecords => "queue_records",
+            Self::QueueBytes => "queue_bytes",
+            Self::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
+/// One hub's slow-connection counters, one per [`SlowReason`].
+#[derive(Clone)]
+pub struct SlowCloses([IntCounter; 3]);
+
+impl SlowCloses {
+    /// The counter of `reason`.
+    pub fn get(&self, reason: SlowReason) -> &IntCounter {
+        &self.0[reason as usize]
+    }
+}
+
+/// Why an upgrade was refused (the `reason` label of `hubwire_connections_refused_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// The node holds `max_connections` sockets.
+    NodeFull,
+    /// `max_handshakes` handshakes are in progress.
+    Handshakes,
+    /// `max_handshakes_per_ip` handshakes are in progress from the client's address.
+    HandshakesPerIp,
+    /// The user holds `max_connections_per_user` connections (handshakes included).
+    UserLimit,
+    /// The backplane could not register the connection.
+    Backplane,
+}
+
+/// The refusal counters, one per [`RefusalReason`].
+pub struct Refusals([IntCounter; 5]);
+
+impl Refusals {
+    /// Counts one refusal.
+    pub fn count(&self, reason: RefusalReason) {
+        self.0[reason as usize].inc();
+    }
+}
+
 /// The series of one hub, held by each of its connections.
 #[derive(Clone)]
 pub struct HubMetrics {
@@ -73,12 +139,14 @@ pub struct HubMetrics {
     pub messages_in: IntCounter,
     /// Records queued to clients.
     pub messages_out: IntCounter,
-    /// Connections closed because their outbound queue was full.
-    pub slow_closed: IntCounter,
+    /// Connections closed as too slow, by reason.
+    pub slow_closed: SlowCloses,
     /// Seconds a record waited in its connection queue before the writer took it.
     pub delivery: Histogram,
     /// Server-to-client streams running.
     pub streams_running: IntGauge,
+    /// Bytes waiting in connection queues, node-wide (one gauge for every hub).
+    pub queued_bytes: IntGauge,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
@@ -112,10 +180,14 @@ impl Metrics {
                 connections_opened: counter("hubwire_connections_opened_total", "Connections opened")?,
                 messages_in: counter("hubwire_messages_in_total", "Hub messages received from clients")?,
                 messages_out: counter("hubwire_messages_out_total", "Records queued to clients")?,
-                slow_closed: counter(
-                    "hubwire_slow_connections_closed_total",
-                    "Connections closed because their outbound queue was full",
-                )?,
+                slow_closed: IntCounterVec::new(
+                    opts(
+                        "hubwire_slow_connections_closed_total",
+                        "Connections closed as too slow: queue full (records or bytes) or a write timed out",
+                    ),
+                    &["hub", "reason"],
+                )
+                .map(|c| register(&registry, c))?,
                 delivery: HistogramVec::new(
                     HistogramOpts::new(
                         "hubwire_delivery_seconds",
@@ -136,7 +208,7 @@ impl Metrics {
                     &["hub", "limit"],
                 )
                 .map(|c| register(&registry, c))?,
-                refused: IntCounterVec::new(
+                requests_refused: IntCounterVec::new(
                     opts(
                         "hubwire_requests_refused_total",
                         "Negotiations, upgrades and connections refused or closed by a security limit, by reason",
@@ -159,6 +231,55 @@ impl Metrics {
                     "Group and close commands for other nodes' connections that were not confirmed in time",
                 ))
                 .map(|c| register(&registry, c))?,
+                queued_bytes: register(
+                    &registry,
+                    IntGauge::new(
+                        "hubwire_outbound_queued_bytes",
+                        "Bytes of records waiting in connection queues for their writers",
+                    )?,
+                ),
+                connections_refused: {
+                    let refused = register(
+                        &registry,
+                        IntCounterVec::new(
+                            opts(
+                                "hubwire_connections_refused_total",
+                                "WebSocket upgrades refused before the 101, by reason",
+                            ),
+                            &["reason"],
+                        )?,
+                    );
+                    let reasons = [
+                        "node_full",
+                        "handshakes",
+                        "handshakes_per_ip",
+                        "user_limit",
+                        "backplane",
+                    ];
+                    Refusals(reasons.map(|r| refused.with_label_values(&[r])))
+                },
+                sockets: register(
+                    &registry,
+                    IntGauge::new(
+                        "hubwire_websocket_sockets",
+                        "Upgraded WebSocket sockets held, handshakes included",
+                    )?,
+                ),
+                handshakes: register(
+                    &registry,
+                    IntGauge::new(
+                        "hubwire_handshakes_in_progress",
+                        "Upgraded sockets whose SignalR handshake is not complete",
+                    )?,
+                ),
+                websocket_closes: IntCounterVec::new(
+                    opts(
+                        "hubwire_websocket_closes_total",
+                        "WebSocket Close frames sent, by status code (1002 protocol error, 1007 invalid UTF-8, 1009 too big)",
+                    ),
+                    &["code"],
+                )
+                .map(|c| register(&registry, c))?,
                 registry: registry.clone(),
             })
         })();
@@ -172,9 +293,17 @@ impl Metrics {
             connections_opened: self.connections_opened.with_label_values(&[hub]),
             messages_in: self.messages_in.with_label_values(&[hub]),
             messages_out: self.messages_out.with_label_values(&[hub]),
-            slow_closed: self.slow_closed.with_label_values(&[hub]),
+            slow_closed: SlowCloses(
+                [
+                    SlowReason::QueueRecords,
+                    SlowReason::QueueBytes,
+                    SlowReason::WriteTimeout,
+                ]
+                .map(|r| self.slow_closed.with_label_values(&[hub, r.label()])),
+            ),
             delivery: self.delivery.with_label_values(&[hub]),
             streams_running: self.streams_running.with_label_values(&[hub]),
+            queued_bytes: self.queued_bytes.clone(),
         }
     }
 
@@ -187,7 +316,14 @@ impl Metrics {
     /// Counts a request refused: `negotiate_user_limit`, `negotiate_node_limit`,
     /// `user_mismatch`, `origin`, `token_expired`.
     pub fn request_refused(&self, reason: &str) {
-        self.refused.with_label_values(&[reason]).inc();
+        self.requests_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a WebSocket Close frame sent with status `code`.
+    pub fn websocket_closed(&self, code: u16) {
+        self.websocket_closes
+            .with_label_values(&[code.to_string().as_str()])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric, plus the backplane's
@@ -252,10 +388,40 @@ mod tests {
         assert!(text.contains("hubwire_connections{hub=\"chat\"} 1"), "{text}");
         assert!(text.contains("hubwire_messages_in_total{hub=\"chat\"} 3"), "{text}");
         assert!(text.contains("hubwire_backplane_ready 1"), "{text}");
+        chat.slow_closed.get(SlowReason::WriteTimeout).inc();
+        metrics.connections_refused.count(RefusalReason::HandshakesPerIp);
+        chat.queued_bytes.add(7);
         metrics.refused("chat", Limit::GroupsPerConnection);
-        let text = metrics.render(&AnyBackplane::Local(LocalBackplane::single(NodeId::from("m")).0));
+        let text = metrics.render(&AnyBackplane::Local(LocalBackplane::single(NodeId::from("n")).0));
+        assert!(
+            text.contains("hubwire_slow_connections_closed_total{hub=\"chat\",reason=\"write_timeout\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubwire_connections_refused_total{reason=\"handshakes_per_ip\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("hubwire_outbound_queued_bytes 7"), "{text}");
         assert!(
             text.contains("hubwire_limit_refusals_total{hub=\"chat\",limit=\"groups_per_connection\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn websocket_closes_are_counted_by_code() {
+        let metrics = Metrics::new();
+        metrics.websocket_closed(1002);
+        metrics.websocket_closed(1002);
+        metrics.websocket_closed(1007);
+        let (local, _inbox) = LocalBackplane::single(NodeId::from("n"));
+        let text = metrics.render(&AnyBackplane::Local(local));
+        assert!(
+            text.contains("hubwire_websocket_closes_total{code=\"1002\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubwire_websocket_closes_total{code=\"1007\"} 1"),
             "{text}"
         );
     }

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::cluster::{Acks, Lanes};
 use crate::config::Config;
@@ -87,6 +88,8 @@ pub struct Node {
     pub metrics: Metrics,
     /// When the node started.
     pub started: Instant,
+    /// Caps on WebSocket upgrades, checked before the 101.
+    pub admission: Admission,
     shutting_down: AtomicBool,
     /// Connection departures whose cluster cleanup (unsubscribe, unregister,
     /// offline hook) has not finished; shutdown waits for them.
@@ -104,6 +107,7 @@ impl Node {
         let metrics = Metrics::new();
         let lanes = Lanes::new(metrics.cluster_commands_pending.clone());
         Self {
+            admission: Admission::new(&config, &metrics),
             config,
             auth,
             backplane,
@@ -253,19 +257,41 @@ impl Node {
             .await
     }
 
-    /// Records a new connection cluster-wide and locally, and joins the groups
-    /// its user was added to. Fails when the user is at the connection limit.
-    pub async fn connected(&self, handle: &Arc<ConnectionHandle>) -> Result<(), BackplaneError> {
+    /// Takes a new connection's place in the cluster before its 101: records
+    /// it in the keyspace, where the backplane enforces the per-user limit
+    /// atomically, cluster-wide, so connections still in their handshake count.
+    /// Fails when the user is at the limit. Undone by [`Node::release`], or
+    /// completed by [`Node::connected`].
+    pub async fn reserve(
+        &self,
+        id: &ConnectionId,
+        hub: &HubName,
+        user: Option<&UserId>,
+        transport: &str,
+    ) -> Result<(), BackplaneError> {
         let record = ConnectionRecord {
-            id: handle.id.clone(),
+            id: id.clone(),
             node: self.backplane.node_id().clone(),
-            hub: handle.hub.clone(),
-            user: handle.user().cloned(),
-            transport: handle.transport.to_owned(),
+            hub: hub.clone(),
+            user: user.cloned(),
+            transport: transport.to_owned(),
             since_ms: crate::auth::unix_now() * 1000,
         };
         let limit = Some(self.config.max_connections_per_user).filter(|l| *l > 0);
-        let groups = self.backplane.register(&record, limit).await?;
+        self.backplane.register(&record, limit).await.map(drop)
+    }
+
+    /// Gives back a reservation whose connection never completed its handshake.
+    pub async fn release(&self, id: &ConnectionId) {
+        if let Err(e) = self.backplane.unregister(id).await {
+            tracing::warn!(connection = %id, error = %e, "could not remove connection from the keyspace");
+        }
+    }
+
+    /// Makes a reserved connection live on this node and joins its groups:
+    /// those of its user, and any it was added to during its handshake (read
+    /// after it is in the registry, so that no later addition is missed).
+    pub async fn connected(&self, handle: &Arc<ConnectionHandle>) -> Result<(), BackplaneError> {
         if self.registry.add(handle) {
             if let Some(user) = handle.user() {
                 self.backplane
@@ -273,7 +299,7 @@ impl Node {
                     .await?;
             }
         }
-        for group in groups {
+        for group in self.backplane.connection_groups(&handle.hub, &handle.id).await? {
             self.join_local(&group, handle).await?;
         }
         Ok(())
@@ -617,9 +643,13 @@ mod tests {
             None,
             Protocol::Json,
             "WebSockets",
-            8,
+            crate::connection::QueueLimits {
+                records: 8,
+                bytes: 1 << 20,
+            },
             metrics,
         );
+        node.reserve(&handle.id, &handle.hub, None, "WebSockets").await.unwrap();
         node.connected(&handle).await.unwrap();
         handle
     }

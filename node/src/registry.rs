@@ -193,7 +193,10 @@ mod tests {
             principal,
             Protocol::Json,
             "WebSockets",
-            8,
+            crate::connection::QueueLimits {
+                records: 8,
+                bytes: 1 << 20,
+            },
             crate::metrics::Metrics::new().hub(hub),
         )
         .0

@@ -152,8 +152,13 @@ fn init_logs() {
 
 /// A node on Redis with the test configuration.
 pub async fn redis_node(url: &str, prefix: &str, node: &str, cluster: bool) -> TestNode {
+    redis_node_from(redis_config(url, prefix, node, cluster)).await
+}
+
+/// A node on Redis with `config`.
+pub async fn redis_node_from(config: RedisConfig) -> TestNode {
     init_logs();
-    let config = redis_config(url, prefix, node, cluster);
+    let node = config.node.clone();
     let (backplane, inbox) = match RedisBackplane::connect(config).await {
         Ok(connected) => connected,
         Err(e) => panic!("cannot connect {node}: {e}"),
@@ -161,6 +166,26 @@ pub async fn redis_node(url: &str, prefix: &str, node: &str, cluster: bool) -> T
     TestNode {
         backplane: AnyBackplane::Redis(backplane),
         inbox,
+    }
+}
+
+/// An independent client (the `redis` crate), to check what the nodes wrote.
+pub fn connect(server: &RedisServer) -> redis::Connection {
+    match redis::Client::open(server.url()).and_then(|c| c.get_connection()) {
+        Ok(connection) => connection,
+        Err(e) => panic!("independent client: {e}"),
+    }
+}
+
+/// Runs one command on the independent client; panics with the command on failure.
+pub fn query<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> T {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    match cmd.query(con) {
+        Ok(value) => value,
+        Err(e) => panic!("{args:?}: {e}"),
     }
 }
 

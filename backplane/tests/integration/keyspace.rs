@@ -12,14 +12,7 @@ use hubwire_backplane::{
 };
 use hubwire_test_support::{unique_prefix, RedisServer};
 
-use crate::common::{deliver, record, redis_node};
-
-fn connect(server: &RedisServer) -> redis::Connection {
-    match redis::Client::open(server.url()).and_then(|c| c.get_connection()) {
-        Ok(connection) => connection,
-        Err(e) => panic!("independent client: {e}"),
-    }
-}
+use crate::common::{connect, deliver, query, record, redis_node};
 
 /// Every key under the prefix, with its type.
 fn keys(con: &mut redis::Connection, prefix: &str) -> BTreeMap<String, String> {
@@ -31,17 +24,6 @@ fn keys(con: &mut redis::Connection, prefix: &str) -> BTreeMap<String, String> {
             (key, kind)
         })
         .collect()
-}
-
-fn query<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> T {
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    match cmd.query(con) {
-        Ok(value) => value,
-        Err(e) => panic!("{args:?}: {e}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,48 +5,20 @@
 
 use std::time::Duration;
 
-use hubwire_backplane::{
-    AnyBackplane, Backplane, BackplaneError, ConnectionId, GroupName, HubName, NodeId, RedisBackplane, RedisNames,
-    UserId,
-};
+use hubwire_backplane::{Backplane, BackplaneError, ConnectionId, GroupName, HubName, NodeId, RedisNames, UserId};
 use hubwire_test_support::{unique_prefix, RedisServer};
 
-use crate::common::{eventually, ids, record, redis_config, redis_node, TestNode};
+use crate::common::{connect, eventually, ids, query, record, redis_config, redis_node, redis_node_from, TestNode};
 
 /// A generous bound for "eventually", far above the leases of these tests.
 const BOUND: Duration = Duration::from_secs(20);
-
-fn connect(server: &RedisServer) -> redis::Connection {
-    match redis::Client::open(server.url()).and_then(|c| c.get_connection()) {
-        Ok(connection) => connection,
-        Err(e) => panic!("independent client: {e}"),
-    }
-}
-
-fn query<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> T {
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    match cmd.query(con) {
-        Ok(value) => value,
-        Err(e) => panic!("{args:?}: {e}"),
-    }
-}
 
 /// A node whose records outlive its heartbeat by `lease` (the dead-node
 /// timeout sets it).
 async fn node_with_dead_timeout(server: &RedisServer, prefix: &str, node: &str, dead: Duration) -> TestNode {
     let mut config = redis_config(&server.url(), prefix, node, false);
     config.dead_node_timeout = dead;
-    let (backplane, inbox) = match RedisBackplane::connect(config).await {
-        Ok(connected) => connected,
-        Err(e) => panic!("cannot connect {node}: {e}"),
-    };
-    TestNode {
-        backplane: AnyBackplane::Redis(backplane),
-        inbox,
-    }
+    redis_node_from(config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

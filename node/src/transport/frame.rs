@@ -9,6 +9,12 @@
 //! one byte stream. It still enforces the frame rules a server must: clients
 //! mask, no reserved bits or opcodes, control frames short and unfragmented,
 //! continuations only inside a fragmented message, a data frame size limit.
+//!
+//! Text messages are checked as UTF-8 while they stream through, across frame
+//! and read boundaries; what a check carries over is the at most 3 bytes of a
+//! code point cut at a boundary. Close frames are checked too (a code the
+//! client may send, a UTF-8 reason). Each [`FrameError`] names the close code
+//! the server answers with ([`FrameError::close_code`]).
 
 use bytes::BytesMut;
 
@@ -28,6 +34,15 @@ pub const OP_PONG: u8 = 0xA;
 /// The longest control frame payload the RFC allows.
 const MAX_CONTROL: usize = 125;
 
+/// Close code: normal closure.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// Close code: protocol error.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code: a text message (or close reason) that is not UTF-8.
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+/// Close code: a message too big to process.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
 /// A complete control frame from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
@@ -35,8 +50,17 @@ pub enum Control {
     Ping(Vec<u8>),
     /// Pong (a heartbeat, nothing to do).
     Pong,
-    /// Close, with the status code if the client gave one.
+    /// Close, with the status code if the client gave one (a valid one:
+    /// see [`close_code_is_valid`]).
     Close(Option<u16>),
+}
+
+/// Whether a client may send `code` in a Close frame (RFC 6455 §7.4): the
+/// defined codes except those reserved for local use (1005, 1006, 1015) and
+/// 1004, the IANA-registered 1012–1014, and the application ranges
+/// 3000–4999.
+pub fn close_code_is_valid(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Why the client's byte stream is not acceptable.
@@ -53,6 +77,84 @@ pub enum FrameError {
         /// The configured limit.
         limit: usize,
     },
+    /// A text message or a close reason that is not UTF-8.
+    #[error("websocket text is not valid UTF-8")]
+    InvalidUtf8,
+}
+
+impl FrameError {
+    /// The status code of the Close frame that answers this error.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Self::Protocol(_) => CLOSE_PROTOCOL_ERROR,
+            Self::TooLarge { .. } => CLOSE_TOO_BIG,
+            Self::InvalidUtf8 => CLOSE_INVALID_DATA,
+        }
+    }
+}
+
+/// UTF-8 validation of the current text message.
+#[derive(Debug, Clone, Copy, Default)]
+struct Utf8 {
+    /// The current message is a text message.
+    text: bool,
+    /// The start of a code point cut at a read or frame boundary.
+    pending: [u8; 3],
+    len: u8,
+}
+
+impl Utf8 {
+    /// Checks the next payload bytes of the message.
+    fn check(&mut self, mut bytes: &[u8]) -> Result<(), FrameError> {
+        if !self.text || bytes.is_empty() {
+            return Ok(());
+        }
+        if self.len > 0 {
+            // Complete the cut code point first; its lead byte gives its width.
+            let have = usize::from(self.len);
+            let width = match self.pending[0] {
+                0x00..=0xdf => 2,
+                0xe0..=0xef => 3,
+                _ => 4,
+            };
+            let take = (width - have).min(bytes.len());
+            let mut point = [0u8; 4];
+            point[..have].copy_from_slice(&self.pending[..have]);
+            point[have..have + take].copy_from_slice(&bytes[..take]);
+            self.len = 0;
+            self.keep_tail(&point[..have + take])?;
+            if self.len > 0 {
+                return Ok(());
+            }
+            bytes = &bytes[take..];
+        }
+        self.keep_tail(bytes)
+    }
+
+    /// Validates `bytes`, keeping an incomplete code point at their end.
+    fn keep_tail(&mut self, bytes: &[u8]) -> Result<(), FrameError> {
+        match std::str::from_utf8(bytes) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error_len().is_none() => {
+                let tail = &bytes[e.valid_up_to()..];
+                self.pending[..tail.len()].copy_from_slice(tail);
+                self.len = tail.len() as u8;
+                Ok(())
+            }
+            Err(_) => Err(FrameError::InvalidUtf8),
+        }
+    }
+
+    /// The message ended: no code point may be left incomplete.
+    fn finish(&mut self) -> Result<(), FrameError> {
+        let complete = self.len == 0;
+        *self = Self::default();
+        if complete {
+            Ok(())
+        } else {
+            Err(FrameError::InvalidUtf8)
+        }
+    }
 }
 
 /// Where the reader is within the current frame.
@@ -61,13 +163,13 @@ enum Part {
     /// Collecting the header (`have` bytes so far).
     Header,
     /// Payload of a data frame: bytes left, mask, position in the mask.
-    Data { left: u64, mask: [u8; 4], at: usize },
+    Data { left: u64, mask: [u8; 4], at: u8 },
     /// Payload of a control frame.
     Control {
         opcode: u8,
         left: usize,
         mask: [u8; 4],
-        at: usize,
+        at: u8,
     },
 }
 
@@ -79,6 +181,7 @@ pub struct FrameReader {
     part: Part,
     /// Inside a fragmented data message (its last frame not seen yet).
     fragmented: bool,
+    utf8: Utf8,
     control: Vec<u8>,
     limit: usize,
 }
@@ -91,6 +194,7 @@ impl FrameReader {
             have: 0,
             part: Part::Header,
             fragmented: false,
+            utf8: Utf8::default(),
             control: Vec::new(),
             limit,
         }
@@ -112,7 +216,7 @@ impl FrameReader {
                     if let Some(part) = self.parse_header()? {
                         self.have = 0;
                         self.part = part;
-                        if let Some(control) = self.finish_if_empty() {
+                        if let Some(control) = self.finish_if_empty()? {
                             return Ok((used, Some(control)));
                         }
                     }
@@ -123,15 +227,17 @@ impl FrameReader {
                     let start = data.len();
                     data.extend_from_slice(&input[used..used + take]);
                     unmask(&mut data[start..], mask, at);
+                    self.utf8.check(&data[start..])?;
                     used += take;
                     let left = left - take as u64;
                     self.part = if left == 0 {
+                        self.end_data_frame()?;
                         Part::Header
                     } else {
                         Part::Data {
                             left,
                             mask,
-                            at: (at + take) % 4,
+                            at: next_at(at, take),
                         }
                     };
                 }
@@ -143,13 +249,13 @@ impl FrameReader {
                     used += take;
                     if take == left {
                         self.part = Part::Header;
-                        return Ok((used, Some(self.take_control(opcode))));
+                        return Ok((used, Some(self.take_control(opcode)?)));
                     }
                     self.part = Part::Control {
                         opcode,
                         left: left - take,
                         mask,
-                        at: (at + take) % 4,
+                        at: next_at(at, take),
                     };
                 }
             }
@@ -159,26 +265,35 @@ impl FrameReader {
 
     /// A frame with an empty payload is complete with its header (a control
     /// frame is then returned).
-    fn finish_if_empty(&mut self) -> Option<Control> {
+    fn finish_if_empty(&mut self) -> Result<Option<Control>, FrameError> {
         match self.part {
             Part::Control { opcode, left: 0, .. } => {
                 self.part = Part::Header;
-                Some(self.take_control(opcode))
+                self.take_control(opcode).map(Some)
             }
             Part::Data { left: 0, .. } => {
                 self.part = Part::Header;
-                None
+                self.end_data_frame().map(|()| None)
             }
-            _ => None,
+            _ => Ok(None),
         }
     }
 
-    fn take_control(&mut self, opcode: u8) -> Control {
+    /// A data frame's payload is through: the end of a message for the UTF-8 check if it was the last.
+    fn end_data_frame(&mut self) -> Result<(), FrameError> {
+        if self.fragmented {
+            Ok(())
+        } else {
+            self.utf8.finish()
+        }
+    }
+
+    fn take_control(&mut self, opcode: u8) -> Result<Control, FrameError> {
         let payload = std::mem::take(&mut self.control);
         match opcode {
-            OP_PING => Control::Ping(payload),
-            OP_PONG => Control::Pong,
-            _ => Control::Close((payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]))),
+            OP_PING => Ok(Control::Ping(payload)),
+            OP_PONG => Ok(Control::Pong),
+            _ => parse_close(&payload).map(Control::Close),
         }
     }
 
@@ -208,11 +323,7 @@ impl FrameReader {
             _ => {
                 let mut bytes = [0u8; 8];
                 bytes.copy_from_slice(&self.header[2..10]);
-                let length = u64::from_be_bytes(bytes);
-                if length >> 63 != 0 {
-                    return Err(FrameError::Protocol("payload length with the most significant bit set"));
-                }
-                length
+                u64::from_be_bytes(bytes)
             }
         };
         let mut mask = [0u8; 4];
@@ -234,12 +345,37 @@ impl FrameReader {
                 limit: self.limit,
             });
         }
+        if length >> 63 != 0 {
+            return Err(FrameError::Protocol("payload length with the most significant bit set"));
+        }
+        match opcode {
+            OP_TEXT => self.utf8.text = true,
+            OP_BINARY => self.utf8.text = false,
+            _ => {}
+        }
         self.fragmented = !fin;
         Ok(Some(Part::Data {
             left: length,
             mask,
             at: 0,
         }))
+    }
+}
+
+/// A Close frame's payload: nothing, or a code a client may send and a UTF-8 reason.
+fn parse_close(payload: &[u8]) -> Result<Option<u16>, FrameError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(FrameError::Protocol("close payload of one byte")),
+        [high, low, reason @ ..] => {
+            // The reason first, as tungstenite does: a frame wrong in both ways gets 1007.
+            std::str::from_utf8(reason).map_err(|_| FrameError::InvalidUtf8)?;
+            let code = u16::from_be_bytes([*high, *low]);
+            if !close_code_is_valid(code) {
+                return Err(FrameError::Protocol("invalid close code"));
+            }
+            Ok(Some(code))
+        }
     }
 }
 
@@ -265,8 +401,15 @@ fn check_first_bytes(b0: u8, b1: u8, fragmented: bool) -> Result<(), FrameError>
     }
 }
 
+/// The position in the mask `taken` bytes after `at` (a `u8`, so that a
+/// reader stays 72 bytes with the UTF-8 state in it).
+fn next_at(at: u8, taken: usize) -> u8 {
+    ((usize::from(at) + taken) % 4) as u8
+}
+
 /// XORs `bytes` with `mask`, starting at position `at` of the mask.
-fn unmask(bytes: &mut [u8], mask: [u8; 4], at: usize) {
+fn unmask(bytes: &mut [u8], mask: [u8; 4], at: u8) {
+    let at = usize::from(at);
     let rotated = u32::from_ne_bytes([mask[at % 4], mask[(at + 1) % 4], mask[(at + 2) % 4], mask[(at + 3) % 4]]);
     let mut chunks = bytes.chunks_exact_mut(4);
     for chunk in &mut chunks {
@@ -298,151 +441,10 @@ pub fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
     }
 }
 
+// Explicit paths: they resolve the same when node/fuzz compiles this file in.
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// A client frame as a browser would send it.
-    fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len <= 0xffff {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        out
-    }
-
-    /// Feeds everything, in chunks of `step`, collecting data and controls.
-    fn run(reader: &mut FrameReader, input: &[u8], step: usize) -> Result<(Vec<u8>, Vec<Control>), FrameError> {
-        let mut data = BytesMut::new();
-        let mut controls = Vec::new();
-        for chunk in input.chunks(step.max(1)) {
-            let mut rest = chunk;
-            while !rest.is_empty() {
-                let (used, control) = reader.feed(rest, &mut data)?;
-                controls.extend(control);
-                rest = &rest[used..];
-            }
-        }
-        Ok((data.to_vec(), controls))
-    }
-
-    #[test]
-    fn text_binary_and_fragments_are_one_byte_stream() {
-        let mut input = client_frame(true, OP_TEXT, b"{\"type\":6}\x1e", [1, 2, 3, 4]);
-        input.extend(client_frame(false, OP_BINARY, b"abc", [9, 8, 7, 6]));
-        input.extend(client_frame(true, OP_CONTINUATION, b"def", [5, 5, 5, 5]));
-        let (data, controls) = run(&mut FrameReader::new(1024), &input, 1).unwrap();
-        assert_eq!(data, b"{\"type\":6}\x1eabcdef");
-        assert!(controls.is_empty());
-    }
-
-    #[test]
-    fn control_frames_in_the_middle_of_a_fragmented_message() {
-        let mut input = client_frame(false, OP_TEXT, b"ab", [1, 1, 1, 1]);
-        input.extend(client_frame(true, OP_PING, b"hi", [3, 1, 4, 1]));
-        input.extend(client_frame(true, OP_PONG, b"", [0, 0, 0, 0]));
-        input.extend(client_frame(true, OP_CONTINUATION, b"cd", [2, 2, 2, 2]));
-        input.extend(client_frame(true, OP_CLOSE, &1001u16.to_be_bytes(), [7, 7, 7, 7]));
-        let (data, controls) = run(&mut FrameReader::new(1024), &input, 3).unwrap();
-        assert_eq!(data, b"abcd");
-        assert_eq!(
-            controls,
-            vec![Control::Ping(b"hi".to_vec()), Control::Pong, Control::Close(Some(1001))]
-        );
-    }
-
-    #[test]
-    fn extended_lengths() {
-        for len in [125, 126, 127, 65_535, 65_536, 200_000] {
-            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let input = client_frame(true, OP_BINARY, &payload, [0xde, 0xad, 0xbe, 0xef]);
-            let (data, _) = run(&mut FrameReader::new(1 << 20), &input, 4096).unwrap();
-            assert_eq!(data, payload, "length {len}");
-        }
-    }
-
-    #[test]
-    fn rule_breaks_are_errors() {
-        let unmasked = vec![0x81, 0x01, b'a'];
-        let reserved_bit = vec![0xc1, 0x81, 0, 0, 0, 0, b'a'];
-        let reserved_opcode = client_frame(true, 0x3, b"a", [0; 4]);
-        let lone_continuation = client_frame(true, OP_CONTINUATION, b"a", [0; 4]);
-        let fragmented_ping = client_frame(false, OP_PING, b"a", [0; 4]);
-        let long_ping = client_frame(true, OP_PING, &[0; 126], [0; 4]);
-        let mut interleaved = client_frame(false, OP_TEXT, b"a", [0; 4]);
-        interleaved.extend(client_frame(true, OP_TEXT, b"b", [0; 4]));
-        for (name, input) in [
-            ("unmasked", unmasked),
-            ("reserved bit", reserved_bit),
-            ("reserved opcode", reserved_opcode),
-            ("lone continuation", lone_continuation),
-            ("fragmented ping", fragmented_ping),
-            ("long ping", long_ping),
-            ("new message inside a fragmented one", interleaved),
-        ] {
-            let result = run(&mut FrameReader::new(1024), &input, 1);
-            assert!(matches!(result, Err(FrameError::Protocol(_))), "{name}: {result:?}");
-        }
-    }
-
-    #[test]
-    fn too_large_fails_at_the_header() {
-        let input = client_frame(true, OP_TEXT, &[b'x'; 2000], [1, 2, 3, 4]);
-        let mut reader = FrameReader::new(1000);
-        let mut data = BytesMut::new();
-        let result = reader.feed(&input[..8], &mut data);
-        assert_eq!(
-            result,
-            Err(FrameError::TooLarge {
-                size: 2000,
-                limit: 1000
-            })
-        );
-        assert!(data.is_empty());
-    }
-
-    #[test]
-    fn server_headers() {
-        assert_eq!(header(OP_TEXT, 5), ([0x81, 5, 0, 0, 0, 0, 0, 0, 0, 0], 2));
-        let (h, n) = header(OP_BINARY, 300);
-        assert_eq!(&h[..n], &[0x82, 126, 1, 44]);
-        let (h, n) = header(OP_BINARY, 70_000);
-        assert_eq!(&h[..n], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
-    }
-
-    proptest! {
-        #[test]
-        fn any_split_of_any_frames_gives_the_payloads(
-            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..6),
-            masks in proptest::collection::vec(any::<[u8; 4]>(), 6),
-            step in 1usize..64,
-        ) {
-            let mut input = Vec::new();
-            let mut expected = Vec::new();
-            for (i, payload) in payloads.iter().enumerate() {
-                input.extend(client_frame(true, OP_BINARY, payload, masks[i]));
-                input.extend(client_frame(true, OP_PING, &payload[..payload.len().min(125)], masks[5 - i]));
-                expected.extend_from_slice(payload);
-            }
-            let (data, controls) = run(&mut FrameReader::new(1024), &input, step).unwrap();
-            prop_assert_eq!(data, expected);
-            prop_assert_eq!(controls.len(), payloads.len());
-        }
-
-        #[test]
-        fn random_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..400), step in 1usize..50) {
-            let _ = run(&mut FrameReader::new(256), &input, step);
-        }
-    }
-}
+#[path = "frame/differential.rs"]
+mod differential;
+#[cfg(test)]
+#[path = "frame/tests.rs"]
+mod tests;

@@ -1,4 +1,5 @@
 //! Transports: how hub messages travel between a client and the node.
 
 pub mod frame;
+mod refusal;
 pub mod websocket;

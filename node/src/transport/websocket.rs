@@ -14,6 +14,14 @@
 //! timeout) and the writer (a task: queue to frames, keep-alive pings, pongs,
 //! the final Close). They meet only through the connection's queue, its close
 //! signal and the pong slot.
+//!
+//! Before the 101 an upgrade passes admission (`crate::admission`: node-wide
+//! and handshake caps), the checks of [`accept`], and takes its user's place
+//! in the cluster (`Node::reserve`); refusals are plain HTTP responses
+//! (`super::refusal`). A write that finds the socket full waits at most the
+//! write timeout, and less once the connection is closing, so a client that
+//! stops reading cannot hold a connection (docs/decisions.md, "Slow clients
+//! and admission").
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
@@ -29,12 +37,15 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{timeout, Instant};
 
-use super::frame::{self, Control, FrameReader, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
+use super::frame::{self, Control, FrameReader, CLOSE_NORMAL, CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
+use super::refusal::{admission_refusal, handshake_refusal, Refusal};
+use crate::admission::{HandshakePermit, SocketPermit};
 use crate::auth::{token_from, Principal};
-use crate::connection::{CloseRequest, ConnectionHandle, QueueReceiver, CLOSED_WITH_ERROR};
+use crate::connection::{CloseRequest, ConnectionHandle, QueueLimits, QueueReceiver, CLOSED_WITH_ERROR};
 use crate::dispatch::Dispatcher;
 use crate::http::{authorize_token, query_value, AppState};
 use crate::hubs::Hub;
+use crate::metrics::{RefusalReason, SlowReason};
 use crate::negotiate::{random_id, ClaimError};
 use crate::node::Node;
 use hubwire_backplane::{BackplaneError, ConnectionId, HubName};
@@ -51,8 +62,9 @@ const KEEP_BUFFER: usize = 4 * 1024;
 /// How long a closed connection waits for the client's side of the closing
 /// handshake before the socket is dropped.
 const LINGER: Duration = Duration::from_secs(2);
-/// Status code of a normal closure.
-const CLOSE_NORMAL: u16 = 1000;
+/// How long a write blocked on a full socket may still wait once the
+/// connection is asked to close: the close wins over a client that does not read.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 thread_local! {
     /// The read buffer every connection of this worker thread shares: bytes
@@ -70,57 +82,6 @@ pub async fn connect(path: web::Path<String>, state: web::Data<AppState>) -> Htt
         return HttpResponse::ServiceUnavailable().body("The server is shutting down.");
     }
     HttpResponse::BadRequest().body("WebSocket upgrade is expected.")
-}
-
-/// The security headers every HTTP response carries (`crate::cors`).
-const SECURITY_HEADERS: &str = "x-content-type-options: nosniff\r\nx-frame-options: DENY\r\n";
-
-/// A refused upgrade, written as a plain HTTP/1.1 response.
-struct Refusal {
-    status: u16,
-    reason: &'static str,
-    header: Option<(&'static str, &'static str)>,
-    body: &'static str,
-}
-
-impl Refusal {
-    fn new(status: u16, reason: &'static str, body: &'static str) -> Self {
-        Self {
-            status,
-            reason,
-            header: None,
-            body,
-        }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let extra = self.header.map(|(k, v)| format!("{k}: {v}\r\n")).unwrap_or_default();
-        format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{SECURITY_HEADERS}{extra}\r\n{}",
-            self.status,
-            self.reason,
-            self.body.len(),
-            self.body
-        )
-        .into_bytes()
-    }
-}
-
-fn handshake_refusal(error: HandshakeError) -> Refusal {
-    match error {
-        HandshakeError::GetMethodRequired => Refusal {
-            header: Some(("allow", "GET")),
-            ..Refusal::new(405, "Method Not Allowed", "")
-        },
-        HandshakeError::UnsupportedVersion => Refusal {
-            header: Some(("sec-websocket-version", "13")),
-            ..Refusal::new(426, "Upgrade Required", "Unsupported WebSocket version.")
-        },
-        HandshakeError::NoWebsocketUpgrade => Refusal::new(400, "Bad Request", "No WebSocket Upgrade header found."),
-        HandshakeError::NoConnectionUpgrade => Refusal::new(400, "Bad Request", "No Connection upgrade."),
-        HandshakeError::NoVersionHeader => Refusal::new(400, "Bad Request", "WebSocket version header is required."),
-        HandshakeError::BadWebsocketKey => Refusal::new(400, "Bad Request", "Handshake error."),
-    }
 }
 
 /// A WebSocket request that may become a connection.
@@ -213,31 +174,92 @@ pub async fn upgrade(node: Arc<Node>, req: Request, framed: Framed<TcpStream, h1
     // head, and an unmoved local would keep it for the connection's life.
     let early = BytesMut::from(&read_buf[..]);
     drop(read_buf);
-    let accepted = accept(&node, &req);
-    drop(req);
-    let accepted = match accepted {
-        Ok(accepted) => accepted,
-        Err(refusal) => {
-            let _ = write_all(&stream, &refusal.bytes()).await;
-            return;
-        }
+    // Boxed: the checks and the 101 are a passing phase, and their state would
+    // otherwise stay part of actix's per-socket task for the connection's life
+    // (memory per connection).
+    let Some(Opened {
+        accepted,
+        socket: _socket,
+        handshake,
+        stream,
+    }) = Box::pin(open(&node, req, stream)).await
+    else {
+        return;
     };
     let token = accepted.token.clone();
-    let mut response = Vec::with_capacity(160);
-    response.extend_from_slice(
-        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ",
-    );
-    response.extend_from_slice(&accepted.accept_key);
-    response.extend_from_slice(b"\r\n\r\n");
-    if write_all(&stream, &response).await.is_ok() {
-        drop(response);
-        // Boxed: the connection's future is large and lives as long as it does;
-        // boxing keeps actix's per-socket task small.
-        Box::pin(run(node.clone(), accepted, stream, early)).await;
-    }
+    // Boxed: the connection's future is large and lives as long as it does;
+    // boxing keeps actix's per-socket task small.
+    Box::pin(run(node.clone(), accepted, handshake, stream, early)).await;
     if let Some(token) = token {
         node.negotiations.release(&token);
     }
+}
+
+/// A socket that got its 101: what [`run`] needs, and the node-wide place it holds.
+struct Opened<'a> {
+    accepted: Accepted,
+    socket: SocketPermit<'a>,
+    handshake: HandshakePermit<'a>,
+    stream: TcpStream,
+}
+
+/// Admission, the connect endpoint's checks, the per-user place and the 101.
+/// `None` once the socket was refused (the refusal written, what it claimed
+/// given back).
+async fn open(node: &Node, req: Request, stream: TcpStream) -> Option<Opened<'_>> {
+    let limit = WriteLimit::new(node);
+    // Admission first: it is the cheapest check, and a refused socket claims nothing.
+    let admitted = node.admission.admit(stream.peer_addr().ok().map(|a| a.ip()));
+    let accepted = match admitted {
+        Ok(permits) => accept(node, &req).map(|accepted| (permits, accepted)),
+        Err(reason) => {
+            node.metrics.connections_refused.count(reason);
+            Err(admission_refusal(reason))
+        }
+    };
+    drop(req);
+    let ((socket, handshake), accepted) = match accepted {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            let _ = write_all(&stream, &refusal.bytes(), limit).await;
+            return None;
+        }
+    };
+    // The per-user place is taken before the 101, so that a user at its
+    // limit is refused with a status instead of holding sockets in handshakes.
+    let user = accepted.principal.as_ref().map(|p| &p.user);
+    let hub_name = HubName::from(accepted.hub.name());
+    match Box::pin(node.reserve(&accepted.id, &hub_name, user, TRANSPORT)).await {
+        Ok(()) => {
+            let mut response = Vec::with_capacity(160);
+            response.extend_from_slice(
+                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ",
+            );
+            response.extend_from_slice(&accepted.accept_key);
+            response.extend_from_slice(b"\r\n\r\n");
+            if write_all(&stream, &response, limit).await.is_ok() {
+                return Some(Opened {
+                    accepted,
+                    socket,
+                    handshake,
+                    stream,
+                });
+            }
+            Box::pin(node.release(&accepted.id)).await;
+        }
+        Err(e) => {
+            let reason = match e {
+                BackplaneError::UserLimit { .. } => RefusalReason::UserLimit,
+                BackplaneError::Unavailable(_) => RefusalReason::Backplane,
+            };
+            node.metrics.connections_refused.count(reason);
+            let _ = write_all(&stream, &admission_refusal(reason).bytes(), limit).await;
+        }
+    }
+    if let Some(token) = &accepted.token {
+        node.negotiations.release(token);
+    }
+    None
 }
 
 /// What the reader and the writer of one connection share.
@@ -248,6 +270,15 @@ struct Shared {
     pong_due: Notify,
     /// The client closed its side (Close frame or end of stream).
     peer_closed: Cell<bool>,
+    /// The status of our Close frame when it is not 1000: the client's own
+    /// code echoed, or why its stream was refused (1002, 1007, 1009).
+    close_code: Cell<Option<u16>>,
+}
+
+impl Shared {
+    fn close_code(&self) -> u16 {
+        self.close_code.get().unwrap_or(CLOSE_NORMAL)
+    }
 }
 
 /// What the reader got from the socket.
@@ -304,12 +335,17 @@ impl Reader<'_> {
                             *self.shared.pong.borrow_mut() = Some(payload);
                             self.shared.pong_due.notify_one();
                         }
-                        Some(Control::Close(_)) => return self.gone(),
+                        Some(Control::Close(code)) => {
+                            // Echoed, as RFC 6455 §5.5.1 suggests.
+                            self.shared.close_code.set(code);
+                            return self.gone();
+                        }
                         Some(Control::Pong) | None => {}
                     }
                 }
                 Err(e) => {
                     tracing::debug!(connection = %self.id, error = %e, "websocket protocol error");
+                    self.shared.close_code.set(Some(e.close_code()));
                     return Event::Broken;
                 }
             }
@@ -328,7 +364,7 @@ impl Reader<'_> {
     /// followed it stay in `buf`), on failure the error text for the client.
     async fn handshake(&mut self, node: &Node) -> Result<Protocol, Option<String>> {
         let unexpected = || Some("An unexpected error occurred during connection handshake.".to_owned());
-        let limit = node.config.max_message_size;
+        let limit = node.config.max_handshake_size;
         let read = async {
             loop {
                 match parse_handshake_request(&self.buf) {
@@ -380,9 +416,11 @@ impl Reader<'_> {
                 let (message, consumed) = match protocol.next_record(&self.buf, limit) {
                     Ok(Some((payload, consumed))) => (protocol.decode(payload), consumed),
                     Ok(None) => break,
-                    Err(FrameError::TooLarge { .. }) | Err(FrameError::InvalidLengthPrefix) => {
+                    Err(FrameError::TooLarge { .. }) => {
+                        self.shared.close_code.set(Some(CLOSE_TOO_BIG));
                         return CloseRequest::error(CLOSED_WITH_ERROR);
                     }
+                    Err(FrameError::InvalidLengthPrefix) => return CloseRequest::error(CLOSED_WITH_ERROR),
                 };
                 let _ = self.buf.split_to(consumed);
                 match message {
@@ -424,7 +462,9 @@ impl Reader<'_> {
 }
 
 /// One accepted WebSocket, from the SignalR handshake to the end.
-async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: BytesMut) {
+/// Its place in the cluster is reserved ([`Node::reserve`]); `handshake` is
+/// its place among the handshakes in progress, given back once the handshake ends.
+async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>, stream: TcpStream, early: BytesMut) {
     // Shared with the writer task (same worker thread).
     let stream = Rc::new(stream);
     let shared = Rc::new(Shared::default());
@@ -438,14 +478,19 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
         early,
         id: id.clone(),
     };
-    let protocol = match reader.handshake(&node).await {
+    let limit = WriteLimit::new(&node);
+    let handshake_result = reader.handshake(&node).await;
+    drop(handshake);
+    let protocol = match handshake_result {
         Ok(protocol) => protocol,
         Err(error) => {
             if let Some(error) = &error {
                 tracing::debug!(connection = %id, %error, "handshake failed");
             }
-            refuse_handshake(&stream, error.as_deref()).await;
+            refuse_handshake(&stream, error.as_deref(), shared.close_code(), limit).await;
+            node.metrics.websocket_closed(shared.close_code());
             drop(reader);
+            Box::pin(node.release(&id)).await;
             linger(stream, &shared).await;
             return;
         }
@@ -456,23 +501,23 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
         principal,
         protocol,
         TRANSPORT,
-        node.config.outbound_queue,
+        QueueLimits {
+            records: node.config.outbound_queue,
+            bytes: node.config.outbound_queue_bytes,
+        },
         node.metrics.hub(hub.name()),
     );
     // Cluster operations are boxed: their futures (Redis calls) are large and
     // would otherwise stay part of this long-lived connection future.
     let answered = match Box::pin(node.connected(&handle)).await {
-        Ok(()) => write_frame(&stream, OP_TEXT, &encode_handshake_response(None))
+        Ok(()) => write_frame(&stream, OP_TEXT, &encode_handshake_response(None), limit)
             .await
             .is_ok(),
         Err(e) => {
-            let error = match e {
-                BackplaneError::UserLimit { limit } => {
-                    format!("The user already has the maximum of {limit} connections.")
-                }
-                BackplaneError::Unavailable(_) => "The server cannot register connections right now.".to_owned(),
-            };
-            refuse_handshake(&stream, Some(&error)).await;
+            tracing::debug!(connection = %id, error = %e, "could not make the connection live");
+            let error = "The server cannot register connections right now.";
+            refuse_handshake(&stream, Some(error), CLOSE_NORMAL, limit).await;
+            node.metrics.websocket_closed(CLOSE_NORMAL);
             false
         }
     };
@@ -497,25 +542,36 @@ async fn run(node: Arc<Node>, accepted: Accepted, stream: TcpStream, early: Byte
         queue,
         handle.clone(),
         node.config.keep_alive(),
+        node.config.write_timeout(),
     ));
     let reason = reader.read(&node, &handle, &dispatcher).await;
     handle.close(reason);
-    // The writer ends once it has sent the Close frame; a panic in it is logged by the runtime.
-    let _ = writer.await;
+    // The writer ends once it has sent the Close frame, each of its blocked
+    // waits cut to CLOSE_GRACE by the close request; this bound is the
+    // backstop, so that nothing can keep the connection (and its user's
+    // place) forever. A panic in the writer is logged by the runtime.
+    let mut writer = writer;
+    if Box::pin(timeout(node.config.write_timeout() + CLOSE_GRACE, &mut writer))
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
     drop(dispatcher);
     drop(reader);
     handle.metrics.connections.dec();
+    node.metrics.websocket_closed(shared.close_code());
     Box::pin(node.disconnected(&id)).await;
     linger(stream, &shared).await;
 }
 
 /// Ends a connection whose handshake failed: the handshake response with the
-/// error, if there is one for the client, then a Close frame.
-async fn refuse_handshake(stream: &TcpStream, error: Option<&str>) {
+/// error, if there is one for the client, then a Close frame with `code`.
+async fn refuse_handshake(stream: &TcpStream, error: Option<&str>, code: u16, limit: WriteLimit<'_>) {
     if let Some(error) = error {
-        let _ = write_frame(stream, OP_TEXT, &encode_handshake_response(Some(error))).await;
+        let _ = write_frame(stream, OP_TEXT, &encode_handshake_response(Some(error)), limit).await;
     }
-    let _ = write_close(stream).await;
+    let _ = write_close(stream, code, limit).await;
 }
 
 /// After our Close frame: end our side of the stream and give the client a
@@ -547,15 +603,56 @@ async fn read_some<R>(stream: &TcpStream, parse: impl FnOnce(&[u8]) -> R) -> Opt
     })
 }
 
-/// Writes all of `bytes`.
-async fn write_all(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
-    write_vectored(stream, &[], bytes).await
+/// How long a write may wait for room in a full socket.
+#[derive(Clone, Copy)]
+struct WriteLimit<'a> {
+    /// The longest wait without progress (`write_timeout_secs`); past it the
+    /// write fails with `TimedOut`.
+    patience: Duration,
+    /// Once this connection is asked to close, a wait lasts at most
+    /// [`CLOSE_GRACE`] and then fails with `ConnectionAborted`.
+    closing: Option<&'a ConnectionHandle>,
 }
 
-/// Writes `head` then `body`, as few system calls as the socket allows.
-async fn write_vectored(stream: &TcpStream, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
+impl WriteLimit<'_> {
+    /// The limit of writes outside the writer (responses before and during
+    /// the handshake): the write timeout alone.
+    fn new(node: &Node) -> Self {
+        Self {
+            patience: node.config.write_timeout(),
+            closing: None,
+        }
+    }
+
+    /// Waits until `stream` has room, within the limit.
+    async fn writable(self, stream: &TcpStream) -> io::Result<()> {
+        let cut_short = async {
+            match self.closing {
+                Some(handle) => {
+                    handle.closed().await;
+                    tokio::time::sleep(CLOSE_GRACE).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            room = timeout(self.patience, stream.writable()) => {
+                room.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+            }
+            () = cut_short => Err(io::ErrorKind::ConnectionAborted.into()),
+        }
+    }
+}
+
+/// Writes all of `bytes`.
+async fn write_all(stream: &TcpStream, bytes: &[u8], limit: WriteLimit<'_>) -> io::Result<()> {
+    write_vectored(stream, &[], bytes, limit).await
+}
+
+/// Writes `head` then `body`, as few system calls as the socket allows. The
+/// limit (and its timer) comes in only when the socket is full, not per write.
+async fn write_vectored(stream: &TcpStream, mut head: &[u8], mut body: &[u8], limit: WriteLimit<'_>) -> io::Result<()> {
     while !head.is_empty() || !body.is_empty() {
-        stream.writable().await?;
         match stream.try_write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(mut n) => {
@@ -564,7 +661,9 @@ async fn write_vectored(stream: &TcpStream, mut head: &[u8], mut body: &[u8]) ->
                 n -= from_head;
                 body = &body[n..];
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // Boxed: waiting for room is the rare case, and its timers would
+            // otherwise be part of every writer's state (memory per connection).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Box::pin(limit.writable(stream)).await?,
             Err(e) => return Err(e),
         }
     }
@@ -572,19 +671,22 @@ async fn write_vectored(stream: &TcpStream, mut head: &[u8], mut body: &[u8]) ->
 }
 
 /// Sends one unfragmented frame.
-async fn write_frame(stream: &TcpStream, opcode: u8, payload: &[u8]) -> io::Result<()> {
+async fn write_frame(stream: &TcpStream, opcode: u8, payload: &[u8], limit: WriteLimit<'_>) -> io::Result<()> {
     let (head, len) = frame::header(opcode, payload.len());
-    write_vectored(stream, &head[..len], payload).await
+    write_vectored(stream, &head[..len], payload, limit).await
 }
 
-/// Sends a Close frame with status 1000.
-async fn write_close(stream: &TcpStream) -> io::Result<()> {
-    write_frame(stream, OP_CLOSE, &CLOSE_NORMAL.to_be_bytes()).await
+/// Sends a Close frame with status `code`.
+async fn write_close(stream: &TcpStream, code: u16, limit: WriteLimit<'_>) -> io::Result<()> {
+    write_frame(stream, OP_CLOSE, &code.to_be_bytes(), limit).await
 }
 
 /// The writer: drains the queue, coalescing what waits into one frame; pings
 /// when idle; answers Pings; on close, flushes what is queued and sends the
-/// Close message and frame.
+/// Close message and frame. A write that waits longer than `write_timeout`
+/// for room closes the connection as slow; once a close is requested, a
+/// blocked write gives up after [`CLOSE_GRACE`]. After a failed write the
+/// socket may hold part of a frame, so nothing more is written to it.
 ///
 /// Per message it touches no timer and allocates nothing of its own: a lone
 /// record goes out from the very `Bytes` every recipient shares, and the
@@ -596,8 +698,13 @@ async fn write(
     mut queue: QueueReceiver,
     handle: Arc<ConnectionHandle>,
     keep_alive: Duration,
+    write_timeout: Duration,
 ) {
     let stream = &*stream;
+    let limit = WriteLimit {
+        patience: write_timeout,
+        closing: Some(&*handle),
+    };
     let protocol = handle.protocol;
     let opcode = if protocol.is_binary() { OP_BINARY } else { OP_TEXT };
     let closing = handle.closed();
@@ -616,15 +723,18 @@ async fn write(
                     }
                     let close = HubMessage::Close(Close { error: request.error, allow_reconnect: request.allow_reconnect });
                     protocol.encode(&close, &mut frame);
-                    let _ = write_frame(stream, opcode, &frame).await;
+                    if write_frame(stream, opcode, &frame, limit).await.is_err() {
+                        return;
+                    }
                 }
-                let _ = write_close(stream).await;
+                // Whether the client gets it is up to the client now.
+                let _ = write_close(stream, shared.close_code(), limit).await;
                 return;
             }
             () = shared.pong_due.notified() => {
                 let payload = shared.pong.borrow_mut().take();
                 match payload {
-                    Some(payload) => write_frame(stream, OP_PONG, &payload).await,
+                    Some(payload) => write_frame(stream, OP_PONG, &payload, limit).await,
                     None => continue,
                 }
             }
@@ -633,7 +743,7 @@ async fn write(
                 match queue.try_recv() {
                     None => {
                         delivery.observe(first.at.elapsed().as_secs_f64());
-                        write_frame(stream, opcode, &first.record).await
+                        write_frame(stream, opcode, &first.record, limit).await
                     }
                     Some(second) => {
                         for queued in [first, second] {
@@ -645,7 +755,7 @@ async fn write(
                             frame.extend_from_slice(&queued.record);
                             delivery.observe(queued.at.elapsed().as_secs_f64());
                         }
-                        let sent = write_frame(stream, opcode, &frame).await;
+                        let sent = write_frame(stream, opcode, &frame, limit).await;
                         frame.clear();
                         if frame.capacity() > KEEP_BUFFER {
                             frame = BytesMut::new();
@@ -660,13 +770,18 @@ async fn write(
                     ping.as_mut().reset(due);
                     continue;
                 }
-                let sent = write_frame(stream, opcode, &ping_record(protocol)).await;
+                let sent = write_frame(stream, opcode, &ping_record(protocol), limit).await;
                 ping.as_mut().reset(Instant::now() + keep_alive);
                 sent
             }
         };
-        if sent.is_err() {
-            handle.close(CloseRequest::client_left());
+        if let Err(e) = sent {
+            if e.kind() == io::ErrorKind::TimedOut {
+                handle.close_slow(SlowReason::WriteTimeout);
+            } else {
+                handle.close(CloseRequest::client_left());
+            }
+            return;
         }
         last_sent = Instant::now();
     }
@@ -681,22 +796,6 @@ fn ping_record(protocol: Protocol) -> Bytes {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refusals_are_complete_http_responses() {
-        let refusal = Refusal {
-            header: Some(("www-authenticate", "Bearer")),
-            ..Refusal::new(401, "Unauthorized", "")
-        };
-        let text = String::from_utf8(refusal.bytes()).unwrap();
-        assert_eq!(
-            text,
-            "HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 0\r\nconnection: close\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\nwww-authenticate: Bearer\r\n\r\n"
-        );
-        let text = String::from_utf8(Refusal::new(409, "Conflict", "Connection ID already in use").bytes()).unwrap();
-        assert!(text.starts_with("HTTP/1.1 409 Conflict\r\n"), "{text}");
-        assert!(text.ends_with("x-frame-options: DENY\r\n\r\nConnection ID already in use"));
-    }
 
     fn upgrade_request(uri: &str) -> Request {
         actix_http::test::TestRequest::default()
@@ -735,12 +834,5 @@ mod tests {
 
         node.begin_shutdown();
         assert_eq!(status(&with_token), Some(503));
-    }
-
-    #[test]
-    fn handshake_refusals_keep_their_status() {
-        assert_eq!(handshake_refusal(HandshakeError::GetMethodRequired).status, 405);
-        assert_eq!(handshake_refusal(HandshakeError::UnsupportedVersion).status, 426);
-        assert_eq!(handshake_refusal(HandshakeError::BadWebsocketKey).status, 400);
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hubwire_backplane::{Backplane, ConnectionRecord, HubName, Target};
 use hubwire_node::config::Config;
-use hubwire_node::connection::{ConnectionHandle, QueueReceiver};
+use hubwire_node::connection::{ConnectionHandle, QueueLimits, QueueReceiver};
 use hubwire_node::node::{Node, NodeError};
 use hubwire_protocol::Protocol;
 use hubwire_test_support::{unique_prefix, RedisServer};
@@ -43,9 +43,23 @@ async fn start_node(id: &str, redis_url: &str, prefix: &str, ack_timeout_ms: u64
 /// A connection `id` registered on `node`, and its queue.
 async fn connect(node: &Node, id: &str) -> (Arc<ConnectionHandle>, QueueReceiver) {
     let metrics = node.metrics.hub(HUB);
-    let (handle, queue) =
-        ConnectionHandle::new(id.into(), HUB.into(), None, Protocol::Json, "WebSockets", 4096, metrics);
-    node.connected(&handle).await.expect("connection registered");
+    let limits = QueueLimits {
+        records: 4096,
+        bytes: 1 << 20,
+    };
+    let (handle, queue) = ConnectionHandle::new(
+        id.into(),
+        HUB.into(),
+        None,
+        Protocol::Json,
+        "WebSockets",
+        limits,
+        metrics,
+    );
+    node.reserve(&handle.id, &handle.hub, None, "WebSockets")
+        .await
+        .expect("connection registered");
+    node.connected(&handle).await.expect("connection live");
     (handle, queue)
 }
 

@@ -1,5 +1,6 @@
-//! The per-user connection limit (default 5) holds across the cluster, and a
-//! closed connection frees its place on every node.
+//! The per-user connection limit (default 5) holds across the cluster, is
+//! enforced before the 101 (a 429, not a handshake error), and a closed
+//! connection frees its place on every node.
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,11 @@ async fn the_per_user_limit_counts_connections_on_every_node() {
         held.push(nodes.client(n, "heavy").await);
     }
     match nodes.try_client(3, "heavy").await {
-        Err(ClientError::Handshake(error)) => {
-            assert_eq!(error, "The user already has the maximum of 5 connections.");
+        Err(ClientError::WebSocket(error)) => {
+            assert!(
+                error.to_string().contains("429"),
+                "refused before the 101 with 429: {error}"
+            );
         }
         Err(other) => panic!("refused the wrong way: {other}"),
         Ok(_) => panic!("a sixth connection of one user was accepted across the cluster"),
@@ -34,7 +38,7 @@ async fn the_per_user_limit_counts_connections_on_every_node() {
     while reconnected.is_none() {
         match nodes.try_client(3, "heavy").await {
             Ok(client) => reconnected = Some(client),
-            Err(ClientError::Handshake(_)) if Instant::now() < deadline => {
+            Err(ClientError::WebSocket(_)) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("the freed place was not given back within 10 s: {e}"),
