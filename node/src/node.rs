@@ -141,6 +141,8 @@ impl Node {
 
     /// Sends `method(arguments)` to `target` in `hub`, except some connections:
     /// to local recipients directly, to the rest of the cluster in one publish.
+    /// Local delivery comes first, so that this node's connections get the
+    /// message even while Redis is unreachable (hub methods).
     pub async fn send(
         &self,
         hub: &HubName,
@@ -149,26 +151,8 @@ impl Node {
         method: &str,
         arguments: Vec<Value>,
     ) -> Result<(), NodeError> {
-        if let Target::Group(group) = &target {
-            self.check_group_name(hub, group)?;
-        }
         let message = OutboundMessage::invocation(method, arguments);
-        self.deliver_local(hub, &target, &except, &message);
-        if let Target::Connection(id) = &target {
-            if self.registry.get(id).is_some() {
-                return Ok(());
-            }
-        }
-        self.publish(
-            hub,
-            ClusterBody::Deliver {
-                target,
-                except,
-                payload: message.json().clone(),
-            },
-        )
-        .await?;
-        Ok(())
+        self.send_in_order(hub, target, except, message, false).await
     }
 
     /// Like [`Node::send`], but publishes first and delivers to this node's
@@ -183,10 +167,26 @@ impl Node {
         method: &str,
         arguments: Vec<Value>,
     ) -> Result<(), NodeError> {
+        let message = OutboundMessage::invocation(method, arguments);
+        self.send_in_order(hub, target, except, message, true).await
+    }
+
+    /// Delivers locally and publishes (unless the target is a connection of
+    /// this node), in the order `publish_first` says.
+    async fn send_in_order(
+        &self,
+        hub: &HubName,
+        target: Target,
+        except: Vec<ConnectionId>,
+        message: OutboundMessage,
+        publish_first: bool,
+    ) -> Result<(), NodeError> {
         if let Target::Group(group) = &target {
             self.check_group_name(hub, group)?;
         }
-        let message = OutboundMessage::invocation(method, arguments);
+        if !publish_first {
+            self.deliver_local(hub, &target, &except, &message);
+        }
         let held_here = matches!(&target, Target::Connection(id) if self.registry.get(id).is_some());
         if !held_here {
             let body = ClusterBody::Deliver {
@@ -196,7 +196,9 @@ impl Node {
             };
             self.publish(hub, body).await?;
         }
-        self.deliver_local(hub, &target, &except, &message);
+        if publish_first {
+            self.deliver_local(hub, &target, &except, &message);
+        }
         Ok(())
     }
 
