@@ -20,8 +20,8 @@ use crate::metrics::{Metrics, RefusalReason};
 
 /// Open files the default `max_connections` leaves to everything that is not
 /// a WebSocket: stdio, the listener, the runtimes' epoll and wake-up
-/// descriptors (two per worker), Redis connections, the embedded database's
-/// files, and short HTTP requests such as `/healthz`, `/metrics` and the REST API.
+/// descriptors (two per worker), Redis connections, and short HTTP requests
+/// such as `/healthz`, `/metrics` and the REST API.
 pub const RESERVED_FILES: usize = 64;
 
 /// The default `max_connections`: the open-file soft limit minus

@@ -36,11 +36,6 @@ pub struct AppState {
     pub node: Arc<Node>,
 }
 
-/// The value of a query parameter.
-pub fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
-    query_value(req.query_string(), name)
-}
-
 /// The value of parameter `name` in a query string.
 pub fn query_value(query: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())

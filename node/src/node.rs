@@ -690,7 +690,11 @@ mod tests {
         assert_eq!(refusals(&node, "group_name_length"), "16");
         let longest = GroupName::from("g".repeat(MAX_GROUP_NAME_CHARS));
         assert!(node.add_to_group(&hub, &longest, &c.id).await.unwrap());
-        assert_eq!(node.registry.groups_of(&c.id), vec![longest]);
+        let members = node.registry.resolve(&hub, &Target::Group(longest), &[]);
+        assert_eq!(
+            members.iter().map(|h| h.id.clone()).collect::<Vec<_>>(),
+            vec![c.id.clone()]
+        );
     }
 
     #[tokio::test]

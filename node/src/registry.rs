@@ -124,15 +124,6 @@ impl Registry {
         remove(&mut s.groups, &(hub.clone(), group.clone()), id)
     }
 
-    /// The groups a local connection belongs to.
-    pub fn groups_of(&self, id: &ConnectionId) -> Vec<GroupName> {
-        let s = self.state.read();
-        s.connection_groups
-            .get(id)
-            .map(|g| g.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
     /// The local connections a target designates in a hub, minus `except`.
     pub fn resolve(&self, hub: &HubName, target: &Target, except: &[ConnectionId]) -> Vec<Arc<ConnectionHandle>> {
         let s = self.state.read();
