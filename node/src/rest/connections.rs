@@ -3,11 +3,10 @@
 //! held by any node counts; a connection of another hub does not.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 
-use super::auth::Authorized;
 use super::error::{Missing, RestError};
-use super::params::{self, ConnectionPath, GroupPath, HubPath, UserPath};
+use super::params::{self, ConnectionPath, GroupPath, HubPath, HubRequest, UserPath};
 use super::success;
 use crate::http::AppState;
 use crate::node::Node;
@@ -25,13 +24,7 @@ fn no_such_connection(id: &str) -> RestError {
 
 /// `HEAD` / `GET /api/hubs/{hub}/connections/{id}`: 200, or 404
 /// `Warning.Connection.NotExisted`.
-pub async fn exists(
-    _: Authorized,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<ConnectionPath>,
-) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
+pub async fn exists(HubRequest { state, path, hub }: HubRequest<ConnectionPath>) -> Result<HttpResponse, RestError> {
     let id = ConnectionId::from(path.id.as_str());
     if exists_in(&state.node, &hub, &id).await? {
         Ok(HttpResponse::Ok().finish())
@@ -44,12 +37,9 @@ pub async fn exists(
 /// connection (the client gets a Close message carrying the reason); 200, or
 /// 404 `Warning.Connection.NotExisted`.
 pub async fn close(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<ConnectionPath>,
+    HubRequest { state, path, hub }: HubRequest<ConnectionPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let id = ConnectionId::from(path.id.as_str());
     if !exists_in(&state.node, &hub, &id).await? {
         return Err(no_such_connection(&path.id));
@@ -62,12 +52,9 @@ pub async fn close(
 /// `DELETE /api/hubs/{hub}/connections/{id}/groups`: the connection leaves
 /// every group of the hub; 200 (also when it was in none).
 pub async fn leave_all_groups(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<ConnectionPath>,
+    HubRequest { state, path, hub }: HubRequest<ConnectionPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let id = ConnectionId::from(path.id.as_str());
     state.node.remove_from_all_groups(&hub, &id).await?;
     Ok(success(&req, StatusCode::OK))
@@ -86,24 +73,18 @@ async fn close_target(
 
 /// `POST /api/hubs/{hub}/:closeConnections` (`excluded`, `reason`): 204.
 pub async fn close_all(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<HubPath>,
+    HubRequest { state, hub, .. }: HubRequest<HubPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     close_target(&state, &req, &hub, Target::All).await
 }
 
 /// `POST /api/hubs/{hub}/groups/{group}/:closeConnections` (`excluded`,
 /// `reason`): 204.
 pub async fn close_group(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<GroupPath>,
+    HubRequest { state, path, hub }: HubRequest<GroupPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let target = Target::Group(params::group(&path.group));
     close_target(&state, &req, &hub, target).await
 }
@@ -111,12 +92,9 @@ pub async fn close_group(
 /// `POST /api/hubs/{hub}/users/{user}/:closeConnections` (`excluded`,
 /// `reason`): 204.
 pub async fn close_user(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<UserPath>,
+    HubRequest { state, path, hub }: HubRequest<UserPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let target = Target::User(params::user(&path.user));
     close_target(&state, &req, &hub, target).await
 }

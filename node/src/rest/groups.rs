@@ -6,16 +6,14 @@
 //! connection that stays in the group while the pages are read.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::json;
 
-use super::auth::Authorized;
 use super::error::{Missing, RestError};
-use super::params::{self, ConnectionGroupPath, GroupPath};
+use super::params::{self, ConnectionGroupPath, GroupPath, HubRequest};
 use super::success;
-use crate::http::AppState;
 use hubwire_backplane::{ConnectionId, ConnectionRecord, UserId};
 
 /// The page size of a group's connection list when `maxpagesize` is absent.
@@ -26,12 +24,9 @@ pub const MAX_PAGE_SIZE: usize = 200;
 /// `PUT /api/hubs/{hub}/groups/{group}/connections/{id}`: 200, or 404
 /// `Error.Connection.NotExisted` when no such connection is in the hub.
 pub async fn add_connection(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<ConnectionGroupPath>,
+    HubRequest { state, path, hub }: HubRequest<ConnectionGroupPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let group = params::group(&path.group);
     let id = ConnectionId::from(path.id.as_str());
     if state.node.add_to_group(&hub, &group, &id).await? {
@@ -47,12 +42,9 @@ pub async fn add_connection(
 /// `DELETE /api/hubs/{hub}/groups/{group}/connections/{id}`: 200, also when
 /// the connection was not a member (the SDK treats any 404 here as a failure).
 pub async fn remove_connection(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<ConnectionGroupPath>,
+    HubRequest { state, path, hub }: HubRequest<ConnectionGroupPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let group = params::group(&path.group);
     let id = ConnectionId::from(path.id.as_str());
     state.node.remove_from_group(&hub, &group, &id).await?;
@@ -61,13 +53,7 @@ pub async fn remove_connection(
 
 /// `HEAD` / `GET /api/hubs/{hub}/groups/{group}`: 200 when the group has a
 /// connection, or 404 `Warning.Group.NotExisted`.
-pub async fn exists(
-    _: Authorized,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<GroupPath>,
-) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
+pub async fn exists(HubRequest { state, path, hub }: HubRequest<GroupPath>) -> Result<HttpResponse, RestError> {
     let group = params::group(&path.group);
     if state.node.group_connections(&hub, &group).await?.is_empty() {
         Err(RestError::not_found(
@@ -84,12 +70,9 @@ pub async fn exists(
 /// "userId"}], "nextLink"}`, `nextLink` being the absolute URL of the next
 /// page, or `null` after the last.
 pub async fn list_connections(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<GroupPath>,
+    HubRequest { state, path, hub }: HubRequest<GroupPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let group = params::group(&path.group);
     let page_size = params::bounded(&req, "maxpagesize", 1..=MAX_PAGE_SIZE)?.unwrap_or(DEFAULT_PAGE_SIZE);
     let top = params::bounded(&req, "top", 0..=usize::MAX)?;

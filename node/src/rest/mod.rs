@@ -8,7 +8,8 @@
 //! - [`auth`]: access-key tokens (audience = request URL) and admin JWTs.
 //! - [`body`]: the send body (JSON with any property-name casing, or the
 //!   SDK's MessagePack envelope), at most 1 MB.
-//! - [`params`]: path segments, query parameters, hub resolution.
+//! - [`params`]: path segments, query parameters, hub resolution, and
+//!   [`params::HubRequest`], the extractor every hub route starts with.
 //! - [`send`], [`connections`], [`groups`], [`users`]: Azure's operations.
 //! - [`query`]: hubwire's cluster-wide listings and counts.
 //! - [`error`]: error bodies and `x-ms-error-code`, and the one place where

@@ -4,13 +4,21 @@
 //! names and connection ids). Query parameter names are matched
 //! case-insensitively (the SDK writes `maxPageSize`, Azure documents
 //! `maxpagesize`); repeated parameters (`excluded`) keep every value.
+//!
+//! [`HubRequest`] is the prologue every hub route shares: authorize, read the
+//! path, resolve its hub.
 
+use std::future::{ready, Ready};
 use std::time::Duration;
 
-use actix_web::HttpRequest;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::auth::Authorized;
 use super::error::{Missing, RestError};
+use crate::http::AppState;
 use crate::node::Node;
 use hubwire_backplane::{ConnectionId, GroupName, HubName, MembershipTtl, UserId};
 
@@ -68,6 +76,62 @@ pub struct ConnectionGroupPath {
     pub group: String,
     /// The connection id.
     pub id: String,
+}
+
+/// A path that names a hub (`/hubs/{hub}/...`).
+pub trait HubSegment {
+    /// The hub, as written in the URL.
+    fn hub_segment(&self) -> &str;
+}
+
+macro_rules! hub_segment {
+    ($($path:ty),*) => {
+        $(impl HubSegment for $path {
+            fn hub_segment(&self) -> &str {
+                &self.hub
+            }
+        })*
+    };
+}
+hub_segment!(
+    HubPath,
+    UserPath,
+    GroupPath,
+    ConnectionPath,
+    UserGroupPath,
+    ConnectionGroupPath
+);
+
+/// An authorized request to a hub route: the node's state, the path `P` and
+/// the hub it resolves to. Refuses with 401 when not authorized (checked
+/// first), then 404 `Error.Hub.NotExisted` as [`hub`] does.
+pub struct HubRequest<P> {
+    /// What every handler gets.
+    pub state: web::Data<AppState>,
+    /// The path segments.
+    pub path: P,
+    /// The hub the path names.
+    pub hub: HubName,
+}
+
+impl<P: HubSegment + DeserializeOwned + 'static> FromRequest for HubRequest<P> {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        ready(hub_request(req, payload))
+    }
+}
+
+fn hub_request<P: HubSegment + DeserializeOwned + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> Result<HubRequest<P>, actix_web::Error> {
+    Authorized::from_request(req, payload).into_inner()?;
+    let state = web::Data::<AppState>::from_request(req, payload).into_inner()?;
+    let path = web::Path::<P>::from_request(req, payload).into_inner()?.into_inner();
+    let hub = hub(&state.node, req, path.hub_segment())?;
+    Ok(HubRequest { state, path, hub })
 }
 
 /// Whether the request uses the v1 paths (`/api/v1/...`).

@@ -7,13 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use serde_json::json;
 
-use super::auth::Authorized;
 use super::error::RestError;
-use super::params::{self, GroupPath, HubPath, UserPath};
-use crate::http::AppState;
+use super::params::{self, GroupPath, HubPath, HubRequest, UserPath};
 use hubwire_backplane::{Backplane, ConnectionRecord, UserId};
 
 /// Users of a group's connections, with how many connections each has in it.
@@ -27,13 +25,7 @@ fn users_of(records: &[ConnectionRecord]) -> BTreeMap<&str, usize> {
 
 /// `GET /api/hubs/{hub}/groups/{group}/users`:
 /// `{"value": [{"userId", "connectionCount"}]}`.
-pub async fn group_users(
-    _: Authorized,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<GroupPath>,
-) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
+pub async fn group_users(HubRequest { state, path, hub }: HubRequest<GroupPath>) -> Result<HttpResponse, RestError> {
     let group = params::group(&path.group);
     let records = state.node.group_connections(&hub, &group).await?;
     let value: Vec<_> = users_of(&records)
@@ -44,13 +36,7 @@ pub async fn group_users(
 }
 
 /// `GET /api/hubs/{hub}/groups/{group}/count`: `{"connections", "users"}`.
-pub async fn group_count(
-    _: Authorized,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<GroupPath>,
-) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
+pub async fn group_count(HubRequest { state, path, hub }: HubRequest<GroupPath>) -> Result<HttpResponse, RestError> {
     let group = params::group(&path.group);
     let records = state.node.group_connections(&hub, &group).await?;
     let users = users_of(&records).len();
@@ -60,12 +46,8 @@ pub async fn group_count(
 /// `GET /api/hubs/{hub}/users/{user}/connections`: `{"value":
 /// [{"connectionId", "userId", "transport", "node", "connectedAtMs"}]}`.
 pub async fn user_connections(
-    _: Authorized,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<UserPath>,
+    HubRequest { state, path, hub }: HubRequest<UserPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let user = params::user(&path.user);
     let mut records = state.node.backplane.user_connections(&hub, &user).await?;
     records.sort_by(|a, b| (a.since_ms, &a.id).cmp(&(b.since_ms, &b.id)));
@@ -85,13 +67,7 @@ pub async fn user_connections(
 }
 
 /// `GET /api/hubs/{hub}/users/{user}/count`: `{"connections"}`.
-pub async fn user_count(
-    _: Authorized,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<UserPath>,
-) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
+pub async fn user_count(HubRequest { state, path, hub }: HubRequest<UserPath>) -> Result<HttpResponse, RestError> {
     let user = params::user(&path.user);
     let count = state.node.backplane.user_connections(&hub, &user).await?.len();
     Ok(HttpResponse::Ok().json(json!({ "connections": count })))
@@ -99,13 +75,7 @@ pub async fn user_count(
 
 /// `GET /api/hubs/{hub}/nodes` (hubwire extension): every live node of the
 /// cluster with its number of connections to the hub.
-pub async fn node_counts(
-    _: Authorized,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<HubPath>,
-) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
+pub async fn node_counts(HubRequest { state, hub, .. }: HubRequest<HubPath>) -> Result<HttpResponse, RestError> {
     let nodes = state.node.backplane.node_connection_counts(&hub).await?;
     let value: Vec<_> = nodes
         .into_iter()
@@ -115,13 +85,7 @@ pub async fn node_counts(
 }
 
 /// `GET /api/hubs/{hub}/count`: `{"connections"}`, cluster-wide.
-pub async fn hub_count(
-    _: Authorized,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<HubPath>,
-) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
+pub async fn hub_count(HubRequest { state, hub, .. }: HubRequest<HubPath>) -> Result<HttpResponse, RestError> {
     let count = state.node.backplane.hub_connection_count(&hub).await?;
     Ok(HttpResponse::Ok().json(json!({ "connections": count })))
 }

@@ -10,10 +10,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::auth::Authorized;
 use super::body::read_message;
 use super::error::RestError;
-use super::params::{self, ConnectionPath, GroupPath, HubPath, UserPath};
+use super::params::{self, ConnectionPath, GroupPath, HubPath, HubRequest, UserPath};
 use super::success;
 use crate::http::AppState;
 use hubwire_backplane::{ConnectionId, HubName, Target};
@@ -36,51 +35,39 @@ async fn deliver(
 
 /// `POST /api/hubs/{hub}/:send` (`excluded`): to every connection of the hub.
 pub async fn to_all(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<HubPath>,
+    HubRequest { state, hub, .. }: HubRequest<HubPath>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     deliver(&state, &req, &hub, Target::All, payload).await
 }
 
 /// `POST /api/hubs/{hub}/users/{user}/:send`: to every connection of a user.
 pub async fn to_user(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<UserPath>,
+    HubRequest { state, path, hub }: HubRequest<UserPath>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let target = Target::User(params::user(&path.user));
     deliver(&state, &req, &hub, target, payload).await
 }
 
 /// `POST /api/hubs/{hub}/groups/{group}/:send` (`excluded`): to a group.
 pub async fn to_group(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<GroupPath>,
+    HubRequest { state, path, hub }: HubRequest<GroupPath>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let target = Target::Group(params::group(&path.group));
     deliver(&state, &req, &hub, target, payload).await
 }
 
 /// `POST /api/hubs/{hub}/connections/{id}/:send`: to one connection.
 pub async fn to_connection(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<ConnectionPath>,
+    HubRequest { state, path, hub }: HubRequest<ConnectionPath>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let target = Target::Connection(ConnectionId::from(path.id.as_str()));
     deliver(&state, &req, &hub, target, payload).await
 }

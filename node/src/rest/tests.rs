@@ -94,11 +94,11 @@ fn error_code(response: &ServiceResponse) -> &str {
         .unwrap_or_default()
 }
 
-#[actix_web::test]
-async fn every_route_is_reached_and_guarded() {
-    let h = "/api/hubs/diagnostics";
-    let v1 = "/api/v1/hubs/diagnostics";
-    let routes = [
+/// Every route of hub `hub` but health, with a method it answers.
+fn hub_routes(hub: &str) -> Vec<(Method, String)> {
+    let h = format!("/api/hubs/{hub}");
+    let v1 = format!("/api/v1/hubs/{hub}");
+    vec![
         (Method::POST, format!("{h}/:send")),
         (Method::POST, format!("{h}/users/u1/:send")),
         (Method::POST, format!("{h}/groups/g1/:send")),
@@ -127,7 +127,7 @@ async fn every_route_is_reached_and_guarded() {
         (Method::GET, format!("{h}/groups/g1/count")),
         (Method::GET, format!("{h}/users/u1/connections")),
         (Method::GET, format!("{h}/users/u1/count")),
-        (Method::POST, v1.to_owned()),
+        (Method::POST, v1.clone()),
         (Method::POST, format!("{v1}/users/u1")),
         (Method::POST, format!("{v1}/groups/g1")),
         (Method::POST, format!("{v1}/connections/c1")),
@@ -138,8 +138,12 @@ async fn every_route_is_reached_and_guarded() {
         (Method::DELETE, format!("{v1}/groups/g1/users/u1")),
         (Method::PUT, format!("{v1}/groups/g1/connections/c1")),
         (Method::DELETE, format!("{v1}/connections/c1/groups/g1")),
-    ];
-    for (method, path) in routes {
+    ]
+}
+
+#[actix_web::test]
+async fn every_route_is_reached_and_guarded() {
+    for (method, path) in hub_routes("diagnostics") {
         let uri = format!("{path}?api-version=2022-06-01");
         let response = call(method.clone(), &uri, None, None).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
@@ -148,6 +152,19 @@ async fn every_route_is_reached_and_guarded() {
     for path in ["/api/health?api-version=2022-06-01", "/api/v1/health"] {
         assert_eq!(call(Method::HEAD, path, None, None).await.status(), StatusCode::OK);
         assert_eq!(call(Method::GET, path, None, None).await.status(), StatusCode::OK);
+    }
+}
+
+#[actix_web::test]
+async fn every_route_authorizes_before_it_resolves_the_hub() {
+    for (method, path) in hub_routes("nosuchhub") {
+        let uri = format!("{path}?api-version=2022-06-01");
+        let response = call(method.clone(), &uri, None, None).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(error_code(&response), "Error.Request.Unauthorized");
+        let response = call(method.clone(), &uri, Some(sdk_token(&uri)), None).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(error_code(&response), "Error.Hub.NotExisted", "{method} {path}");
     }
 }
 

@@ -5,24 +5,16 @@
 //! or until `ttl` seconds have passed. Removing takes all of them out.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 
-use super::auth::Authorized;
 use super::error::{Missing, RestError};
-use super::params::{self, UserGroupPath, UserPath};
+use super::params::{self, HubRequest, UserGroupPath, UserPath};
 use super::success;
-use crate::http::AppState;
 use hubwire_backplane::Backplane;
 
 /// `HEAD` / `GET /api/hubs/{hub}/users/{user}`: 200 when the user has a
 /// connection to the hub, or 404 `Warning.User.NotExisted`.
-pub async fn exists(
-    _: Authorized,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<UserPath>,
-) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
+pub async fn exists(HubRequest { state, path, hub }: HubRequest<UserPath>) -> Result<HttpResponse, RestError> {
     let user = params::user(&path.user);
     if state.node.backplane.user_connections(&hub, &user).await?.is_empty() {
         Err(RestError::not_found(
@@ -36,12 +28,9 @@ pub async fn exists(
 
 /// `PUT /api/hubs/{hub}/users/{user}/groups/{group}` (`ttl` seconds): 200.
 pub async fn add_to_group(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<UserGroupPath>,
+    HubRequest { state, path, hub }: HubRequest<UserGroupPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let group = params::group(&path.group);
     let ttl = params::ttl(params::query_value(&req, "ttl").as_deref())?;
     let user = params::user(&path.user);
@@ -51,13 +40,7 @@ pub async fn add_to_group(
 
 /// `HEAD` / `GET /api/hubs/{hub}/users/{user}/groups/{group}`: 200 when the
 /// user is a member, or 404 `Info.User.NotInGroup`.
-pub async fn in_group(
-    _: Authorized,
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<UserGroupPath>,
-) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
+pub async fn in_group(HubRequest { state, path, hub }: HubRequest<UserGroupPath>) -> Result<HttpResponse, RestError> {
     let group = params::group(&path.group);
     let user = params::user(&path.user);
     if state.node.user_in_group(&hub, &user, &group).await? {
@@ -73,12 +56,9 @@ pub async fn in_group(
 /// `DELETE /api/hubs/{hub}/users/{user}/groups/{group}`: 204, also when the
 /// user was not a member.
 pub async fn remove_from_group(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<UserGroupPath>,
+    HubRequest { state, path, hub }: HubRequest<UserGroupPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let group = params::group(&path.group);
     let user = params::user(&path.user);
     state.node.remove_user_from_group(&hub, &user, &group).await?;
@@ -87,12 +67,9 @@ pub async fn remove_from_group(
 
 /// `DELETE /api/hubs/{hub}/users/{user}/groups`: 204.
 pub async fn remove_from_all_groups(
-    _: Authorized,
     req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<UserPath>,
+    HubRequest { state, path, hub }: HubRequest<UserPath>,
 ) -> Result<HttpResponse, RestError> {
-    let hub = params::hub(&state.node, &req, &path.hub)?;
     let user = params::user(&path.user);
     state.node.remove_user_from_all_groups(&hub, &user).await?;
     Ok(success(&req, StatusCode::NO_CONTENT))
