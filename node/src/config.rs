@@ -1,192 +1,273 @@
 //! Node configuration: a TOML file, then `HUBWIRE_*` environment variables on top.
 //!
-//! Every field states its default; `docs/configuration.md` lists them all. The
-//! environment names are a contract with operators and the Helm chart.
+//! Each field is declared once, in the `config_fields!` table below: name,
+//! type, default and doc comment (which states the default). The macro makes
+//! the struct, its `Default`, [`Config::FIELDS`] and the environment layer, so
+//! `HUBWIRE_` + the upper-case field name is the variable of every field and
+//! none can be forgotten. How a value is read from its variable follows from
+//! the field's type (`FromEnv`). `docs/configuration.md` has one row per
+//! field; a test holds the two in step. The names are a contract with operators.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hubwire_backplane::{NodeId, RedisConfig};
 use serde::Deserialize;
 
-/// Everything a node can be told. Field names are the TOML keys; each has an
-/// environment variable `HUBWIRE_<FIELD>` (upper-case) that overrides the file.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// Address to listen on. Default `127.0.0.1:8080`; port 0 picks a free port.
-    pub listen: String,
-    /// This node's id in the cluster. Default: random at every start.
-    pub node_id: Option<String>,
-    /// HS256 key for user tokens. Default: none, in which case a development key
-    /// is generated once and kept in `<data_dir>/dev-jwt-secret`.
-    pub jwt_secret: Option<String>,
-    /// PEM file with an RSA or EC public key: user tokens signed RS256 / ES256
-    /// are accepted too. Default: none.
-    pub jwt_public_key_file: Option<PathBuf>,
-    /// Required `iss` claim of user tokens. Default: not checked.
-    pub jwt_issuer: Option<String>,
-    /// Required `aud` claim of user tokens. Default: not checked.
-    pub jwt_audience: Option<String>,
-    /// Access key for the REST API (HS256 bearer tokens as Azure SignalR Service
-    /// uses them). Default: none; then only admin JWTs (user tokens whose `roles`
-    /// hold `admin`) are accepted by the REST API.
-    pub access_key: Option<String>,
-    /// Redis URL (`redis://host:port`); absent: the in-process backplane, a
-    /// single node. In cluster mode any master's URL. Default: absent.
-    pub redis_url: Option<String>,
-    /// Prefix of every Redis key and channel. Default `hubwire`.
-    pub redis_prefix: String,
-    /// Redis Cluster: sharded pub/sub and hash-tagged keys. Default `false`.
-    pub redis_cluster: bool,
-    /// Milliseconds between this node's heartbeats in Redis. Default 2000.
-    pub node_heartbeat_ms: u64,
-    /// Milliseconds without a heartbeat after which a node counts as dead and
-    /// its connections are removed from the cluster. Default 10000.
-    pub node_dead_after_ms: u64,
-    /// Directory for the embedded database and the development key. Default `./data`.
-    pub data_dir: PathBuf,
-    /// Hubs that accept connections without a token (comma-separated in the
-    /// environment). Default: none; every hub requires a valid token.
-    pub anonymous_hubs: Vec<String>,
-    /// Whether the built-in `diagnostics` hub is served. Default `false`: it
-    /// is a test and operations surface (tests, `loadtest` and the bench
-    /// scripts turn it on), and its sends to other users need the `admin` role.
-    pub diagnostics_hub: bool,
-    /// Seconds without a send after which the server sends a Ping. Default 15.
-    pub keep_alive_secs: u64,
-    /// Seconds without anything from a client after which it is closed. Default 30.
-    pub client_timeout_secs: u64,
-    /// Seconds a client has to complete the handshake. Default 15.
-    pub handshake_timeout_secs: u64,
-    /// Largest hub message a client may send, in bytes. Default 32768.
-    pub max_message_size: usize,
-    /// Messages that may wait for one connection before it counts as slow and
-    /// is closed. Default 1024.
-    pub outbound_queue: usize,
-    /// Connections one user may hold per hub, cluster-wide; 0 = unlimited. Default 5.
-    pub max_connections_per_user: usize,
-    /// Send exception details to clients in errors. Default `false`.
-    pub detailed_errors: bool,
-    /// HTTP worker threads. Default: the number of cores.
-    pub workers: Option<usize>,
-    /// Seconds graceful shutdown waits for connections to close. Default 10.
-    pub shutdown_timeout_secs: u64,
-    /// `TCP_NODELAY` on client sockets (each frame is one write). Default `true`.
-    pub tcp_nodelay: bool,
-    /// Server-to-client streams one connection may run at once; a stream
-    /// invocation beyond it is answered with a Completion error and the
-    /// connection stays open. 0 = unlimited. Default 32.
-    pub max_streams_per_connection: usize,
-    /// Groups one connection may be added to (JoinGroup or the REST API);
-    /// adding it to one more is refused. 0 = unlimited. Default 128.
-    pub max_groups_per_connection: usize,
-    /// Seconds a negotiated connection token waits for its transport; after
-    /// that it cannot be used. Default 30.
-    pub negotiate_ttl_secs: u64,
-    /// Negotiated-but-unconnected tokens one user may hold on this node
-    /// (anonymous negotiations count only towards the node's limit); more are
-    /// refused with 429. 0 = unlimited. Default 32.
-    pub max_pending_negotiations_per_user: usize,
-    /// Negotiated-but-unconnected tokens on this node; more are refused with
-    /// 503. 0 = unlimited. Default 100000.
-    pub max_pending_negotiations: usize,
-    /// Close a connection (Close message with an error, reconnect allowed) when
-    /// the `exp` of its token passes, as ASP.NET Core's
-    /// `CloseOnAuthenticationExpiration`. Default `false`.
-    pub close_on_token_expiry: bool,
-    /// Whether HS256 user tokens are accepted when `jwt_public_key_file` is
-    /// set (without a public key HS256 is the only algorithm and this is
-    /// ignored). Default `true`.
-    pub jwt_allow_hs256: bool,
-    /// The node's externally visible base URL (`https://signalr.example.com`,
-    /// optionally with a path prefix): REST access-token audiences are
-    /// compared with it instead of the request's `Host`. Default: none.
-    pub public_url: Option<String>,
-    /// Proxies (IP addresses or CIDR blocks) whose `Forwarded` /
-    /// `X-Forwarded-Host` / `X-Forwarded-Proto` headers are trusted for the
-    /// REST audience check. Default: none (only the direct `Host` is used).
-    pub trusted_proxies: Vec<String>,
-    /// Origins (`https://app.example.com`, or `*`) allowed to open WebSockets
-    /// and to call negotiate and the REST API from a browser; the CORS
-    /// preflight is answered for them. Default: none = no Origin check and no
-    /// CORS headers.
-    pub allowed_origins: Vec<String>,
-    /// How long a group or close command for connections on other nodes
-    /// waits for those nodes to confirm it, in milliseconds; then it fails
-    /// (REST 503, `HubException`). Default 5000.
-    pub cluster_ack_timeout_ms: u64,
-    /// Events a node's backplane inbox holds (Redis backplane). When full,
-    /// receiving waits and what overflows fred's buffer behind it is lost
-    /// and counted (`hubwire_redis_dropped_total`). Must be positive.
-    /// Default 4096.
-    pub cluster_inbox_capacity: usize,
-    /// Seconds a write to a client may make no progress before the client
-    /// counts as slow and is closed. Default 10.
-    pub write_timeout_secs: u64,
-    /// Bytes of records that may wait for one connection (besides what the
-    /// socket took) before it counts as slow and is closed; one record larger
-    /// than this is still accepted into an empty queue. Default 1048576.
-    pub outbound_queue_bytes: usize,
-    /// WebSocket connections this node holds at once, handshakes included.
-    /// Default: the process's open-file soft limit minus 64 (Redis, the
-    /// database, the listener, `/healthz` and other HTTP requests).
-    pub max_connections: Option<usize>,
-    /// WebSocket upgrades whose SignalR handshake is not complete yet, on the
-    /// whole node; 0 = unlimited. Default 1024.
-    pub max_handshakes: usize,
-    /// The same per client IP address; 0 = unlimited. Default 64.
-    pub max_handshakes_per_ip: usize,
-    /// Largest SignalR handshake request, in bytes. Default 4096.
-    pub max_handshake_size: usize,
+/// Declares the configuration from one table of `name: type = default;`
+/// entries with their doc comments: the struct (TOML keys are the names,
+/// unknown keys refused), `Default`, the list of names and the environment
+/// layer.
+macro_rules! config_fields {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            $( $(#[$field_meta:meta])* $field:ident: $ty:ty = $default:expr; )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        impl $name {
+            /// Every field's name (its TOML key), in declaration order; its
+            /// environment variable is [`env_name`] of it.
+            pub const FIELDS: &'static [&'static str] = &[$( stringify!($field) ),*];
+
+            /// Applies `HUBWIRE_*` variables as returned by `get`: each field
+            /// whose variable is set takes the value read from it.
+            pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+                $(
+                    let name = env_name(stringify!($field));
+                    if let Some(value) = get(&name) {
+                        self.$field = FromEnv::from_env(&name, value)?;
+                    }
+                )*
+                Ok(())
+            }
+        }
+    };
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".into(),
-            node_id: None,
-            jwt_secret: None,
-            jwt_public_key_file: None,
-            jwt_issuer: None,
-            jwt_audience: None,
-            access_key: None,
-            redis_url: None,
-            redis_prefix: "hubwire".into(),
-            redis_cluster: false,
-            node_heartbeat_ms: 2000,
-            node_dead_after_ms: 10_000,
-            data_dir: PathBuf::from("./data"),
-            anonymous_hubs: Vec::new(),
-            diagnostics_hub: false,
-            keep_alive_secs: 15,
-            client_timeout_secs: 30,
-            handshake_timeout_secs: 15,
-            max_message_size: 32 * 1024,
-            outbound_queue: 1024,
-            max_connections_per_user: 5,
-            detailed_errors: false,
-            workers: None,
-            shutdown_timeout_secs: 10,
-            tcp_nodelay: true,
-            max_streams_per_connection: 32,
-            max_groups_per_connection: 128,
-            negotiate_ttl_secs: 30,
-            max_pending_negotiations_per_user: 32,
-            max_pending_negotiations: 100_000,
-            close_on_token_expiry: false,
-            jwt_allow_hs256: true,
-            public_url: None,
-            trusted_proxies: Vec::new(),
-            allowed_origins: Vec::new(),
-            cluster_ack_timeout_ms: 5000,
-            cluster_inbox_capacity: 4096,
-            write_timeout_secs: 10,
-            outbound_queue_bytes: 1024 * 1024,
-            max_connections: None,
-            max_handshakes: 1024,
-            max_handshakes_per_ip: 64,
-            max_handshake_size: 4096,
+/// The environment variable of a field: `HUBWIRE_` + its name in upper case.
+pub fn env_name(field: &str) -> String {
+    format!("HUBWIRE_{}", field.to_ascii_uppercase())
+}
+
+/// How a field of this type is read from its environment variable `name`.
+trait FromEnv: Sized {
+    /// The field's value for the variable's `value`.
+    fn from_env(name: &str, value: String) -> Result<Self, ConfigError>;
+}
+
+/// Text as it is.
+impl FromEnv for String {
+    fn from_env(_: &str, value: String) -> Result<Self, ConfigError> {
+        Ok(value)
+    }
+}
+
+/// An empty variable means none, so a file's value can be unset.
+impl FromEnv for Option<String> {
+    fn from_env(_: &str, value: String) -> Result<Self, ConfigError> {
+        Ok(Some(value).filter(|s| !s.is_empty()))
+    }
+}
+
+impl FromEnv for PathBuf {
+    fn from_env(_: &str, value: String) -> Result<Self, ConfigError> {
+        Ok(value.into())
+    }
+}
+
+/// An empty variable means none, as for text.
+impl FromEnv for Option<PathBuf> {
+    fn from_env(_: &str, value: String) -> Result<Self, ConfigError> {
+        Ok(Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty()))
+    }
+}
+
+/// Comma-separated; items trimmed, empty ones dropped.
+impl FromEnv for Vec<String> {
+    fn from_env(_: &str, value: String) -> Result<Self, ConfigError> {
+        Ok(value
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect())
+    }
+}
+
+/// Parses the trimmed value; a bad one is an error naming the variable.
+fn parsed<T: std::str::FromStr>(name: &str, value: String) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+        name: name.into(),
+        value: value.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Numbers and booleans, parsed.
+macro_rules! from_env_parsed {
+    ($($ty:ty),*) => {$(
+        impl FromEnv for $ty {
+            fn from_env(name: &str, value: String) -> Result<Self, ConfigError> {
+                parsed(name, value)
+            }
         }
+    )*};
+}
+from_env_parsed!(bool, u64, usize);
+
+/// A number that may be absent: a set variable must hold a number (an empty
+/// one is an error too, as before).
+impl FromEnv for Option<usize> {
+    fn from_env(name: &str, value: String) -> Result<Self, ConfigError> {
+        parsed(name, value).map(Some)
+    }
+}
+
+config_fields! {
+    /// Everything a node can be told. Field names are the TOML keys; each has an
+    /// environment variable `HUBWIRE_<FIELD>` (upper-case) that overrides the file.
+    Config {
+        /// Address to listen on. Default `127.0.0.1:8080`; port 0 picks a free port.
+        listen: String = "127.0.0.1:8080".into();
+        /// This node's id in the cluster. Default: random at every start.
+        node_id: Option<String> = None;
+        /// HS256 key for user tokens. Default: none, in which case a development key
+        /// is generated once and kept in `<data_dir>/dev-jwt-secret`.
+        jwt_secret: Option<String> = None;
+        /// PEM file with an RSA or EC public key: user tokens signed RS256 / ES256
+        /// are accepted too. Default: none.
+        jwt_public_key_file: Option<PathBuf> = None;
+        /// Required `iss` claim of user tokens. Default: not checked.
+        jwt_issuer: Option<String> = None;
+        /// Required `aud` claim of user tokens. Default: not checked.
+        jwt_audience: Option<String> = None;
+        /// Access key for the REST API (HS256 bearer tokens as Azure SignalR Service
+        /// uses them). Default: none; then only admin JWTs (user tokens whose `roles`
+        /// hold `admin`) are accepted by the REST API.
+        access_key: Option<String> = None;
+        /// Redis URL (`redis://host:port`); absent: the in-process backplane, a
+        /// single node. In cluster mode any master's URL. Default: absent.
+        redis_url: Option<String> = None;
+        /// Prefix of every Redis key and channel. Default `hubwire`.
+        redis_prefix: String = "hubwire".into();
+        /// Redis Cluster: sharded pub/sub and hash-tagged keys. Default `false`.
+        redis_cluster: bool = false;
+        /// Milliseconds between this node's heartbeats in Redis. Default 2000.
+        node_heartbeat_ms: u64 = 2000;
+        /// Milliseconds without a heartbeat after which a node counts as dead and
+        /// its connections are removed from the cluster. Default 10000.
+        node_dead_after_ms: u64 = 10_000;
+        /// Directory for the node's files: the development key. Default `./data`.
+        data_dir: PathBuf = PathBuf::from("./data");
+        /// Hubs that accept connections without a token (comma-separated in the
+        /// environment). Default: none; every hub requires a valid token.
+        anonymous_hubs: Vec<String> = Vec::new();
+        /// Whether the built-in `diagnostics` hub is served. Default `false`: it
+        /// is a test and operations surface (tests, `loadtest` and the bench
+        /// scripts turn it on), and its sends to other users need the `admin` role.
+        diagnostics_hub: bool = false;
+        /// Seconds without a send after which the server sends a Ping. Default 15.
+        keep_alive_secs: u64 = 15;
+        /// Seconds without anything from a client after which it is closed. Default 30.
+        client_timeout_secs: u64 = 30;
+        /// Seconds a client has to complete the handshake. Default 15.
+        handshake_timeout_secs: u64 = 15;
+        /// Largest hub message a client may send, in bytes. Default 32768.
+        max_message_size: usize = 32 * 1024;
+        /// Messages that may wait for one connection before it counts as slow and
+        /// is closed. Default 1024.
+        outbound_queue: usize = 1024;
+        /// Connections one user may hold per hub, cluster-wide; 0 = unlimited. Default 5.
+        max_connections_per_user: usize = 5;
+        /// Send exception details to clients in errors. Default `false`.
+        detailed_errors: bool = false;
+        /// HTTP worker threads. Default: the number of cores.
+        workers: Option<usize> = None;
+        /// Seconds graceful shutdown waits for connections to close. Default 10.
+        shutdown_timeout_secs: u64 = 10;
+        /// `TCP_NODELAY` on client sockets (each frame is one write). Default `true`.
+        tcp_nodelay: bool = true;
+        /// Server-to-client streams one connection may run at once; a stream
+        /// invocation beyond it is answered with a Completion error and the
+        /// connection stays open. 0 = unlimited. Default 32.
+        max_streams_per_connection: usize = 32;
+        /// Groups one connection may be added to (JoinGroup or the REST API);
+        /// adding it to one more is refused. 0 = unlimited. Default 128.
+        max_groups_per_connection: usize = 128;
+        /// Seconds a negotiated connection token waits for its transport; after
+        /// that it cannot be used. Default 30.
+        negotiate_ttl_secs: u64 = 30;
+        /// Negotiated-but-unconnected tokens one user may hold on this node
+        /// (anonymous negotiations count only towards the node's limit); more are
+        /// refused with 429. 0 = unlimited. Default 32.
+        max_pending_negotiations_per_user: usize = 32;
+        /// Negotiated-but-unconnected tokens on this node; more are refused with
+        /// 503. 0 = unlimited. Default 100000.
+        max_pending_negotiations: usize = 100_000;
+        /// Close a connection (Close message with an error, reconnect allowed) when
+        /// the `exp` of its token passes, as ASP.NET Core's
+        /// `CloseOnAuthenticationExpiration`. Default `false`.
+        close_on_token_expiry: bool = false;
+        /// Whether HS256 user tokens are accepted when `jwt_public_key_file` is
+        /// set (without a public key HS256 is the only algorithm and this is
+        /// ignored). Default `true`.
+        jwt_allow_hs256: bool = true;
+        /// The node's externally visible base URL (`https://signalr.example.com`,
+        /// optionally with a path prefix): REST access-token audiences are
+        /// compared with it instead of the request's `Host`. Default: none.
+        public_url: Option<String> = None;
+        /// Proxies (IP addresses or CIDR blocks) whose `Forwarded` /
+        /// `X-Forwarded-Host` / `X-Forwarded-Proto` headers are trusted for the
+        /// REST audience check. Default: none (only the direct `Host` is used).
+        trusted_proxies: Vec<String> = Vec::new();
+        /// Origins (`https://app.example.com`, or `*`) allowed to open WebSockets
+        /// and to call negotiate and the REST API from a browser; the CORS
+        /// preflight is answered for them. Default: none = no Origin check and no
+        /// CORS headers.
+        allowed_origins: Vec<String> = Vec::new();
+        /// How long a group or close command for connections on other nodes
+        /// waits for those nodes to confirm it, in milliseconds; then it fails
+        /// (REST 503, `HubException`). Default 5000.
+        cluster_ack_timeout_ms: u64 = 5000;
+        /// Events a node's backplane inbox holds (Redis backplane). When full,
+        /// receiving waits and what overflows fred's buffer behind it is lost
+        /// and counted (`hubwire_redis_dropped_total`). Must be positive.
+        /// Default 4096.
+        cluster_inbox_capacity: usize = 4096;
+        /// Seconds a write to a client may make no progress before the client
+        /// counts as slow and is closed. Default 10.
+        write_timeout_secs: u64 = 10;
+        /// Bytes of records that may wait for one connection (besides what the
+        /// socket took) before it counts as slow and is closed; one record larger
+        /// than this is still accepted into an empty queue. Default 1048576.
+        outbound_queue_bytes: usize = 1024 * 1024;
+        /// WebSocket connections this node holds at once, handshakes included.
+        /// Default: the process's open-file soft limit minus 64 (Redis, the
+        /// database, the listener, `/healthz` and other HTTP requests).
+        max_connections: Option<usize> = None;
+        /// WebSocket upgrades whose SignalR handshake is not complete yet, on the
+        /// whole node; 0 = unlimited. Default 1024.
+        max_handshakes: usize = 1024;
+        /// The same per client IP address; 0 = unlimited. Default 64.
+        max_handshakes_per_ip: usize = 64;
+        /// Largest SignalR handshake request, in bytes. Default 4096.
+        max_handshake_size: usize = 4096;
     }
 }
 
@@ -292,107 +373,19 @@ impl Config {
         Ok(())
     }
 
-    /// Applies `HUBWIRE_*` variables as returned by `get`.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parsed<T: std::str::FromStr>(name: &str, value: String) -> Result<T, ConfigError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
-                name: name.into(),
-                value: value.clone(),
-                reason: e.to_string(),
-            })
-        }
-        macro_rules! env_field {
-            ($field:ident, $name:literal, text) => {
-                if let Some(v) = get($name) {
-                    self.$field = v;
-                }
-            };
-            ($field:ident, $name:literal, optional) => {
-                if let Some(v) = get($name) {
-                    self.$field = Some(v.into()).filter(|s: &String| !s.is_empty());
-                }
-            };
-            ($field:ident, $name:literal, path) => {
-                if let Some(v) = get($name) {
-                    self.$field = v.into();
-                }
-            };
-            ($field:ident, $name:literal, optional_path) => {
-                if let Some(v) = get($name) {
-                    self.$field = Some(v.into()).filter(|p: &PathBuf| !p.as_os_str().is_empty());
-                }
-            };
-            ($field:ident, $name:literal, parse) => {
-                if let Some(v) = get($name) {
-                    self.$field = parsed($name, v)?;
-                }
-            };
-            ($field:ident, $name:literal, optional_parse) => {
-                if let Some(v) = get($name) {
-                    self.$field = Some(parsed($name, v)?);
-                }
-            };
-            ($field:ident, $name:literal, list) => {
-                if let Some(v) = get($name) {
-                    self.$field = v
-                        .split(',')
-                        .map(|s| s.trim().to_owned())
-                        .filter(|s| !s.is_empty())
-                        .collect();
-                }
-            };
-        }
-        env_field!(listen, "HUBWIRE_LISTEN", text);
-        env_field!(node_id, "HUBWIRE_NODE_ID", optional);
-        env_field!(jwt_secret, "HUBWIRE_JWT_SECRET", optional);
-        env_field!(jwt_public_key_file, "HUBWIRE_JWT_PUBLIC_KEY_FILE", optional_path);
-        env_field!(jwt_issuer, "HUBWIRE_JWT_ISSUER", optional);
-        env_field!(jwt_audience, "HUBWIRE_JWT_AUDIENCE", optional);
-        env_field!(access_key, "HUBWIRE_ACCESS_KEY", optional);
-        env_field!(redis_url, "HUBWIRE_REDIS_URL", optional);
-        env_field!(redis_prefix, "HUBWIRE_REDIS_PREFIX", text);
-        env_field!(redis_cluster, "HUBWIRE_REDIS_CLUSTER", parse);
-        env_field!(node_heartbeat_ms, "HUBWIRE_NODE_HEARTBEAT_MS", parse);
-        env_field!(node_dead_after_ms, "HUBWIRE_NODE_DEAD_AFTER_MS", parse);
-        env_field!(data_dir, "HUBWIRE_DATA_DIR", path);
-        env_field!(anonymous_hubs, "HUBWIRE_ANONYMOUS_HUBS", list);
-        env_field!(diagnostics_hub, "HUBWIRE_DIAGNOSTICS_HUB", parse);
-        env_field!(keep_alive_secs, "HUBWIRE_KEEP_ALIVE_SECS", parse);
-        env_field!(client_timeout_secs, "HUBWIRE_CLIENT_TIMEOUT_SECS", parse);
-        env_field!(handshake_timeout_secs, "HUBWIRE_HANDSHAKE_TIMEOUT_SECS", parse);
-        env_field!(max_message_size, "HUBWIRE_MAX_MESSAGE_SIZE", parse);
-        env_field!(outbound_queue, "HUBWIRE_OUTBOUND_QUEUE", parse);
-        env_field!(max_connections_per_user, "HUBWIRE_MAX_CONNECTIONS_PER_USER", parse);
-        env_field!(detailed_errors, "HUBWIRE_DETAILED_ERRORS", parse);
-        env_field!(workers, "HUBWIRE_WORKERS", optional_parse);
-        env_field!(shutdown_timeout_secs, "HUBWIRE_SHUTDOWN_TIMEOUT_SECS", parse);
-        env_field!(tcp_nodelay, "HUBWIRE_TCP_NODELAY", parse);
-        env_field!(max_streams_per_connection, "HUBWIRE_MAX_STREAMS_PER_CONNECTION", parse);
-        env_field!(max_groups_per_connection, "HUBWIRE_MAX_GROUPS_PER_CONNECTION", parse);
-        env_field!(negotiate_ttl_secs, "HUBWIRE_NEGOTIATE_TTL_SECS", parse);
-        env_field!(
-            max_pending_negotiations_per_user,
-            "HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER",
-            parse
-        );
-        env_field!(max_pending_negotiations, "HUBWIRE_MAX_PENDING_NEGOTIATIONS", parse);
-        env_field!(close_on_token_expiry, "HUBWIRE_CLOSE_ON_TOKEN_EXPIRY", parse);
-        env_field!(jwt_allow_hs256, "HUBWIRE_JWT_ALLOW_HS256", parse);
-        env_field!(public_url, "HUBWIRE_PUBLIC_URL", optional);
-        env_field!(trusted_proxies, "HUBWIRE_TRUSTED_PROXIES", list);
-        env_field!(allowed_origins, "HUBWIRE_ALLOWED_ORIGINS", list);
-        env_field!(cluster_ack_timeout_ms, "HUBWIRE_CLUSTER_ACK_TIMEOUT_MS", parse);
-        env_field!(cluster_inbox_capacity, "HUBWIRE_CLUSTER_INBOX_CAPACITY", parse);
-        env_field!(write_timeout_secs, "HUBWIRE_WRITE_TIMEOUT_SECS", parse);
-        env_field!(outbound_queue_bytes, "HUBWIRE_OUTBOUND_QUEUE_BYTES", parse);
-        env_field!(max_connections, "HUBWIRE_MAX_CONNECTIONS", optional_parse);
-        env_field!(max_handshakes, "HUBWIRE_MAX_HANDSHAKES", parse);
-        env_field!(max_handshakes_per_ip, "HUBWIRE_MAX_HANDSHAKES_PER_IP", parse);
-        env_field!(max_handshake_size, "HUBWIRE_MAX_HANDSHAKE_SIZE", parse);
-        Ok(())
+    /// The Redis backplane's settings for this node (`node`) when `redis_url`
+    /// is set: the fields above that concern it, the backplane's own defaults
+    /// for the rest. None: the in-process backplane.
+    pub fn redis_backplane(&self, node: &NodeId) -> Option<RedisConfig> {
+        let url = self.redis_url.as_ref()?;
+        Some(RedisConfig {
+            prefix: self.redis_prefix.clone(),
+            cluster: self.redis_cluster,
+            heartbeat_interval: Duration::from_millis(self.node_heartbeat_ms),
+            dead_node_timeout: Duration::from_millis(self.node_dead_after_ms),
+            inbox_capacity: self.cluster_inbox_capacity,
+            ..RedisConfig::new(url.clone(), node.clone())
+        })
     }
 
     /// Keep-alive interval.
@@ -475,5 +468,136 @@ mod tests {
         assert!(with(|c| c.trusted_proxies = vec!["proxy.local".into()]).is_err());
         assert!(with(|c| c.public_url = Some("https://signalr.example.com/prefix".into())).is_ok());
         assert!(with(|c| c.public_url = Some("signalr.example.com".into())).is_err());
+    }
+
+    #[test]
+    fn every_field_is_read_from_hubwire_and_its_upper_case_name() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::default()
+            .apply_env(|name| {
+                asked.borrow_mut().push(name.to_owned());
+                None
+            })
+            .unwrap();
+        let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
+        assert_eq!(asked.into_inner(), expected);
+        assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
+        assert_eq!(Config::FIELDS.len(), 43);
+    }
+
+    #[test]
+    fn environment_values_are_read_by_the_kind_of_their_field() {
+        let mut config: Config =
+            toml::from_str("node_id = \"a\"\njwt_public_key_file = \"k.pem\"\nworkers = 2").unwrap();
+        config
+            .apply_env(|name| match name {
+                "HUBWIRE_NODE_ID" | "HUBWIRE_JWT_PUBLIC_KEY_FILE" => Some(String::new()),
+                "HUBWIRE_REDIS_PREFIX" => Some(" spaced ".into()),
+                "HUBWIRE_DATA_DIR" => Some("/var/lib/hubwire".into()),
+                "HUBWIRE_TRUSTED_PROXIES" => Some(" 10.0.0.0/8 ,, ::1 ".into()),
+                "HUBWIRE_MAX_CONNECTIONS" => Some(" 100 ".into()),
+                "HUBWIRE_TCP_NODELAY" => Some("false".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.node_id, None);
+        assert_eq!(config.jwt_public_key_file, None);
+        assert_eq!(config.redis_prefix, " spaced ");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/hubwire"));
+        assert_eq!(config.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
+        assert_eq!(config.max_connections, Some(100));
+        assert_eq!(config.workers, Some(2));
+        assert!(!config.tcp_nodelay);
+        let err = Config::default()
+            .apply_env(|name| (name == "HUBWIRE_WORKERS").then(String::new))
+            .unwrap_err();
+        assert!(err.to_string().contains("HUBWIRE_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn the_defaults_are_those_documented() {
+        let config = Config::default();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.redis_prefix, "hubwire");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.node_dead_after_ms, 10_000);
+        assert_eq!(config.max_message_size, 32_768);
+        assert_eq!(config.outbound_queue_bytes, 1_048_576);
+        assert_eq!(config.max_pending_negotiations, 100_000);
+        assert!(config.tcp_nodelay && config.jwt_allow_hs256 && !config.redis_cluster);
+        assert_eq!(
+            (config.workers, config.max_connections, config.redis_url),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn the_redis_backplane_gets_the_fields_that_concern_it() {
+        let node = NodeId::from("n1".to_owned());
+        assert!(Config::default().redis_backplane(&node).is_none());
+        let config = Config {
+            redis_url: Some("redis://127.0.0.1:1".into()),
+            redis_prefix: "p".into(),
+            redis_cluster: true,
+            node_heartbeat_ms: 300,
+            node_dead_after_ms: 4000,
+            cluster_inbox_capacity: 7,
+            ..Config::default()
+        };
+        let redis = config.redis_backplane(&node).unwrap();
+        assert_eq!(redis.url, "redis://127.0.0.1:1");
+        assert_eq!(redis.node, node);
+        assert_eq!(redis.prefix, "p");
+        assert!(redis.cluster);
+        assert_eq!(redis.heartbeat_interval, Duration::from_millis(300));
+        assert_eq!(redis.dead_node_timeout, Duration::from_millis(4000));
+        assert_eq!(redis.inbox_capacity, 7);
+    }
+
+    /// The `` `key` / `HUBWIRE_KEY` `` rows of `docs/configuration.md`, in order,
+    /// after checking that they form one table (nothing else between them).
+    fn documented_fields(doc: &str) -> Vec<String> {
+        let lines: Vec<&str> = doc.lines().collect();
+        let is_row = |line: &&str| line.starts_with("| `") && line.contains("` / `HUBWIRE_");
+        let first = lines.iter().position(&is_row).unwrap();
+        let last = lines.iter().rposition(&is_row).unwrap();
+        let mut fields = Vec::new();
+        for line in &lines[first..=last] {
+            assert!(is_row(line), "not a field row inside the table: {line:?}");
+            let cell = line.split('|').nth(1).unwrap().trim();
+            let (key, var) = cell.split_once(" / ").unwrap();
+            let (key, var) = (key.trim_matches('`'), var.trim_matches('`'));
+            assert_eq!(var, env_name(key), "row of {key} names the wrong variable");
+            fields.push(key.to_owned());
+        }
+        fields
+    }
+
+    #[test]
+    fn docs_configuration_md_documents_exactly_the_fields() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let documented = documented_fields(&doc);
+        for field in Config::FIELDS {
+            let rows = documented.iter().filter(|d| d == field).count();
+            assert_eq!(rows, 1, "`{field}` has {rows} rows in docs/configuration.md, want 1");
+        }
+        for field in &documented {
+            assert!(
+                Config::FIELDS.contains(&field.as_str()),
+                "docs/configuration.md documents `{field}`, which is not a field"
+            );
+        }
+    }
+
+    #[test]
+    fn the_doc_check_catches_a_missing_or_stray_row() {
+        let doc = "| key / variable | default | meaning |\n|---|---|---|\n\
+                   | `listen` / `HUBWIRE_LISTEN` | x | y |\n| `gone` / `HUBWIRE_GONE` | x | y |\n";
+        assert_eq!(documented_fields(doc), vec!["listen", "gone"]);
+        let split = "| `listen` / `HUBWIRE_LISTEN` | x | y |\ntext\n| `workers` / `HUBWIRE_WORKERS` | x | y |\n";
+        assert!(std::panic::catch_unwind(|| documented_fields(split)).is_err());
+        let wrong = "| `listen` / `HUBWIRE_LISTEN_ADDR` | x | y |\n";
+        assert!(std::panic::catch_unwind(|| documented_fields(wrong)).is_err());
     }
 }

@@ -38,9 +38,8 @@ pub mod rest;
 pub mod transport;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId, RedisBackplane, RedisConfig};
+use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId, RedisBackplane};
 
 /// Builds a node from its configuration — with the Redis backplane when
 /// `redis_url` is set, else the in-process one — and starts the task that
@@ -48,18 +47,12 @@ use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId, RedisBackplane, Re
 pub async fn build_node(config: config::Config) -> anyhow::Result<Arc<node::Node>> {
     let auth = auth::Authenticator::from_config(&config)?;
     let node_id = NodeId::from(config.node_id.clone().unwrap_or_else(negotiate::random_id));
-    let (backplane, inbox) = match &config.redis_url {
+    let (backplane, inbox) = match config.redis_backplane(&node_id) {
         None => {
             let (backplane, inbox) = LocalBackplane::single(node_id);
             (AnyBackplane::Local(backplane), inbox)
         }
-        Some(url) => {
-            let mut redis = RedisConfig::new(url.clone(), node_id);
-            redis.prefix = config.redis_prefix.clone();
-            redis.cluster = config.redis_cluster;
-            redis.heartbeat_interval = Duration::from_millis(config.node_heartbeat_ms);
-            redis.dead_node_timeout = Duration::from_millis(config.node_dead_after_ms);
-            redis.inbox_capacity = config.cluster_inbox_capacity;
+        Some(redis) => {
             let (backplane, inbox) = RedisBackplane::connect(redis).await?;
             (AnyBackplane::Redis(backplane), inbox)
         }
