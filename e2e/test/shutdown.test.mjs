@@ -1,6 +1,7 @@
-// Graceful shutdown (SIGTERM), in the order docs/decisions.md writes down:
+// Graceful shutdown (SIGTERM), in the order node/src/web/http.rs writes down:
 // refuse new connections, tell every client to reconnect (Close with
-// allowReconnect: true), wait for them to leave, leave the cluster, exit.
+// allowReconnect: true) — also one whose handshake completes during the drain —
+// wait for them to leave, leave the cluster, exit.
 
 import assert from 'node:assert/strict';
 import { after, describe } from 'node:test';
@@ -14,6 +15,7 @@ import {
   startRedis,
   stopAllNodesAfter,
   waitFor,
+  withTimeout,
 } from './harness.mjs';
 
 stopAllNodesAfter();
@@ -35,6 +37,31 @@ describe('graceful shutdown', () => {
     await stopping;
     assert.equal(node.exitCode, 0, 'exits with status 0');
     assert.equal(node.exitSignal ?? null, null, 'exits by itself, not killed');
+  });
+
+  e2eTest('a handshake completed during the drain is answered, then closed with allowReconnect', async () => {
+    // A long drain: only the late connection's own departure can end it early.
+    const node = await startNode({ name: 'shutdown-late', env: { HUBWIRE_SHUTDOWN_TIMEOUT_SECS: '30' } });
+    const lingerer = await connect(node, { user: 'lingerer' });
+    // Upgraded (101) before the signal, SignalR handshake not sent yet.
+    const late = await rawWs(node, `/hubs/diagnostics?access_token=${node.token({ sub: 'late' })}`);
+    lingerer.onclose(() => {});
+    const stopping = node.stop();
+    await waitFor(async () => (await fetch(`${node.baseUrl}/readyz`)).status === 503, {
+      what: '/readyz says the node is draining',
+    });
+    assert.equal(
+      (await fetch(`${node.baseUrl}/hubs/diagnostics/negotiate?negotiateVersion=1`, { method: 'POST' })).status,
+      503,
+      'negotiate is refused during the drain',
+    );
+    await late.handshake();
+    const close = await late.waitMessage((m) => m.type === 7, { what: 'Close message for the late handshake' });
+    assert.deepEqual(close, { type: 7, error: 'Server is shutting down.', allowReconnect: true });
+    await late.waitClosed();
+    // Every connection gone: the drain ends by itself, long before its 30 s.
+    await withTimeout(stopping, 10_000, 'the node exits once the late connection left');
+    assert.equal(node.exitCode, 0, 'exits with status 0');
   });
 
   describe('in a cluster', () => {

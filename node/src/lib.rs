@@ -1,52 +1,39 @@
 //! hubwire-node: a hub server that speaks the ASP.NET Core SignalR protocol.
 //!
-//! # Layout
-//! - [`config`]: the configuration (TOML file + `HUBWIRE_*` environment).
-//! - [`auth`]: user tokens (JWT) and who they stand for.
-//! - [`node`]: the shared state of a node and its one send API.
-//! - [`cluster`]: what other nodes ask of this one (the inbox task, ordered
-//!   group commands) and the answers this node awaits.
-//! - [`registry`]: this node's connections by hub, group and user.
-//! - [`connection`]: one connection's handle: queue and close signal.
-//! - [`outbound`]: a message encoded once per protocol for many recipients.
-//! - [`negotiate`], [`transport`]: how clients connect; [`admission`]: the
-//!   caps an upgrade must pass before its 101.
-//! - [`dispatch`]: hub messages in, hub method calls, completions out.
-//! - [`hubs`]: the hub trait and the built-in hubs.
-//! - [`rest`]: the server REST API for backends (Azure SignalR compatible).
-//! - [`metrics`]: Prometheus metrics (`/metrics`).
-//! - [`http`]: routes and [`http::run`].
-//! - [`cors`]: allowed origins, CORS and security headers of HTTP responses.
-//! - [`proxies`]: which peers' forwarded headers are trusted.
+//! # Layout: three layers, each depending only on the ones below it
+//! - [`core`] (lowest): configuration, tokens, connections and their registry,
+//!   sends and cluster commands ([`core::node::Node`]), the inbox of what
+//!   other nodes ask, hub dispatch and the hub trait. No HTTP, no particular
+//!   hub. A store, a rate limiter or presence goes here.
+//! - [`hubs`]: the built-in hubs, each implementing [`core::hub::Hub`]. A new
+//!   hub goes here.
+//! - [`web`] (highest): everything HTTP — negotiate, the WebSocket transport,
+//!   the REST API, CORS, token extraction, routes and [`web::http::run`]. A new
+//!   transport or REST route goes here.
+//!
+//! This file wires the three together ([`build`]); `main.rs` parses the
+//! command line and runs [`web::http::run`]. `node/tests/layers.rs` checks
+//! the rule: no module imports a layer above its own, and the modules import
+//! each other without cycles.
 
-pub mod admission;
-pub mod auth;
-pub mod cluster;
-pub mod config;
-pub mod connection;
-pub mod cors;
-pub mod dispatch;
-pub mod http;
+pub mod core;
 pub mod hubs;
-pub mod metrics;
-pub mod negotiate;
-pub mod node;
-pub mod outbound;
-pub mod proxies;
-pub mod registry;
-pub mod rest;
-pub mod transport;
+pub mod web;
 
 use std::sync::Arc;
 
 use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId, RedisBackplane};
 
+use crate::core::{auth, config, inbox, negotiations};
+use crate::web::state::AppState;
+
 /// Builds a node from its configuration — with the Redis backplane when
-/// `redis_url` is set, else the in-process one — and starts the task that
-/// delivers what other nodes publish ([`cluster::run_inbox`]).
-pub async fn build_node(config: config::Config) -> anyhow::Result<Arc<node::Node>> {
+/// `redis_url` is set, else the in-process one — with the built-in hubs the
+/// configuration asks for, and starts the task that delivers what other
+/// nodes publish ([`inbox::run_inbox`]).
+pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
     let auth = auth::Authenticator::from_config(&config)?;
-    let node_id = NodeId::from(config.node_id.clone().unwrap_or_else(negotiate::random_id));
+    let node_id = NodeId::from(config.node_id.clone().unwrap_or_else(negotiations::random_id));
     let (backplane, inbox) = match config.redis_backplane(&node_id) {
         None => {
             let (backplane, inbox) = LocalBackplane::single(node_id);
@@ -57,12 +44,9 @@ pub async fn build_node(config: config::Config) -> anyhow::Result<Arc<node::Node
             (AnyBackplane::Redis(backplane), inbox)
         }
     };
-    let mut hubs = hubs::HubSet::default();
-    if config.diagnostics_hub {
-        hubs = hubs.with(Arc::new(hubs::diagnostics::DiagnosticsHub));
-    }
-    let node = Arc::new(node::Node::new(config, auth, backplane, hubs));
+    let hubs = hubs::built_in(&config);
+    let node = Arc::new(hubs.serve(config, auth, backplane));
     node.start().await?;
-    tokio::spawn(cluster::run_inbox(node.clone(), inbox));
-    Ok(node)
+    tokio::spawn(inbox::run_inbox(node.clone(), inbox));
+    Ok(AppState { node, hubs })
 }

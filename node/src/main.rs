@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use hubwire_node::auth::{Authenticator, Claims};
-use hubwire_node::config::Config;
+use hubwire_node::core::auth::{Authenticator, Claims};
+use hubwire_node::core::config::Config;
 
 /// A SignalR-compatible hub server node. Configuration comes from the file
 /// given with --config (TOML) and from HUBWIRE_* environment variables; see
@@ -81,10 +81,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     actix_web::rt::System::new().block_on(async move {
-        let node = hubwire_node::build_node(config).await?;
+        let state = hubwire_node::build(config).await?;
         println!("hubwire-node listening on http://{address}");
-        tracing::info!(%address, node = %hubwire_backplane::Backplane::node_id(&node.backplane), "listening");
-        hubwire_node::http::run(listener, node, shutdown_signal()).await?;
+        tracing::info!(%address, node = %hubwire_backplane::Backplane::node_id(&state.node.backplane), "listening");
+        hubwire_node::web::http::run(listener, state, shutdown_signal()).await?;
         Ok(())
     })
 }

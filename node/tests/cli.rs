@@ -2,8 +2,8 @@
 
 use std::process::Command;
 
-use hubwire_node::auth::Authenticator;
-use hubwire_node::config::Config;
+use hubwire_node::core::auth::Authenticator;
+use hubwire_node::core::config::Config;
 
 fn node() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hubwire-node"));

@@ -16,8 +16,8 @@ use futures_util::future::{BoxFuture, LocalBoxFuture};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use super::{arg_str, arg_u64, Hub, HubCall, HubError, HubReply, MethodSpec};
-use crate::node::Node;
+use crate::core::hub::{arg_str, arg_u64, Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::core::node::Node;
 use hubwire_backplane::{ConnectionId, GroupName, HubName, Target, UserId};
 use hubwire_protocol::Value;
 

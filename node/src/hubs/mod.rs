@@ -1,169 +1,19 @@
-//! Hubs: named sets of methods clients invoke, and the set a node serves.
-//!
-//! A hub declares its methods (name, parameter count, whether they stream) so
-//! the dispatcher can answer unknown methods, wrong argument counts and
-//! streaming-mode mismatches the way ASP.NET Core does, before the hub runs.
-//! Method names match case-insensitively, as in ASP.NET Core.
-//!
-//! [`HubCall`] carries the checks every hub applies the same way: joining a
-//! group honours the token's `channels` claim, and [`HubCall::require_role`]
-//! [`HubCall::require_admin`]
-//! guards methods that reach other users.
+//! The built-in hubs, on top of [`crate::core`] (they implement
+//! [`crate::core::hub::Hub`]). A new hub goes here, in a module of its own,
+//! and into [`built_in`].
 
 pub mod diagnostics;
 
 use std::sync::Arc;
 
-use futures_util::future::{BoxFuture, LocalBoxFuture};
-use futures_util::stream::LocalBoxStream;
+use crate::core::config::Config;
+use crate::core::hub::HubSet;
 
-use crate::connection::ConnectionHandle;
-use crate::metrics::Limit;
-use crate::node::Node;
-use crate::rest::auth::ADMIN_ROLE;
-use hubwire_backplane::{GroupName, HubName, UserId};
-use hubwire_protocol::Value;
-
-/// One method of a hub.
-#[derive(Clone, Copy, Debug)]
-pub struct MethodSpec {
-    /// The canonical name.
-    pub name: &'static str,
-    /// How many arguments it takes.
-    pub params: usize,
-    /// Whether it returns a stream (invoked with StreamInvocation).
-    pub streaming: bool,
-}
-
-/// What a hub method produced.
-pub enum HubReply {
-    /// A single result (`Value::Null` for methods that return nothing).
-    Value(Value),
-    /// A server-to-client stream of items.
-    Stream(LocalBoxStream<'static, Result<Value, HubError>>),
-}
-
-/// Why a hub method failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HubError {
-    /// An error meant for the client (ASP.NET Core's `HubException`): its text
-    /// is always sent.
-    #[error("{0}")]
-    Hub(String),
-    /// The arguments do not fit the method; the text is sent only with
-    /// detailed errors.
-    #[error("{0}")]
-    Binding(String),
-    /// Anything else; the text is sent only with detailed errors.
-    #[error("{0}")]
-    Internal(String),
-}
-
-/// The context of one invocation.
-#[derive(Clone)]
-pub struct HubCall {
-    /// The node, to send to others, manage groups, or read configuration.
-    pub node: Arc<Node>,
-    /// The calling connection.
-    pub caller: Arc<ConnectionHandle>,
-}
-
-impl HubCall {
-    /// Adds the caller to `group`, as a hub's JoinGroup does: refused when the
-    /// caller's token has a `channels` claim none of whose patterns matches,
-    /// and when the node's group limits refuse it.
-    pub async fn join_group(&self, group: &GroupName) -> Result<(), HubError> {
-        let caller = &self.caller;
-        if caller.principal.as_ref().is_some_and(|p| !p.may_join(group.as_str())) {
-            self.node.metrics.refused(caller.hub.as_str(), Limit::ChannelsClaim);
-            return Err(HubError::Hub(format!(
-                "The token's channels claim does not allow joining group '{group}'."
-            )));
-        }
-        self.node
-            .add_to_group(&caller.hub, group, &caller.id)
-            .await
-            .map_err(|e| HubError::Hub(e.to_string()))?;
-        Ok(())
+/// The hubs a node with `config` serves.
+pub fn built_in(config: &Config) -> HubSet {
+    let mut hubs = HubSet::default();
+    if config.diagnostics_hub {
+        hubs = hubs.with(Arc::new(diagnostics::DiagnosticsHub));
     }
-
-    /// Refuses `method` unless the caller's token has the `admin` role (the
-    /// REST API's, [`ADMIN_ROLE`]); refusals are counted in `/metrics`.
-    pub fn require_admin(&self, method: &str) -> Result<(), HubError> {
-        if self.caller.principal.as_ref().is_some_and(|p| p.has_role(ADMIN_ROLE)) {
-            return Ok(());
-        }
-        self.node.metrics.refused(self.caller.hub.as_str(), Limit::AdminRole);
-        Err(HubError::Hub(format!(
-            "'{method}' to other users or connections requires the '{ADMIN_ROLE}' role."
-        )))
-    }
-}
-
-/// A hub. Futures are not `Send`: they run on the connection's actix worker.
-pub trait Hub: Send + Sync {
-    /// The hub's path segment, lower-case (`/hubs/{name}`).
-    fn name(&self) -> &'static str;
-    /// Every method clients may invoke.
-    fn methods(&self) -> &'static [MethodSpec];
-    /// Runs `method` (one of [`Hub::methods`], argument count already checked).
-    fn invoke(
-        &self,
-        call: HubCall,
-        method: &'static str,
-        args: Vec<Value>,
-    ) -> LocalBoxFuture<'static, Result<HubReply, HubError>>;
-
-    /// Called once cluster-wide when a user's last connection to this hub is
-    /// gone — closed, or lost with its node. Does nothing by default.
-    fn on_user_offline(&self, node: Arc<Node>, hub: HubName, user: UserId) -> BoxFuture<'static, ()> {
-        let _ = (node, hub, user);
-        Box::pin(async {})
-    }
-
-    /// Looks a method up by name, case-insensitively.
-    fn method(&self, name: &str) -> Option<MethodSpec> {
-        self.methods()
-            .iter()
-            .find(|m| m.name.eq_ignore_ascii_case(name))
-            .copied()
-    }
-}
-
-/// The hubs a node serves.
-#[derive(Clone, Default)]
-pub struct HubSet {
-    hubs: Vec<Arc<dyn Hub>>,
-}
-
-impl HubSet {
-    /// Adds a hub.
-    pub fn with(mut self, hub: Arc<dyn Hub>) -> Self {
-        self.hubs.push(hub);
-        self
-    }
-    /// A hub by name, case-insensitively.
-    pub fn get(&self, name: &str) -> Option<Arc<dyn Hub>> {
-        self.hubs.iter().find(|h| h.name().eq_ignore_ascii_case(name)).cloned()
-    }
-    /// The names of every hub.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.hubs.iter().map(|h| h.name())
-    }
-}
-
-/// Argument `i` as a string.
-pub fn arg_str(args: &[Value], i: usize) -> Result<String, HubError> {
-    match args.get(i) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(HubError::Binding(format!("argument {i} must be a string, got {other}"))),
-        None => Err(HubError::Binding(format!("argument {i} is missing"))),
-    }
-}
-
-/// Argument `i` as a non-negative integer.
-pub fn arg_u64(args: &[Value], i: usize) -> Result<u64, HubError> {
-    args.get(i)
-        .and_then(Value::as_u64)
-        .ok_or_else(|| HubError::Binding(format!("argument {i} must be a non-negative integer")))
+    hubs
 }

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hubwire_backplane::{Backplane, ConnectionRecord, HubName, Target};
-use hubwire_node::config::Config;
-use hubwire_node::connection::{ConnectionHandle, QueueLimits, QueueReceiver};
-use hubwire_node::node::{Node, NodeError};
+use hubwire_node::core::config::Config;
+use hubwire_node::core::connection::{ConnectionHandle, QueueLimits, QueueReceiver};
+use hubwire_node::core::node::{Node, NodeError};
 use hubwire_protocol::Protocol;
 use hubwire_test_support::{unique_prefix, RedisServer};
 use serde_json::{json, Value};
@@ -37,7 +37,7 @@ async fn start_node(id: &str, redis_url: &str, prefix: &str, ack_timeout_ms: u64
         cluster_ack_timeout_ms: ack_timeout_ms,
         ..Config::default()
     };
-    hubwire_node::build_node(config).await.expect("node starts")
+    hubwire_node::build(config).await.expect("node starts").node
 }
 
 /// A connection `id` registered on `node`, and its queue.

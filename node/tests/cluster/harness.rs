@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hubwire_loadtest::{Client, ClientError, ConnectOptions};
-use hubwire_node::auth::{Authenticator, Claims};
-use hubwire_node::config::Config;
+use hubwire_node::core::auth::{Authenticator, Claims};
+use hubwire_node::core::config::Config;
 use hubwire_protocol::{Protocol, Value};
 use hubwire_test_support::node::NodeProcess;
 use hubwire_test_support::{http, unique_prefix};

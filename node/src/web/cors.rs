@@ -17,7 +17,7 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 
-use crate::http::AppState;
+use crate::web::state::AppState;
 
 /// Methods a preflight may ask for.
 const ALLOW_METHODS: &str = "GET, POST, PUT, DELETE, HEAD, OPTIONS";
@@ -97,24 +97,23 @@ mod tests {
     use super::*;
     use actix_web::test::{call_service, init_service, TestRequest};
 
-    async fn node(allowed: &[&str]) -> std::sync::Arc<crate::node::Node> {
+    async fn state(allowed: &[&str]) -> AppState {
         let dir = std::env::temp_dir().join(format!("hubwire-cors-test-{}", std::process::id()));
-        let config = crate::config::Config {
+        let config = crate::core::config::Config {
             jwt_secret: Some("cors-unit-test-secret-of-32-bytes".into()),
             anonymous_hubs: vec!["diagnostics".into()],
             diagnostics_hub: true,
             allowed_origins: allowed.iter().map(|&o| o.to_owned()).collect(),
             data_dir: dir,
-            ..crate::config::Config::default()
+            ..crate::core::config::Config::default()
         };
-        crate::build_node(config).await.unwrap()
+        crate::build(config).await.unwrap()
     }
 
     #[actix_web::test]
     async fn listed_origins_get_cors_others_403_and_every_response_the_security_headers() {
-        let node = node(&["https://app.example.com"]).await;
-        let state = web::Data::new(AppState { node: node.clone() });
-        let app = init_service(crate::http::app(state)).await;
+        let state = web::Data::new(state(&["https://app.example.com"]).await);
+        let app = init_service(crate::web::http::app(state.clone())).await;
         let negotiate = |origin: &str| {
             TestRequest::post()
                 .uri("/hubs/diagnostics/negotiate?negotiateVersion=1")
@@ -180,7 +179,7 @@ mod tests {
         let health = call_service(&app, health).await;
         assert_eq!(health.status(), 200);
         assert_eq!(health.headers().get("x-content-type-options").unwrap(), "nosniff");
-        let text = node.metrics.render(&node.backplane);
+        let text = state.node.metrics.render(&state.node.backplane);
         assert!(
             text.contains("hubwire_requests_refused_total{reason=\"origin\"} 2"),
             "{text}"

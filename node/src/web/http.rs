@@ -1,18 +1,28 @@
-//! The HTTP surface: routes, shared request helpers, and [`run`], which serves a
-//! node on an already-bound listener until a shutdown signal.
+//! The HTTP surface: health, readiness and metrics routes, the actix app,
+//! and [`run`], which serves a node on an already-bound listener until a
+//! shutdown signal, then shuts down.
 //!
-//! Shutdown order (tested by the end-to-end suite's restart test and documented
-//! in `docs/decisions.md`): 1. stop accepting (actix stops its listeners),
-//! 2. refuse negotiate / connect with 503, 3. send every client a Close with
-//! `allowReconnect: true`, 4. wait for connections to leave the registry and
-//! for their cluster cleanup (unregister, offline hook) to finish (at
-//! most the configured shutdown timeout), 5. leave the cluster (the backplane
-//! removes what is left of this node from the keyspace), 6. stop the workers.
+//! # Shutdown order (the one place it is written; `e2e/test/shutdown.test.mjs` tests it)
+//! 1. The drain begins ([`Node::begin_shutdown`]): `/readyz` answers 503,
+//!    negotiate and connect answer 503, new upgrades are refused before their
+//!    101. The listener keeps accepting, so that clients get that clear answer.
+//! 2. Every connected client gets a Close with `allowReconnect: true`; one
+//!    whose handshake completes after this gets the same ([`Node::connected`]).
+//! 3. Wait — for events, not by polling — until every connection's hold is
+//!    dropped, which happens once its cluster cleanup (unsubscribe,
+//!    unregister, offline hook) has finished, or until `shutdown_timeout_secs`
+//!    passes: the one timeout of the drain.
+//! 4. Leave the cluster: the backplane removes what is left of this node from
+//!    the keyspace (everything, after a clean drain).
+//! 5. Stop actix: the listener closes, HTTP requests still in flight get
+//!    [`HTTP_GRACE`]; connections still open after a timed-out drain are dropped.
+//!
+//! [`Node::begin_shutdown`]: crate::core::node::Node::begin_shutdown
+//! [`Node::connected`]: crate::core::node::Node::connected
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_codec::Framed;
@@ -21,61 +31,13 @@ use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryEx
 use actix_web::body::MessageBody;
 use actix_web::dev::{AppConfig, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpRequest, HttpResponse};
+use actix_web::{web, App, HttpResponse};
 use tokio::net::TcpStream;
 
-use crate::auth::{request_token, Principal};
-use crate::negotiate::negotiate;
-use crate::node::Node;
-use crate::transport::websocket;
-use hubwire_backplane::{Backplane, HubName};
-
-/// What every handler gets.
-pub struct AppState {
-    /// The node.
-    pub node: Arc<Node>,
-}
-
-/// The value of parameter `name` in a query string.
-pub fn query_value(query: &str, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// A connection request without a valid token for a hub that requires one.
-#[derive(Debug)]
-pub struct Unauthorized;
-
-impl Unauthorized {
-    /// The 401 response, with the `WWW-Authenticate` challenge.
-    pub fn response(&self) -> HttpResponse {
-        HttpResponse::Unauthorized()
-            .insert_header(("WWW-Authenticate", "Bearer"))
-            .finish()
-    }
-}
-
-/// Authenticates a negotiate or connect request for `hub`: the user, or `None`
-/// for an anonymous hub without a token.
-pub fn authorize_connection(req: &HttpRequest, node: &Node, hub: &HubName) -> Result<Option<Principal>, Unauthorized> {
-    authorize_token(request_token(req), node, hub)
-}
-
-/// [`authorize_connection`] for a token already taken from the request.
-pub fn authorize_token(token: Option<String>, node: &Node, hub: &HubName) -> Result<Option<Principal>, Unauthorized> {
-    match token {
-        Some(token) => match node.auth.verify(&token) {
-            Ok(principal) => Ok(Some(principal)),
-            Err(e) => {
-                tracing::debug!(error = %e, hub = %hub, "connection refused");
-                Err(Unauthorized)
-            }
-        },
-        None if node.config.hub_is_anonymous(hub.as_str()) => Ok(None),
-        None => Err(Unauthorized),
-    }
-}
+use crate::web::negotiate::negotiate;
+use crate::web::state::AppState;
+use crate::web::transport::websocket;
+use hubwire_backplane::Backplane;
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
@@ -110,11 +72,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .route("/hubs/{hub}/negotiate", web::post().to(negotiate))
         .route("/hubs/{hub}", web::get().to(websocket::connect));
-    crate::rest::routes(cfg);
+    crate::web::rest::routes(cfg);
 }
 
 /// The actix application of a node: its routes behind the Origin / CORS
-/// check and the security headers ([`crate::cors`]).
+/// check and the security headers ([`crate::web::cors`]).
 pub fn app(
     state: web::Data<AppState>,
 ) -> App<
@@ -128,39 +90,42 @@ pub fn app(
 > {
     App::new()
         .app_data(state)
-        .wrap(from_fn(crate::cors::cors))
-        .wrap(crate::cors::security_headers())
+        .wrap(from_fn(crate::web::cors::cors))
+        .wrap(crate::web::cors::security_headers())
         .configure(routes)
 }
 
-/// Serves `node` on `listener` until `shutdown` resolves, then shuts down in
+/// How long HTTP requests still in flight after the drain may take to finish.
+pub const HTTP_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves `state` on `listener` until `shutdown` resolves, then shuts down in
 /// the order documented above.
-pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let node = state.node.clone();
     let workers = node
         .config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let state = web::Data::new(AppState { node: node.clone() });
-    let shutdown_timeout = node.config.shutdown_timeout_secs;
+    let state = web::Data::new(state);
     let nodelay = node.config.tcp_nodelay;
-    let upgrades = node.clone();
+    let upgrades = state.clone();
     // actix-web's `HttpServer` spelled out, to add the upgrade service: WebSocket
     // requests reach `websocket::upgrade` with the socket itself (docs/decisions.md).
     let server = actix_server::Server::build()
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(shutdown_timeout)
+        .shutdown_timeout(HTTP_GRACE.as_secs())
         .listen("hubwire", listener, move || {
             let state = state.clone();
-            let node = upgrades.clone();
+            let upgrades = upgrades.clone();
             let app = app(state).into_factory().map_err(|e| e.error_response());
             HttpService::build()
                 .tcp_nodelay(nodelay)
                 .upgrade(fn_service(
                     move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
-                        let node = node.clone();
+                        let state = upgrades.clone();
                         async move {
-                            websocket::upgrade(node, req, framed).await;
+                            websocket::upgrade(state, req, framed).await;
                             Ok::<_, Infallible>(())
                         }
                     },
@@ -175,13 +140,19 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
     tracing::info!(connections = node.registry.len(), "shutting down");
     node.begin_shutdown();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(node.config.shutdown_timeout_secs);
-    while !node.is_drained() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let drained = node.drain.wait(deadline).await;
+    if !drained {
+        tracing::warn!(
+            connections = node.registry.len(),
+            "shutdown timeout: leaving with connections still open"
+        );
     }
     if let Err(e) = node.backplane.shutdown().await {
         tracing::warn!(error = %e, "could not leave the cluster cleanly; the others will sweep this node");
     }
-    handle.stop(true).await;
+    // Graceful only after a clean drain: a connection still open would make
+    // actix wait for it as for a request in flight.
+    handle.stop(drained).await;
     server.await.map_err(std::io::Error::other)?
 }
 
@@ -194,15 +165,15 @@ mod tests {
     #[actix_web::test]
     async fn after_shutdown_begins_new_connections_and_readiness_are_refused() {
         let dir = std::env::temp_dir().join(format!("hubwire-http-test-{}", std::process::id()));
-        let config = crate::config::Config {
+        let config = crate::core::config::Config {
             jwt_secret: Some("http-unit-test-secret-of-32-bytes".into()),
             anonymous_hubs: vec!["diagnostics".into()],
             data_dir: dir,
             diagnostics_hub: true,
-            ..crate::config::Config::default()
+            ..crate::core::config::Config::default()
         };
-        let node = crate::build_node(config).await.unwrap();
-        let state = web::Data::new(AppState { node: node.clone() });
+        let state = web::Data::new(crate::build(config).await.unwrap());
+        let node = state.node.clone();
         let app = test::init_service(app(state)).await;
         let negotiate = || {
             test::TestRequest::post()

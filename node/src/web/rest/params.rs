@@ -18,8 +18,8 @@ use serde::Deserialize;
 
 use super::auth::Authorized;
 use super::error::{Missing, RestError};
-use crate::http::AppState;
-use crate::node::Node;
+use crate::core::node::Node;
+use crate::web::state::AppState;
 use hubwire_backplane::{ConnectionId, GroupName, HubName, MembershipTtl, UserId};
 
 /// `/hubs/{hub}`.
@@ -181,14 +181,12 @@ pub fn hub(node: &Node, req: &HttpRequest, name: &str) -> Result<HubName, RestEr
         .map(String::as_str)
         .chain([name])
         .chain(unprefixed)
-        .find_map(|candidate| node.hubs.get(candidate));
-    found
-        .map(|hub| HubName::from(hub.name()))
-        .ok_or_else(|| RestError::not_found(Missing::Hub, format!("hub '{name}' does not exist")))
+        .find_map(|candidate| node.hub(candidate));
+    found.ok_or_else(|| RestError::not_found(Missing::Hub, format!("hub '{name}' does not exist")))
 }
 
 /// A group name from the path. Its length is checked by the node, the same
-/// way for every path (an answer of 400 here, see [`crate::node::NodeError`]).
+/// way for every path (an answer of 400 here, see [`crate::core::node::NodeError`]).
 pub fn group(name: &str) -> GroupName {
     GroupName::from(name)
 }

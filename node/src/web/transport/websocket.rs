@@ -15,7 +15,7 @@
 //! the final Close). They meet only through the connection's queue, its close
 //! signal and the pong slot.
 //!
-//! Before the 101 an upgrade passes admission (`crate::admission`: node-wide
+//! Before the 101 an upgrade passes admission (`crate::core::admission`: node-wide
 //! and handshake caps), the checks of [`accept`], and takes its user's place
 //! in the cluster (`Node::reserve`); refusals are plain HTTP responses
 //! (`super::refusal`). A write that finds the socket full waits at most the
@@ -39,15 +39,16 @@ use tokio::time::{timeout, Instant};
 
 use super::frame::{self, Control, FrameReader, CLOSE_NORMAL, CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use super::refusal::{admission_refusal, handshake_refusal, Refusal};
-use crate::admission::{HandshakePermit, SocketPermit};
-use crate::auth::{token_from, Principal};
-use crate::connection::{CloseRequest, ConnectionHandle, QueueLimits, QueueReceiver, CLOSED_WITH_ERROR};
-use crate::dispatch::Dispatcher;
-use crate::http::{authorize_token, query_value, AppState};
-use crate::hubs::Hub;
-use crate::metrics::{RefusalReason, SlowReason};
-use crate::negotiate::{random_id, ClaimError};
-use crate::node::Node;
+use crate::core::admission::{HandshakePermit, SocketPermit};
+use crate::core::auth::Principal;
+use crate::core::connection::{CloseRequest, ConnectionHandle, QueueLimits, QueueReceiver, CLOSED_WITH_ERROR};
+use crate::core::dispatch::Dispatcher;
+use crate::core::drain::Hold;
+use crate::core::hub::{Hub, HubSet};
+use crate::core::metrics::{RefusalReason, SlowReason};
+use crate::core::negotiations::{random_id, ClaimError};
+use crate::core::node::Node;
+use crate::web::state::{authorize_token, query_value, token_from, AppState};
 use hubwire_backplane::{BackplaneError, ConnectionId, HubName};
 use hubwire_protocol::{encode_handshake_response, parse_handshake_request, Close, FrameError, HubMessage, Protocol};
 
@@ -75,7 +76,7 @@ thread_local! {
 /// A `GET /hubs/{hub}` that is not a WebSocket upgrade (hubwire serves only
 /// the WebSockets transport).
 pub async fn connect(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    if state.node.hubs.get(&path).is_none() {
+    if state.hubs.get(&path).is_none() {
         return HttpResponse::NotFound().body("No hub with that name.");
     }
     if state.node.is_shutting_down() {
@@ -91,12 +92,14 @@ struct Accepted {
     principal: Option<Principal>,
     /// The negotiate token it claimed, released when the connection ends.
     token: Option<String>,
+    /// Graceful shutdown waits for this connection while it is alive.
+    hold: Hold,
     accept_key: [u8; 28],
 }
 
 /// Checks the request as the connect endpoint must: path, WebSocket headers,
 /// hub, shutdown, token, negotiated id.
-fn accept(node: &Node, req: &Request) -> Result<Accepted, Refusal> {
+fn accept(node: &Node, hubs: &HubSet, req: &Request) -> Result<Accepted, Refusal> {
     let Some(hub_segment) = req
         .path()
         .strip_prefix("/hubs/")
@@ -105,15 +108,17 @@ fn accept(node: &Node, req: &Request) -> Result<Accepted, Refusal> {
         return Err(Refusal::new(404, "Not Found", ""));
     };
     actix_http::ws::verify_handshake(req.head()).map_err(handshake_refusal)?;
-    let Some(hub) = node.hubs.get(hub_segment) else {
+    let Some(hub) = hubs.get(hub_segment) else {
         return Err(Refusal::new(404, "Not Found", "No hub with that name."));
     };
     let hub_name = HubName::from(hub.name());
-    if node.is_shutting_down() {
+    // Taken before anything is reserved: a drain that began refuses here,
+    // and one that begins later waits for this connection.
+    let Some(hold) = node.drain.hold() else {
         return Err(Refusal::new(503, "Service Unavailable", "The server is shutting down."));
-    }
+    };
     let origin = req.head().headers.get(actix_http::header::ORIGIN);
-    if !crate::cors::origin_allowed(&node.config.allowed_origins, origin.map(|o| o.as_bytes())) {
+    if !crate::web::cors::origin_allowed(&node.config.allowed_origins, origin.map(|o| o.as_bytes())) {
         node.metrics.request_refused("origin");
         return Err(Refusal::new(403, "Forbidden", "Origin not allowed."));
     }
@@ -153,13 +158,15 @@ fn accept(node: &Node, req: &Request) -> Result<Accepted, Refusal> {
         id,
         principal,
         token,
+        hold,
         accept_key: key,
     })
 }
 
 /// The upgrade service: every `Upgrade: websocket` request comes here with its
 /// socket; the future runs on the worker that accepted the socket.
-pub async fn upgrade(node: Arc<Node>, req: Request, framed: Framed<TcpStream, h1::Codec>) {
+pub async fn upgrade(state: web::Data<AppState>, req: Request, framed: Framed<TcpStream, h1::Codec>) {
+    let node = state.node.clone();
     // actix's HTTP/1 codec and write buffer are of no further use; only bytes
     // the client sent right after its request (usually none) are kept.
     let FramedParts {
@@ -182,7 +189,7 @@ pub async fn upgrade(node: Arc<Node>, req: Request, framed: Framed<TcpStream, h1
         socket: _socket,
         handshake,
         stream,
-    }) = Box::pin(open(&node, req, stream)).await
+    }) = Box::pin(open(&node, &state.hubs, req, stream)).await
     else {
         return;
     };
@@ -206,12 +213,12 @@ struct Opened<'a> {
 /// Admission, the connect endpoint's checks, the per-user place and the 101.
 /// `None` once the socket was refused (the refusal written, what it claimed
 /// given back).
-async fn open(node: &Node, req: Request, stream: TcpStream) -> Option<Opened<'_>> {
+async fn open<'a>(node: &'a Node, hubs: &HubSet, req: Request, stream: TcpStream) -> Option<Opened<'a>> {
     let limit = WriteLimit::new(node);
     // Admission first: it is the cheapest check, and a refused socket claims nothing.
     let admitted = node.admission.admit(stream.peer_addr().ok().map(|a| a.ip()));
     let accepted = match admitted {
-        Ok(permits) => accept(node, &req).map(|accepted| (permits, accepted)),
+        Ok(permits) => accept(node, hubs, &req).map(|accepted| (permits, accepted)),
         Err(reason) => {
             node.metrics.connections_refused.count(reason);
             Err(admission_refusal(reason))
@@ -469,7 +476,13 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
     let stream = Rc::new(stream);
     let shared = Rc::new(Shared::default());
     let frame_limit = (node.config.max_message_size * 4).max(64 * 1024);
-    let Accepted { hub, id, principal, .. } = accepted;
+    let Accepted {
+        hub,
+        id,
+        principal,
+        hold: _hold,
+        ..
+    } = accepted;
     let mut reader = Reader {
         stream: &stream,
         shared: &shared,
@@ -530,7 +543,7 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
     handle.metrics.connections.inc();
     handle.metrics.connections_opened.inc();
     if node.config.close_on_token_expiry {
-        crate::connection::close_at_expiry(&node, &handle);
+        node.close_at_expiry(&handle);
     }
     let dispatcher = Dispatcher::new(node.clone(), hub.clone(), handle.clone());
     // The writer is a task of its own rather than the other half of a `join!`:
@@ -810,27 +823,27 @@ mod tests {
     #[actix_web::test]
     async fn upgrades_are_checked_like_the_connect_endpoint() {
         let dir = std::env::temp_dir().join(format!("hubwire-ws-accept-test-{}", std::process::id()));
-        let config = crate::config::Config {
+        let config = crate::core::config::Config {
             jwt_secret: Some("websocket-unit-test-secret-32-bytes".into()),
             data_dir: dir,
             diagnostics_hub: true,
-            ..crate::config::Config::default()
+            ..crate::core::config::Config::default()
         };
-        let node = crate::build_node(config).await.unwrap();
-        let status = |uri: &str| accept(&node, &upgrade_request(uri)).err().map(|r| r.status);
+        let AppState { node, hubs } = crate::build(config).await.unwrap();
+        let status = |uri: &str| accept(&node, &hubs, &upgrade_request(uri)).err().map(|r| r.status);
         assert_eq!(status("/other"), Some(404));
         assert_eq!(status("/hubs/nope"), Some(404));
         assert_eq!(status("/hubs/diagnostics"), Some(401), "no token");
         assert_eq!(status("/hubs/diagnostics?access_token=garbage"), Some(401));
-        let token = node.auth.issue(&crate::auth::Claims::new("alice", 60)).unwrap();
+        let token = node.auth.issue(&crate::core::auth::Claims::new("alice", 60)).unwrap();
         let with_token = format!("/hubs/diagnostics?access_token={token}");
-        let accepted = accept(&node, &upgrade_request(&with_token)).ok().unwrap();
+        let accepted = accept(&node, &hubs, &upgrade_request(&with_token)).ok().unwrap();
         // RFC 6455's own example key and answer.
         assert_eq!(&accepted.accept_key, b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(accepted.principal.unwrap().user.as_str(), "alice");
         assert_eq!(status(&format!("{with_token}&id=unknown")), Some(404));
         let plain = actix_http::test::TestRequest::with_uri(&with_token).finish();
-        assert_eq!(accept(&node, &plain).err().map(|r| r.status), Some(400));
+        assert_eq!(accept(&node, &hubs, &plain).err().map(|r| r.status), Some(400));
 
         node.begin_shutdown();
         assert_eq!(status(&with_token), Some(503));

@@ -24,7 +24,7 @@
 //! headers from anyone else are ignored: they would let a token issued for
 //! one URL be replayed at another.
 //!
-//! Otherwise a user token (see [`crate::auth`]) whose `roles` hold `admin` is
+//! Otherwise a user token (see [`crate::core::auth`]) whose `roles` hold `admin` is
 //! accepted. Tokens are read from `Authorization: Bearer` only, never from the
 //! query string. A refusal answers a generic 401 (see [`RestError::Unauthorized`]);
 //! why is logged at debug.
@@ -38,14 +38,13 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::error::RestError;
-use crate::config::Config;
-use crate::http::AppState;
+use crate::core::config::Config;
+use crate::web::state::AppState;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf` of access-key tokens.
 pub const LEEWAY_SECS: u64 = 30;
 
-/// The role a user token needs to call the REST API.
-pub const ADMIN_ROLE: &str = "admin";
+pub use crate::core::auth::ADMIN_ROLE;
 
 /// An extractor that succeeds only for an authorized request (401 otherwise).
 pub struct Authorized;
@@ -188,7 +187,7 @@ impl RequestUrl {
             return Self::new(public.scheme(), &host, &path, req.query_string());
         }
         let peer = req.peer_addr().map(|a| a.ip());
-        if crate::proxies::is_trusted(&config.trusted_proxies, peer) {
+        if crate::core::proxies::is_trusted(&config.trusted_proxies, peer) {
             let info = req.connection_info();
             return Self::new(info.scheme(), info.host(), req.path(), req.query_string());
         }
@@ -284,7 +283,7 @@ fn hex(digit: u8) -> Option<u8> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::auth::unix_now;
+    use crate::core::auth::unix_now;
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
 

@@ -14,7 +14,7 @@ use super::body::read_message;
 use super::error::RestError;
 use super::params::{self, ConnectionPath, GroupPath, HubPath, HubRequest, UserPath};
 use super::success;
-use crate::http::AppState;
+use crate::web::state::AppState;
 use hubwire_backplane::{ConnectionId, HubName, Target};
 
 async fn deliver(

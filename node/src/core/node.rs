@@ -8,7 +8,7 @@
 //! the backplane with a single publish.
 //!
 //! A group or close command for connections other nodes hold returns once
-//! those nodes applied it ([`crate::cluster::Acks`]), or fails with
+//! those nodes applied it ([`crate::core::acks::Acks`]), or fails with
 //! [`NodeError::NotAcknowledged`] after `cluster_ack_timeout_ms`: a send right
 //! after it reaches exactly the members it should.
 //!
@@ -18,20 +18,22 @@
 //! `max_groups_per_connection`.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::admission::Admission;
-use crate::auth::Authenticator;
-use crate::cluster::{Acks, Lanes};
-use crate::config::Config;
-use crate::connection::{CloseRequest, ConnectionHandle};
-use crate::hubs::HubSet;
-use crate::metrics::{Limit, Metrics};
-use crate::negotiate::Negotiations;
-use crate::outbound::OutboundMessage;
-use crate::registry::Registry;
+use futures_util::future::BoxFuture;
+
+use crate::core::acks::{Acks, Unanswered};
+use crate::core::admission::Admission;
+use crate::core::auth::Authenticator;
+use crate::core::config::Config;
+use crate::core::connection::{CloseRequest, ConnectionHandle, TOKEN_EXPIRED};
+use crate::core::drain::Drain;
+use crate::core::lanes::Lanes;
+use crate::core::metrics::{Limit, Metrics};
+use crate::core::negotiations::{Limits, Negotiations};
+use crate::core::outbound::OutboundMessage;
+use crate::core::registry::Registry;
 use hubwire_backplane::{
     AnyBackplane, Backplane, BackplaneError, Channel, ClusterBody, ClusterMessage, CommandId, ConnectionId,
     ConnectionRecord, GroupName, HubName, MembershipTtl, NodeId, Target, UserId,
@@ -80,8 +82,10 @@ pub struct Node {
     pub backplane: AnyBackplane,
     /// This node's connections.
     pub registry: Registry,
-    /// The hubs served.
-    pub hubs: HubSet,
+    /// The names of the hubs served, as their hubs spell them.
+    hubs: Vec<HubName>,
+    /// What the hubs want to hear of (offline hooks).
+    hooks: Arc<dyn NodeHooks>,
     /// Negotiated connections waiting for their transport.
     pub negotiations: Negotiations,
     /// Prometheus metrics.
@@ -90,20 +94,32 @@ pub struct Node {
     pub started: Instant,
     /// Caps on WebSocket upgrades, checked before the 101.
     pub admission: Admission,
-    shutting_down: AtomicBool,
-    /// Connection departures whose cluster cleanup (unsubscribe, unregister,
-    /// offline hook) has not finished; shutdown waits for them.
-    departing: AtomicUsize,
+    /// The connections graceful shutdown waits for.
+    pub drain: Drain,
     /// Commands this node awaits other nodes' answers to.
     pub(crate) acks: Acks,
     /// Group commands from other nodes, in order per group channel.
     pub(crate) lanes: Lanes,
 }
 
+/// What the layers above the node want to hear of. The node calls it and
+/// knows nothing of hubs: the hub set implements it (`core::hub`).
+pub trait NodeHooks: Send + Sync {
+    /// A user's last connection to `hub` is gone, cluster-wide — closed, or
+    /// lost with its node. Called once cluster-wide.
+    fn user_offline(&self, node: Arc<Node>, hub: HubName, user: UserId) -> BoxFuture<'static, ()>;
+}
+
 impl Node {
     /// A node with its parts; call [`Node::start`] before serving.
-    pub fn new(config: Config, auth: Authenticator, backplane: AnyBackplane, hubs: HubSet) -> Self {
-        let negotiations = Negotiations::new(crate::negotiate::Limits::of(&config));
+    pub fn new(
+        config: Config,
+        auth: Authenticator,
+        backplane: AnyBackplane,
+        hubs: Vec<HubName>,
+        hooks: Arc<dyn NodeHooks>,
+    ) -> Self {
+        let negotiations = Negotiations::new(Limits::of(&config));
         let metrics = Metrics::new();
         let lanes = Lanes::new(metrics.cluster_commands_pending.clone());
         Self {
@@ -113,11 +129,11 @@ impl Node {
             backplane,
             registry: Registry::default(),
             hubs,
+            hooks,
             negotiations,
             metrics,
-            departing: AtomicUsize::new(0),
             started: Instant::now(),
-            shutting_down: AtomicBool::new(false),
+            drain: Drain::default(),
             acks: Acks::default(),
             lanes,
         }
@@ -128,15 +144,48 @@ impl Node {
         self.backplane
             .subscribe(Channel::Node(self.backplane.node_id().clone()))
             .await?;
-        for hub in self.hubs.names() {
-            self.backplane.subscribe(Channel::All(HubName::from(hub))).await?;
+        for hub in &self.hubs {
+            self.backplane.subscribe(Channel::All(hub.clone())).await?;
         }
         Ok(())
     }
 
+    /// The served hub named `name` (case-insensitively), as the hub spells it.
+    pub fn hub(&self, name: &str) -> Option<HubName> {
+        self.hubs
+            .iter()
+            .find(|h| h.as_str().eq_ignore_ascii_case(name))
+            .cloned()
+    }
+
+    /// Closes `handle` when the `exp` of its token passes, unless it closes
+    /// first. The Close allows reconnecting: the client's reconnect asks its
+    /// token factory for a fresh token. One sleeping task (on the connection's
+    /// worker) per connection, and only when `close_on_token_expiry` is on.
+    pub fn close_at_expiry(self: &Arc<Self>, handle: &Arc<ConnectionHandle>) {
+        let Some(expires) = handle.principal.as_ref().map(|p| p.expires) else {
+            return;
+        };
+        let left = (std::time::UNIX_EPOCH + Duration::from_secs(expires))
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let (node, handle) = (self.clone(), handle.clone());
+        tokio::task::spawn_local(async move {
+            tokio::select! {
+                () = tokio::time::sleep(left) => {
+                    if handle.close(CloseRequest::error(TOKEN_EXPIRED)) {
+                        node.metrics.request_refused("token_expired");
+                        tracing::debug!(connection = %handle.id, "access token expired: closing");
+                    }
+                }
+                _ = handle.closed() => {}
+            }
+        });
+    }
+
     /// Whether graceful shutdown has begun (new connections are refused).
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
+        self.drain.began()
     }
 
     /// Sends `method(arguments)` to `target` in `hub`, except some connections:
@@ -235,7 +284,10 @@ impl Node {
         let awaited = self.acks.expect(nodes);
         self.publish(hub, body(Some(awaited.id))).await?;
         let timeout = Duration::from_millis(self.config.cluster_ack_timeout_ms);
-        let result = awaited.wait(timeout).await;
+        let result = awaited
+            .wait(timeout)
+            .await
+            .map_err(|Unanswered { nodes, timeout_ms }| NodeError::NotAcknowledged { nodes, timeout_ms });
         if let Err(e) = &result {
             self.metrics.cluster_ack_timeouts.inc();
             tracing::warn!(error = %e, "a cluster command was not acknowledged");
@@ -277,7 +329,7 @@ impl Node {
             hub: hub.clone(),
             user: user.cloned(),
             transport: transport.to_owned(),
-            since_ms: crate::auth::unix_now() * 1000,
+            since_ms: crate::core::auth::unix_now() * 1000,
         };
         let limit = Some(self.config.max_connections_per_user).filter(|l| *l > 0);
         self.backplane.register(&record, limit).await.map(drop)
@@ -294,7 +346,12 @@ impl Node {
     /// those of its user, and any it was added to during its handshake (read
     /// after it is in the registry, so that no later addition is missed).
     pub async fn connected(&self, handle: &Arc<ConnectionHandle>) -> Result<(), BackplaneError> {
-        if self.registry.add(handle) {
+        let first_of_user = self.registry.add(handle);
+        if self.drain.began() {
+            // Its handshake finished during the drain: it reconnects elsewhere.
+            handle.close(shutdown_close());
+        }
+        if first_of_user {
             if let Some(user) = handle.user() {
                 self.backplane
                     .subscribe(Channel::User(handle.hub.clone(), user.clone()))
@@ -310,9 +367,6 @@ impl Node {
     /// Forgets a connection locally and cluster-wide; if it was its user's
     /// last one anywhere, runs the hub's offline hook.
     pub async fn disconnected(self: &Arc<Self>, id: &ConnectionId) {
-        // Counted before the registry forgets it, so that shutdown never sees
-        // "no connections and nothing departing" while its keyspace entry lives.
-        let _departing = Departing::new(&self.departing);
         let Some(removed) = self.registry.remove(id) else {
             return;
         };
@@ -342,9 +396,7 @@ impl Node {
     async fn user_offline_if_gone(self: &Arc<Self>, hub: &HubName, user: &UserId) {
         match self.backplane.user_connections(hub, user).await {
             Ok(left) if left.is_empty() => {
-                if let Some(h) = self.hubs.get(hub.as_str()) {
-                    h.on_user_offline(self.clone(), hub.clone(), user.clone()).await;
-                }
+                self.hooks.user_offline(self.clone(), hub.clone(), user.clone()).await;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(user = %user, error = %e, "cannot tell whether a user went offline"),
@@ -572,39 +624,26 @@ impl Node {
         Ok(self.backplane.user_in_group(hub, user, group).await?)
     }
 
-    /// True when no connection is held and every departure's cluster cleanup
-    /// has finished: what graceful shutdown waits for before leaving the cluster.
-    pub fn is_drained(&self) -> bool {
-        self.registry.is_empty() && self.departing.load(Ordering::Acquire) == 0
-    }
-
-    /// Begins graceful shutdown: refuse new connections, ask every client to
-    /// reconnect elsewhere (Close with `allowReconnect: true`).
+    /// Begins graceful shutdown: refuse new connections ([`Drain::hold`] gives
+    /// nothing any more), ask every client to reconnect elsewhere (Close with
+    /// `allowReconnect: true`). A connection that completes its handshake
+    /// after this is told the same by [`Node::connected`]: the drain begins
+    /// before the registry is read, and a connection checks the drain after
+    /// entering the registry, so every connection is told once either way.
     pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Relaxed);
+        self.drain.begin();
         for handle in self.registry.all() {
-            handle.close(CloseRequest {
-                error: Some("Server is shutting down.".into()),
-                allow_reconnect: true,
-                notify_client: true,
-            });
+            handle.close(shutdown_close());
         }
     }
 }
 
-/// Counts one departure in progress while alive.
-struct Departing<'a>(&'a AtomicUsize);
-
-impl<'a> Departing<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::AcqRel);
-        Self(counter)
-    }
-}
-
-impl Drop for Departing<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+/// The close every client gets when its node shuts down.
+fn shutdown_close() -> CloseRequest {
+    CloseRequest {
+        error: Some("Server is shutting down.".into()),
+        allow_reconnect: true,
+        notify_client: true,
     }
 }
 
@@ -621,6 +660,7 @@ pub(crate) fn close_request(reason: Option<String>) -> CloseRequest {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::core::hub::HubSet;
     use crate::hubs::diagnostics::DiagnosticsHub;
     use hubwire_backplane::LocalBackplane;
     use hubwire_protocol::Protocol;
@@ -634,7 +674,7 @@ mod tests {
         let auth = Authenticator::from_config(&config).unwrap();
         let (backplane, _inbox) = LocalBackplane::single(NodeId::from("n1"));
         let hubs = HubSet::default().with(Arc::new(DiagnosticsHub));
-        Arc::new(Node::new(config, auth, AnyBackplane::Local(backplane), hubs))
+        Arc::new(hubs.serve(config, auth, AnyBackplane::Local(backplane)))
     }
 
     async fn connection(node: &Node, id: &str) -> Arc<ConnectionHandle> {
@@ -645,7 +685,7 @@ mod tests {
             None,
             Protocol::Json,
             "WebSockets",
-            crate::connection::QueueLimits {
+            crate::core::connection::QueueLimits {
                 records: 8,
                 bytes: 1 << 20,
             },

@@ -4,9 +4,9 @@
 
 use actix_http::ws::HandshakeError;
 
-use crate::metrics::RefusalReason;
+use crate::core::metrics::RefusalReason;
 
-/// The security headers every HTTP response carries (`crate::cors`).
+/// The security headers every HTTP response carries (`crate::web::cors`).
 const SECURITY_HEADERS: &str = "x-content-type-options: nosniff\r\nx-frame-options: DENY\r\n";
 
 /// A refused upgrade, written as a plain HTTP/1.1 response.

@@ -23,10 +23,10 @@ use futures_util::StreamExt;
 use prometheus::IntGauge;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connection::{CloseRequest, ConnectionHandle};
-use crate::hubs::{Hub, HubCall, HubError, HubReply, MethodSpec};
-use crate::metrics::Limit;
-use crate::node::Node;
+use crate::core::connection::{CloseRequest, ConnectionHandle};
+use crate::core::hub::{Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::core::metrics::Limit;
+use crate::core::node::Node;
 use hubwire_protocol::{Completion, CompletionOutcome, HubMessage, Invocation, StreamItem};
 
 /// Invocations that may wait while one runs.
@@ -279,7 +279,7 @@ impl Dispatcher {
             .get_or_insert_with(|| {
                 let (invocations, mut queue) = mpsc::channel::<Box<Invocation>>(INVOCATION_QUEUE);
                 let runner = self.ctx.clone();
-                actix_web::rt::spawn(async move {
+                tokio::task::spawn_local(async move {
                     while let Some(invocation) = queue.recv().await {
                         runner.clone().invoke(*invocation).await;
                     }
@@ -354,7 +354,7 @@ impl Dispatcher {
             }
             streams.insert(id, stop);
         }
-        actix_web::rt::spawn(ctx.clone().stream(invocation, spec, cancel, self.streams.clone()));
+        tokio::task::spawn_local(ctx.clone().stream(invocation, spec, cancel, self.streams.clone()));
     }
 }
 
@@ -372,11 +372,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::auth::Authenticator;
-    use crate::config::Config;
-    use crate::connection::QueueReceiver;
+    use crate::core::auth::Authenticator;
+    use crate::core::config::Config;
+    use crate::core::connection::QueueReceiver;
+    use crate::core::hub::HubSet;
     use crate::hubs::diagnostics::DiagnosticsHub;
-    use crate::hubs::HubSet;
     use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId};
     use hubwire_protocol::{Protocol, Value};
 
@@ -397,14 +397,14 @@ mod tests {
         let (backplane, _inbox) = LocalBackplane::single(NodeId::from("n1"));
         let hub: Arc<dyn Hub> = Arc::new(DiagnosticsHub);
         let hubs = HubSet::default().with(hub.clone());
-        let node = Arc::new(Node::new(config, auth, AnyBackplane::Local(backplane), hubs));
+        let node = Arc::new(hubs.serve(config, auth, AnyBackplane::Local(backplane)));
         let (handle, queue) = ConnectionHandle::new(
             "c1".into(),
             "diagnostics".into(),
             None,
             Protocol::Json,
             "WebSockets",
-            crate::connection::QueueLimits {
+            crate::core::connection::QueueLimits {
                 records: queue_capacity,
                 bytes: 1 << 20,
             },
@@ -504,7 +504,7 @@ mod tests {
             s.handle
                 .metrics
                 .slow_closed
-                .get(crate::metrics::SlowReason::QueueRecords)
+                .get(crate::core::metrics::SlowReason::QueueRecords)
                 .get()
                 == 1
         };

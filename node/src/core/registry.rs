@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::connection::ConnectionHandle;
+use crate::core::connection::ConnectionHandle;
 use hubwire_backplane::{ConnectionId, GroupName, HubName, Target, UserId};
 
 type Members = HashMap<ConnectionId, Arc<ConnectionHandle>>;
@@ -166,7 +166,7 @@ impl Registry {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::auth::Principal;
+    use crate::core::auth::Principal;
     use hubwire_protocol::Protocol;
 
     fn conn(id: &str, hub: &str, user: Option<&str>) -> Arc<ConnectionHandle> {
@@ -184,11 +184,11 @@ mod tests {
             principal,
             Protocol::Json,
             "WebSockets",
-            crate::connection::QueueLimits {
+            crate::core::connection::QueueLimits {
                 records: 8,
                 bytes: 1 << 20,
             },
-            crate::metrics::Metrics::new().hub(hub),
+            crate::core::metrics::Metrics::new().hub(hub),
         )
         .0
     }

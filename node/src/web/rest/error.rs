@@ -14,7 +14,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::node::NodeError;
+use crate::core::node::NodeError;
 use hubwire_backplane::BackplaneError;
 
 /// The response header carrying the error code (as Azure sends it).

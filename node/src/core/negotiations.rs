@@ -1,4 +1,4 @@
-//! `POST /hubs/{hub}/negotiate` and the table of negotiated connections.
+//! The table of negotiated connections (the HTTP side is `web::negotiate`).
 //!
 //! Negotiate version 1 hands out a public `connectionId` and a secret
 //! `connectionToken`; the transport request carries the token as `?id=`, so a
@@ -13,14 +13,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use parking_lot::Mutex;
 use rand::RngCore;
-use serde_json::json;
 
-use crate::config::Config;
-use crate::http::{authorize_connection, AppState};
+use crate::core::config::Config;
 use hubwire_backplane::{ConnectionId, HubName, UserId};
 
 /// A fresh random id (16 random bytes, URL-safe base64).
@@ -228,46 +225,6 @@ impl Negotiations {
     pub fn pending(&self) -> usize {
         self.pending.lock().pending_total
     }
-}
-
-/// `POST /hubs/{hub}/negotiate[?negotiateVersion=N]`
-pub async fn negotiate(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    let node = &state.node;
-    let hub = match node.hubs.get(&path) {
-        Some(hub) => HubName::from(hub.name()),
-        None => return HttpResponse::NotFound().body("No hub with that name."),
-    };
-    if node.is_shutting_down() {
-        return HttpResponse::ServiceUnavailable().body("The server is shutting down.");
-    }
-    let principal = match authorize_connection(&req, node, &hub) {
-        Ok(principal) => principal,
-        Err(refused) => return refused.response(),
-    };
-    let version = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "negotiateVersion")
-        .and_then(|(_, v)| v.parse::<u32>().ok())
-        .unwrap_or(0)
-        .min(1);
-    let user = principal.as_ref().map(|p| &p.user);
-    let (id, token) = match node.negotiations.create(&hub, version, user) {
-        Ok(created) => created,
-        Err(NegotiateError::UserLimit) => {
-            node.metrics.request_refused("negotiate_user_limit");
-            return HttpResponse::TooManyRequests().body("Too many negotiated connections waiting for this user.");
-        }
-        Err(NegotiateError::NodeLimit) => {
-            node.metrics.request_refused("negotiate_node_limit");
-            return HttpResponse::ServiceUnavailable().body("Too many negotiated connections waiting.");
-        }
-    };
-    let transports = json!([{ "transport": "WebSockets", "transferFormats": ["Text", "Binary"] }]);
-    let body = if version >= 1 {
-        json!({ "negotiateVersion": 1, "connectionId": id.as_str(), "connectionToken": token, "availableTransports": transports })
-    } else {
-        json!({ "negotiateVersion": 0, "connectionId": id.as_str(), "availableTransports": transports })
-    };
-    HttpResponse::Ok().json(body)
 }
 
 #[cfg(test)]

@@ -11,17 +11,20 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_web::HttpRequest;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::core::config::Config;
 use hubwire_backplane::UserId;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
+
+/// The role a user token needs to call the REST API and the hub methods that
+/// reach other users.
+pub const ADMIN_ROLE: &str = "admin";
 
 /// Who is behind a connection or a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -285,23 +288,6 @@ impl Authenticator {
             &self.hs256.0,
         )?)
     }
-}
-
-/// The token of a request: `Authorization: Bearer`, else the `access_token` query
-/// parameter (browsers cannot set headers on WebSocket and EventSource requests).
-pub fn request_token(req: &HttpRequest) -> Option<String> {
-    token_from(req.headers(), req.query_string())
-}
-
-/// The bearer token of a request given by its headers and query string:
-/// `Authorization: Bearer` first, then the `access_token` query parameter.
-pub fn token_from(headers: &actix_web::http::header::HeaderMap, query: &str) -> Option<String> {
-    if let Some(value) = headers.get(actix_web::http::header::AUTHORIZATION) {
-        if let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
-            return Some(token.trim().to_owned());
-        }
-    }
-    crate::http::query_value(query, "access_token")
 }
 
 /// Reads, or creates once, the development HS256 secret kept in `data_dir`.

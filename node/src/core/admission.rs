@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use prometheus::IntGauge;
 
-use crate::config::Config;
-use crate::metrics::{Metrics, RefusalReason};
+use crate::core::config::Config;
+use crate::core::metrics::{Metrics, RefusalReason};
 
 /// Open files the default `max_connections` leaves to everything that is not
 /// a WebSocket: stdio, the listener, the runtimes' epoll and wake-up

@@ -8,8 +8,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::error::{Missing, RestError};
 use super::params::{self, ConnectionPath, GroupPath, HubPath, HubRequest, UserPath};
 use super::success;
-use crate::http::AppState;
-use crate::node::Node;
+use crate::core::node::Node;
+use crate::web::state::AppState;
 use hubwire_backplane::{Backplane, ConnectionId, HubName, Target};
 
 /// Whether connection `id` is connected to `hub` anywhere in the cluster.

@@ -33,7 +33,7 @@ pub mod users;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::http::AppState;
+use crate::web::state::AppState;
 
 /// The success response of an operation: `status`, or 202 on v1 paths.
 pub fn success(req: &HttpRequest, status: StatusCode) -> HttpResponse {

@@ -11,12 +11,12 @@ use serde_json::json;
 
 use super::error::ERROR_CODE_HEADER;
 use super::routes;
-use crate::auth::{unix_now, Authenticator, Claims};
-use crate::config::Config;
-use crate::http::AppState;
+use crate::core::auth::{unix_now, Authenticator, Claims};
+use crate::core::config::Config;
+use crate::core::hub::HubSet;
+use crate::core::node::Node;
 use crate::hubs::diagnostics::DiagnosticsHub;
-use crate::hubs::HubSet;
-use crate::node::Node;
+use crate::web::state::AppState;
 use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId};
 
 const ACCESS_KEY: &str = "rest-unit-test-access-key-of-32-bytes";
@@ -37,7 +37,7 @@ fn node_with(edit: impl FnOnce(&mut Config)) -> Arc<Node> {
     let auth = Authenticator::from_config(&config).unwrap();
     let (backplane, _inbox) = LocalBackplane::single(NodeId::from("n1"));
     let hubs = HubSet::default().with(Arc::new(DiagnosticsHub));
-    Arc::new(Node::new(config, auth, AnyBackplane::Local(backplane), hubs))
+    Arc::new(hubs.serve(config, auth, AnyBackplane::Local(backplane)))
 }
 
 /// A token as the 2022-06-01 Management SDK signs it: `aud` without the port.
@@ -65,7 +65,10 @@ async fn call(method: Method, uri: &str, token: Option<String>, body: Option<&st
 }
 
 async fn send(node: Arc<Node>, req: test::TestRequest) -> ServiceResponse {
-    let app = App::new().app_data(web::Data::new(AppState { node })).configure(routes);
+    let hubs = HubSet::default().with(Arc::new(DiagnosticsHub));
+    let app = App::new()
+        .app_data(web::Data::new(AppState { node, hubs }))
+        .configure(routes);
     let app = test::init_service(app).await;
     test::call_service(&app, req.to_request()).await
 }

@@ -354,7 +354,7 @@ impl Config {
             }
         }
         for proxy in &self.trusted_proxies {
-            crate::proxies::IpBlock::parse(proxy).map_err(|reason| ConfigError::Invalid {
+            crate::core::proxies::IpBlock::parse(proxy).map_err(|reason| ConfigError::Invalid {
                 field: "trusted_proxies (HUBWIRE_TRUSTED_PROXIES)",
                 reason,
             })?;

@@ -20,8 +20,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::auth::Principal;
-use crate::metrics::{HubMetrics, SlowReason};
+use crate::core::auth::Principal;
+use crate::core::metrics::{HubMetrics, SlowReason};
 use hubwire_backplane::{ConnectionId, HubName, UserId};
 use hubwire_protocol::Protocol;
 
@@ -32,31 +32,6 @@ pub const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
 /// The error text of a connection closed because its token expired
 /// (`close_on_token_expiry`).
 pub const TOKEN_EXPIRED: &str = "Connection closed with an error: the access token expired.";
-
-/// Closes `handle` when the `exp` of its token passes, unless it closes first.
-/// The Close allows reconnecting: the client's reconnect asks its token
-/// factory for a fresh token. One sleeping task per connection, and only
-/// when `close_on_token_expiry` is on.
-pub fn close_at_expiry(node: &Arc<crate::node::Node>, handle: &Arc<ConnectionHandle>) {
-    let Some(expires) = handle.principal.as_ref().map(|p| p.expires) else {
-        return;
-    };
-    let left = (std::time::UNIX_EPOCH + std::time::Duration::from_secs(expires))
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    let (node, handle) = (node.clone(), handle.clone());
-    actix_web::rt::spawn(async move {
-        tokio::select! {
-            () = tokio::time::sleep(left) => {
-                if handle.close(CloseRequest::error(TOKEN_EXPIRED)) {
-                    node.metrics.request_refused("token_expired");
-                    tracing::debug!(connection = %handle.id, "access token expired: closing");
-                }
-            }
-            _ = handle.closed() => {}
-        }
-    });
-}
 
 /// Why and how a connection is being closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,7 +288,7 @@ mod tests {
     }
 
     fn handle_with(limits: QueueLimits) -> (Arc<ConnectionHandle>, QueueReceiver, HubMetrics) {
-        let metrics = crate::metrics::Metrics::new().hub("diagnostics");
+        let metrics = crate::core::metrics::Metrics::new().hub("diagnostics");
         let (h, rx) = ConnectionHandle::new(
             ConnectionId::from("c1"),
             HubName::from("diagnostics"),

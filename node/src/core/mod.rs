@@ -1,0 +1,40 @@
+//! The core: connections, their registry, sends, cluster commands, hub
+//! dispatch and the hub trait. It knows no HTTP (no actix here) and no
+//! particular hub: the web layer hands it upgraded connections and REST calls,
+//! the hubs layer plugs in through [`hub::Hub`] and [`node::NodeHooks`].
+//!
+//! # Layout, lowest first (a module uses only modules above it in this list)
+//! - [`proxies`], [`config`]: the configuration (TOML file + `HUBWIRE_*`
+//!   environment) and the trusted-proxy blocks it holds.
+//! - [`metrics`]: Prometheus metrics (`/metrics`).
+//! - [`auth`]: user tokens (JWT) and who they stand for.
+//! - [`connection`]: one connection's handle: queue and close signal.
+//! - [`outbound`]: a message encoded once per protocol for many recipients.
+//! - [`registry`]: this node's connections by hub, group and user — the one
+//!   owner of local group membership.
+//! - [`admission`]: the caps an upgrade must pass before its 101.
+//! - [`negotiations`]: the table of negotiated connection tokens.
+//! - [`drain`]: what graceful shutdown waits for (a hold per connection).
+//! - [`acks`], [`lanes`]: the answers this node awaits from other nodes, and
+//!   the per-channel queues cluster commands run on.
+//! - [`node`]: the shared state of a node and its one send API.
+//! - [`inbox`]: what other nodes ask of this one (the inbox task).
+//! - [`hub`]: the hub trait, the hub set, the context of an invocation.
+//! - [`dispatch`]: hub messages in, hub method calls, completions out.
+
+pub mod acks;
+pub mod admission;
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod drain;
+pub mod hub;
+pub mod inbox;
+pub mod lanes;
+pub mod metrics;
+pub mod negotiations;
+pub mod node;
+pub mod outbound;
+pub mod proxies;
+pub mod registry;

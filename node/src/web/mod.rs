@@ -1,0 +1,18 @@
+//! The HTTP-facing layer: everything that speaks HTTP or touches a socket,
+//! on top of [`crate::core`] (and of no particular hub).
+//!
+//! # Layout, lowest first
+//! - [`state`]: the app state, token extraction, connection authorization.
+//! - [`cors`]: allowed origins, CORS and security headers of HTTP responses.
+//! - [`http`]: the app state, token extraction from requests, routes and
+//!   [`http::run`] (serving, then graceful shutdown).
+//! - [`negotiate`]: `POST /hubs/{hub}/negotiate`.
+//! - [`transport`]: the WebSocket transport (RFC 6455 framing of our own).
+//! - [`rest`]: the server REST API for backends (Azure SignalR compatible).
+
+pub mod cors;
+pub mod http;
+pub mod negotiate;
+pub mod rest;
+pub mod state;
+pub mod transport;

@@ -1,0 +1,48 @@
+//! `POST /hubs/{hub}/negotiate`: hands out a connection id (and in version 1
+//! a secret connection token) from the node's [`Negotiations`](crate::core::negotiations::Negotiations) table.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use crate::core::negotiations::NegotiateError;
+use crate::web::state::{authorize_connection, AppState};
+
+/// `POST /hubs/{hub}/negotiate[?negotiateVersion=N]`
+pub async fn negotiate(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let node = &state.node;
+    let hub = match node.hub(&path) {
+        Some(hub) => hub,
+        None => return HttpResponse::NotFound().body("No hub with that name."),
+    };
+    if node.is_shutting_down() {
+        return HttpResponse::ServiceUnavailable().body("The server is shutting down.");
+    }
+    let principal = match authorize_connection(&req, node, &hub) {
+        Ok(principal) => principal,
+        Err(refused) => return refused.response(),
+    };
+    let version = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "negotiateVersion")
+        .and_then(|(_, v)| v.parse::<u32>().ok())
+        .unwrap_or(0)
+        .min(1);
+    let user = principal.as_ref().map(|p| &p.user);
+    let (id, token) = match node.negotiations.create(&hub, version, user) {
+        Ok(created) => created,
+        Err(NegotiateError::UserLimit) => {
+            node.metrics.request_refused("negotiate_user_limit");
+            return HttpResponse::TooManyRequests().body("Too many negotiated connections waiting for this user.");
+        }
+        Err(NegotiateError::NodeLimit) => {
+            node.metrics.request_refused("negotiate_node_limit");
+            return HttpResponse::ServiceUnavailable().body("Too many negotiated connections waiting.");
+        }
+    };
+    let transports = json!([{ "transport": "WebSockets", "transferFormats": ["Text", "Binary"] }]);
+    let body = if version >= 1 {
+        json!({ "negotiateVersion": 1, "connectionId": id.as_str(), "connectionToken": token, "availableTransports": transports })
+    } else {
+        json!({ "negotiateVersion": 0, "connectionId": id.as_str(), "availableTransports": transports })
+    };
+    HttpResponse::Ok().json(body)
+}
