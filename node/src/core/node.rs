@@ -72,6 +72,18 @@ pub enum NodeError {
     },
 }
 
+/// In which order [`Node::send`] reaches this node's connections and the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOrder {
+    /// This node's connections first, so that they get the message even while
+    /// Redis is unreachable (hub methods: the caller sees the error anyway).
+    LocalFirst,
+    /// Publish first, deliver locally only once the publish succeeded: an error
+    /// means no connection was sent the message, so that a retry cannot
+    /// duplicate it (the REST API's sends, see `docs/rest-api.md`).
+    PublishFirst,
+}
+
 /// Shared state of one node.
 pub struct Node {
     /// The configuration it was started with.
@@ -189,51 +201,21 @@ impl Node {
     }
 
     /// Sends `method(arguments)` to `target` in `hub`, except some connections:
-    /// to local recipients directly, to the rest of the cluster in one publish.
-    /// Local delivery comes first, so that this node's connections get the
-    /// message even while Redis is unreachable (hub methods).
+    /// to local recipients directly, to the rest of the cluster in one publish,
+    /// in the order `order` says.
     pub async fn send(
         &self,
         hub: &HubName,
         target: Target,
         except: Vec<ConnectionId>,
-        method: &str,
-        arguments: Vec<Value>,
-    ) -> Result<(), NodeError> {
-        let message = OutboundMessage::invocation(method, arguments);
-        self.send_in_order(hub, target, except, message, false).await
-    }
-
-    /// Like [`Node::send`], but publishes first and delivers to this node's
-    /// connections only once the publish succeeded: an error means no
-    /// connection was sent the message, so that a retry cannot duplicate it
-    /// (the REST API's sends, see `docs/rest-api.md`).
-    pub async fn send_published_first(
-        &self,
-        hub: &HubName,
-        target: Target,
-        except: Vec<ConnectionId>,
-        method: &str,
-        arguments: Vec<Value>,
-    ) -> Result<(), NodeError> {
-        let message = OutboundMessage::invocation(method, arguments);
-        self.send_in_order(hub, target, except, message, true).await
-    }
-
-    /// Delivers locally and publishes (unless the target is a connection of
-    /// this node), in the order `publish_first` says.
-    async fn send_in_order(
-        &self,
-        hub: &HubName,
-        target: Target,
-        except: Vec<ConnectionId>,
-        message: OutboundMessage,
-        publish_first: bool,
+        (method, arguments): (&str, Vec<Value>),
+        order: SendOrder,
     ) -> Result<(), NodeError> {
         if let Target::Group(group) = &target {
             self.check_group_name(hub, group)?;
         }
-        if !publish_first {
+        let message = OutboundMessage::invocation(method, arguments);
+        if order == SendOrder::LocalFirst {
             self.deliver_local(hub, &target, &except, &message);
         }
         let held_here = matches!(&target, Target::Connection(id) if self.registry.get(id).is_some());
@@ -245,7 +227,7 @@ impl Node {
             };
             self.publish(hub, body).await?;
         }
-        if publish_first {
+        if order == SendOrder::PublishFirst {
             self.deliver_local(hub, &target, &except, &message);
         }
         Ok(())
@@ -721,7 +703,14 @@ mod tests {
             ));
             assert!(refused(node.remove_user_from_group(&hub, &user, &g).await.map(drop)));
             assert!(refused(
-                node.send(&hub, Target::Group(g.clone()), vec![], "m", vec![]).await
+                node.send(
+                    &hub,
+                    Target::Group(g.clone()),
+                    vec![],
+                    ("m", vec![]),
+                    SendOrder::LocalFirst
+                )
+                .await
             ));
             assert!(refused(node.close(&hub, Target::Group(g.clone()), vec![], None).await));
             assert!(refused(node.group_connections(&hub, &g).await.map(drop)));

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::core::hub::{arg_str, arg_u64, Hub, HubCall, HubError, HubReply, MethodSpec};
-use crate::core::node::Node;
+use crate::core::node::{Node, SendOrder};
 use hubwire_backplane::{ConnectionId, GroupName, HubName, Target, UserId};
 use hubwire_protocol::Value;
 
@@ -68,7 +68,16 @@ impl Hub for DiagnosticsHub {
     fn on_user_offline(&self, node: Arc<Node>, hub: HubName, user: UserId) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let arguments = vec![Value::from(user.as_str())];
-            if let Err(e) = node.send(&hub, Target::All, vec![], "UserOffline", arguments).await {
+            if let Err(e) = node
+                .send(
+                    &hub,
+                    Target::All,
+                    vec![],
+                    ("UserOffline", arguments),
+                    SendOrder::LocalFirst,
+                )
+                .await
+            {
                 tracing::warn!(user = %user, error = %e, "could not announce a user going offline");
             }
         })
@@ -89,7 +98,7 @@ impl Hub for DiagnosticsHub {
                 let method = arg_str(&args, at);
                 let payload = args.get(at + 1).cloned().unwrap_or(Value::Null);
                 async move {
-                    node.send(&hub, target, except, &method?, vec![payload])
+                    node.send(&hub, target, except, (&method?, vec![payload]), SendOrder::LocalFirst)
                         .await
                         .map_err(|e| HubError::Hub(e.to_string()))?;
                     Ok(HubReply::Value(Value::Null))

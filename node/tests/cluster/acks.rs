@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hubwire_backplane::{Backplane, ConnectionRecord, HubName, Target};
 use hubwire_node::core::config::Config;
 use hubwire_node::core::connection::{ConnectionHandle, QueueLimits, QueueReceiver};
-use hubwire_node::core::node::{Node, NodeError};
+use hubwire_node::core::node::{Node, NodeError, SendOrder};
 use hubwire_protocol::Protocol;
 use hubwire_test_support::{unique_prefix, RedisServer};
 use serde_json::{json, Value};
@@ -100,12 +100,24 @@ async fn a_remote_member_added_and_removed_then_sent_to_at_once_1000_times_never
         // From the member's own node (its registry) and from node a (node b's
         // subscription of the group channel): both must reach it.
         let to_group = || Target::Group(group.clone());
-        b.send(&hub, to_group(), vec![], "FromB", vec![json!(i)])
-            .await
-            .expect("send");
-        a.send(&hub, to_group(), vec![], "FromA", vec![json!(i)])
-            .await
-            .expect("send");
+        b.send(
+            &hub,
+            to_group(),
+            vec![],
+            ("FromB", vec![json!(i)]),
+            SendOrder::LocalFirst,
+        )
+        .await
+        .expect("send");
+        a.send(
+            &hub,
+            to_group(),
+            vec![],
+            ("FromA", vec![json!(i)]),
+            SendOrder::LocalFirst,
+        )
+        .await
+        .expect("send");
         assert_eq!(
             next_invocation(&mut queue).await,
             ("FromB".into(), json!(i)),
@@ -119,15 +131,33 @@ async fn a_remote_member_added_and_removed_then_sent_to_at_once_1000_times_never
 
         let removed = a.remove_from_group(&hub, &group, &member.id).await;
         assert!(removed.expect("removed through node a"), "round {i}: it was a member");
-        b.send(&hub, to_group(), vec![], "Removed", vec![json!(i)])
-            .await
-            .expect("send");
-        a.send(&hub, to_group(), vec![], "Removed", vec![json!(i)])
-            .await
-            .expect("send");
-        a.send(&hub, to_member(), vec![], "Marker", vec![json!(i)])
-            .await
-            .expect("send");
+        b.send(
+            &hub,
+            to_group(),
+            vec![],
+            ("Removed", vec![json!(i)]),
+            SendOrder::LocalFirst,
+        )
+        .await
+        .expect("send");
+        a.send(
+            &hub,
+            to_group(),
+            vec![],
+            ("Removed", vec![json!(i)]),
+            SendOrder::LocalFirst,
+        )
+        .await
+        .expect("send");
+        a.send(
+            &hub,
+            to_member(),
+            vec![],
+            ("Marker", vec![json!(i)]),
+            SendOrder::LocalFirst,
+        )
+        .await
+        .expect("send");
         let next = next_invocation(&mut queue).await;
         assert_eq!(
             next,
@@ -193,7 +223,7 @@ async fn a_delivery_is_not_held_back_by_a_group_command_waiting_on_redis() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let direct = Target::Connection(member.id.clone());
-    a.send(&hub, direct, vec![], "Direct", vec![json!(1)])
+    a.send(&hub, direct, vec![], ("Direct", vec![json!(1)]), SendOrder::LocalFirst)
         .await
         .expect("send");
     assert_eq!(next_invocation(&mut queue).await, ("Direct".into(), json!(1)));
@@ -218,7 +248,15 @@ async fn a_delivery_is_not_held_back_by_a_group_command_waiting_on_redis() {
     let deadline = Instant::now() + HUNG;
     for n in 0.. {
         let to_group = Target::Group("slow".into());
-        a.send(&hub, to_group, vec![], "Grouped", vec![json!(n)]).await.ok();
+        a.send(
+            &hub,
+            to_group,
+            vec![],
+            ("Grouped", vec![json!(n)]),
+            SendOrder::LocalFirst,
+        )
+        .await
+        .ok();
         let arrived = tokio::time::timeout(Duration::from_millis(200), queue.recv()).await;
         if arrived.is_ok() {
             break;
@@ -244,7 +282,7 @@ async fn a_send_published_first_that_fails_reached_nobody_and_its_retry_reaches_
     let target = Target::Group(group.clone());
     let sent = tokio::time::timeout(
         HUNG,
-        a.send_published_first(&hub, target, vec![], "News", vec![json!(1)]),
+        a.send(&hub, target, vec![], ("News", vec![json!(1)]), SendOrder::PublishFirst),
     )
     .await;
     assert!(
@@ -264,11 +302,11 @@ async fn a_send_published_first_that_fails_reached_nobody_and_its_retry_reaches_
     }
     let target = Target::Group(group.clone());
     let retried = a
-        .send_published_first(&hub, target, vec![], "News", vec![json!(1)])
+        .send(&hub, target, vec![], ("News", vec![json!(1)]), SendOrder::PublishFirst)
         .await;
     retried.expect("the retry succeeds");
     let direct = Target::Connection(member.id.clone());
-    a.send(&hub, direct, vec![], "Marker", vec![json!(0)])
+    a.send(&hub, direct, vec![], ("Marker", vec![json!(0)]), SendOrder::LocalFirst)
         .await
         .expect("send");
     assert_eq!(next_invocation(&mut queue).await, ("News".into(), json!(1)));

@@ -14,6 +14,7 @@ use super::body::read_message;
 use super::error::RestError;
 use super::params::{self, ConnectionPath, GroupPath, HubPath, HubRequest, UserPath};
 use super::success;
+use crate::core::node::SendOrder;
 use crate::web::state::AppState;
 use hubwire_backplane::{ConnectionId, HubName, Target};
 
@@ -28,7 +29,13 @@ async fn deliver(
     let except = params::excluded(req);
     state
         .node
-        .send_published_first(hub, target, except, &message.target, message.arguments)
+        .send(
+            hub,
+            target,
+            except,
+            (&message.target, message.arguments),
+            SendOrder::PublishFirst,
+        )
         .await?;
     Ok(success(req, StatusCode::ACCEPTED))
 }
