@@ -13,11 +13,12 @@
 //! fails alone.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::db::{with_conn, Db, SqliteConn};
 use crate::id::IdGenerator;
@@ -56,12 +57,14 @@ impl Store {
     }
 }
 
-/// The commit task's state: the pool, the id generator, the cipher.
+/// What writing a batch needs: the pool, the id generator, the cipher.
+#[derive(Clone)]
 pub(crate) struct Committer {
     db: Db,
     acquire_timeout: Duration,
     cipher: Cipher,
-    ids: IdGenerator,
+    /// A std mutex: held only to number a batch, never across an await.
+    ids: Arc<Mutex<IdGenerator>>,
 }
 
 impl Committer {
@@ -71,16 +74,31 @@ impl Committer {
             db,
             acquire_timeout,
             cipher,
-            ids: IdGenerator::default(),
+            ids: Arc::default(),
         }
     }
 }
 
-/// The commit task: runs until every [`Store`] handle is gone.
-pub(crate) async fn run(mut committer: Committer, mut queue: mpsc::Receiver<Pending>, batch_max: usize) {
-    let mut batch = Vec::with_capacity(batch_max);
-    while queue.recv_many(&mut batch, batch_max).await > 0 {
-        committer.commit(std::mem::take(&mut batch)).await;
+/// The commit task: takes what is queued as one batch and writes it, with
+/// up to `in_flight` batches committing at once (while one waits for its
+/// commit, the next gathers and starts); runs until every [`Store`] handle
+/// is gone and the last batch is answered.
+pub(crate) async fn run(committer: Committer, mut queue: mpsc::Receiver<Pending>, batch_max: usize, in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(in_flight));
+    loop {
+        // Closed only when this task drops it, below.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let mut batch = Vec::with_capacity(batch_max);
+        if queue.recv_many(&mut batch, batch_max).await == 0 {
+            break;
+        }
+        let committer = committer.clone();
+        tokio::spawn(async move {
+            committer.commit(batch).await;
+            drop(slot);
+        });
     }
 }
 
@@ -89,7 +107,7 @@ type DedupKey = (String, String, String);
 
 impl Committer {
     /// Writes one batch and answers its callers.
-    async fn commit(&mut self, batch: Vec<Pending>) {
+    async fn commit(&self, batch: Vec<Pending>) {
         // The first append of each key is written; the others follow it.
         let mut leaders: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut followers: Vec<(usize, oneshot::Sender<Appended>)> = Vec::new();
@@ -140,11 +158,14 @@ impl Committer {
 
     /// Writes distinct messages in one transaction: each stored message and
     /// whether it was inserted now, in order.
-    async fn write(&mut self, messages: &[&NewMessage]) -> Result<Vec<(Message, bool)>> {
+    async fn write(&self, messages: &[&NewMessage]) -> Result<Vec<(Message, bool)>> {
         let now = now_ms();
+        let ids: Vec<MessageId> = {
+            let mut generator = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+            messages.iter().map(|_| generator.next(now)).collect()
+        };
         let mut rows = Vec::with_capacity(messages.len());
-        for message in messages {
-            let id = self.ids.next(now);
+        for (message, id) in messages.iter().zip(ids) {
             let (content, key_id) = self.cipher.seal(&message.conversation_id, id, &message.content)?;
             rows.push(MessageRow {
                 id: id.0,
@@ -215,7 +236,11 @@ impl InsertMessages for AsyncPgConnection {
     async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<Vec<i64>> {
         diesel::insert_into(messages::table)
             .values(rows)
-            .on_conflict((messages::conversation_id, messages::sender_id, messages::client_message_id))
+            .on_conflict((
+                messages::conversation_id,
+                messages::sender_id,
+                messages::client_message_id,
+            ))
             .do_nothing()
             .returning(messages::id)
             .get_results(self)
@@ -232,7 +257,11 @@ impl InsertMessages for SqliteConn {
         for row in rows {
             let id = diesel::insert_into(messages::table)
                 .values(row)
-                .on_conflict((messages::conversation_id, messages::sender_id, messages::client_message_id))
+                .on_conflict((
+                    messages::conversation_id,
+                    messages::sender_id,
+                    messages::client_message_id,
+                ))
                 .do_nothing()
                 .returning(messages::id)
                 .get_result::<i64>(self)

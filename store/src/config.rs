@@ -40,6 +40,10 @@ pub struct StoreConfig {
     pub retention_interval_secs: u64,
     /// Most appends one group commit writes in one transaction. Default 512.
     pub batch_max: usize,
+    /// Group commits that may be under way at once (one gathers while
+    /// another waits for its commit); PostgreSQL only, SQLite has one
+    /// writer. Default 4.
+    pub commits_in_flight: usize,
     /// Appends that may wait for the commit task before callers wait for
     /// room (back-pressure). Default 8192.
     pub queue_capacity: usize,
@@ -57,6 +61,7 @@ impl Default for StoreConfig {
             retention: Vec::new(),
             retention_interval_secs: 3600,
             batch_max: 512,
+            commits_in_flight: 4,
             queue_capacity: 8192,
         }
     }
@@ -99,9 +104,9 @@ impl StoreConfig {
 
     /// Checks the sizes that must not be zero.
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.pool_size == 0 || self.batch_max == 0 || self.queue_capacity == 0 {
+        if self.pool_size == 0 || self.batch_max == 0 || self.queue_capacity == 0 || self.commits_in_flight == 0 {
             return Err(StoreError::Config(
-                "pool_size, batch_max and queue_capacity must be at least 1".into(),
+                "pool_size, batch_max, commits_in_flight and queue_capacity must be at least 1".into(),
             ));
         }
         self.retention_days().map(drop)
@@ -130,7 +135,10 @@ mod tests {
             ..StoreConfig::default()
         };
         let days = config.retention_days().expect("valid");
-        assert_eq!(days, vec![("customer-support".into(), 180), ("customer-driver".into(), 30)]);
+        assert_eq!(
+            days,
+            vec![("customer-support".into(), 180), ("customer-driver".into(), 30)]
+        );
         for bad in ["x", "x=0", "=3", "x=-1"] {
             let config = StoreConfig {
                 retention: vec![bad.into()],

@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-
 use crate::db::with_conn;
 use crate::models::{now_ms, ConversationRow, Participant};
 use crate::schema::{conversations, participants};
@@ -31,7 +30,7 @@ impl Store {
         participants: &[&str],
     ) -> Result<Conversation> {
         let id = match id {
-            Some(id) if id.is_empty() => return Err(StoreError::Invalid("empty conversation id".into())),
+            Some("") => return Err(StoreError::Invalid("empty conversation id".into())),
             Some(id) => id.to_owned(),
             None => generated_id(),
         };
@@ -76,7 +75,12 @@ impl Store {
             .await?
         });
         let stored = stored.ok_or_else(|| StoreError::NotFound(format!("conversation {id}")))?;
-        let same = stored.kind == kind && stored.participants.iter().map(String::as_str).eq(wanted.iter().copied());
+        let same = stored.kind == kind
+            && stored
+                .participants
+                .iter()
+                .map(String::as_str)
+                .eq(wanted.iter().copied());
         if !same {
             return Err(StoreError::Conflict(format!(
                 "conversation {id} exists as {:?} with participants {:?}",
@@ -97,7 +101,9 @@ impl Store {
     /// node arrives at the same row.
     pub async fn direct_conversation(&self, a: &str, b: &str) -> Result<Conversation> {
         if a == b || a.is_empty() || b.is_empty() {
-            return Err(StoreError::Invalid("a direct conversation needs two different users".into()));
+            return Err(StoreError::Invalid(
+                "a direct conversation needs two different users".into(),
+            ));
         }
         let (low, high) = if a < b { (a, b) } else { (b, a) };
         // The length prefix keeps ("a:b", "c") and ("a", "b:c") apart.

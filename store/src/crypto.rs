@@ -52,7 +52,9 @@ impl Cipher {
             let Ok(bytes) = <[u8; 32]>::try_from(bytes) else {
                 return Err(StoreError::Config(format!("encryption key {id:?} must have 32 bytes")));
             };
-            cipher.keys.insert(id.to_owned(), Aes256Gcm::new(&Key::<Aes256Gcm>::from(bytes)));
+            cipher
+                .keys
+                .insert(id.to_owned(), Aes256Gcm::new(&Key::<Aes256Gcm>::from(bytes)));
             cipher.current = Some(id.to_owned());
         }
         Ok(cipher)
@@ -121,9 +123,18 @@ mod tests {
         let (stored, key_id) = cipher.seal("c", MessageId(7), "hello").expect("seal");
         assert_eq!(key_id.as_deref(), Some("k1"));
         assert_ne!(stored, "hello");
-        assert_eq!(cipher.open("c", MessageId(7), &stored, Some("k1")).expect("open"), "hello");
-        assert!(matches!(cipher.open("c", MessageId(8), &stored, Some("k1")), Err(StoreError::Decrypt(_))));
-        assert!(matches!(cipher.open("d", MessageId(7), &stored, Some("k1")), Err(StoreError::Decrypt(_))));
+        assert_eq!(
+            cipher.open("c", MessageId(7), &stored, Some("k1")).expect("open"),
+            "hello"
+        );
+        assert!(matches!(
+            cipher.open("c", MessageId(8), &stored, Some("k1")),
+            Err(StoreError::Decrypt(_))
+        ));
+        assert!(matches!(
+            cipher.open("d", MessageId(7), &stored, Some("k1")),
+            Err(StoreError::Decrypt(_))
+        ));
     }
 
     #[test]
@@ -136,6 +147,9 @@ mod tests {
     #[test]
     fn plain_without_keys() {
         let cipher = Cipher::default();
-        assert_eq!(cipher.seal("c", MessageId(1), "x").expect("seal"), ("x".to_owned(), None));
+        assert_eq!(
+            cipher.seal("c", MessageId(1), "x").expect("seal"),
+            ("x".to_owned(), None)
+        );
     }
 }

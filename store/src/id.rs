@@ -2,9 +2,10 @@
 //!
 //! Layout (the sign bit stays 0): 42 bits of milliseconds since 2024-01-01
 //! UTC (good until 2163), then 21 bits that start random each millisecond
-//! and count up. One [`IdGenerator`] per store (owned by its commit task)
-//! hands out strictly increasing ids, so within a node id order is commit
-//! order; ids of two nodes order by their clocks. Two nodes picking the same
+//! and count up. One [`IdGenerator`] per store (shared by its commits)
+//! hands out strictly increasing ids; ids of two nodes order by their
+//! clocks. Batches committing at once may commit out of id order by a few
+//! milliseconds, as two nodes' may. Two nodes picking the same
 //! id is a primary-key violation, which the commit task retries with fresh
 //! ids.
 

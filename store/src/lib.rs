@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`config`]: [`StoreConfig`] (URL, data dir, pool, keys, retention, batches).
-//! - [`error`]: [`StoreError`].
+//! - [`error`]: [`StoreError`], the one error type.
 //! - [`schema`]: the diesel tables; `store/migrations/` the SQL, embedded.
 //! - [`models`]: [`Conversation`], [`Message`], [`ReadPosition`], ... and rows.
 //! - [`id`]: time-ordered [`MessageId`]s.
@@ -81,6 +81,11 @@ impl Store {
             None => db::sqlite_pool(config)?,
         };
         migrations::run(config).await?;
+        // SQLite has one writer at a time: batches in flight would only queue on its lock.
+        let in_flight = match db {
+            db::Db::Postgres(_) => config.commits_in_flight,
+            db::Db::Sqlite(_) => 1,
+        };
         let (appends, queue) = tokio::sync::mpsc::channel(config.queue_capacity);
         let inner = Arc::new(Inner {
             db,
@@ -94,6 +99,7 @@ impl Store {
             batching::Committer::new(inner.db.clone(), inner.acquire_timeout, inner.cipher.clone()),
             queue,
             config.batch_max,
+            in_flight,
         ));
         Ok(Self { inner })
     }

@@ -18,9 +18,7 @@ use crate::batching::decrypt;
 use crate::db::with_conn;
 use crate::models::{now_ms, MessageRow, ReadPositionRow};
 use crate::schema::{conversations, messages, participants, read_positions};
-use crate::{
-    Conversation, ConversationSummary, Message, MessageId, ReadPosition, Result, Store, StoreError,
-};
+use crate::{Conversation, ConversationSummary, Message, MessageId, ReadPosition, Result, Store, StoreError};
 
 diesel::define_sql_function! {
     /// `coalesce(a, b)`: `a` unless it is NULL.

@@ -34,9 +34,15 @@ async fn three_stores_open_at_once_on_an_empty_database() {
     for open in opens {
         stores.push(open.await.expect("task").expect("open"));
     }
-    stores[0].create_conversation(Some("c"), "group", &["a"]).await.expect("create");
+    stores[0]
+        .create_conversation(Some("c"), "group", &["a"])
+        .await
+        .expect("create");
     for (i, store) in stores.iter().enumerate() {
-        store.append_message(message("c", &format!("from {i}"))).await.expect("append");
+        store
+            .append_message(message("c", &format!("from {i}")))
+            .await
+            .expect("append");
     }
     let all = stores[2].messages_after("c", None, 10).await.expect("read");
     assert_eq!(all.len(), 3);
@@ -51,7 +57,10 @@ async fn a_store_survives_a_restart_of_postgres() {
         ..StoreConfig::default()
     };
     let store = Store::open(&config).await.expect("open");
-    store.create_conversation(Some("c"), "group", &["a"]).await.expect("create");
+    store
+        .create_conversation(Some("c"), "group", &["a"])
+        .await
+        .expect("create");
     store.append_message(message("c", "before")).await.expect("append");
 
     server.stop();
@@ -89,7 +98,10 @@ async fn retention_skips_while_another_node_holds_the_lock() {
         ..db.config()
     };
     let store = db.open_with(config.clone()).await;
-    store.create_conversation(Some("d"), "customer-driver", &["a"]).await.expect("create");
+    store
+        .create_conversation(Some("d"), "customer-driver", &["a"])
+        .await
+        .expect("create");
     store.append_message(message("d", "old")).await.expect("append");
     let far_future = hubwire_store::MessageId::first_at(0).timestamp_ms() + 100 * 365 * 24 * 3600 * 1000;
 

@@ -52,11 +52,18 @@ async fn create_is_idempotent_and_conflicts(db: TestDb) {
         .await
         .expect("same again");
     assert_eq!(again, first);
-    let other = store.create_conversation(Some("guid-1"), "group", &["alice", "carol"]).await;
+    let other = store
+        .create_conversation(Some("guid-1"), "group", &["alice", "carol"])
+        .await;
     assert!(matches!(other, Err(StoreError::Conflict(_))), "{other:?}");
-    let kind = store.create_conversation(Some("guid-1"), "direct", &["alice", "bob"]).await;
+    let kind = store
+        .create_conversation(Some("guid-1"), "direct", &["alice", "bob"])
+        .await;
     assert!(matches!(kind, Err(StoreError::Conflict(_))), "{kind:?}");
-    let generated = store.create_conversation(None, "group", &["x"]).await.expect("generated");
+    let generated = store
+        .create_conversation(None, "group", &["x"])
+        .await
+        .expect("generated");
     assert_ne!(generated.id, first.id);
     assert_eq!(store.get_conversation("guid-1").await.expect("get"), Some(first));
     assert_eq!(store.get_conversation("nope").await.expect("get"), None);
@@ -87,11 +94,20 @@ async fn direct_conversation_is_one_under_a_race(db: TestDb) {
 
 async fn participants_come_and_go(db: TestDb) {
     let store = db.open().await;
-    store.create_conversation(Some("c"), "group", &["a"]).await.expect("create");
+    store
+        .create_conversation(Some("c"), "group", &["a"])
+        .await
+        .expect("create");
     assert!(store.add_participant("c", "b").await.expect("add"));
     assert!(!store.add_participant("c", "b").await.expect("add again"));
     assert!(store.is_participant("c", "b").await.expect("is"));
-    let users: Vec<String> = store.participants("c").await.expect("list").into_iter().map(|p| p.user_id).collect();
+    let users: Vec<String> = store
+        .participants("c")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|p| p.user_id)
+        .collect();
     assert_eq!(users, vec!["a", "b"]);
     assert!(store.remove_participant("c", "b").await.expect("remove"));
     assert!(!store.remove_participant("c", "b").await.expect("remove again"));
@@ -102,14 +118,26 @@ async fn participants_come_and_go(db: TestDb) {
 
 async fn client_message_id_deduplicates(db: TestDb) {
     let store = db.open().await;
-    store.create_conversation(Some("c"), "group", &["a", "b"]).await.expect("create");
-    let (first, inserted) = store.append_message(message("c", "a", "hi", Some("m1"))).await.expect("append");
+    store
+        .create_conversation(Some("c"), "group", &["a", "b"])
+        .await
+        .expect("create");
+    let (first, inserted) = store
+        .append_message(message("c", "a", "hi", Some("m1")))
+        .await
+        .expect("append");
     assert!(inserted);
-    let (again, inserted) = store.append_message(message("c", "a", "hi (retry)", Some("m1"))).await.expect("again");
+    let (again, inserted) = store
+        .append_message(message("c", "a", "hi (retry)", Some("m1")))
+        .await
+        .expect("again");
     assert!(!inserted);
     assert_eq!(again, first);
     // The key is per sender: b may use the same client id.
-    let (other, inserted) = store.append_message(message("c", "b", "hey", Some("m1"))).await.expect("b");
+    let (other, inserted) = store
+        .append_message(message("c", "b", "hey", Some("m1")))
+        .await
+        .expect("b");
     assert!(inserted);
     assert_ne!(other.id, first.id);
     // No client id: never deduplicated.
@@ -121,14 +149,21 @@ async fn client_message_id_deduplicates(db: TestDb) {
 
 async fn concurrent_duplicates_store_one(db: TestDb) {
     let store = db.open().await;
-    store.create_conversation(Some("c"), "group", &["a"]).await.expect("create");
+    store
+        .create_conversation(Some("c"), "group", &["a"])
+        .await
+        .expect("create");
     // Spawned together, most land in one batch; some may not: either way
     // one is stored and all are answered with it.
     let sends: Vec<_> = (0..40)
         .map(|i| {
             let store = store.clone();
             let client_id = format!("k{}", i % 4);
-            tokio::spawn(async move { store.append_message(message("c", "a", &format!("n{i}"), Some(&client_id))).await })
+            tokio::spawn(async move {
+                store
+                    .append_message(message("c", "a", &format!("n{i}"), Some(&client_id)))
+                    .await
+            })
         })
         .collect();
     let mut inserted = 0;
@@ -145,8 +180,14 @@ async fn concurrent_duplicates_store_one(db: TestDb) {
 
 async fn cursors_page_by_time_ordered_ids(db: TestDb) {
     let store = db.open().await;
-    store.create_conversation(Some("c"), "group", &["a"]).await.expect("create");
-    store.create_conversation(Some("d"), "group", &["a"]).await.expect("create");
+    store
+        .create_conversation(Some("c"), "group", &["a"])
+        .await
+        .expect("create");
+    store
+        .create_conversation(Some("d"), "group", &["a"])
+        .await
+        .expect("create");
     let mut sent = Vec::new();
     for i in 0..10 {
         sent.push(append(&store, message("c", "a", &format!("m{i}"), None)).await);
@@ -177,7 +218,10 @@ async fn cursors_page_by_time_ordered_ids(db: TestDb) {
 
 async fn read_positions_never_move_back(db: TestDb) {
     let store = db.open().await;
-    store.create_conversation(Some("c"), "group", &["a", "b"]).await.expect("create");
+    store
+        .create_conversation(Some("c"), "group", &["a", "b"])
+        .await
+        .expect("create");
     let m1 = append(&store, message("c", "a", "one", None)).await;
     let m2 = append(&store, message("c", "a", "two", None)).await;
     let at2 = store.mark_read("c", "b", m2.id).await.expect("read 2");
@@ -192,9 +236,18 @@ async fn read_positions_never_move_back(db: TestDb) {
 
 async fn inbox_has_last_message_and_unread_counts(db: TestDb) {
     let store = db.open().await;
-    store.create_conversation(Some("c1"), "group", &["a", "b"]).await.expect("create");
-    store.create_conversation(Some("c2"), "group", &["a", "b", "c"]).await.expect("create");
-    store.create_conversation(Some("c3"), "group", &["b"]).await.expect("create");
+    store
+        .create_conversation(Some("c1"), "group", &["a", "b"])
+        .await
+        .expect("create");
+    store
+        .create_conversation(Some("c2"), "group", &["a", "b", "c"])
+        .await
+        .expect("create");
+    store
+        .create_conversation(Some("c3"), "group", &["b"])
+        .await
+        .expect("create");
     let first = append(&store, message("c1", "b", "b1", None)).await;
     append(&store, message("c1", "b", "b2", None)).await;
     append(&store, message("c1", "a", "a1", None)).await; // own: never unread
@@ -210,7 +263,10 @@ async fn inbox_has_last_message_and_unread_counts(db: TestDb) {
     assert_eq!(inbox[0].conversation.participants, vec!["a", "b", "c"]);
     assert_eq!(inbox[1].unread, 1, "b2 only: b1 is read, a1 is a's own");
     assert_eq!(inbox[1].last_message.as_ref().map(|m| m.content.as_str()), Some("a1"));
-    store.create_conversation(Some("c4"), "group", &["a"]).await.expect("create");
+    store
+        .create_conversation(Some("c4"), "group", &["a"])
+        .await
+        .expect("create");
     let inbox = store.conversations_of("a").await.expect("inbox");
     let empty = inbox.iter().find(|s| s.conversation.id == "c4").expect("c4 listed");
     assert_eq!((empty.unread, empty.last_message.as_ref()), (0, None));
@@ -228,13 +284,17 @@ async fn content_is_encrypted_and_keys_rotate(db: TestDb) {
         ..db.config()
     };
     let old = db.open_with(with_keys(vec![format!("k1:{}", key(1))])).await;
-    old.create_conversation(Some("c"), "group", &["a"]).await.expect("create");
+    old.create_conversation(Some("c"), "group", &["a"])
+        .await
+        .expect("create");
     let m1 = append(&old, message("c", "a", "secret one", None)).await;
     assert_eq!(m1.key_id.as_deref(), Some("k1"));
     assert_eq!(m1.content, "secret one");
     drop(old);
 
-    let rotated = db.open_with(with_keys(vec![format!("k1:{}", key(1)), format!("k2:{}", key(2))])).await;
+    let rotated = db
+        .open_with(with_keys(vec![format!("k1:{}", key(1)), format!("k2:{}", key(2))]))
+        .await;
     let m2 = append(&rotated, message("c", "a", "secret two", None)).await;
     assert_eq!(m2.key_id.as_deref(), Some("k2"), "the newest key encrypts");
     let all = rotated.messages_after("c", None, 10).await.expect("read");
@@ -244,7 +304,10 @@ async fn content_is_encrypted_and_keys_rotate(db: TestDb) {
     // Without k1 the old message cannot be read, and the error says why.
     let k2_only = db.open_with(with_keys(vec![format!("k2:{}", key(2))])).await;
     let page = k2_only.messages_after("c", None, 10).await;
-    assert!(matches!(&page, Err(StoreError::KeyMissing { key_id, .. }) if key_id == "k1"), "{page:?}");
+    assert!(
+        matches!(&page, Err(StoreError::KeyMissing { key_id, .. }) if key_id == "k1"),
+        "{page:?}"
+    );
     let m2_again = k2_only.message("c", m2.id).await.expect("read m2");
     assert_eq!(m2_again.map(|m| m.content), Some("secret two".into()));
 
@@ -260,8 +323,14 @@ async fn retention_deletes_only_old_messages_of_its_kind(db: TestDb) {
         ..db.config()
     };
     let store = db.open_with(config).await;
-    store.create_conversation(Some("s"), "customer-support", &["a"]).await.expect("create");
-    store.create_conversation(Some("g"), "group", &["a"]).await.expect("create");
+    store
+        .create_conversation(Some("s"), "customer-support", &["a"])
+        .await
+        .expect("create");
+    store
+        .create_conversation(Some("g"), "group", &["a"])
+        .await
+        .expect("create");
     let old_support = append(&store, message("s", "a", "old", None)).await;
     append(&store, message("g", "a", "kept forever", None)).await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -273,7 +342,13 @@ async fn retention_deletes_only_old_messages_of_its_kind(db: TestDb) {
     // As of 180 days after `boundary`: what was sent before it is too old.
     let now = boundary + 180 * 24 * 3600 * 1000;
     assert_eq!(store.run_retention(now).await.expect("run"), Some(1));
-    let left: Vec<String> = store.messages_after("s", None, 10).await.expect("s").into_iter().map(|m| m.content).collect();
+    let left: Vec<String> = store
+        .messages_after("s", None, 10)
+        .await
+        .expect("s")
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
     assert_eq!(left, ["new"]);
     assert_eq!(store.messages_after("g", None, 10).await.expect("g").len(), 1);
     assert_eq!(store.run_retention(now).await.expect("again"), Some(0));
@@ -281,7 +356,10 @@ async fn retention_deletes_only_old_messages_of_its_kind(db: TestDb) {
 
 async fn bad_appends_fail_alone(db: TestDb) {
     let store = db.open().await;
-    store.create_conversation(Some("c"), "group", &["a"]).await.expect("create");
+    store
+        .create_conversation(Some("c"), "group", &["a"])
+        .await
+        .expect("create");
     let sends: Vec<_> = (0..20)
         .map(|i| {
             let store = store.clone();

@@ -170,11 +170,7 @@ impl PostgresServer {
     pub fn start_again(&mut self) {
         self.stop();
         if !self.spawn() {
-            panic!(
-                "postgres did not restart on port {}; log:\n{}",
-                self.port,
-                self.log()
-            );
+            panic!("postgres did not restart on port {}; log:\n{}", self.port, self.log());
         }
     }
 

@@ -1,6 +1,9 @@
 //! The database each test runs against: a fresh SQLite file in a temporary
 //! directory, or a PostgreSQL server of its own.
 
+// Shared by two test binaries; each uses only part of it.
+#![allow(dead_code)]
+
 use hubwire_store::{Store, StoreConfig};
 use hubwire_test_support::postgres::PostgresServer;
 
@@ -13,10 +16,12 @@ pub enum TestDb {
 }
 
 impl TestDb {
+    /// A fresh SQLite data dir.
     pub fn sqlite() -> Self {
         Self::Sqlite(tempfile::tempdir().expect("temp dir"))
     }
 
+    /// A PostgreSQL server of this test's own.
     pub fn postgres() -> Self {
         Self::Postgres(PostgresServer::start())
     }
@@ -35,10 +40,12 @@ impl TestDb {
         }
     }
 
+    /// A store with the default configuration on this database.
     pub async fn open(&self) -> Store {
         self.open_with(self.config()).await
     }
 
+    /// A store with `config` (made from [`TestDb::config`]).
     pub async fn open_with(&self, config: StoreConfig) -> Store {
         match Store::open(&config).await {
             Ok(store) => store,
