@@ -5,6 +5,9 @@
 //!   same port.
 //! - [`RedisCluster`]: several servers with `--cluster-enabled yes`, joined by
 //!   `redis-cli --cluster create` into one cluster of masters.
+//! - [`postgres::PostgresServer`]: a PostgreSQL cluster of its own (`initdb`
+//!   in a temporary directory) on a free port, trust authentication; can be
+//!   stopped and started again on the same port with its data.
 //! - [`unique_prefix`]: a key prefix no other test uses.
 //! - [`node::NodeProcess`]: a real `hubwire-node` process.
 //! - [`http::request`]: a minimal HTTP/1.1 client.
@@ -18,6 +21,7 @@
 
 pub mod http;
 pub mod node;
+pub mod postgres;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,0 +1,274 @@
+//! Group commit: every [`Store::append_message`] goes through one task that
+//! takes everything queued (up to `batch_max`), writes it in one
+//! transaction and then answers each caller. Thousands of appends per second
+//! thus share a few round trips and commits (fsyncs) instead of paying one
+//! each, and a caller is answered only after its row committed.
+//!
+//! Duplicates: appends with the same (conversation, sender,
+//! client_message_id) within one batch are written once and all get the
+//! stored message (the first `inserted`, the rest not); one that is already
+//! stored is skipped by `ON CONFLICT DO NOTHING` and read back. A batch the
+//! database refuses for a row's sake (a missing conversation, two nodes'
+//! ids colliding) is retried row by row with fresh ids, so one bad append
+//! fails alone.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::db::{with_conn, Db, SqliteConn};
+use crate::id::IdGenerator;
+use crate::models::{now_ms, MessageRow};
+use crate::schema::messages;
+use crate::{Cipher, Message, MessageId, NewMessage, Result, Store, StoreError};
+
+/// What an append is answered with: the stored message and whether this
+/// append inserted it.
+type Appended = Result<(Message, bool)>;
+
+/// One queued append.
+pub(crate) struct Pending {
+    message: NewMessage,
+    reply: oneshot::Sender<Appended>,
+}
+
+impl Store {
+    /// Appends a message and returns it as stored, once it is committed.
+    /// `inserted` is false when an earlier append with the same
+    /// `client_message_id` (same conversation and sender) stored it: then
+    /// the earlier message is returned. The conversation must exist
+    /// (`NotFound` otherwise); that the sender may send is the caller's check.
+    pub async fn append_message(&self, message: NewMessage) -> Result<(Message, bool)> {
+        if let Some(attachments) = &message.attachments {
+            serde_json::from_str::<serde::de::IgnoredAny>(attachments)
+                .map_err(|e| StoreError::Invalid(format!("attachments are not JSON: {e}")))?;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .appends
+            .send(Pending { message, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// What writing a batch needs: the pool, the id generator, the cipher.
+#[derive(Clone)]
+pub(crate) struct Committer {
+    db: Db,
+    acquire_timeout: Duration,
+    cipher: Cipher,
+    /// A std mutex: held only to number a batch, never across an await.
+    ids: Arc<Mutex<IdGenerator>>,
+}
+
+impl Committer {
+    /// A committer writing through `db`.
+    pub(crate) fn new(db: Db, acquire_timeout: Duration, cipher: Cipher) -> Self {
+        Self {
+            db,
+            acquire_timeout,
+            cipher,
+            ids: Arc::default(),
+        }
+    }
+}
+
+/// The commit task: takes what is queued as one batch and writes it, with
+/// up to `in_flight` batches committing at once (while one waits for its
+/// commit, the next gathers and starts); runs until every [`Store`] handle
+/// is gone and the last batch is answered.
+pub(crate) async fn run(committer: Committer, mut queue: mpsc::Receiver<Pending>, batch_max: usize, in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(in_flight));
+    loop {
+        // Closed only when this task drops it, below.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let mut batch = Vec::with_capacity(batch_max);
+        if queue.recv_many(&mut batch, batch_max).await == 0 {
+            break;
+        }
+        let committer = committer.clone();
+        tokio::spawn(async move {
+            committer.commit(batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// The key that makes appends duplicates of each other.
+type DedupKey = (String, String, String);
+
+impl Committer {
+    /// Writes one batch and answers its callers.
+    async fn commit(&self, batch: Vec<Pending>) {
+        // The first append of each key is written; the others follow it.
+        let mut leaders: Vec<Pending> = Vec::with_capacity(batch.len());
+        let mut followers: Vec<(usize, oneshot::Sender<Appended>)> = Vec::new();
+        let mut first_of: HashMap<DedupKey, usize> = HashMap::new();
+        for pending in batch {
+            let key = pending.message.client_message_id.as_ref().map(|client_id| {
+                let m = &pending.message;
+                (m.conversation_id.clone(), m.sender_id.clone(), client_id.clone())
+            });
+            match key.as_ref().and_then(|k| first_of.get(k)) {
+                Some(&leader) => followers.push((leader, pending.reply)),
+                None => {
+                    if let Some(key) = key {
+                        first_of.insert(key, leaders.len());
+                    }
+                    leaders.push(pending);
+                }
+            }
+        }
+        let messages: Vec<&NewMessage> = leaders.iter().map(|p| &p.message).collect();
+        let mut results = match self.write(&messages).await {
+            Err(e) if e.is_constraint() && messages.len() > 1 => {
+                tracing::warn!(error = %e, rows = messages.len(), "batch refused; retrying row by row");
+                let mut one_by_one = Vec::with_capacity(messages.len());
+                for message in &messages {
+                    let result = self.write(&[*message]).await.map(|mut rows| rows.remove(0));
+                    one_by_one.push(result);
+                }
+                one_by_one
+            }
+            Err(e) => vec![Err(e); messages.len()],
+            Ok(rows) => rows.into_iter().map(Ok).collect(),
+        };
+        for result in &mut results {
+            if matches!(result, Err(e) if e.is_foreign_key()) {
+                *result = Err(StoreError::NotFound("conversation".into()));
+            }
+        }
+        for (leader, reply) in followers {
+            let result = results[leader].clone().map(|(message, _)| (message, false));
+            // A caller that stopped waiting (cancelled) needs no answer.
+            let _ = reply.send(result);
+        }
+        for (pending, result) in leaders.into_iter().zip(results) {
+            let _ = pending.reply.send(result);
+        }
+    }
+
+    /// Writes distinct messages in one transaction: each stored message and
+    /// whether it was inserted now, in order.
+    async fn write(&self, messages: &[&NewMessage]) -> Result<Vec<(Message, bool)>> {
+        let now = now_ms();
+        let ids: Vec<MessageId> = {
+            let mut generator = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+            messages.iter().map(|_| generator.next(now)).collect()
+        };
+        let mut rows = Vec::with_capacity(messages.len());
+        for (message, id) in messages.iter().zip(ids) {
+            let (content, key_id) = self.cipher.seal(&message.conversation_id, id, &message.content)?;
+            rows.push(MessageRow {
+                id: id.0,
+                conversation_id: message.conversation_id.clone(),
+                sender_id: message.sender_id.clone(),
+                content,
+                attachments: message.attachments.clone(),
+                client_message_id: message.client_message_id.clone(),
+                sent_at: now,
+                key_id,
+            });
+        }
+        let rows = &rows;
+        let stored: Vec<(MessageRow, bool)> = with_conn!(self, conn => {
+            conn.transaction(async |conn| {
+                let inserted: HashSet<i64> = conn.insert_messages(rows).await?.into_iter().collect();
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    if inserted.contains(&row.id) {
+                        out.push((row.clone(), true));
+                        continue;
+                    }
+                    // Skipped: its client_message_id is stored already.
+                    let existing = messages::table
+                        .filter(messages::conversation_id.eq(&row.conversation_id))
+                        .filter(messages::sender_id.eq(&row.sender_id))
+                        .filter(messages::client_message_id.eq(&row.client_message_id))
+                        .select(MessageRow::as_select())
+                        .first(conn)
+                        .await?;
+                    out.push((existing, false));
+                }
+                Ok::<_, StoreError>(out)
+            })
+            .await?
+        });
+        stored
+            .into_iter()
+            .map(|(row, inserted)| Ok((decrypt(&self.cipher, row)?, inserted)))
+            .collect()
+    }
+}
+
+/// A stored row as a [`Message`], its content decrypted.
+pub(crate) fn decrypt(cipher: &Cipher, row: MessageRow) -> Result<Message> {
+    let id = MessageId(row.id);
+    let content = cipher.open(&row.conversation_id, id, &row.content, row.key_id.as_deref())?;
+    Ok(Message {
+        id,
+        conversation_id: row.conversation_id,
+        sender_id: row.sender_id,
+        content,
+        attachments: row.attachments,
+        client_message_id: row.client_message_id,
+        sent_at: row.sent_at,
+        key_id: row.key_id,
+    })
+}
+
+/// Inserting message rows, skipping those whose client_message_id is taken:
+/// the ids of the rows inserted.
+trait InsertMessages {
+    async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<Vec<i64>>;
+}
+
+impl InsertMessages for AsyncPgConnection {
+    /// One multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING id`.
+    async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<Vec<i64>> {
+        diesel::insert_into(messages::table)
+            .values(rows)
+            .on_conflict((
+                messages::conversation_id,
+                messages::sender_id,
+                messages::client_message_id,
+            ))
+            .do_nothing()
+            .returning(messages::id)
+            .get_results(self)
+            .await
+    }
+}
+
+impl InsertMessages for SqliteConn {
+    /// Row by row (diesel-async has no multi-row insert for SQLite; each is
+    /// a call into the embedded library, no round trip), in the caller's
+    /// transaction, so still one commit.
+    async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<Vec<i64>> {
+        let mut inserted = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = diesel::insert_into(messages::table)
+                .values(row)
+                .on_conflict((
+                    messages::conversation_id,
+                    messages::sender_id,
+                    messages::client_message_id,
+                ))
+                .do_nothing()
+                .returning(messages::id)
+                .get_result::<i64>(self)
+                .await
+                .optional()?;
+            inserted.extend(id);
+        }
+        Ok(inserted)
+    }
+}

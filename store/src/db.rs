@@ -1,0 +1,125 @@
+//! The connection pools of both back ends and [`with_conn!`], which runs one
+//! block of diesel code against whichever back end the store opened.
+//!
+//! PostgreSQL: `AsyncPgConnection` in a deadpool pool. SQLite: diesel's
+//! synchronous `SqliteConnection` behind diesel-async's
+//! `SyncConnectionWrapper` (each query on the blocking pool), in the same
+//! kind of pool; every SQLite connection is set up with WAL, a busy timeout
+//! and foreign keys on. Connections are recycled without a test query (a
+//! round trip per checkout would cost more than the queries); a connection
+//! whose server went away reports itself broken and is replaced.
+
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::FutureExt;
+
+use crate::{Result, StoreConfig, StoreError};
+
+/// The SQLite connection type.
+pub(crate) type SqliteConn = SyncConnectionWrapper<diesel::SqliteConnection>;
+
+/// Which database the store uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL, shared by all nodes.
+    Postgres,
+    /// The embedded SQLite file (one node).
+    Sqlite,
+}
+
+/// A pool of one back end.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// Runs `$body` with `$conn: &mut` a pooled connection of either back end
+/// (the same source compiled for both), inside an `async` fn returning
+/// [`crate::Result`].
+macro_rules! with_conn {
+    ($store:expr, $conn:ident => $body:expr) => {
+        match &$store.db {
+            $crate::db::Db::Postgres(pool) => {
+                let mut object = $crate::db::checkout_postgres(pool, $store.acquire_timeout).await?;
+                let $conn: &mut diesel_async::AsyncPgConnection = &mut object;
+                $body
+            }
+            $crate::db::Db::Sqlite(pool) => {
+                let mut object = $crate::db::checkout_sqlite(pool, $store.acquire_timeout).await?;
+                let $conn: &mut $crate::db::SqliteConn = &mut object;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_conn;
+
+/// Defines a checkout function per connection type: a connection from the
+/// pool, or `Unavailable` after `timeout`.
+macro_rules! checkout_fn {
+    ($name:ident, $conn:ty) => {
+        pub(crate) async fn $name(pool: &Pool<$conn>, timeout: std::time::Duration) -> Result<Object<$conn>> {
+            match tokio::time::timeout(timeout, pool.get()).await {
+                Ok(Ok(object)) => Ok(object),
+                Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "no database connection within {} ms",
+                    timeout.as_millis()
+                ))),
+            }
+        }
+    };
+}
+checkout_fn!(checkout_postgres, AsyncPgConnection);
+checkout_fn!(checkout_sqlite, SqliteConn);
+
+/// The PostgreSQL pool (connections are made on first use).
+pub(crate) fn postgres_pool(url: &str, config: &StoreConfig) -> Result<Db> {
+    let mut manager_config = ManagerConfig::default();
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
+    let pool = Pool::builder(manager)
+        .max_size(config.pool_size)
+        .build()
+        .map_err(|e| StoreError::Config(e.to_string()))?;
+    Ok(Db::Postgres(pool))
+}
+
+/// The SQLite pool on `data_dir/hubwire.db` (the directory is created).
+pub(crate) fn sqlite_pool(config: &StoreConfig) -> Result<Db> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    let path = config.sqlite_path();
+    let url = path
+        .to_str()
+        .ok_or_else(|| StoreError::Config(format!("{} is not UTF-8", path.display())))?
+        .to_owned();
+    let setup = format!(
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;",
+        config.sqlite_busy_timeout_ms
+    );
+    let mut manager_config = ManagerConfig::default();
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    manager_config.custom_setup = Box::new(move |url| {
+        let setup = setup.clone();
+        let url = url.to_owned();
+        async move {
+            let mut conn = SqliteConn::establish(&url).await?;
+            conn.batch_execute(&setup)
+                .await
+                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url, manager_config);
+    let pool = Pool::builder(manager)
+        .max_size(config.pool_size.min(4))
+        .build()
+        .map_err(|e| StoreError::Config(e.to_string()))?;
+    Ok(Db::Sqlite(pool))
+}

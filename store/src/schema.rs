@@ -1,0 +1,67 @@
+//! The tables, as diesel sees them; the same for both back ends (the SQL is
+//! in `store/migrations/`, written in the subset PostgreSQL and SQLite share).
+
+diesel::table! {
+    /// A conversation: its id (the app's own or generated), kind and creation time.
+    conversations (id) {
+        /// The conversation id.
+        id -> Text,
+        /// The kind ("direct", "group", "customer-support", ...).
+        kind -> Text,
+        /// Unix milliseconds.
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Who takes part in a conversation.
+    participants (conversation_id, user_id) {
+        /// The conversation.
+        conversation_id -> Text,
+        /// The participant.
+        user_id -> Text,
+        /// Unix milliseconds.
+        joined_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Messages, keyed by a time-ordered id.
+    messages (id) {
+        /// Time-ordered id (see [`crate::id`]).
+        id -> BigInt,
+        /// The conversation.
+        conversation_id -> Text,
+        /// The sender's user id.
+        sender_id -> Text,
+        /// The content, or its ciphertext when `key_id` is set.
+        content -> Text,
+        /// JSON text.
+        attachments -> Nullable<Text>,
+        /// The sender's idempotency key, unique per (conversation, sender).
+        client_message_id -> Nullable<Text>,
+        /// Unix milliseconds.
+        sent_at -> BigInt,
+        /// The encryption key of `content`; none: plain text.
+        key_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// How far each participant has read.
+    read_positions (conversation_id, user_id) {
+        /// The conversation.
+        conversation_id -> Text,
+        /// The reader.
+        user_id -> Text,
+        /// The newest message read.
+        last_read_id -> BigInt,
+        /// Unix milliseconds.
+        read_at -> BigInt,
+    }
+}
+
+diesel::joinable!(participants -> conversations (conversation_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(read_positions -> conversations (conversation_id));
+diesel::allow_tables_to_appear_in_same_query!(conversations, participants, messages, read_positions);
