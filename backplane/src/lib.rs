@@ -10,7 +10,9 @@
 //! - [`names`]: the identifier newtypes (`NodeId`, `ConnectionId`, `HubName`, ...).
 //! - [`message`]: what crosses nodes: [`Target`], [`Channel`], [`ClusterMessage`],
 //!   and what a node's inbox receives: [`BackplaneEvent`].
-//! - [`Backplane`]: the one narrow trait every implementation provides.
+//! - [`Delivery`] and [`Keyspace`]: the two narrow interfaces every
+//!   implementation provides — cross-node delivery (publish, subscribe,
+//!   readiness) and the cluster keyspace (connections, groups, users, counts).
 //! - [`local`]: the in-process implementation (a single node, or several nodes of
 //!   one process in tests).
 //! - [`redis`]: the Redis implementation (fred): pub/sub fan-out, the keyspace
@@ -82,31 +84,39 @@ pub enum MembershipTtl {
     For(Duration),
 }
 
-/// The narrow interface between a node and the rest of the cluster.
+/// Cross-node delivery, the first of the two narrow interfaces between a node
+/// and the rest of the cluster (as centrifuge splits its `Broker` from its
+/// `PresenceManager`): publish a message to the nodes interested in its
+/// channel, and say which channels this node is interested in.
 ///
-/// Every method is cluster-wide. Implementations must be cheap to share between
-/// actix workers (`Send + Sync`), and are created once in `main`.
+/// Implementations must be cheap to share between actix workers
+/// (`Send + Sync`), and are created once in `main`.
 #[allow(async_fn_in_trait)]
-pub trait Backplane: Send + Sync {
+pub trait Delivery: Send + Sync {
     /// The id of the node this handle belongs to.
     fn node_id(&self) -> &NodeId;
     /// Whether cluster operations currently work (for `/readyz`). Local
     /// delivery does not depend on it.
     fn is_ready(&self) -> bool;
-    /// Leaves the cluster: forgets this node's remaining connections and its
-    /// liveness entry, and stops background work. The handle is not used
-    /// afterwards (the Redis backplane refuses every call).
-    async fn shutdown(&self) -> Result<(), BackplaneError>;
-
     /// Sends a message to every other node interested in its channel.
     async fn publish(&self, msg: ClusterMessage) -> Result<(), BackplaneError>;
-    /// Starts receiving messages published on `channel` (idempotent).
+    /// Starts receiving messages published on `channel` (idempotent); returns
+    /// once the subscription is effective, so a publish after it is received.
     async fn subscribe(&self, channel: Channel) -> Result<(), BackplaneError>;
     /// Stops receiving messages published on `channel` (idempotent). An
     /// implementation may wait a short delay first, and stay subscribed if
     /// the channel is subscribed again meanwhile.
     async fn unsubscribe(&self, channel: Channel) -> Result<(), BackplaneError>;
+}
 
+/// The cluster keyspace, the second narrow interface: where each connection
+/// lives, who is in which group, counts. Every method is cluster-wide.
+#[allow(async_fn_in_trait)]
+pub trait Keyspace: Send + Sync {
+    /// Leaves the cluster: forgets this node's remaining connections and its
+    /// liveness entry, and stops background work. The handle is not used
+    /// afterwards (the Redis backplane refuses every call).
+    async fn shutdown(&self) -> Result<(), BackplaneError>;
     /// Records a new connection. With `max_per_user`, refuses the connection
     /// atomically when its user already has that many. Returns the groups the
     /// user was added to persistently in this hub, which the connection joins.
@@ -119,7 +129,6 @@ pub trait Backplane: Send + Sync {
     async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError>;
     /// The record of a connection anywhere in the cluster.
     async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError>;
-
     /// Records that a connection belongs to a group.
     async fn join_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<(), BackplaneError>;
     /// Records that a connection left a group; `false` if it was not a member.
@@ -132,7 +141,6 @@ pub trait Backplane: Send + Sync {
         hub: &HubName,
         group: &GroupName,
     ) -> Result<Vec<ConnectionRecord>, BackplaneError>;
-
     /// Adds a user to a group for its current connections and, unless `ttl` says
     /// otherwise, its future ones.
     async fn add_user_to_group(
@@ -154,7 +162,6 @@ pub trait Backplane: Send + Sync {
         -> Result<Vec<GroupName>, BackplaneError>;
     /// Whether the user is a member (persistently, or through a live connection).
     async fn user_in_group(&self, hub: &HubName, user: &UserId, group: &GroupName) -> Result<bool, BackplaneError>;
-
     /// The connections of a user in a hub, cluster-wide.
     async fn user_connections(&self, hub: &HubName, user: &UserId) -> Result<Vec<ConnectionRecord>, BackplaneError>;
     /// Every live node with its number of connections to a hub (nodes
@@ -172,97 +179,52 @@ pub enum AnyBackplane {
     Redis(RedisBackplane),
 }
 
-macro_rules! dispatch {
-    ($self:ident, $b:ident => $e:expr) => {
-        match $self {
-            AnyBackplane::Local($b) => $e,
-            AnyBackplane::Redis($b) => $e,
+/// Implements a trait for [`AnyBackplane`] by handing every method to the
+/// implementation chosen at start-up (static dispatch: no `dyn` of async traits).
+macro_rules! forward {
+    (impl $trait:ident {
+        $(fn $sync:ident(&self) -> $sret:ty;)*
+        $(async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*
+    }) => {
+        impl $trait for AnyBackplane {
+            $(fn $sync(&self) -> $sret {
+                match self {
+                    AnyBackplane::Local(b) => b.$sync(),
+                    AnyBackplane::Redis(b) => b.$sync(),
+                }
+            })*
+            $(async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                match self {
+                    AnyBackplane::Local(b) => b.$name($($arg),*).await,
+                    AnyBackplane::Redis(b) => b.$name($($arg),*).await,
+                }
+            })*
         }
     };
 }
 
-impl Backplane for AnyBackplane {
-    fn node_id(&self) -> &NodeId {
-        dispatch!(self, b => b.node_id())
-    }
-    fn is_ready(&self) -> bool {
-        dispatch!(self, b => b.is_ready())
-    }
-    async fn shutdown(&self) -> Result<(), BackplaneError> {
-        dispatch!(self, b => b.shutdown().await)
-    }
-    async fn publish(&self, msg: ClusterMessage) -> Result<(), BackplaneError> {
-        dispatch!(self, b => b.publish(msg).await)
-    }
-    async fn subscribe(&self, channel: Channel) -> Result<(), BackplaneError> {
-        dispatch!(self, b => b.subscribe(channel).await)
-    }
-    async fn unsubscribe(&self, channel: Channel) -> Result<(), BackplaneError> {
-        dispatch!(self, b => b.unsubscribe(channel).await)
-    }
-    async fn register(
-        &self,
-        record: &ConnectionRecord,
-        max_per_user: Option<usize>,
-    ) -> Result<Vec<GroupName>, BackplaneError> {
-        dispatch!(self, b => b.register(record, max_per_user).await)
-    }
-    async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError> {
-        dispatch!(self, b => b.unregister(id).await)
-    }
-    async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError> {
-        dispatch!(self, b => b.connection(id).await)
-    }
-    async fn join_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<(), BackplaneError> {
-        dispatch!(self, b => b.join_group(hub, group, id).await)
-    }
-    async fn leave_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<bool, BackplaneError> {
-        dispatch!(self, b => b.leave_group(hub, group, id).await)
-    }
-    async fn connection_groups(&self, hub: &HubName, id: &ConnectionId) -> Result<Vec<GroupName>, BackplaneError> {
-        dispatch!(self, b => b.connection_groups(hub, id).await)
-    }
-    async fn node_connection_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, BackplaneError> {
-        dispatch!(self, b => b.node_connection_counts(hub).await)
-    }
-    async fn group_connections(
-        &self,
-        hub: &HubName,
-        group: &GroupName,
-    ) -> Result<Vec<ConnectionRecord>, BackplaneError> {
-        dispatch!(self, b => b.group_connections(hub, group).await)
-    }
-    async fn add_user_to_group(
-        &self,
-        hub: &HubName,
-        user: &UserId,
-        group: &GroupName,
-        ttl: MembershipTtl,
-    ) -> Result<(), BackplaneError> {
-        dispatch!(self, b => b.add_user_to_group(hub, user, group, ttl).await)
-    }
-    async fn remove_user_from_group(
-        &self,
-        hub: &HubName,
-        user: &UserId,
-        group: &GroupName,
-    ) -> Result<bool, BackplaneError> {
-        dispatch!(self, b => b.remove_user_from_group(hub, user, group).await)
-    }
-    async fn remove_user_from_all_groups(
-        &self,
-        hub: &HubName,
-        user: &UserId,
-    ) -> Result<Vec<GroupName>, BackplaneError> {
-        dispatch!(self, b => b.remove_user_from_all_groups(hub, user).await)
-    }
-    async fn user_in_group(&self, hub: &HubName, user: &UserId, group: &GroupName) -> Result<bool, BackplaneError> {
-        dispatch!(self, b => b.user_in_group(hub, user, group).await)
-    }
-    async fn user_connections(&self, hub: &HubName, user: &UserId) -> Result<Vec<ConnectionRecord>, BackplaneError> {
-        dispatch!(self, b => b.user_connections(hub, user).await)
-    }
-    async fn hub_connection_count(&self, hub: &HubName) -> Result<usize, BackplaneError> {
-        dispatch!(self, b => b.hub_connection_count(hub).await)
-    }
-}
+forward!(impl Delivery {
+    fn node_id(&self) -> &NodeId;
+    fn is_ready(&self) -> bool;
+    async fn publish(&self, msg: ClusterMessage) -> Result<(), BackplaneError>;
+    async fn subscribe(&self, channel: Channel) -> Result<(), BackplaneError>;
+    async fn unsubscribe(&self, channel: Channel) -> Result<(), BackplaneError>;
+});
+
+forward!(impl Keyspace {
+    async fn shutdown(&self) -> Result<(), BackplaneError>;
+    async fn register(&self, record: &ConnectionRecord, max_per_user: Option<usize>) -> Result<Vec<GroupName>, BackplaneError>;
+    async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError>;
+    async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError>;
+    async fn join_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<(), BackplaneError>;
+    async fn leave_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<bool, BackplaneError>;
+    async fn connection_groups(&self, hub: &HubName, id: &ConnectionId) -> Result<Vec<GroupName>, BackplaneError>;
+    async fn group_connections(&self, hub: &HubName, group: &GroupName) -> Result<Vec<ConnectionRecord>, BackplaneError>;
+    async fn add_user_to_group(&self, hub: &HubName, user: &UserId, group: &GroupName, ttl: MembershipTtl) -> Result<(), BackplaneError>;
+    async fn remove_user_from_group(&self, hub: &HubName, user: &UserId, group: &GroupName) -> Result<bool, BackplaneError>;
+    async fn remove_user_from_all_groups(&self, hub: &HubName, user: &UserId) -> Result<Vec<GroupName>, BackplaneError>;
+    async fn user_in_group(&self, hub: &HubName, user: &UserId, group: &GroupName) -> Result<bool, BackplaneError>;
+    async fn user_connections(&self, hub: &HubName, user: &UserId) -> Result<Vec<ConnectionRecord>, BackplaneError>;
+    async fn node_connection_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, BackplaneError>;
+    async fn hub_connection_count(&self, hub: &HubName) -> Result<usize, BackplaneError>;
+});

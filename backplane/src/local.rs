@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::message::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, Target};
 use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
-use crate::{Backplane, BackplaneError, ConnectionRecord, MembershipTtl};
+use crate::{BackplaneError, ConnectionRecord, Delivery, Keyspace, MembershipTtl};
 
 /// Events one node's inbox holds on the in-process bus.
 pub const INBOX_CAPACITY: usize = 4096;
@@ -141,30 +141,13 @@ impl LocalBackplane {
     }
 }
 
-impl Backplane for LocalBackplane {
+impl Delivery for LocalBackplane {
     fn node_id(&self) -> &NodeId {
         &self.node
     }
 
     fn is_ready(&self) -> bool {
         true
-    }
-
-    async fn shutdown(&self) -> Result<(), BackplaneError> {
-        let own: Vec<ConnectionId> = {
-            let mut state = self.bus.state.lock();
-            state.nodes.remove(&self.node);
-            state
-                .connections
-                .values()
-                .filter(|c| c.node == self.node)
-                .map(|c| c.id.clone())
-                .collect()
-        };
-        for id in own {
-            self.unregister(&id).await?;
-        }
-        Ok(())
     }
 
     async fn publish(&self, msg: ClusterMessage) -> Result<(), BackplaneError> {
@@ -201,6 +184,25 @@ impl Backplane for LocalBackplane {
     async fn unsubscribe(&self, channel: Channel) -> Result<(), BackplaneError> {
         if let Some(slot) = self.bus.state.lock().nodes.get_mut(&self.node) {
             slot.channels.remove(&channel);
+        }
+        Ok(())
+    }
+}
+
+impl Keyspace for LocalBackplane {
+    async fn shutdown(&self) -> Result<(), BackplaneError> {
+        let own: Vec<ConnectionId> = {
+            let mut state = self.bus.state.lock();
+            state.nodes.remove(&self.node);
+            state
+                .connections
+                .values()
+                .filter(|c| c.node == self.node)
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        for id in own {
+            self.unregister(&id).await?;
         }
         Ok(())
     }

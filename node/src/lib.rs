@@ -24,11 +24,14 @@ use std::sync::Arc;
 
 use hubwire_backplane::{AnyBackplane, LocalBackplane, NodeId, RedisBackplane};
 
+use hubwire_store::Store;
+
 use crate::core::{auth, config, inbox, negotiations};
 use crate::web::state::AppState;
 
 /// Builds a node from its configuration — with the Redis backplane when
-/// `redis_url` is set, else the in-process one — with the built-in hubs the
+/// `redis_url` is set, else the in-process one; the store in PostgreSQL when
+/// `database_url` is set, else SQLite in `data_dir` — with the built-in hubs the
 /// configuration asks for, and starts the task that delivers what other
 /// nodes publish ([`inbox::run_inbox`]).
 pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
@@ -44,9 +47,17 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
             (AnyBackplane::Redis(backplane), inbox)
         }
     };
+    let store = Store::open(&config.store()).await?;
+    if !config.message_retention.is_empty() {
+        store.spawn_retention();
+    }
     let hubs = hubs::built_in(&config);
     let node = Arc::new(hubs.serve(config, auth, backplane));
     node.start().await?;
     tokio::spawn(inbox::run_inbox(node.clone(), inbox));
-    Ok(AppState { node, hubs })
+    Ok(AppState {
+        node,
+        hubs,
+        store: Some(store),
+    })
 }

@@ -83,7 +83,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let state = hubwire_node::build(config).await?;
         println!("hubwire-node listening on http://{address}");
-        tracing::info!(%address, node = %hubwire_backplane::Backplane::node_id(&state.node.backplane), "listening");
+        tracing::info!(%address, node = %state.node.id(), "listening");
         hubwire_node::web::http::run(listener, state, shutdown_signal()).await?;
         Ok(())
     })

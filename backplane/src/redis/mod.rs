@@ -47,7 +47,7 @@ use tracing::Instrument;
 
 use crate::message::{BackplaneEvent, Channel, ClusterMessage};
 use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
-use crate::{Backplane, BackplaneError, ConnectionRecord, MembershipTtl};
+use crate::{BackplaneError, ConnectionRecord, Delivery, Keyspace, MembershipTtl};
 
 pub use config::{ConnectError, RedisConfig};
 pub use names::RedisNames;
@@ -238,7 +238,7 @@ impl Shared {
     }
 }
 
-impl Backplane for RedisBackplane {
+impl Delivery for RedisBackplane {
     fn node_id(&self) -> &NodeId {
         &self.shared.config.node
     }
@@ -253,13 +253,6 @@ impl Backplane for RedisBackplane {
             && !s.resyncing.load(Ordering::Relaxed)
     }
 
-    async fn shutdown(&self) -> Result<(), BackplaneError> {
-        let result = self.shared.leave().await;
-        self.stop_tasks();
-        quit(&self.shared.client, &self.shared.subscriber);
-        result
-    }
-
     async fn publish(&self, msg: ClusterMessage) -> Result<(), BackplaneError> {
         self.shared.publish(&msg).await
     }
@@ -271,6 +264,15 @@ impl Backplane for RedisBackplane {
     async fn unsubscribe(&self, channel: Channel) -> Result<(), BackplaneError> {
         pubsub::unsubscribe(&self.shared, channel);
         Ok(())
+    }
+}
+
+impl Keyspace for RedisBackplane {
+    async fn shutdown(&self) -> Result<(), BackplaneError> {
+        let result = self.shared.leave().await;
+        self.stop_tasks();
+        quit(&self.shared.client, &self.shared.subscriber);
+        result
     }
 
     async fn register(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hubwire_backplane::{Backplane, Channel, GroupName, HubName, MembershipTtl, Target, UserId};
+use hubwire_backplane::{Channel, Delivery, GroupName, HubName, Keyspace, MembershipTtl, Target, UserId};
 use hubwire_test_support::{unique_prefix, RedisCluster};
 
 use crate::common::{deliver, ids, record, redis_node};

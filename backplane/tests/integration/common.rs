@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hubwire_backplane::{
-    AnyBackplane, Backplane, BackplaneEvent, Channel, ClusterBody, ClusterMessage, ConnectionId, ConnectionRecord,
+    AnyBackplane, BackplaneEvent, Channel, ClusterBody, ClusterMessage, ConnectionId, ConnectionRecord, Delivery,
     HubName, LocalBus, NodeId, RedisBackplane, RedisConfig, RedisStats, Target, UserId,
 };
 use hubwire_test_support::{unique_prefix, RedisServer};

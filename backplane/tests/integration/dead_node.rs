@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use hubwire_backplane::{Backplane, BackplaneEvent, ConnectionRecord, GroupName, HubName, NodeId, RedisNames, UserId};
+use hubwire_backplane::{BackplaneEvent, ConnectionRecord, GroupName, HubName, Keyspace, NodeId, RedisNames, UserId};
 use hubwire_test_support::{unique_prefix, RedisServer};
 
 use crate::common::{record, redis_config, redis_node, TestNode};

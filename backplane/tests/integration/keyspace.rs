@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hubwire_backplane::redis::codec;
 use hubwire_backplane::{
-    AnyBackplane, Backplane, BackplaneEvent, Channel, ConnectionId, GroupName, HubName, MembershipTtl, NodeId,
+    AnyBackplane, BackplaneEvent, Channel, ConnectionId, Delivery, GroupName, HubName, Keyspace, MembershipTtl, NodeId,
     RedisNames, Target, UserId,
 };
 use hubwire_test_support::{unique_prefix, RedisServer};

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hubwire_backplane::{Backplane, BackplaneError, ConnectionId, GroupName, HubName, NodeId, RedisNames, UserId};
+use hubwire_backplane::{BackplaneError, ConnectionId, GroupName, HubName, Keyspace, NodeId, RedisNames, UserId};
 use hubwire_test_support::{unique_prefix, RedisServer};
 
 use crate::common::{connect, eventually, ids, query, record, redis_config, redis_node, redis_node_from, TestNode};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hubwire_backplane::{Backplane, BackplaneError, Channel, GroupName, HubName, Target, UserId};
+use hubwire_backplane::{BackplaneError, Channel, Delivery, GroupName, HubName, Keyspace, Target, UserId};
 use hubwire_test_support::{unique_prefix, RedisServer};
 
 use crate::common::{deliver, eventually, ids, record, redis_node, TestNode, QUIET};

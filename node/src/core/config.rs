@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hubwire_backplane::{NodeId, RedisConfig};
+use hubwire_store::StoreConfig;
 use serde::Deserialize;
 
 /// Declares the configuration from one table of `name: type = default;`
@@ -173,8 +174,26 @@ config_fields! {
         /// Milliseconds without a heartbeat after which a node counts as dead and
         /// its connections are removed from the cluster. Default 10000.
         node_dead_after_ms: u64 = 10_000;
-        /// Directory for the node's files: the development key. Default `./data`.
+        /// Directory for the node's files: the development key and the embedded
+        /// SQLite database (`hubwire.db`). Default `./data`.
         data_dir: PathBuf = PathBuf::from("./data");
+        /// Database of conversations, messages and receipts: a `postgres://` URL
+        /// (shared by every node of a cluster); absent: SQLite in `data_dir`
+        /// (one node). Default: absent.
+        database_url: Option<String> = None;
+        /// Connections in the database pool shared by every worker. Default 16.
+        database_pool_size: usize = 16;
+        /// Milliseconds a query waits for a pooled connection before it fails
+        /// (the caller gets a clear error, `/readyz` says not ready). Default 5000.
+        database_acquire_timeout_ms: u64 = 5000;
+        /// Keys encrypting message content at rest, `key_id:base64` of 32 bytes,
+        /// oldest first (comma-separated in the environment): the last encrypts,
+        /// all decrypt. Default: none (content stored as plain text).
+        message_encryption_keys: Vec<String> = Vec::new();
+        /// Message retention per conversation type, `type=days` (comma-separated
+        /// in the environment, e.g. `customer-support=180,customer-driver=30`);
+        /// one node at a time deletes older messages. Default: none (kept).
+        message_retention: Vec<String> = Vec::new();
         /// Hubs that accept connections without a token (comma-separated in the
         /// environment). Default: none; every hub requires a valid token.
         anonymous_hubs: Vec<String> = Vec::new();
@@ -388,6 +407,19 @@ impl Config {
         })
     }
 
+    /// The store's configuration: the database fields of this one.
+    pub fn store(&self) -> StoreConfig {
+        StoreConfig {
+            database_url: self.database_url.clone(),
+            data_dir: self.data_dir.clone(),
+            pool_size: self.database_pool_size,
+            acquire_timeout_ms: self.database_acquire_timeout_ms,
+            encryption_keys: self.message_encryption_keys.clone(),
+            retention: self.message_retention.clone(),
+            ..StoreConfig::default()
+        }
+    }
+
     /// Keep-alive interval.
     pub fn keep_alive(&self) -> Duration {
         Duration::from_secs(self.keep_alive_secs)
@@ -482,7 +514,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 43);
+        assert_eq!(Config::FIELDS.len(), 48);
     }
 
     #[test]

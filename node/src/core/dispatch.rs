@@ -474,7 +474,7 @@ mod tests {
             "An unexpected error occurred invoking 'Stream' on the server. HubException: A connection may run at most 4 streams at once."
         );
         assert!(s.handle.close_request().is_none(), "the connection stays open");
-        let refusals = s.node.metrics.render(&s.node.backplane);
+        let refusals = s.node.render_metrics();
         assert!(
             refusals.contains(r#"hubwire_limit_refusals_total{hub="diagnostics",limit="streams_per_connection"} 1"#),
             "{refusals}"

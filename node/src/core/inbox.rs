@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::core::node::{close_request, Node};
 use crate::core::outbound::OutboundMessage;
-use hubwire_backplane::{Backplane, BackplaneEvent, Channel, ClusterBody, ClusterMessage, CommandId, HubName, NodeId};
+use hubwire_backplane::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, CommandId, Delivery, HubName, NodeId};
 
 /// Reads the inbox until the backplane closes it, delivering each event.
 pub async fn run_inbox(node: Arc<Node>, mut inbox: mpsc::Receiver<BackplaneEvent>) {

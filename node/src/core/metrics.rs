@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use hubwire_backplane::{AnyBackplane, Backplane};
+use hubwire_backplane::{AnyBackplane, Delivery};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,

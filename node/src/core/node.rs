@@ -35,8 +35,8 @@ use crate::core::negotiations::{Limits, Negotiations};
 use crate::core::outbound::OutboundMessage;
 use crate::core::registry::Registry;
 use hubwire_backplane::{
-    AnyBackplane, Backplane, BackplaneError, Channel, ClusterBody, ClusterMessage, CommandId, ConnectionId,
-    ConnectionRecord, GroupName, HubName, MembershipTtl, NodeId, Target, UserId,
+    AnyBackplane, BackplaneError, Channel, ClusterBody, ClusterMessage, CommandId, ConnectionId, ConnectionRecord,
+    Delivery, GroupName, HubName, Keyspace, MembershipTtl, NodeId, Target, UserId,
 };
 use hubwire_protocol::Value;
 
@@ -90,8 +90,9 @@ pub struct Node {
     pub config: Config,
     /// Verifies user tokens.
     pub auth: Authenticator,
-    /// Cross-node delivery and the shared keyspace.
-    pub backplane: AnyBackplane,
+    /// Cross-node delivery and the shared keyspace: reached only through the
+    /// node's methods from outside the core.
+    pub(in crate::core) backplane: AnyBackplane,
     /// This node's connections.
     pub registry: Registry,
     /// The names of the hubs served, as their hubs spell them.
@@ -598,6 +599,57 @@ impl Node {
     ) -> Result<Vec<ConnectionRecord>, NodeError> {
         self.check_group_name(hub, group)?;
         Ok(self.backplane.group_connections(hub, group).await?)
+    }
+
+    /// The record of a connection anywhere in the cluster.
+    pub async fn connection_record(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, NodeError> {
+        Ok(self.backplane.connection(id).await?)
+    }
+
+    /// The connections of a user in a hub, cluster-wide.
+    pub async fn user_connections(&self, hub: &HubName, user: &UserId) -> Result<Vec<ConnectionRecord>, NodeError> {
+        Ok(self.backplane.user_connections(hub, user).await?)
+    }
+
+    /// Every live node with its number of connections to a hub, by node id.
+    pub async fn node_connection_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, NodeError> {
+        Ok(self.backplane.node_connection_counts(hub).await?)
+    }
+
+    /// The number of connections to a hub, cluster-wide.
+    pub async fn hub_connection_count(&self, hub: &HubName) -> Result<usize, NodeError> {
+        Ok(self.backplane.hub_connection_count(hub).await?)
+    }
+
+    /// The backplane itself, for integration tests that play another node's
+    /// part in the keyspace; the node's own code outside the core goes
+    /// through the methods above.
+    #[doc(hidden)]
+    pub fn backplane_for_tests(&self) -> &AnyBackplane {
+        &self.backplane
+    }
+
+    /// This node's id in the cluster.
+    pub fn id(&self) -> &NodeId {
+        self.backplane.node_id()
+    }
+
+    /// Whether cluster operations work (for `/readyz`).
+    pub fn cluster_ready(&self) -> bool {
+        self.backplane.is_ready()
+    }
+
+    /// The metrics in Prometheus' text format, with the backplane's own.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.backplane)
+    }
+
+    /// Leaves the cluster (the last step of graceful shutdown): what is left
+    /// of this node is removed from the keyspace.
+    pub async fn leave_cluster(&self) {
+        if let Err(e) = self.backplane.shutdown().await {
+            tracing::warn!(error = %e, "could not leave the cluster cleanly; the others will sweep this node");
+        }
     }
 
     /// Whether a user is a member of a group (for its future connections too).

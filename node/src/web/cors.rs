@@ -179,7 +179,7 @@ mod tests {
         let health = call_service(&app, health).await;
         assert_eq!(health.status(), 200);
         assert_eq!(health.headers().get("x-content-type-options").unwrap(), "nosniff");
-        let text = state.node.metrics.render(&state.node.backplane);
+        let text = state.node.render_metrics();
         assert!(
             text.contains("hubwire_requests_refused_total{reason=\"origin\"} 2"),
             "{text}"

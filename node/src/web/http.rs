@@ -37,7 +37,6 @@ use tokio::net::TcpStream;
 use crate::web::negotiate::negotiate;
 use crate::web::state::AppState;
 use crate::web::transport::websocket;
-use hubwire_backplane::Backplane;
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
@@ -47,8 +46,18 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.node.is_shutting_down() {
         return HttpResponse::ServiceUnavailable().body("shutting down");
     }
-    if !state.node.backplane.is_ready() {
+    if !state.node.cluster_ready() {
         return HttpResponse::ServiceUnavailable().body("backplane not ready");
+    }
+    if let Some(store) = &state.store {
+        match tokio::time::timeout(READY_DATABASE_TIMEOUT, store.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "readiness: database not reachable");
+                return HttpResponse::ServiceUnavailable().body("database not reachable");
+            }
+            Err(_) => return HttpResponse::ServiceUnavailable().body("database not answering"),
+        }
     }
     HttpResponse::Ok().content_type("text/plain").body("ready")
 }
@@ -62,7 +71,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .set(i64::try_from(pending).unwrap_or(i64::MAX));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.node.metrics.render(&state.node.backplane))
+        .body(state.node.render_metrics())
 }
 
 /// Registers every route of a node.
@@ -94,6 +103,9 @@ pub fn app(
         .wrap(crate::web::cors::security_headers())
         .configure(routes)
 }
+
+/// How long `/readyz` waits for the database's answer.
+const READY_DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long HTTP requests still in flight after the drain may take to finish.
 pub const HTTP_GRACE: Duration = Duration::from_secs(1);
@@ -147,9 +159,7 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<O
             "shutdown timeout: leaving with connections still open"
         );
     }
-    if let Err(e) = node.backplane.shutdown().await {
-        tracing::warn!(error = %e, "could not leave the cluster cleanly; the others will sweep this node");
-    }
+    node.leave_cluster().await;
     // Graceful only after a clean drain: a connection still open would make
     // actix wait for it as for a request in flight.
     handle.stop(drained).await;

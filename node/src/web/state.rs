@@ -9,6 +9,7 @@ use crate::core::auth::Principal;
 use crate::core::hub::HubSet;
 use crate::core::node::Node;
 use hubwire_backplane::HubName;
+use hubwire_store::Store;
 
 /// What every handler gets: the node and the hubs it serves.
 pub struct AppState {
@@ -16,6 +17,9 @@ pub struct AppState {
     pub node: Arc<Node>,
     /// The hubs served (the same names as [`Node::hub`] knows).
     pub hubs: HubSet,
+    /// The database (conversations, messages, receipts): `/readyz` checks it.
+    /// `None` only in unit tests of the web layer, which need no database.
+    pub store: Option<Store>,
 }
 
 /// The value of parameter `name` in a query string.

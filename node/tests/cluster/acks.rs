@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hubwire_backplane::{Backplane, ConnectionRecord, HubName, Target};
+use hubwire_backplane::{ConnectionRecord, HubName, Keyspace, Target};
 use hubwire_node::core::config::Config;
 use hubwire_node::core::connection::{ConnectionHandle, QueueLimits, QueueReceiver};
 use hubwire_node::core::node::{Node, NodeError, SendOrder};
@@ -76,7 +76,7 @@ async fn next_invocation(queue: &mut QueueReceiver) -> (String, Value) {
 
 /// The value of an unlabelled series in a node's `/metrics` text.
 fn metric(node: &Node, series: &str) -> String {
-    let text = node.metrics.render(&node.backplane);
+    let text = node.render_metrics();
     let prefix = format!("{series} ");
     let line = text
         .lines()
@@ -183,7 +183,7 @@ async fn a_command_for_a_node_that_does_not_answer_fails_clearly_instead_of_hang
         transport: "WebSockets".into(),
         since_ms: 0,
     };
-    a.backplane.register(&record, None).await.expect("record");
+    a.backplane_for_tests().register(&record, None).await.expect("record");
     let group = "g".into();
     let silent = |result: Result<(), NodeError>| match result {
         Err(NodeError::NotAcknowledged { nodes, timeout_ms: 500 }) => assert_eq!(nodes, vec!["gone".into()]),
@@ -296,7 +296,7 @@ async fn a_send_published_first_that_fails_reached_nobody_and_its_retry_reaches_
 
     blocking(|| redis.start_again());
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !a.backplane.is_ready() {
+    while !a.cluster_ready() {
         assert!(Instant::now() < deadline, "node a never got back into the cluster");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -1,7 +1,7 @@
 //! Delivery: publishes reach exactly the other nodes subscribed to their
 //! channel, once, never the origin.
 
-use hubwire_backplane::{Backplane, Channel, ClusterBody, ClusterMessage, GroupName, HubName, Target, UserId};
+use hubwire_backplane::{Channel, ClusterBody, ClusterMessage, Delivery, GroupName, HubName, Keyspace, Target, UserId};
 
 use super::hub;
 use crate::common::{deliver, record, TestCluster};

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use hubwire_backplane::{Backplane, BackplaneError, ConnectionId, GroupName, HubName, MembershipTtl, NodeId, UserId};
+use hubwire_backplane::{
+    BackplaneError, ConnectionId, Delivery, GroupName, HubName, Keyspace, MembershipTtl, NodeId, UserId,
+};
 
 use super::hub;
 use crate::common::{ids, record, TestCluster};

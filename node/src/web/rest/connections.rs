@@ -10,11 +10,11 @@ use super::params::{self, ConnectionPath, GroupPath, HubPath, HubRequest, UserPa
 use super::success;
 use crate::core::node::Node;
 use crate::web::state::AppState;
-use hubwire_backplane::{Backplane, ConnectionId, HubName, Target};
+use hubwire_backplane::{ConnectionId, HubName, Target};
 
 /// Whether connection `id` is connected to `hub` anywhere in the cluster.
 pub async fn exists_in(node: &Node, hub: &HubName, id: &ConnectionId) -> Result<bool, RestError> {
-    let record = node.backplane.connection(id).await?;
+    let record = node.connection_record(id).await?;
     Ok(record.is_some_and(|r| r.hub == *hub))
 }
 

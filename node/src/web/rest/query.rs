@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::error::RestError;
 use super::params::{self, GroupPath, HubPath, HubRequest, UserPath};
-use hubwire_backplane::{Backplane, ConnectionRecord, UserId};
+use hubwire_backplane::{ConnectionRecord, UserId};
 
 /// Users of a group's connections, with how many connections each has in it.
 fn users_of(records: &[ConnectionRecord]) -> BTreeMap<&str, usize> {
@@ -49,7 +49,7 @@ pub async fn user_connections(
     HubRequest { state, path, hub }: HubRequest<UserPath>,
 ) -> Result<HttpResponse, RestError> {
     let user = params::user(&path.user);
-    let mut records = state.node.backplane.user_connections(&hub, &user).await?;
+    let mut records = state.node.user_connections(&hub, &user).await?;
     records.sort_by(|a, b| (a.since_ms, &a.id).cmp(&(b.since_ms, &b.id)));
     let value: Vec<_> = records
         .iter()
@@ -69,14 +69,14 @@ pub async fn user_connections(
 /// `GET /api/hubs/{hub}/users/{user}/count`: `{"connections"}`.
 pub async fn user_count(HubRequest { state, path, hub }: HubRequest<UserPath>) -> Result<HttpResponse, RestError> {
     let user = params::user(&path.user);
-    let count = state.node.backplane.user_connections(&hub, &user).await?.len();
+    let count = state.node.user_connections(&hub, &user).await?.len();
     Ok(HttpResponse::Ok().json(json!({ "connections": count })))
 }
 
 /// `GET /api/hubs/{hub}/nodes` (hubwire extension): every live node of the
 /// cluster with its number of connections to the hub.
 pub async fn node_counts(HubRequest { state, hub, .. }: HubRequest<HubPath>) -> Result<HttpResponse, RestError> {
-    let nodes = state.node.backplane.node_connection_counts(&hub).await?;
+    let nodes = state.node.node_connection_counts(&hub).await?;
     let value: Vec<_> = nodes
         .into_iter()
         .map(|(node, connections)| json!({ "node": node.as_str(), "connections": connections }))
@@ -86,6 +86,6 @@ pub async fn node_counts(HubRequest { state, hub, .. }: HubRequest<HubPath>) -> 
 
 /// `GET /api/hubs/{hub}/count`: `{"connections"}`, cluster-wide.
 pub async fn hub_count(HubRequest { state, hub, .. }: HubRequest<HubPath>) -> Result<HttpResponse, RestError> {
-    let count = state.node.backplane.hub_connection_count(&hub).await?;
+    let count = state.node.hub_connection_count(&hub).await?;
     Ok(HttpResponse::Ok().json(json!({ "connections": count })))
 }

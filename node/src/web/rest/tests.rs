@@ -67,7 +67,11 @@ async fn call(method: Method, uri: &str, token: Option<String>, body: Option<&st
 async fn send(node: Arc<Node>, req: test::TestRequest) -> ServiceResponse {
     let hubs = HubSet::default().with(Arc::new(DiagnosticsHub));
     let app = App::new()
-        .app_data(web::Data::new(AppState { node, hubs }))
+        .app_data(web::Data::new(AppState {
+            node,
+            hubs,
+            store: None,
+        }))
         .configure(routes);
     let app = test::init_service(app).await;
     test::call_service(&app, req.to_request()).await

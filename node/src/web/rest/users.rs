@@ -10,13 +10,12 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::error::{Missing, RestError};
 use super::params::{self, HubRequest, UserGroupPath, UserPath};
 use super::success;
-use hubwire_backplane::Backplane;
 
 /// `HEAD` / `GET /api/hubs/{hub}/users/{user}`: 200 when the user has a
 /// connection to the hub, or 404 `Warning.User.NotExisted`.
 pub async fn exists(HubRequest { state, path, hub }: HubRequest<UserPath>) -> Result<HttpResponse, RestError> {
     let user = params::user(&path.user);
-    if state.node.backplane.user_connections(&hub, &user).await?.is_empty() {
+    if state.node.user_connections(&hub, &user).await?.is_empty() {
         Err(RestError::not_found(
             Missing::User,
             format!("user '{}' has no connection", path.user),

@@ -829,7 +829,7 @@ mod tests {
             diagnostics_hub: true,
             ..crate::core::config::Config::default()
         };
-        let AppState { node, hubs } = crate::build(config).await.unwrap();
+        let AppState { node, hubs, .. } = crate::build(config).await.unwrap();
         let status = |uri: &str| accept(&node, &hubs, &upgrade_request(uri)).err().map(|r| r.status);
         assert_eq!(status("/other"), Some(404));
         assert_eq!(status("/hubs/nope"), Some(404));
