@@ -32,7 +32,7 @@ use crate::web::state::AppState;
 /// Builds a node from its configuration — with the Redis backplane when
 /// `redis_url` is set, else the in-process one; the store in PostgreSQL when
 /// `database_url` is set, else SQLite in `data_dir` — with the built-in hubs the
-/// configuration asks for, and starts the task that delivers what other
+/// configuration asks for (refused when a hub definition is wrong), and starts the task that delivers what other
 /// nodes publish ([`inbox::run_inbox`]).
 pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
     let auth = auth::Authenticator::from_config(&config)?;
@@ -51,13 +51,14 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
     if !config.message_retention.is_empty() {
         store.spawn_retention();
     }
-    let hubs = hubs::built_in(&config);
-    let node = Arc::new(hubs.serve(config, auth, backplane));
+    let built = hubs::built_in(&config, &store)?;
+    let node = Arc::new(built.hubs.serve(config, auth, backplane));
     node.start().await?;
     tokio::spawn(inbox::run_inbox(node.clone(), inbox));
     Ok(AppState {
         node,
-        hubs,
+        hubs: built.hubs,
+        chats: built.chats,
         store: Some(store),
     })
 }

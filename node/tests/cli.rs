@@ -102,3 +102,47 @@ fn secrets_and_access_keys_shorter_than_32_bytes_are_refused_at_start_up() {
         assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
     }
 }
+
+#[test]
+fn a_wrong_hub_definition_stops_the_node_naming_the_hub_and_the_field() {
+    let dir = std::env::temp_dir().join(format!("hubwire-cli-hub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cases = [
+        (
+            "methods = [{ name = \"Send\", operation = \"shout\", args = [] }]",
+            "methods[0].operation",
+            "unknown operation 'shout'",
+        ),
+        (
+            "methods = [{ name = \"Join\", operation = \"join_conversation\", args = [\"conversationId\", \"room\"] }]",
+            "methods[0].args[1]",
+            "no parameter 'room'",
+        ),
+        (
+            "methods = [{ name = \"Ping\", operation = \"ping\" }, { name = \"PING\", operation = \"ping\" }]",
+            "methods[1].name",
+            "two methods named 'PING'",
+        ),
+    ];
+    for (i, (methods, field, reason)) in cases.iter().enumerate() {
+        let file = dir.join(format!("hub-{i}.toml"));
+        let text =
+            format!("listen = \"127.0.0.1:0\"\n[[hub]]\nkind = \"chat\"\npath = \"/hubs/messaging\"\n{methods}\n");
+        std::fs::write(&file, text).expect("write");
+        let output = node()
+            .env("HUBWIRE_JWT_SECRET", "cli-test-secret-of-at-least-32-bytes")
+            .env("HUBWIRE_DATA_DIR", &dir)
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .expect("runs");
+        assert!(!output.status.success(), "case {i}: the node must not start");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            error.contains("hub definition /hubs/messaging") && error.contains(field) && error.contains(reason),
+            "case {i}: {error}"
+        );
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    }
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}

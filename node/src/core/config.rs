@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::core::definition::HubTable;
 use hubwire_backplane::{NodeId, RedisConfig};
 use hubwire_store::StoreConfig;
 use serde::Deserialize;
@@ -105,6 +106,20 @@ impl FromEnv for Vec<String> {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect())
+    }
+}
+
+/// Hub definitions: a JSON array of `[[hub]]` tables; empty means none.
+impl FromEnv for Vec<HubTable> {
+    fn from_env(name: &str, value: String) -> Result<Self, ConfigError> {
+        if value.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&value).map_err(|e| ConfigError::Env {
+            name: name.into(),
+            value: value.clone(),
+            reason: format!("a JSON array of hub tables: {e}"),
+        })
     }
 }
 
@@ -287,6 +302,11 @@ config_fields! {
         max_handshakes_per_ip: usize = 64;
         /// Largest SignalR handshake request, in bytes. Default 4096.
         max_handshake_size: usize = 4096;
+        /// Hub definitions (`[[hub]]` tables, `docs/hubs.md`): hubs of a built-in
+        /// kind under an app's own path and names. One at `/hubs/chat` replaces
+        /// the built-in chat hub. In the environment: the same tables as a JSON
+        /// array. Default: none (the built-in `/hubs/chat` with MISSION's names).
+        hub: Vec<HubTable> = Vec::new();
     }
 }
 
@@ -514,7 +534,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 48);
+        assert_eq!(Config::FIELDS.len(), 49);
     }
 
     #[test]

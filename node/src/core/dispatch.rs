@@ -24,7 +24,7 @@ use prometheus::IntGauge;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::connection::{CloseRequest, ConnectionHandle};
-use crate::core::hub::{Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::core::hub::{Hub, HubCall, HubError, HubReply};
 use crate::core::metrics::Limit;
 use crate::core::node::Node;
 use hubwire_protocol::{Completion, CompletionOutcome, HubMessage, Invocation, StreamItem};
@@ -117,9 +117,10 @@ impl Context {
     }
 
     /// Checks an invocation against the method table; the error text if it fails.
-    fn validate(&self, invocation: &Invocation, streaming: bool) -> Result<MethodSpec, String> {
+    /// The method's number in the hub's table.
+    fn validate(&self, invocation: &Invocation, streaming: bool) -> Result<usize, String> {
         let target = &invocation.target;
-        let spec = self
+        let (index, spec) = self
             .hub
             .method(target)
             .ok_or_else(|| format!("Unknown hub method '{target}'"))?;
@@ -137,23 +138,27 @@ impl Context {
             ));
             return Err(self.invocation_error(target, &error));
         }
-        if invocation.arguments.len() != spec.params {
+        if !spec.accepts(invocation.arguments.len()) {
+            let expected = if spec.min_params == spec.params {
+                spec.params.to_string()
+            } else {
+                format!("{} to {}", spec.min_params, spec.params)
+            };
             let detail = format!(
-                "Invocation provides {} argument(s) but target expects {}.",
+                "Invocation provides {} argument(s) but target expects {expected}.",
                 invocation.arguments.len(),
-                spec.params
             );
             return Err(self.invocation_error(target, &HubError::Binding(detail)));
         }
-        Ok(spec)
+        Ok(index)
     }
 
     async fn invoke(self: Rc<Self>, invocation: Invocation) {
-        let spec = match self.validate(&invocation, false) {
-            Ok(spec) => spec,
+        let method = match self.validate(&invocation, false) {
+            Ok(method) => method,
             Err(text) => return self.complete(invocation.invocation_id, CompletionOutcome::Error(text)),
         };
-        let outcome = match self.hub.invoke(self.call(), spec.name, invocation.arguments).await {
+        let outcome = match self.hub.invoke(self.call(), method, invocation.arguments).await {
             Ok(HubReply::Value(value)) => CompletionOutcome::Result(value),
             Ok(HubReply::Stream(_)) => {
                 let error = HubError::Internal("a non-streaming method returned a stream".into());
@@ -168,7 +173,7 @@ impl Context {
     async fn stream(
         self: Rc<Self>,
         invocation: Invocation,
-        spec: MethodSpec,
+        method: usize,
         cancel: oneshot::Receiver<()>,
         streams: Streams,
     ) {
@@ -184,7 +189,7 @@ impl Context {
             }
         };
         // `stop`, and with it this stream's receiver, is gone once this returns.
-        let outcome = self.run_stream(&id, invocation, spec, stop).await;
+        let outcome = self.run_stream(&id, invocation, method, stop).await;
         // Our entry, if it is still there, is the one whose receiver is now
         // closed; a live one belongs to a new stream that reused the id after
         // a CancelInvocation.
@@ -204,14 +209,14 @@ impl Context {
         &self,
         id: &str,
         invocation: Invocation,
-        spec: MethodSpec,
+        method: usize,
         stop: impl std::future::Future<Output = ()>,
     ) -> Option<CompletionOutcome> {
         tokio::pin!(stop);
         let reply = tokio::select! {
             biased;
             () = &mut stop => return None,
-            reply = self.hub.invoke(self.call(), spec.name, invocation.arguments) => reply,
+            reply = self.hub.invoke(self.call(), method, invocation.arguments) => reply,
         };
         let mut items = match reply {
             Ok(HubReply::Stream(items)) => items,
@@ -327,8 +332,8 @@ impl Dispatcher {
 
     fn start_stream(&self, invocation: Invocation) {
         let ctx = &self.ctx;
-        let spec = match ctx.validate(&invocation, true) {
-            Ok(spec) => spec,
+        let method = match ctx.validate(&invocation, true) {
+            Ok(method) => method,
             Err(text) => return ctx.complete(invocation.invocation_id, CompletionOutcome::Error(text)),
         };
         let Some(id) = invocation.invocation_id.clone() else {
@@ -354,7 +359,7 @@ impl Dispatcher {
             }
             streams.insert(id, stop);
         }
-        tokio::task::spawn_local(ctx.clone().stream(invocation, spec, cancel, self.streams.clone()));
+        tokio::task::spawn_local(ctx.clone().stream(invocation, method, cancel, self.streams.clone()));
     }
 }
 

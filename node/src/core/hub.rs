@@ -1,16 +1,23 @@
 //! The hub trait: named sets of methods clients invoke, and the set a node
 //! serves. The built-in hubs are in [`crate::hubs`].
 //!
-//! A hub declares its methods (name, parameter count, whether they stream) so
+//! A hub declares its methods (name, parameter counts, whether they stream) so
 //! the dispatcher can answer unknown methods, wrong argument counts and
 //! streaming-mode mismatches the way ASP.NET Core does, before the hub runs.
-//! Method names match case-insensitively, as in ASP.NET Core.
+//! Method names match case-insensitively, as in ASP.NET Core. Names are
+//! `Cow<'static, str>`: a hub written in Rust declares them as constants, a hub
+//! made from a definition in the configuration owns them.
+//!
+//! A hub is served at a path: `/hubs/{name}` unless added with
+//! [`HubSet::at`]; its name (the last segment of its path) names it in the
+//! REST API, the keyspace and `anonymous_hubs`.
 //!
 //! [`HubCall`] carries the checks every hub applies the same way: joining a
 //! group honours the token's `channels` claim, and [`HubCall::require_role`]
 //! [`HubCall::require_admin`]
 //! guards methods that reach other users.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures_util::future::{BoxFuture, LocalBoxFuture};
@@ -26,14 +33,33 @@ use hubwire_backplane::{AnyBackplane, GroupName, HubName, UserId};
 use hubwire_protocol::Value;
 
 /// One method of a hub.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct MethodSpec {
     /// The canonical name.
-    pub name: &'static str,
-    /// How many arguments it takes.
+    pub name: Cow<'static, str>,
+    /// The fewest arguments it takes (the trailing ones beyond it are optional).
+    pub min_params: usize,
+    /// The most arguments it takes.
     pub params: usize,
     /// Whether it returns a stream (invoked with StreamInvocation).
     pub streaming: bool,
+}
+
+impl MethodSpec {
+    /// A non-streaming method taking exactly `params` arguments.
+    pub const fn new(name: &'static str, params: usize) -> Self {
+        Self {
+            name: Cow::Borrowed(name),
+            min_params: params,
+            params,
+            streaming: false,
+        }
+    }
+
+    /// Whether `count` arguments fit the method.
+    pub fn accepts(&self, count: usize) -> bool {
+        (self.min_params..=self.params).contains(&count)
+    }
 }
 
 /// What a hub method produced.
@@ -103,17 +129,34 @@ impl HubCall {
 
 /// A hub. Futures are not `Send`: they run on the connection's actix worker.
 pub trait Hub: Send + Sync {
-    /// The hub's path segment, lower-case (`/hubs/{name}`).
-    fn name(&self) -> &'static str;
+    /// The hub's name: the last segment of its path, as the REST API and the
+    /// keyspace know it.
+    fn name(&self) -> &str;
     /// Every method clients may invoke.
-    fn methods(&self) -> &'static [MethodSpec];
-    /// Runs `method` (one of [`Hub::methods`], argument count already checked).
+    fn methods(&self) -> &[MethodSpec];
+    /// Runs method number `method` of [`Hub::methods`] (argument count
+    /// already checked).
     fn invoke(
         &self,
         call: HubCall,
-        method: &'static str,
+        method: usize,
         args: Vec<Value>,
     ) -> LocalBoxFuture<'static, Result<HubReply, HubError>>;
+
+    /// Called once a connection is live (in the registry and the keyspace,
+    /// its groups joined), on a task of its own so that the handshake does not
+    /// wait. Does nothing by default.
+    fn on_connected(&self, node: Arc<Node>, caller: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {
+        let _ = (node, caller);
+        Box::pin(async {})
+    }
+
+    /// Called when a connection has closed, after it left this node's
+    /// registry and before the offline hook. Does nothing by default.
+    fn on_disconnected(&self, node: Arc<Node>, caller: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {
+        let _ = (node, caller);
+        Box::pin(async {})
+    }
 
     /// Called once cluster-wide when a user's last connection to this hub is
     /// gone — closed, or lost with its node. Does nothing by default.
@@ -122,40 +165,60 @@ pub trait Hub: Send + Sync {
         Box::pin(async {})
     }
 
-    /// Looks a method up by name, case-insensitively.
-    fn method(&self, name: &str) -> Option<MethodSpec> {
+    /// Looks a method up by name, case-insensitively: its number and spec.
+    fn method(&self, name: &str) -> Option<(usize, &MethodSpec)> {
         self.methods()
             .iter()
-            .find(|m| m.name.eq_ignore_ascii_case(name))
-            .copied()
+            .enumerate()
+            .find(|(_, m)| m.name.eq_ignore_ascii_case(name))
     }
 }
 
-/// The hubs a node serves.
+/// The hubs a node serves, each at its path.
 #[derive(Clone, Default)]
 pub struct HubSet {
-    hubs: Vec<Arc<dyn Hub>>,
+    hubs: Vec<(String, Arc<dyn Hub>)>,
 }
 
 impl HubSet {
-    /// Adds a hub.
-    pub fn with(mut self, hub: Arc<dyn Hub>) -> Self {
-        self.hubs.push(hub);
+    /// Adds a hub at `/hubs/{name}`.
+    pub fn with(self, hub: Arc<dyn Hub>) -> Self {
+        let path = format!("/hubs/{}", hub.name());
+        self.at(path, hub)
+    }
+    /// Adds a hub at `path` (whose last segment is the hub's name).
+    pub fn at(mut self, path: String, hub: Arc<dyn Hub>) -> Self {
+        self.hubs.push((path, hub));
         self
     }
     /// A hub by name, case-insensitively.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Hub>> {
-        self.hubs.iter().find(|h| h.name().eq_ignore_ascii_case(name)).cloned()
+        self.hubs
+            .iter()
+            .find(|(_, h)| h.name().eq_ignore_ascii_case(name))
+            .map(|(_, h)| h.clone())
+    }
+    /// The hub served at `path` (case-insensitively, a trailing `/` ignored).
+    pub fn at_path(&self, path: &str) -> Option<Arc<dyn Hub>> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        self.hubs
+            .iter()
+            .find(|(p, _)| p.eq_ignore_ascii_case(path))
+            .map(|(_, h)| h.clone())
+    }
+    /// Every hub's path.
+    pub fn paths(&self) -> impl Iterator<Item = &str> + '_ {
+        self.hubs.iter().map(|(p, _)| p.as_str())
     }
     /// A node serving these hubs: it knows their names and calls their
-    /// offline hooks; call [`Node::start`] before serving.
+    /// hooks; call [`Node::start`] before serving.
     pub fn serve(&self, config: Config, auth: Authenticator, backplane: AnyBackplane) -> Node {
         let names = self.names().map(HubName::from).collect();
         Node::new(config, auth, backplane, names, Arc::new(self.clone()))
     }
     /// The names of every hub.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.hubs.iter().map(|h| h.name())
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.hubs.iter().map(|(_, h)| h.name())
     }
 }
 
@@ -176,6 +239,20 @@ pub fn arg_u64(args: &[Value], i: usize) -> Result<u64, HubError> {
 }
 
 impl NodeHooks for HubSet {
+    fn connected(&self, node: Arc<Node>, handle: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {
+        match self.get(handle.hub.as_str()) {
+            Some(h) => h.on_connected(node, handle),
+            None => Box::pin(async {}),
+        }
+    }
+
+    fn disconnected(&self, node: Arc<Node>, handle: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {
+        match self.get(handle.hub.as_str()) {
+            Some(h) => h.on_disconnected(node, handle),
+            None => Box::pin(async {}),
+        }
+    }
+
     fn user_offline(&self, node: Arc<Node>, hub: HubName, user: UserId) -> BoxFuture<'static, ()> {
         match self.get(hub.as_str()) {
             Some(h) => h.on_user_offline(node, hub, user),

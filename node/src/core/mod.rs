@@ -4,6 +4,8 @@
 //! the hubs layer plugs in through [`hub::Hub`] and [`node::NodeHooks`].
 //!
 //! # Layout, lowest first (a module uses only modules above it in this list)
+//! - [`definition`]: hub definitions as the configuration writes them
+//!   (`[[hub]]` tables; checked and resolved in `crate::hubs::definition`).
 //! - [`proxies`], [`config`]: the configuration (TOML file + `HUBWIRE_*`
 //!   environment) and the trusted-proxy blocks it holds.
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
@@ -27,6 +29,7 @@ pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod definition;
 pub mod dispatch;
 pub mod drain;
 pub mod hub;

@@ -118,6 +118,12 @@ pub struct Node {
 /// What the layers above the node want to hear of. The node calls it and
 /// knows nothing of hubs: the hub set implements it (`core::hub`).
 pub trait NodeHooks: Send + Sync {
+    /// A connection is live: in the registry and the keyspace, its groups
+    /// joined. Run on a task of its own.
+    fn connected(&self, node: Arc<Node>, handle: Arc<ConnectionHandle>) -> BoxFuture<'static, ()>;
+    /// A connection has left this node's registry (awaited before the
+    /// offline check).
+    fn disconnected(&self, node: Arc<Node>, handle: Arc<ConnectionHandle>) -> BoxFuture<'static, ()>;
     /// A user's last connection to `hub` is gone, cluster-wide — closed, or
     /// lost with its node. Called once cluster-wide.
     fn user_offline(&self, node: Arc<Node>, hub: HubName, user: UserId) -> BoxFuture<'static, ()>;
@@ -328,7 +334,8 @@ impl Node {
     /// Makes a reserved connection live on this node and joins its groups:
     /// those of its user, and any it was added to during its handshake (read
     /// after it is in the registry, so that no later addition is missed).
-    pub async fn connected(&self, handle: &Arc<ConnectionHandle>) -> Result<(), BackplaneError> {
+    /// Then runs the hub's connection hook on a task of its own.
+    pub async fn connected(self: &Arc<Self>, handle: &Arc<ConnectionHandle>) -> Result<(), BackplaneError> {
         let first_of_user = self.registry.add(handle);
         if self.drain.began() {
             // Its handshake finished during the drain: it reconnects elsewhere.
@@ -344,6 +351,7 @@ impl Node {
         for group in self.backplane.connection_groups(&handle.hub, &handle.id).await? {
             self.join_local(&group, handle).await?;
         }
+        tokio::spawn(self.hooks.connected(self.clone(), handle.clone()));
         Ok(())
     }
 
@@ -370,6 +378,7 @@ impl Node {
         if let Err(e) = self.backplane.unregister(id).await {
             tracing::warn!(connection = %id, error = %e, "could not remove connection from the keyspace");
         }
+        self.hooks.disconnected(self.clone(), removed.handle.clone()).await;
         if let (true, Some(user)) = (removed.last_of_user, removed.handle.user()) {
             self.user_offline_if_gone(hub, user).await;
         }
@@ -711,7 +720,7 @@ mod tests {
         Arc::new(hubs.serve(config, auth, AnyBackplane::Local(backplane)))
     }
 
-    async fn connection(node: &Node, id: &str) -> Arc<ConnectionHandle> {
+    async fn connection(node: &Arc<Node>, id: &str) -> Arc<ConnectionHandle> {
         let metrics = node.metrics.hub("diagnostics");
         let (handle, _queue) = ConnectionHandle::new(
             id.into(),

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures_util::future::{BoxFuture, LocalBoxFuture};
@@ -25,17 +26,14 @@ use hubwire_protocol::Value;
 pub struct DiagnosticsHub;
 
 const fn method(name: &'static str, params: usize) -> MethodSpec {
-    MethodSpec {
-        name,
-        params,
-        streaming: false,
-    }
+    MethodSpec::new(name, params)
 }
 
 const METHODS: &[MethodSpec] = &[
     method("Echo", 1),
     MethodSpec {
-        name: "Stream",
+        name: Cow::Borrowed("Stream"),
+        min_params: 2,
         params: 2,
         streaming: true,
     },
@@ -56,11 +54,11 @@ const METHODS: &[MethodSpec] = &[
 const MAX_STREAM_ITEMS: u64 = 100_000;
 
 impl Hub for DiagnosticsHub {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "diagnostics"
     }
 
-    fn methods(&self) -> &'static [MethodSpec] {
+    fn methods(&self) -> &[MethodSpec] {
         METHODS
     }
 
@@ -86,9 +84,13 @@ impl Hub for DiagnosticsHub {
     fn invoke(
         &self,
         call: HubCall,
-        method: &'static str,
+        method: usize,
         args: Vec<Value>,
     ) -> LocalBoxFuture<'static, Result<HubReply, HubError>> {
+        let method: &'static str = match METHODS.get(method) {
+            Some(spec) => &spec.name,
+            None => "",
+        };
         Box::pin(async move {
             let hub = call.caller.hub.clone();
             let me = call.caller.id.clone();

@@ -1,19 +1,115 @@
 //! The built-in hubs, on top of [`crate::core`] (they implement
 //! [`crate::core::hub::Hub`]). A new hub goes here, in a module of its own,
 //! and into [`built_in`].
+//!
+//! # Layout
+//! - [`definition`]: hub definitions (`[[hub]]` tables) checked against a
+//!   kind's catalog and resolved, and the payload shaping they imply.
+//! - [`chat`]: the chat kind (conversations, typing, receipts, presence).
+//! - [`diagnostics`]: the diagnostics hub (tests and operations).
 
+pub mod chat;
+pub mod definition;
 pub mod diagnostics;
 
 use std::sync::Arc;
 
 use crate::core::config::Config;
+use crate::core::definition::{HubKind, HubTable};
 use crate::core::hub::HubSet;
+use chat::ChatHub;
+use definition::{Definition, DefinitionError};
+use hubwire_store::Store;
 
-/// The hubs a node with `config` serves.
-pub fn built_in(config: &Config) -> HubSet {
-    let mut hubs = HubSet::default();
-    if config.diagnostics_hub {
-        hubs = hubs.with(Arc::new(diagnostics::DiagnosticsHub));
+/// The path of the built-in chat hub.
+pub const CHAT_PATH: &str = "/hubs/chat";
+
+/// The hubs a node serves, and its chat hubs by name for the REST API.
+#[derive(Clone, Default)]
+pub struct BuiltIn {
+    /// Every hub.
+    pub hubs: HubSet,
+    /// The hubs of the chat kind.
+    pub chats: Vec<ChatHub>,
+}
+
+impl BuiltIn {
+    /// The chat hub named `name` (case-insensitively).
+    pub fn chat(&self, name: &str) -> Option<&ChatHub> {
+        self.chats
+            .iter()
+            .find(|c| c.definition().name.eq_ignore_ascii_case(name))
     }
-    hubs
+}
+
+/// The definitions of a configuration, checked: its `[[hub]]` tables, and
+/// the built-in `/hubs/chat` unless one of them is at that path.
+pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, DefinitionError> {
+    let mut tables: Vec<HubTable> = config.hub.clone();
+    if !tables.iter().any(|t| t.path.eq_ignore_ascii_case(CHAT_PATH)) {
+        tables.insert(0, default_chat());
+    }
+    let mut resolved: Vec<(HubKind, Definition)> = Vec::new();
+    for table in &tables {
+        let catalog = match table.kind {
+            HubKind::Chat => &chat::catalog::CATALOG,
+        };
+        let def = Definition::resolve(table, catalog)?;
+        let taken = resolved
+            .iter()
+            .find(|(_, d)| d.name.eq_ignore_ascii_case(&def.name) || d.path.eq_ignore_ascii_case(&def.path));
+        let clash = match taken {
+            Some((_, other)) => Some(format!(
+                "its name '{}' is the name of the hub at {}",
+                def.name, other.path
+            )),
+            None if config.diagnostics_hub && def.name.eq_ignore_ascii_case("diagnostics") => {
+                Some("'diagnostics' is the diagnostics hub's name".into())
+            }
+            None => None,
+        };
+        if let Some(reason) = clash {
+            return Err(DefinitionError {
+                hub: def.path.clone(),
+                field: "path".into(),
+                reason: format!("{reason}: hub names (the last segment of the path) must differ"),
+            });
+        }
+        resolved.push((table.kind, def));
+    }
+    Ok(resolved)
+}
+
+/// The built-in chat hub's table: MISSION.md's names, all defaults.
+fn default_chat() -> HubTable {
+    HubTable {
+        kind: HubKind::Chat,
+        path: CHAT_PATH.into(),
+        methods: None,
+        events: Default::default(),
+        conversation_group: None,
+        presence: None,
+        refusals: Default::default(),
+        limits: Default::default(),
+    }
+}
+
+/// The hubs a node with `config` serves, its chat hubs persisting in `store`;
+/// an error when a hub definition is wrong.
+pub fn built_in(config: &Config, store: &Store) -> Result<BuiltIn, DefinitionError> {
+    let mut built = BuiltIn::default();
+    if config.diagnostics_hub {
+        built.hubs = built.hubs.with(Arc::new(diagnostics::DiagnosticsHub));
+    }
+    for (kind, def) in definitions(config)? {
+        match kind {
+            HubKind::Chat => {
+                let path = def.path.clone();
+                let hub = ChatHub::new(def, store.clone());
+                built.hubs = std::mem::take(&mut built.hubs).at(path, Arc::new(hub.clone()));
+                built.chats.push(hub);
+            }
+        }
+    }
+    Ok(built)
 }

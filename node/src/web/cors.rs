@@ -2,9 +2,9 @@
 //! negotiate and the REST API, and the security headers of every response.
 //!
 //! With `allowed_origins` empty (the default) there is no Origin check and no
-//! CORS header, as before. Otherwise a request under `/hubs/` or `/api/` whose
-//! `Origin` is not listed is refused with 403 (the WebSocket upgrade does the
-//! same check in `transport::websocket`), a preflight from a listed origin is
+//! CORS header, as before. Otherwise a request under `/hubs/`, `/api/` or a
+//! hub's own path whose `Origin` is not listed is refused with 403 (the
+//! WebSocket upgrade does the same check in `transport::websocket`), a preflight from a listed origin is
 //! answered with 204, and responses to listed origins carry
 //! `Access-Control-Allow-Origin` with that origin and `-Allow-Credentials`
 //! (the SignalR browser client sends credentials, so `*` is never echoed).
@@ -63,7 +63,13 @@ pub async fn cors(
     let allowed = state.as_ref().map_or(&[][..], |s| &s.node.config.allowed_origins[..]);
     let origin = req.headers().get(header::ORIGIN).cloned();
     let path = req.path();
-    let checked = path.starts_with("/hubs/") || path.starts_with("/api/");
+    let hub_path = |s: &AppState| {
+        let path = path.trim_end_matches('/');
+        let path = path.strip_suffix("/negotiate").unwrap_or(path);
+        s.hubs.at_path(path).is_some()
+    };
+    let checked =
+        path.starts_with("/hubs/") || path.starts_with("/api/") || state.as_ref().is_some_and(|s| hub_path(s));
     let (Some(origin), false, true) = (origin, allowed.is_empty(), checked) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };

@@ -34,6 +34,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse};
 use tokio::net::TcpStream;
 
+use crate::core::hub::HubSet;
 use crate::web::negotiate::negotiate;
 use crate::web::state::AppState;
 use crate::web::transport::websocket;
@@ -74,13 +75,23 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.node.render_metrics())
 }
 
-/// Registers every route of a node.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Registers every route of a node serving `hubs`: negotiate and connect
+/// under `/hubs/{hub}` (answering 404 for a hub not served there) and at
+/// every hub path outside it; the handlers find the hub by the request's path.
+pub fn routes(cfg: &mut web::ServiceConfig, hubs: &HubSet) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/hubs/{hub}/negotiate", web::post().to(negotiate))
         .route("/hubs/{hub}", web::get().to(websocket::connect));
+    let elsewhere = hubs.paths().filter(|p| {
+        let segment = p.strip_prefix("/hubs/");
+        segment.is_none_or(|s| s.contains('/'))
+    });
+    for path in elsewhere {
+        cfg.route(&format!("{path}/negotiate"), web::post().to(negotiate))
+            .route(path, web::get().to(websocket::connect));
+    }
     crate::web::rest::routes(cfg);
 }
 
@@ -97,11 +108,12 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let hubs = state.hubs.clone();
     App::new()
         .app_data(state)
         .wrap(from_fn(crate::web::cors::cors))
         .wrap(crate::web::cors::security_headers())
-        .configure(routes)
+        .configure(|cfg| routes(cfg, &hubs))
 }
 
 /// How long `/readyz` waits for the database's answer.

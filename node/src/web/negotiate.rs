@@ -1,4 +1,4 @@
-//! `POST /hubs/{hub}/negotiate`: hands out a connection id (and in version 1
+//! `POST {hub path}/negotiate` (`/hubs/{hub}/negotiate` for most hubs): hands out a connection id (and in version 1
 //! a secret connection token) from the node's [`Negotiations`](crate::core::negotiations::Negotiations) table.
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -7,10 +7,11 @@ use serde_json::json;
 use crate::core::negotiations::NegotiateError;
 use crate::web::state::{authorize_connection, AppState};
 
-/// `POST /hubs/{hub}/negotiate[?negotiateVersion=N]`
-pub async fn negotiate(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+/// `POST {hub path}/negotiate[?negotiateVersion=N]`
+pub async fn negotiate(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let node = &state.node;
-    let hub = match node.hub(&path) {
+    let hub_path = req.path().trim_end_matches('/').trim_end_matches("/negotiate");
+    let hub = match state.hubs.at_path(hub_path).and_then(|hub| node.hub(hub.name())) {
         Some(hub) => hub,
         None => return HttpResponse::NotFound().body("No hub with that name."),
     };

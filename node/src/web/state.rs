@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use crate::core::auth::Principal;
 use crate::core::hub::HubSet;
 use crate::core::node::Node;
+use crate::hubs::chat::ChatHub;
 use hubwire_backplane::HubName;
 use hubwire_store::Store;
 
@@ -17,6 +18,8 @@ pub struct AppState {
     pub node: Arc<Node>,
     /// The hubs served (the same names as [`Node::hub`] knows).
     pub hubs: HubSet,
+    /// The hubs of the chat kind among them (the REST API's conversations).
+    pub chats: Vec<ChatHub>,
     /// The database (conversations, messages, receipts): `/readyz` checks it.
     /// `None` only in unit tests of the web layer, which need no database.
     pub store: Option<Store>,

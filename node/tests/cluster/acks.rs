@@ -41,7 +41,7 @@ async fn start_node(id: &str, redis_url: &str, prefix: &str, ack_timeout_ms: u64
 }
 
 /// A connection `id` registered on `node`, and its queue.
-async fn connect(node: &Node, id: &str) -> (Arc<ConnectionHandle>, QueueReceiver) {
+async fn connect(node: &Arc<Node>, id: &str) -> (Arc<ConnectionHandle>, QueueReceiver) {
     let metrics = node.metrics.hub(HUB);
     let limits = QueueLimits {
         records: 4096,

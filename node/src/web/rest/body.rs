@@ -79,7 +79,8 @@ pub async fn read_message(req: &HttpRequest, payload: web::Payload) -> Result<Me
     }
 }
 
-async fn read_limited(req: &HttpRequest, mut payload: web::Payload) -> Result<BytesMut, RestError> {
+/// The body's bytes, refused with 413 beyond [`MAX_BODY_BYTES`].
+pub async fn read_limited(req: &HttpRequest, mut payload: web::Payload) -> Result<BytesMut, RestError> {
     let too_large = RestError::TooLarge { limit: MAX_BODY_BYTES };
     let announced = req
         .headers()

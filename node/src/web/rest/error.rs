@@ -15,7 +15,9 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::core::node::NodeError;
+use crate::hubs::chat::conversations::ConversationsError;
 use hubwire_backplane::BackplaneError;
+use hubwire_store::StoreError;
 
 /// The response header carrying the error code (as Azure sends it).
 pub const ERROR_CODE_HEADER: &str = "x-ms-error-code";
@@ -35,6 +37,8 @@ pub enum Missing {
     Group,
     /// The user is not a member of the group (user in group).
     UserInGroup,
+    /// No such conversation (chat hubs).
+    Conversation,
 }
 
 impl Missing {
@@ -47,6 +51,7 @@ impl Missing {
             Missing::User => "Warning.User.NotExisted",
             Missing::Group => "Warning.Group.NotExisted",
             Missing::UserInGroup => "Info.User.NotInGroup",
+            Missing::Conversation => "Error.Conversation.NotExisted",
         }
     }
 }
@@ -88,6 +93,25 @@ pub enum RestError {
     /// Nodes holding the connections did not confirm the command in time: 503.
     #[error("{0}")]
     NotAcknowledged(String),
+    /// The request contradicts what is stored (a conversation id taken by
+    /// other participants): 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database cannot be reached or failed: 503.
+    #[error("{0}")]
+    Database(String),
+}
+
+impl From<ConversationsError> for RestError {
+    fn from(error: ConversationsError) -> Self {
+        match error {
+            ConversationsError::Node(e) => e.into(),
+            ConversationsError::Store(StoreError::Conflict(m)) => RestError::Conflict(m),
+            ConversationsError::Store(StoreError::Invalid(m)) => RestError::BadRequest(m),
+            ConversationsError::Store(StoreError::NotFound(m)) => RestError::not_found(Missing::Conversation, m),
+            ConversationsError::Store(e) => RestError::Database(e.to_string()),
+        }
+    }
 }
 
 impl From<NodeError> for RestError {
@@ -122,6 +146,8 @@ impl RestError {
             RestError::Backplane(BackplaneError::Unavailable(_)) => "Error.Backplane.Unavailable",
             RestError::Backplane(BackplaneError::UserLimit { .. }) => "Error.User.LimitReached",
             RestError::NotAcknowledged(_) => "Error.Cluster.NotAcknowledged",
+            RestError::Conflict(_) => "Error.Conversation.Conflict",
+            RestError::Database(_) => "Error.Database.Unavailable",
         }
     }
 }
@@ -137,7 +163,8 @@ impl ResponseError for RestError {
             RestError::TooManyGroups(_) => StatusCode::CONFLICT,
             RestError::Backplane(BackplaneError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             RestError::Backplane(BackplaneError::UserLimit { .. }) => StatusCode::CONFLICT,
-            RestError::NotAcknowledged(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RestError::NotAcknowledged(_) | RestError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RestError::Conflict(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -147,6 +174,9 @@ impl ResponseError for RestError {
         let (level, scope, kind) = (parts.next(), parts.next(), parts.next());
         if let RestError::Backplane(e) = self {
             tracing::warn!(error = %e, "REST operation failed in the backplane");
+        }
+        if let RestError::Database(e) = self {
+            tracing::warn!(error = %e, "REST operation failed in the database");
         }
         if let RestError::NotAcknowledged(e) = self {
             tracing::warn!(error = %e, "REST operation not confirmed by the cluster");
@@ -200,6 +230,7 @@ mod tests {
             Missing::User,
             Missing::Group,
             Missing::UserInGroup,
+            Missing::Conversation,
         ]
         .into_iter()
         .map(Missing::code)
@@ -212,6 +243,7 @@ mod tests {
                 "Warning.User.NotExisted",
                 "Warning.Group.NotExisted",
                 "Info.User.NotInGroup",
+                "Error.Conversation.NotExisted",
             ]
         );
     }

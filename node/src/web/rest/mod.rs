@@ -12,6 +12,7 @@
 //!   [`params::HubRequest`], the extractor every hub route starts with.
 //! - [`send`], [`connections`], [`groups`], [`users`]: Azure's operations.
 //! - [`query`]: hubwire's cluster-wide listings and counts.
+//! - [`conversations`]: conversations and participants of chat hubs.
 //! - [`error`]: error bodies and `x-ms-error-code`, and the one place where
 //!   backplane errors become HTTP statuses.
 //!
@@ -23,6 +24,7 @@
 pub mod auth;
 pub mod body;
 pub mod connections;
+pub mod conversations;
 pub mod error;
 pub mod groups;
 pub mod params;
@@ -124,7 +126,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/hubs/{hub}/users/{user}/connections",
             get().to(query::user_connections),
         )
-        .route("/api/hubs/{hub}/users/{user}/count", get().to(query::user_count));
+        .route("/api/hubs/{hub}/users/{user}/count", get().to(query::user_count))
+        .route("/api/hubs/{hub}/conversations", post().to(conversations::create))
+        .route("/api/hubs/{hub}/conversations/{id}", get().to(conversations::get))
+        .route(
+            "/api/hubs/{hub}/conversations/{id}/participants/{user}",
+            put().to(conversations::add_participant),
+        )
+        .route(
+            "/api/hubs/{hub}/conversations/{id}/participants/{user}",
+            delete().to(conversations::remove_participant),
+        );
     // v1.
     cfg.route("/api/v1/hubs/{hub}", post().to(send::to_all))
         .route("/api/v1/hubs/{hub}/users/{user}", post().to(send::to_user))

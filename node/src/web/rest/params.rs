@@ -78,6 +78,26 @@ pub struct ConnectionGroupPath {
     pub id: String,
 }
 
+/// `/hubs/{hub}/conversations/{id}`.
+#[derive(Deserialize)]
+pub struct ConversationPath {
+    /// The hub, as written in the URL.
+    pub hub: String,
+    /// The conversation id.
+    pub id: String,
+}
+
+/// `/hubs/{hub}/conversations/{id}/participants/{user}`.
+#[derive(Deserialize)]
+pub struct ParticipantPath {
+    /// The hub, as written in the URL.
+    pub hub: String,
+    /// The conversation id.
+    pub id: String,
+    /// The user id.
+    pub user: String,
+}
+
 /// A path that names a hub (`/hubs/{hub}/...`).
 pub trait HubSegment {
     /// The hub, as written in the URL.
@@ -99,7 +119,9 @@ hub_segment!(
     GroupPath,
     ConnectionPath,
     UserGroupPath,
-    ConnectionGroupPath
+    ConnectionGroupPath,
+    ConversationPath,
+    ParticipantPath
 );
 
 /// An authorized request to a hub route: the node's state, the path `P` and

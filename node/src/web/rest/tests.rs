@@ -70,6 +70,7 @@ async fn send(node: Arc<Node>, req: test::TestRequest) -> ServiceResponse {
         .app_data(web::Data::new(AppState {
             node,
             hubs,
+            chats: Vec::new(),
             store: None,
         }))
         .configure(routes);

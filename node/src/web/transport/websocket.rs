@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use actix_codec::{Framed, FramedParts};
 use actix_http::{h1, ws::HandshakeError, Request};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -73,10 +73,10 @@ thread_local! {
     static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
 }
 
-/// A `GET /hubs/{hub}` that is not a WebSocket upgrade (hubwire serves only
-/// the WebSockets transport).
-pub async fn connect(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    if state.hubs.get(&path).is_none() {
+/// A `GET` of a hub's path that is not a WebSocket upgrade (hubwire serves
+/// only the WebSockets transport).
+pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if state.hubs.at_path(req.path()).is_none() {
         return HttpResponse::NotFound().body("No hub with that name.");
     }
     if state.node.is_shutting_down() {
@@ -100,15 +100,12 @@ struct Accepted {
 /// Checks the request as the connect endpoint must: path, WebSocket headers,
 /// hub, shutdown, token, negotiated id.
 fn accept(node: &Node, hubs: &HubSet, req: &Request) -> Result<Accepted, Refusal> {
-    let Some(hub_segment) = req
-        .path()
-        .strip_prefix("/hubs/")
-        .filter(|h| !h.is_empty() && !h.contains('/'))
-    else {
+    let hub = hubs.at_path(req.path());
+    if hub.is_none() && !req.path().starts_with("/hubs/") {
         return Err(Refusal::new(404, "Not Found", ""));
-    };
+    }
     actix_http::ws::verify_handshake(req.head()).map_err(handshake_refusal)?;
-    let Some(hub) = hubs.get(hub_segment) else {
+    let Some(hub) = hub else {
         return Err(Refusal::new(404, "Not Found", "No hub with that name."));
     };
     let hub_name = HubName::from(hub.name());

@@ -1,0 +1,410 @@
+// The built-in chat hub (`/hubs/chat`, MISSION.md's names) driven by the
+// official @microsoft/signalr client: conversations made through the REST
+// API, join / type / send / read between two users, refusals, idempotent
+// sends, catch-up after a reconnect, typing cleared by a dropped connection,
+// presence once per transition; a hub definition under an app's own path and
+// names; and one conversation across two nodes joined by Redis and sharing
+// PostgreSQL.
+
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { after, before, describe } from 'node:test';
+
+import {
+  closeAllClients,
+  connect,
+  delay,
+  e2eTest,
+  record,
+  startCluster,
+  startNode,
+  startRedis,
+  stopAllNodesAfter,
+  withTimeout,
+} from './harness.mjs';
+import { startPostgres } from './postgres.mjs';
+
+stopAllNodesAfter();
+
+/** Grace period used only for negative assertions ("nothing more arrived"). */
+const GRACE_MS = 400;
+
+const unique = (name) => `${name}-${crypto.randomBytes(3).toString('hex')}`;
+
+/** An HS256 access-key token for audience `aud`, as the Management SDK makes it. */
+function accessToken(node, aud) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const header = b64({ alg: 'HS256', typ: 'JWT' });
+  const payload = b64({ nameid: 'chat-e2e', nbf: now, exp: now + 3600, iat: now, aud });
+  const sig = crypto
+    .createHmac('sha256', Buffer.from(node.accessKey, 'utf8'))
+    .update(`${header}.${payload}`)
+    .digest('base64url');
+  return `${header}.${payload}.${sig}`;
+}
+
+/** `method` on `/api/hubs/{hub}{rest}` of `node` with an access-key token; { status, body }. */
+async function api(node, method, hub, rest, body) {
+  const path = `/api/hubs/${hub}${rest}`;
+  const headers = { Authorization: `Bearer ${accessToken(node, `http://127.0.0.1${path}`)}` };
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await withTimeout(fetch(`${node.baseUrl}${path}`, init), 5_000, `${method} ${path}`);
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null, text };
+}
+
+/** Creates a conversation of `participants` on `node` and returns its id. */
+async function conversation(node, participants, { hub = 'chat', id } = {}) {
+  const res = await api(node, 'POST', hub, '/conversations', { id, participants });
+  assert.equal(res.status, 201, res.text);
+  return res.body.id;
+}
+
+const chat = (node, user, opts = {}) => connect(node, { hub: 'chat', user, ...opts });
+
+/** The HubException text the official client reports for a refused invocation. */
+const hubException = (text) => new RegExp(`HubException: ${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+
+describe('one node', () => {
+  let node;
+  before(async () => {
+    node = await startNode({ name: 'chat' });
+  });
+
+  e2eTest('two users join, type, send and read', async () => {
+    const id = await conversation(node, ['alice', 'bob']);
+    const alice = await chat(node, 'alice');
+    const bob = await chat(node, 'bob');
+    const bobTyping = record(bob, 'TypingChanged');
+    const bobReceived = record(bob, 'ReceiveMessage');
+    const aliceSent = record(alice, 'MessageSent');
+    const aliceRead = record(alice, 'MessageRead');
+    const aliceReceived = record(alice, 'ReceiveMessage');
+    const aliceJoined = record(alice, 'UserJoinedConversation');
+
+    assert.deepEqual(await alice.invoke('JoinConversation', id), []);
+    assert.deepEqual(await bob.invoke('JoinConversation', id), []);
+    assert.deepEqual((await aliceJoined.wait(1))[0], [id, 'bob']);
+
+    await alice.invoke('StartTyping', id);
+    assert.deepEqual((await bobTyping.wait(1))[0], [id, 'alice', true]);
+
+    const stored = await alice.invoke('SendMessage', id, 'hello bob', 'client-1');
+    assert.equal(stored.conversationId, id);
+    assert.equal(stored.senderId, 'alice');
+    assert.equal(stored.content, 'hello bob');
+    assert.equal(stored.clientMessageId, 'client-1');
+    assert.match(stored.id, /^\d+$/);
+    assert.match(stored.sentAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.deepEqual(Object.keys(stored).sort(), ['clientMessageId', 'content', 'conversationId', 'id', 'senderId', 'sentAt']);
+
+    assert.deepEqual((await aliceSent.wait(1))[0], stored, 'MessageSent to the sender carries the clientMessageId');
+    assert.deepEqual((await bobReceived.wait(1))[0], stored);
+    assert.deepEqual((await bobTyping.wait(2))[1], [id, 'alice', false], 'the send cleared the typing');
+
+    await bob.invoke('MarkAsRead', id, stored.id);
+    const [readId, readMessage, reader, readAt] = (await aliceRead.wait(1))[0];
+    assert.deepEqual([readId, readMessage, reader], [id, stored.id, 'bob']);
+    assert.ok(Date.parse(readAt) > 0, readAt);
+
+    await delay(GRACE_MS);
+    assert.equal(aliceReceived.items.length, 0, 'the sender does not get its own ReceiveMessage');
+    assert.equal(bobTyping.items.length, 2);
+    assert.equal(await alice.invoke('Ping'), 'pong');
+  });
+
+  e2eTest('a non-participant is refused and bad content is refused', async () => {
+    const id = await conversation(node, ['alice', 'bob']);
+    const carol = await chat(node, 'carol');
+    await assert.rejects(carol.invoke('JoinConversation', id), hubException('not a participant'));
+    await assert.rejects(carol.invoke('SendMessage', id, 'hi'), hubException('not a participant'));
+    await assert.rejects(carol.invoke('StartTyping', id), hubException('not a participant'));
+    await assert.rejects(carol.invoke('MarkAsRead', id, '1'), hubException('not a participant'));
+    await assert.rejects(carol.invoke('JoinConversation', unique('nosuch')), hubException('not a participant'));
+    const alice = await chat(node, 'alice');
+    const tooLong = 'x'.repeat(4001);
+    await assert.rejects(alice.invoke('SendMessage', id, ''), hubException('content must be 1 to 4000 characters'));
+    await assert.rejects(alice.invoke('SendMessage', id, tooLong), hubException('content must be 1 to 4000 characters'));
+    const longest = await alice.invoke('SendMessage', id, 'é'.repeat(4000));
+    assert.equal(longest.content.length, 4000, 'characters, not bytes');
+  });
+
+  e2eTest('a duplicate clientMessageId is stored and delivered once', async () => {
+    const id = await conversation(node, ['alice', 'bob']);
+    const alice = await chat(node, 'alice');
+    const bob = await chat(node, 'bob');
+    await alice.invoke('JoinConversation', id);
+    await bob.invoke('JoinConversation', id);
+    const received = record(bob, 'ReceiveMessage');
+    const sent = record(alice, 'MessageSent');
+    const first = await alice.invoke('SendMessage', id, 'once', 'dup-1');
+    const second = await alice.invoke('SendMessage', id, 'once', 'dup-1');
+    assert.deepEqual(second, first, 'the stored message, twice');
+    await received.wait(1);
+    await sent.wait(1);
+    await delay(GRACE_MS);
+    assert.equal(received.items.length, 1);
+    assert.equal(sent.items.length, 1);
+    const history = await bob.invoke('JoinConversation', id, '0');
+    assert.deepEqual(history.map((m) => m.id), [first.id], 'stored once');
+  });
+
+  e2eTest('a client that reconnects gets what it missed from JoinConversation(id, afterMessageId)', async () => {
+    const id = await conversation(node, ['alice', 'bob']);
+    const alice = await chat(node, 'alice');
+    await alice.invoke('JoinConversation', id);
+    let bob = await chat(node, 'bob');
+    await bob.invoke('JoinConversation', id);
+    const seen = record(bob, 'ReceiveMessage');
+    await alice.invoke('SendMessage', id, 'before');
+    const [last] = await seen.wait(1);
+    await bob.stop();
+    const missed = [];
+    for (const text of ['while away 1', 'while away 2']) missed.push(await alice.invoke('SendMessage', id, text));
+    bob = await chat(node, 'bob');
+    const caughtUp = await bob.invoke('JoinConversation', id, last.id);
+    assert.deepEqual(caughtUp, missed);
+    const live = record(bob, 'ReceiveMessage');
+    const after = await alice.invoke('SendMessage', id, 'back');
+    assert.deepEqual((await live.wait(1))[0], after, 'and live again after the join');
+  });
+
+  e2eTest('typing is cleared, and announced, when the typer\'s connection drops', async () => {
+    const id = await conversation(node, ['alice', 'bob']);
+    const alice = await chat(node, 'alice');
+    const bob = await chat(node, 'bob');
+    await alice.invoke('JoinConversation', id);
+    await bob.invoke('JoinConversation', id);
+    const typing = record(bob, 'TypingChanged');
+    await alice.invoke('StartTyping', id);
+    await alice.invoke('StartTyping', id);
+    assert.deepEqual((await typing.wait(1))[0], [id, 'alice', true]);
+    await alice.stop();
+    assert.deepEqual((await typing.wait(2))[1], [id, 'alice', false]);
+    await delay(GRACE_MS);
+    assert.equal(typing.items.length, 2, 'a refresh is not announced again; the clear once');
+  });
+
+  e2eTest('StopTyping clears the indicator once', async () => {
+    const id = await conversation(node, ['alice', 'bob']);
+    const alice = await chat(node, 'alice');
+    const bob = await chat(node, 'bob');
+    await bob.invoke('JoinConversation', id);
+    const typing = record(bob, 'TypingChanged');
+    await alice.invoke('StartTyping', id);
+    await typing.wait(1);
+    await alice.invoke('StopTyping', id);
+    await alice.invoke('StopTyping', id);
+    assert.deepEqual((await typing.wait(2))[1], [id, 'alice', false]);
+    await delay(GRACE_MS);
+    assert.equal(typing.items.length, 2);
+  });
+
+  e2eTest('one UserOnline for the first tab and one UserOffline after the last, to users sharing a conversation', async () => {
+    const user = unique('tabs');
+    await conversation(node, [user, 'bob']);
+    const bob = await chat(node, 'bob');
+    const stranger = await chat(node, unique('stranger'));
+    const online = record(bob, 'UserOnline');
+    const offline = record(bob, 'UserOffline');
+    const strangerHeard = record(stranger, 'UserOffline');
+    const tab1 = await chat(node, user);
+    assert.deepEqual(await online.wait(1), [user]);
+    const tab2 = await chat(node, user);
+    const presence = await bob.invoke('GetPresence', [user, unique('nobody')]);
+    assert.equal(presence[0].userId, user);
+    assert.equal(presence[0].isOnline, true);
+    assert.equal(presence[0].connections, 2);
+    assert.equal(presence[1].isOnline, false);
+    assert.equal(presence[1].connections, 0);
+    assert.equal(presence[1].lastSeen, null);
+    await tab1.stop();
+    await delay(GRACE_MS);
+    assert.equal(offline.items.length, 0, 'a tab is left');
+    await tab2.stop();
+    assert.deepEqual(await offline.wait(1), [user]);
+    await delay(GRACE_MS);
+    assert.equal(online.items.length, 1);
+    assert.equal(offline.items.length, 1);
+    assert.equal(strangerHeard.items.length, 0, 'only users who share a conversation hear it');
+    const [gone] = await bob.invoke('GetPresence', [user]);
+    assert.equal(gone.isOnline, false);
+    assert.ok(Date.parse(gone.lastSeen) > 0, `last seen ${gone.lastSeen}`);
+  });
+
+  e2eTest('SendDirectMessage reaches every connection of the recipient and reuses one conversation', async () => {
+    const dave = unique('dave');
+    const alice = await chat(node, 'alice');
+    const tabs = [await chat(node, dave), await chat(node, dave)];
+    const received = tabs.map((t) => record(t, 'ReceiveMessage'));
+    const first = await alice.invoke('SendDirectMessage', dave, 'psst', 'd-1');
+    for (const r of received) assert.deepEqual((await r.wait(1))[0], first);
+    const second = await alice.invoke('SendDirectMessage', dave, 'again');
+    assert.equal(second.conversationId, first.conversationId, 'one conversation for the two users');
+    const reply = await tabs[0].invoke('SendMessage', first.conversationId, 'hi alice');
+    assert.equal(reply.conversationId, first.conversationId, 'the recipient takes part in it');
+  });
+
+  e2eTest('REST: conversations are created idempotently, participants added and removed', async () => {
+    const id = unique('conv');
+    const created = await api(node, 'POST', 'chat', '/conversations', { id, type: 'support', participants: ['bob', 'alice'] });
+    assert.equal(created.status, 201, created.text);
+    assert.equal(created.body.id, id);
+    assert.equal(created.body.type, 'support');
+    assert.deepEqual(created.body.participants, ['alice', 'bob']);
+    const again = await api(node, 'POST', 'chat', '/conversations', { id, type: 'support', participants: ['alice', 'bob'] });
+    assert.equal(again.status, 201);
+    assert.deepEqual(again.body, created.body);
+    const other = await api(node, 'POST', 'chat', '/conversations', { id, type: 'support', participants: ['alice'] });
+    assert.equal(other.status, 409, other.text);
+    const generated = await api(node, 'POST', 'chat', '/conversations', { participants: ['alice'] });
+    assert.equal(generated.status, 201);
+    assert.notEqual(generated.body.id, id);
+    assert.equal((await api(node, 'POST', 'chat', '/conversations', { participant: [] })).status, 400);
+    assert.equal((await api(node, 'GET', 'chat', `/conversations/${id}`)).body.id, id);
+    assert.equal((await api(node, 'GET', 'chat', `/conversations/${unique('none')}`)).status, 404);
+    assert.equal((await api(node, 'POST', 'diagnostics', '/conversations', { participants: [] })).status, 404);
+
+    const carol = await chat(node, 'carol');
+    await assert.rejects(carol.invoke('JoinConversation', id), hubException('not a participant'));
+    assert.equal((await api(node, 'PUT', 'chat', `/conversations/${id}/participants/carol`)).status, 200);
+    await carol.invoke('JoinConversation', id);
+    const carolLeft = record(carol, 'UserLeftConversation');
+    const carolReceived = record(carol, 'ReceiveMessage');
+    assert.equal((await api(node, 'DELETE', 'chat', `/conversations/${id}/participants/carol`)).status, 200);
+    assert.deepEqual((await carolLeft.wait(1))[0], [id, 'carol'], 'the removed user is told');
+    const alice = await chat(node, 'alice');
+    await alice.invoke('SendMessage', id, 'after carol left');
+    await delay(GRACE_MS);
+    assert.equal(carolReceived.items.length, 0, 'and has left the group at once');
+    await assert.rejects(carol.invoke('SendMessage', id, 'hi'), hubException('not a participant'));
+    const unauthorized = await fetch(`${node.baseUrl}/api/hubs/chat/conversations`, { method: 'POST', body: '{}' });
+    assert.equal(unauthorized.status, 401);
+  });
+});
+
+describe('a hub definition under an app\'s own path and names', () => {
+  let node;
+  const definition = [
+    {
+      kind: 'chat',
+      path: '/api-less/messaging',
+      conversation_group: 'conversation:{id}',
+      presence: 'others',
+      methods: [
+        { name: 'JoinConversation', operation: 'join_conversation', args: ['conversationId'] },
+        { name: 'SendMessage', operation: 'send_message', args: ['conversationId', 'content', 'attachments?'] },
+        { name: 'Ping', operation: 'ping' },
+      ],
+      events: {
+        message_received: {
+          name: 'OnMessageReceived',
+          args: ['id', 'conversationId', 'senderId', 'content', 'attachments', 'sentAt'],
+          fields: { id: 'messageId', senderId: 'senderUserId', content: 'body' },
+        },
+        message_error: { name: 'MessageError' },
+      },
+      refusals: { style: 'event', invalid_content: 'Invalid message content' },
+    },
+  ];
+  before(async () => {
+    node = await startNode({ name: 'defined', env: { HUBWIRE_HUB: JSON.stringify(definition) } });
+  });
+
+  e2eTest('the app\'s client names, argument order and payload fields; its backend reaches its group names', async () => {
+    const id = await conversation(node, ['alice', 'bob'], { hub: 'messaging' });
+    const url = `${node.baseUrl}/api-less/messaging`;
+    const alice = await connect(node, { url, user: 'alice' });
+    const bob = await connect(node, { url, user: 'bob' });
+    await alice.invoke('JoinConversation', id);
+    await bob.invoke('JoinConversation', id);
+    const received = record(bob, 'OnMessageReceived');
+    const sent = await alice.invoke('SendMessage', id, 'parcel at the door', [{ url: 'https://x/1.jpg' }]);
+    const [message] = await received.wait(1);
+    assert.deepEqual(Object.keys(message).sort(), ['attachments', 'body', 'conversationId', 'messageId', 'senderUserId', 'sentAt']);
+    assert.equal(message.body, 'parcel at the door');
+    assert.equal(message.senderUserId, 'alice');
+    assert.deepEqual(message.attachments, [{ url: 'https://x/1.jpg' }]);
+    assert.equal(message.messageId, sent.id, "the method returns message_sent's shape (its defaults here)");
+
+    const errors = record(alice, 'MessageError');
+    assert.equal(await alice.invoke('SendMessage', id, ''), null, 'refused by an event, not an exception');
+    assert.deepEqual(await errors.wait(1), ['Invalid message content']);
+    await assert.rejects(alice.invoke('StartTyping', id), /Method does not exist|Unknown hub method/);
+
+    const fromBackend = record(bob, 'OrderUpdated');
+    const group = encodeURIComponent(`conversation:${id}`);
+    const res = await api(node, 'POST', 'messaging', `/groups/${group}/:send`, { target: 'OrderUpdated', arguments: [7] });
+    assert.equal(res.status, 202, res.text);
+    assert.deepEqual(await fromBackend.wait(1), [7]);
+    const builtIn = await connect(node, { hub: 'chat', user: 'alice' });
+    assert.equal(await builtIn.invoke('Ping'), 'pong', 'the built-in /hubs/chat is still served beside it');
+  });
+});
+
+describe('two nodes, Redis and PostgreSQL', () => {
+  const cluster = {};
+  before(async () => {
+    cluster.postgres = await startPostgres();
+    cluster.redis = await startRedis({ name: 'chat-redis' });
+    Object.assign(
+      cluster,
+      await startCluster(cluster.redis, {
+        size: 2,
+        name: 'chat-cluster',
+        env: {
+          HUBWIRE_DATABASE_URL: cluster.postgres.url,
+          HUBWIRE_NODE_HEARTBEAT_MS: '300',
+          HUBWIRE_NODE_DEAD_AFTER_MS: '2000',
+        },
+      }),
+    );
+  });
+  after(async () => {
+    await closeAllClients();
+    await Promise.all((cluster.nodes ?? []).map((n) => n.stop()));
+    await cluster.redis?.stop();
+    cluster.postgres?.stop();
+  });
+
+  e2eTest('one conversation across nodes: typing, messages, receipts, catch-up on the other node, one UserOffline', async () => {
+    const [n1, n2] = cluster.nodes;
+    const alice = unique('alice');
+    const bob = unique('bob');
+    const id = await conversation(n2, [alice, bob]);
+    const a = await chat(n1, alice);
+    let b = await chat(n2, bob);
+    await a.invoke('JoinConversation', id);
+    await b.invoke('JoinConversation', id);
+    const typing = record(b, 'TypingChanged');
+    const received = record(b, 'ReceiveMessage');
+    const sent = record(a, 'MessageSent');
+    const read = record(a, 'MessageRead');
+    const offline = record(a, 'UserOffline');
+
+    await a.invoke('StartTyping', id);
+    assert.deepEqual((await typing.wait(1))[0], [id, alice, true]);
+    const first = await a.invoke('SendMessage', id, 'across nodes', 'x-1');
+    assert.equal((await sent.wait(1))[0].clientMessageId, 'x-1');
+    assert.deepEqual((await received.wait(1))[0], first);
+    assert.deepEqual((await typing.wait(2))[1], [id, alice, false]);
+    await b.invoke('MarkAsRead', id, first.id);
+    assert.deepEqual((await read.wait(1))[0].slice(0, 3), [id, first.id, bob]);
+
+    await b.stop();
+    assert.deepEqual(await offline.wait(1), [bob], 'the last connection of bob is gone');
+    const missed = [await a.invoke('SendMessage', id, 'one'), await a.invoke('SendMessage', id, 'two')];
+    b = await chat(n1, bob);
+    assert.deepEqual(await b.invoke('JoinConversation', id, first.id), missed, 'caught up on the other node');
+    await delay(GRACE_MS);
+    assert.equal(offline.items.length, 1);
+    const [presence] = await b.invoke('GetPresence', [alice]);
+    assert.equal(presence.isOnline, true);
+    assert.equal(presence.connections, 1);
+  });
+});

@@ -1,0 +1,194 @@
+//! Hub definitions as the configuration writes them: the `[[hub]]` tables of
+//! the TOML file (or `HUBWIRE_HUB`, the same tables as a JSON array).
+//!
+//! A definition makes a hub of a built-in *kind* (chat) under an app's own
+//! path and names, so that the app's SignalR client and backend keep working
+//! unchanged. This module only holds what was written; `crate::hubs::definition`
+//! checks it against the kind's operations and events and resolves the
+//! defaults, and the node refuses to start when that fails. `docs/hubs.md`
+//! documents the format with a complete example.
+//!
+//! What a table says:
+//! - `kind` and `path` (the hub's REST name is the last segment of the path);
+//! - `methods`: the client methods, each naming an operation of the kind and
+//!   the operation parameter each argument position binds to (`?` after an
+//!   optional one, `_` for an argument accepted and ignored); absent: the
+//!   kind's default method table;
+//! - `events`: per event of the kind, the app's event name, its argument
+//!   layout (positional, or one object), which fields it carries and under
+//!   which names; each event not listed keeps its default;
+//! - `conversation_group`: the group-name template of conversations;
+//! - `presence`: who hears that a user came online or went offline;
+//! - `refusals`: a `HubException`, or an event to the caller, and its texts;
+//! - `limits`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The built-in kinds a definition can make a hub of.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HubKind {
+    /// Conversations: messages persisted then broadcast, typing, receipts,
+    /// presence (`crate::hubs::chat`).
+    Chat,
+}
+
+/// One `[[hub]]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HubTable {
+    /// The kind of hub.
+    pub kind: HubKind,
+    /// Where clients connect (`/hubs/messaging`, `/chathub`); its last segment
+    /// is the hub's name in the REST API, the keyspace and `anonymous_hubs`.
+    pub path: String,
+    /// The client methods; absent: the kind's defaults.
+    pub methods: Option<Vec<MethodTable>>,
+    /// Per event of the kind (by its operation name, e.g. `message_received`),
+    /// how the app's clients receive it; absent ones keep their defaults.
+    #[serde(default)]
+    pub events: BTreeMap<String, EventTable>,
+    /// The group name of a conversation, with `{id}` for its id. Default
+    /// `conversation_{id}`.
+    pub conversation_group: Option<String>,
+    /// Who hears `user_online` / `user_offline`. Default `conversations`.
+    pub presence: Option<PresenceAudience>,
+    /// How refusals reach the caller.
+    #[serde(default)]
+    pub refusals: RefusalTable,
+    /// The limits of the hub.
+    #[serde(default)]
+    pub limits: LimitsTable,
+}
+
+/// One client method of a definition.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MethodTable {
+    /// The name clients invoke (matched case-insensitively).
+    pub name: String,
+    /// The operation of the kind it runs (`send_message`, ...).
+    pub operation: String,
+    /// Per argument position, the operation parameter it binds to; `?` after
+    /// it marks an argument clients may leave out (only trailing ones), `_`
+    /// one that is accepted and ignored.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// How the clients receive one event.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventTable {
+    /// The client method invoked. Default: the kind's name for the event.
+    pub name: Option<String>,
+    /// Positional arguments, or one object. Default: the kind's.
+    pub layout: Option<Layout>,
+    /// The event's fields it carries: the arguments in order (positional) or
+    /// the object's properties. Default: the kind's.
+    pub args: Option<Vec<String>>,
+    /// Field name -> the name the app's payload uses for it (object layout,
+    /// and the message objects methods return). Default: none renamed.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// Whether the event is sent at all. Default `true`.
+    pub enabled: Option<bool>,
+}
+
+/// How an event's fields become arguments.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// One argument per field, in order.
+    Positional,
+    /// One argument: an object of the fields.
+    Object,
+}
+
+/// Who hears that a user came online or went offline.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceAudience {
+    /// Every connection of the hub.
+    Everyone,
+    /// Every connection of the hub but the user's own.
+    Others,
+    /// The users who share a conversation with the user.
+    Conversations,
+}
+
+/// How a refused call is answered.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalStyle {
+    /// The invocation fails with a `HubException` carrying the text.
+    Exception,
+    /// The invocation completes without a result and the caller gets an
+    /// error event (`message_error` or `conversation_error`) with the text.
+    Event,
+}
+
+/// The refusals of a definition and their texts.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RefusalTable {
+    /// Exception or event. Default `exception`.
+    pub style: Option<RefusalStyle>,
+    /// The caller is not a participant of the conversation. Default
+    /// `not a participant`.
+    pub not_participant: Option<String>,
+    /// The conversation does not exist. Default: the `not_participant` text.
+    pub not_found: Option<String>,
+    /// The content is empty or too long. Default `content must be 1 to N characters`.
+    pub invalid_content: Option<String>,
+}
+
+/// The limits of a definition.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsTable {
+    /// The longest message content, in characters. Default 4000.
+    pub max_content_chars: Option<usize>,
+    /// Seconds a typing indicator lasts without a refresh. Default 10.
+    pub typing_timeout_secs: Option<u64>,
+    /// The most missed messages one join returns. Default 500.
+    pub catch_up_max: Option<usize>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_reads_from_toml_and_unknown_keys_are_refused() {
+        let table: HubTable = toml::from_str(
+            r#"
+            kind = "chat"
+            path = "/hubs/messaging"
+            conversation_group = "conversation:{id}"
+            presence = "others"
+            methods = [{ name = "SendMessage", operation = "send_message", args = ["conversationId", "content", "attachments?"] }]
+            [events.message_received]
+            name = "OnMessageReceived"
+            fields = { id = "messageId" }
+            [refusals]
+            style = "exception"
+            [limits]
+            max_content_chars = 10
+            "#,
+        )
+        .unwrap();
+        assert_eq!(table.kind, HubKind::Chat);
+        assert_eq!(table.presence, Some(PresenceAudience::Others));
+        assert_eq!(table.methods.unwrap()[0].args.len(), 3);
+        assert_eq!(table.events["message_received"].fields["id"], "messageId");
+        assert_eq!(table.limits.max_content_chars, Some(10));
+        let unknown = toml::from_str::<HubTable>("kind = \"chat\"\npath = \"/x\"\ncolour = 1");
+        assert!(unknown.unwrap_err().to_string().contains("colour"));
+        let kind = toml::from_str::<HubTable>("kind = \"rooms\"\npath = \"/x\"");
+        assert!(kind.unwrap_err().to_string().contains("rooms"));
+    }
+}

@@ -1,0 +1,278 @@
+//! Conversations: join (with catch-up) and leave, send and direct send,
+//! mark read; and what the REST API does to conversations (create, add and
+//! remove participants).
+//!
+//! Catch-up without a gap: a join adds the connection to the group first and
+//! reads the messages after the client's cursor second, so that every message
+//! is either delivered live or returned (some maybe both: clients tell them
+//! apart by id). Message ids are time-ordered and stored, so a cursor from
+//! any node works on any other.
+
+use serde_json::{json, Value};
+
+use super::catalog::Event;
+use super::payload::{self, iso8601, message_fields};
+use super::{caller_user, optional_text, text, Chat, ChatHub, Failure, Refusal};
+use crate::core::hub::{HubCall, HubError};
+use crate::core::node::{Node, NodeError};
+use crate::hubs::definition::BoundArgs;
+use hubwire_backplane::{Target, UserId};
+use hubwire_store::{Conversation, Message, MessageId, NewMessage, StoreError};
+
+/// The kind of a conversation the REST API creates without a `type`.
+pub const DEFAULT_KIND: &str = "group";
+
+/// Why a REST operation on conversations failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationsError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The cluster could not carry out the group change.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// A message id argument: decimal text or a number.
+fn message_id(args: &BoundArgs, param: &str) -> Result<Option<MessageId>, Failure> {
+    let Some(text) = optional_text(args, param)? else {
+        return Ok(None);
+    };
+    text.parse().map(Some).map_err(|_| {
+        Failure::Error(HubError::Binding(format!(
+            "argument '{param}' must be a message id, not {text:?}"
+        )))
+    })
+}
+
+impl Chat {
+    /// A message as the definition shapes `event`'s object.
+    fn message_object(
+        &self,
+        event: Event,
+        message: &Message,
+        sender_name: Option<&str>,
+        recipient: Option<&str>,
+    ) -> Value {
+        self.event(event)
+            .object(&message_fields(message, sender_name, recipient))
+    }
+
+    /// `join_conversation(conversationId, afterMessageId?)`: participants
+    /// only; joins the group, tells the group, returns the messages after
+    /// the cursor (none without one; `0` means from the first).
+    pub(super) async fn join(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
+        let user = caller_user(call)?;
+        let conversation = text(args, "conversationId")?;
+        let after = message_id(args, "afterMessageId")?;
+        self.check_participant(&conversation, &user).await?;
+        let group = self.group(&conversation);
+        call.join_group(&group).await?;
+        let fields = payload::fields([
+            ("conversationId", json!(conversation)),
+            ("userId", json!(user.as_str())),
+        ]);
+        let except = vec![call.caller.id.clone()];
+        self.emit(
+            &call.node,
+            Event::UserJoinedConversation,
+            Target::Group(group),
+            except,
+            &fields,
+        )
+        .await?;
+        let missed = match after {
+            Some(after) => {
+                self.store
+                    .messages_after(&conversation, Some(after), self.def.limits.catch_up_max)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let missed = missed
+            .iter()
+            .map(|m| self.message_object(Event::MessageReceived, m, None, None))
+            .collect();
+        Ok(Value::Array(missed))
+    }
+
+    /// `leave_conversation(conversationId)`: leaves the group, then tells it.
+    pub(super) async fn leave(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
+        let user = caller_user(call)?;
+        let conversation = text(args, "conversationId")?;
+        let group = self.group(&conversation);
+        let hub = &call.caller.hub;
+        if call.node.remove_from_group(hub, &group, &call.caller.id).await? {
+            let fields = payload::fields([
+                ("conversationId", json!(conversation)),
+                ("userId", json!(user.as_str())),
+            ]);
+            self.emit(
+                &call.node,
+                Event::UserLeftConversation,
+                Target::Group(group),
+                vec![],
+                &fields,
+            )
+            .await?;
+        }
+        Ok(Value::Null)
+    }
+
+    /// `send_message` / `send_direct_message`: checks the content, persists,
+    /// then (for a new message) broadcasts `message_received` — to the
+    /// conversation's group but the caller, or to every connection of the
+    /// direct recipient — and `message_sent` to the sender's connections;
+    /// clears the sender's typing there. Returns the stored message.
+    pub(super) async fn send(&self, call: &HubCall, args: &BoundArgs, direct: bool) -> Result<Value, Failure> {
+        let user = caller_user(call)?;
+        let content = match args.get("content") {
+            Some(Value::String(content)) => content.clone(),
+            Some(_) | None => return Err(Failure::Refused(Refusal::InvalidContent)),
+        };
+        let chars = content.chars().count();
+        if chars == 0 || chars > self.def.limits.max_content_chars {
+            return Err(Failure::Refused(Refusal::InvalidContent));
+        }
+        let client_message_id = optional_text(args, "clientMessageId")?.filter(|c| !c.is_empty());
+        let attachments = args.get("attachments").map(Value::to_string);
+        let (conversation, recipient) = if direct {
+            let recipient = text(args, "recipientUserId")?;
+            if recipient == user.as_str() {
+                return Err(Failure::Error(HubError::Hub(
+                    "A direct message needs another user.".into(),
+                )));
+            }
+            let conversation = self.store.direct_conversation(user.as_str(), &recipient).await?;
+            (conversation.id, Some(recipient))
+        } else {
+            let conversation = text(args, "conversationId")?;
+            self.check_participant(&conversation, &user).await?;
+            (conversation, None)
+        };
+        let (message, inserted) = self
+            .store
+            .append_message(NewMessage {
+                conversation_id: conversation.clone(),
+                sender_id: user.as_str().to_owned(),
+                content,
+                attachments,
+                client_message_id,
+            })
+            .await?;
+        let sender_name = call.caller.principal.as_ref().and_then(|p| p.name.clone());
+        let fields = message_fields(&message, sender_name.as_deref(), recipient.as_deref());
+        if inserted {
+            let (target, except) = match &recipient {
+                Some(recipient) => (Target::User(UserId::from(recipient.as_str())), vec![]),
+                None => (Target::Group(self.group(&conversation)), vec![call.caller.id.clone()]),
+            };
+            self.emit(&call.node, Event::MessageReceived, target, except, &fields)
+                .await?;
+            self.emit(
+                &call.node,
+                Event::MessageSent,
+                Target::User(user.clone()),
+                vec![],
+                &fields,
+            )
+            .await?;
+        }
+        self.typing_cleared_by_send(&call.node, &conversation, &user).await;
+        Ok(self.event(Event::MessageSent).object(&fields))
+    }
+
+    /// `mark_as_read(conversationId, messageId)`: stores the read position
+    /// (it only moves forward) and tells the rest of the group where it is.
+    pub(super) async fn mark_read(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
+        let user = caller_user(call)?;
+        let conversation = text(args, "conversationId")?;
+        let message = message_id(args, "messageId")?
+            .ok_or_else(|| Failure::Error(HubError::Binding("argument 'messageId' is missing".into())))?;
+        self.check_participant(&conversation, &user).await?;
+        let position = self.store.mark_read(&conversation, user.as_str(), message).await?;
+        let fields = payload::fields([
+            ("conversationId", json!(conversation)),
+            ("messageId", json!(position.message_id.to_string())),
+            ("userId", json!(user.as_str())),
+            ("readAt", json!(iso8601(position.read_at))),
+        ]);
+        let except = vec![call.caller.id.clone()];
+        let group = Target::Group(self.group(&conversation));
+        self.emit(&call.node, Event::MessageRead, group, except, &fields)
+            .await?;
+        Ok(Value::Null)
+    }
+}
+
+/// A conversation as the REST API shows it.
+pub fn conversation_json(conversation: &Conversation) -> Value {
+    json!({
+        "id": conversation.id,
+        "type": conversation.kind,
+        "createdAt": iso8601(conversation.created_at),
+        "participants": conversation.participants,
+    })
+}
+
+impl ChatHub {
+    /// Creates a conversation (or returns the one with the same id, kind and
+    /// participants).
+    pub async fn create_conversation(
+        &self,
+        id: Option<&str>,
+        kind: Option<&str>,
+        participants: &[String],
+    ) -> Result<Conversation, ConversationsError> {
+        let participants: Vec<&str> = participants.iter().map(String::as_str).collect();
+        let kind = kind.unwrap_or(DEFAULT_KIND);
+        Ok(self.chat.store.create_conversation(id, kind, &participants).await?)
+    }
+
+    /// The conversation `id`, if it exists.
+    pub async fn conversation(&self, id: &str) -> Result<Option<Conversation>, ConversationsError> {
+        Ok(self.chat.store.get_conversation(id).await?)
+    }
+
+    /// Adds `user` to `conversation`: `true` if they were not in it.
+    pub async fn add_participant(&self, conversation: &str, user: &str) -> Result<bool, ConversationsError> {
+        Ok(self.chat.store.add_participant(conversation, user).await?)
+    }
+
+    /// Removes `user` from `conversation`; their live connections on every
+    /// node leave its group at once and the group (they included) hears
+    /// `user_left_conversation`. `true` if they were in it.
+    pub async fn remove_participant(
+        &self,
+        node: &Node,
+        conversation: &str,
+        user: &str,
+    ) -> Result<bool, ConversationsError> {
+        let chat = &self.chat;
+        let removed = chat.store.remove_participant(conversation, user).await?;
+        let user = UserId::from(user);
+        let group = chat.group(conversation);
+        let fields = payload::fields([
+            ("conversationId", json!(conversation)),
+            ("userId", json!(user.as_str())),
+        ]);
+        let mut left = false;
+        for record in node.user_connections(&chat.hub, &user).await? {
+            left |= node.remove_from_group(&chat.hub, &group, &record.id).await?;
+        }
+        if left {
+            // Once to the user (out of the group by now) and once to the group.
+            chat.emit(
+                node,
+                Event::UserLeftConversation,
+                Target::User(user.clone()),
+                vec![],
+                &fields,
+            )
+            .await?;
+            chat.emit(node, Event::UserLeftConversation, Target::Group(group), vec![], &fields)
+                .await?;
+        }
+        Ok(removed)
+    }
+}

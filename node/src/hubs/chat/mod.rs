@@ -1,0 +1,289 @@
+//! The chat kind: conversations persisted in the store, then broadcast to
+//! their groups; typing; read receipts; presence. One [`ChatHub`] per
+//! definition (the built-in `/hubs/chat` is the definition with MISSION.md's
+//! names, [`catalog::CATALOG`]'s defaults).
+//!
+//! # Layout
+//! - [`catalog`]: the kind's operations and events, with the default names.
+//! - [`payload`]: event fields under their catalog names; ISO-8601 times.
+//! - [`conversations`]: join / leave (with catch-up), send, direct send, mark
+//!   read; and what the REST API does to conversations.
+//! - [`typing`]: the typing state of this node's connections, and its
+//!   announcements (start, refresh, stop, expiry, disconnect).
+//! - [`presence`]: online / offline announcements and `GetPresence`.
+//!
+//! # Rules
+//! - Only participants (in the store) may join, send, type or mark read; a
+//!   refusal is a `HubException` or an error event to the caller, as the
+//!   definition says ([`Refusal`]).
+//! - A message is acknowledged and broadcast only after the store committed
+//!   it; a repeated `clientMessageId` returns the stored message and
+//!   broadcasts nothing.
+//! - Every send goes through [`Chat::emit`], which lays the event out as the
+//!   definition says; an event the definition turns off is not sent.
+
+pub mod catalog;
+pub mod conversations;
+pub mod payload;
+pub mod presence;
+pub mod typing;
+
+use std::sync::Arc;
+
+use futures_util::future::{BoxFuture, LocalBoxFuture};
+use serde_json::{Map, Value};
+
+use crate::core::connection::ConnectionHandle;
+use crate::core::definition::RefusalStyle;
+use crate::core::hub::{Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::core::node::{Node, NodeError, SendOrder};
+use crate::hubs::definition::{BoundArgs, BoundEvent, Definition};
+use catalog::{Event, Op, CATALOG};
+use hubwire_backplane::{ConnectionId, GroupName, HubName, Target, UserId};
+use hubwire_store::{Store, StoreError};
+
+/// A hub of the chat kind.
+#[derive(Clone)]
+pub struct ChatHub {
+    chat: Arc<Chat>,
+}
+
+/// What a chat hub's calls and hooks share.
+pub struct Chat {
+    def: Definition,
+    specs: Vec<MethodSpec>,
+    hub: HubName,
+    store: Store,
+    typing: typing::Typing,
+    presence: presence::LastSeen,
+}
+
+/// Why a call was refused, as the definition's refusal texts name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The caller is not a participant of the conversation.
+    NotParticipant,
+    /// No such conversation.
+    NotFound,
+    /// The content is empty or too long.
+    InvalidContent,
+}
+
+/// How a call failed: refused (answered as the definition says), or an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Refused by a rule of the hub.
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
+    /// Failed.
+    #[error(transparent)]
+    Error(HubError),
+}
+
+impl From<HubError> for Failure {
+    fn from(error: HubError) -> Self {
+        Failure::Error(error)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure::Error(match error {
+            StoreError::Unavailable(_) | StoreError::Closed => {
+                HubError::Hub("The message store is not available right now; nothing was stored. Try again.".into())
+            }
+            StoreError::Invalid(m) | StoreError::NotFound(m) | StoreError::Conflict(m) => HubError::Hub(m),
+            other => HubError::Internal(other.to_string()),
+        })
+    }
+}
+
+impl From<NodeError> for Failure {
+    fn from(error: NodeError) -> Self {
+        Failure::Error(HubError::Hub(error.to_string()))
+    }
+}
+
+impl ChatHub {
+    /// A chat hub serving `def`, persisting in `store`.
+    pub fn new(def: Definition, store: Store) -> Self {
+        let specs = def.methods.iter().map(|m| m.spec.clone()).collect();
+        let hub = HubName::from(def.name.as_str());
+        Self {
+            chat: Arc::new(Chat {
+                def,
+                specs,
+                hub,
+                store,
+                typing: typing::Typing::default(),
+                presence: presence::LastSeen::default(),
+            }),
+        }
+    }
+
+    /// The definition it serves.
+    pub fn definition(&self) -> &Definition {
+        &self.chat.def
+    }
+}
+
+impl Chat {
+    fn event(&self, event: Event) -> &BoundEvent {
+        &self.def.events[event as usize]
+    }
+
+    /// The group of conversation `id`.
+    fn group(&self, id: &str) -> GroupName {
+        GroupName::from(self.def.group_of(id))
+    }
+
+    /// Sends `event` with `fields` to `target` (but not to `except`), laid
+    /// out as the definition says; nothing when the event is off.
+    async fn emit(
+        &self,
+        node: &Node,
+        event: Event,
+        target: Target,
+        except: Vec<ConnectionId>,
+        fields: &Map<String, Value>,
+    ) -> Result<(), NodeError> {
+        let bound = self.event(event);
+        let Some(name) = &bound.name else {
+            return Ok(());
+        };
+        let arguments = bound.arguments(fields);
+        node.send(&self.hub, target, except, (name, arguments), SendOrder::LocalFirst)
+            .await
+    }
+
+    /// Answers a refusal as the definition says: a `HubException`, or the
+    /// error event to the caller and a Completion without a result.
+    async fn refuse(&self, call: &HubCall, refusal: Refusal) -> Result<HubReply, HubError> {
+        let refusals = &self.def.refusals;
+        let text = match refusal {
+            Refusal::NotParticipant => &refusals.not_participant,
+            Refusal::NotFound => &refusals.not_found,
+            Refusal::InvalidContent => &refusals.invalid_content,
+        };
+        match refusals.style {
+            RefusalStyle::Exception => Err(HubError::Hub(text.clone())),
+            RefusalStyle::Event => {
+                let event = match refusal {
+                    Refusal::InvalidContent => Event::MessageError,
+                    Refusal::NotParticipant | Refusal::NotFound => Event::ConversationError,
+                };
+                let fields = payload::fields([("error", Value::String(text.clone()))]);
+                let caller = Target::Connection(call.caller.id.clone());
+                self.emit(&call.node, event, caller, vec![], &fields)
+                    .await
+                    .map_err(|e| HubError::Hub(e.to_string()))?;
+                Ok(HubReply::Value(Value::Null))
+            }
+        }
+    }
+
+    /// Refuses unless `user` takes part in `conversation` (not found when it
+    /// does not exist).
+    async fn check_participant(&self, conversation: &str, user: &UserId) -> Result<(), Failure> {
+        if self.store.is_participant(conversation, user.as_str()).await? {
+            return Ok(());
+        }
+        let exists = self.store.get_conversation(conversation).await?.is_some();
+        Err(Failure::Refused(if exists {
+            Refusal::NotParticipant
+        } else {
+            Refusal::NotFound
+        }))
+    }
+
+    async fn run(self: Arc<Self>, call: HubCall, op: Op, args: BoundArgs) -> Result<Value, Failure> {
+        match op {
+            Op::Ping => Ok(Value::from("pong")),
+            Op::GetPresence => self.get_presence(&call, &args).await,
+            Op::JoinConversation => self.join(&call, &args).await,
+            Op::LeaveConversation => self.leave(&call, &args).await,
+            Op::SendMessage => self.send(&call, &args, false).await,
+            Op::SendDirectMessage => self.send(&call, &args, true).await,
+            Op::StartTyping => self.clone().start_typing(&call, &args).await,
+            Op::StopTyping => self.stop_typing(&call, &args).await,
+            Op::MarkAsRead => self.mark_read(&call, &args).await,
+        }
+    }
+}
+
+/// The caller's user: the chat kind needs one.
+fn caller_user(call: &HubCall) -> Result<UserId, Failure> {
+    call.caller
+        .user()
+        .cloned()
+        .ok_or_else(|| Failure::Error(HubError::Hub("This hub needs a signed-in user.".into())))
+}
+
+/// Argument `param` as text (a number is taken as its decimal text).
+fn text(args: &BoundArgs, param: &str) -> Result<String, Failure> {
+    optional_text(args, param)?
+        .ok_or_else(|| Failure::Error(HubError::Binding(format!("argument '{param}' is missing"))))
+}
+
+/// Argument `param` as text, if given.
+fn optional_text(args: &BoundArgs, param: &str) -> Result<Option<String>, Failure> {
+    match args.get(param) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(Failure::Error(HubError::Binding(format!(
+            "argument '{param}' must be a string, got {other}"
+        )))),
+    }
+}
+
+impl Hub for ChatHub {
+    fn name(&self) -> &str {
+        &self.chat.def.name
+    }
+
+    fn methods(&self) -> &[MethodSpec] {
+        &self.chat.specs
+    }
+
+    fn invoke(
+        &self,
+        call: HubCall,
+        method: usize,
+        args: Vec<Value>,
+    ) -> LocalBoxFuture<'static, Result<HubReply, HubError>> {
+        let chat = self.chat.clone();
+        let bound = chat.def.methods.get(method);
+        let Some((bound, op)) = bound.and_then(|b| Some((b, Op::of(b.operation)?))) else {
+            return Box::pin(async move { Err(HubError::Internal(format!("no method number {method}"))) });
+        };
+        let args = chat.def.bind(&CATALOG, bound, args);
+        Box::pin(async move {
+            match chat.clone().run(call.clone(), op, args).await {
+                Ok(value) => Ok(HubReply::Value(value)),
+                Err(Failure::Refused(refusal)) => chat.refuse(&call, refusal).await,
+                Err(Failure::Error(error)) => Err(error),
+            }
+        })
+    }
+
+    fn on_connected(&self, node: Arc<Node>, caller: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {
+        let chat = self.chat.clone();
+        Box::pin(async move { chat.connected(&node, &caller).await })
+    }
+
+    fn on_disconnected(&self, node: Arc<Node>, caller: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {
+        let chat = self.chat.clone();
+        Box::pin(async move {
+            chat.clear_typing_of(&node, &caller.id).await;
+            if let Some(user) = caller.user() {
+                chat.presence.saw(user);
+            }
+        })
+    }
+
+    fn on_user_offline(&self, node: Arc<Node>, _hub: HubName, user: UserId) -> BoxFuture<'static, ()> {
+        let chat = self.chat.clone();
+        Box::pin(async move { chat.went_offline(&node, &user).await })
+    }
+}

@@ -1,0 +1,475 @@
+//! Hub definitions checked and resolved: a `[[hub]]` table
+//! ([`crate::core::definition::HubTable`]) against the [`Catalog`] of its
+//! kind — the operations a kind can run, the events it sends, and its default
+//! names — into a [`Definition`] the kind's hub runs from.
+//!
+//! A definition that is wrong stops the node at start with a
+//! [`DefinitionError`] naming the hub (by its path) and the field: an unknown
+//! operation, event or field, an argument naming a parameter its operation
+//! lacks, a required parameter with no argument position, a required argument
+//! after an optional one, two methods on one name, a bad path or template.
+//!
+//! Payload shaping lives here too ([`BoundEvent::arguments`],
+//! [`BoundEvent::object`]): a kind builds an event's fields under their
+//! catalog names, and the definition lays them out as the app expects.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use crate::core::definition::{EventTable, HubTable, Layout, MethodTable, PresenceAudience, RefusalStyle};
+use crate::core::hub::MethodSpec;
+
+/// What a kind can run and send, and its default names.
+pub struct Catalog {
+    /// The operations clients' methods can run.
+    pub operations: &'static [Operation],
+    /// The events the kind sends.
+    pub events: &'static [EventKind],
+    /// The method table of a definition that gives none.
+    pub methods: &'static [DefaultMethod],
+}
+
+/// One operation of a kind.
+pub struct Operation {
+    /// Its name in definitions (`send_message`).
+    pub name: &'static str,
+    /// Its parameters; a name ending in `?` is optional (may have no
+    /// argument position).
+    pub params: &'static [&'static str],
+}
+
+/// One event of a kind, with its default form.
+pub struct EventKind {
+    /// Its name in definitions (`message_received`).
+    pub name: &'static str,
+    /// Every field it can carry.
+    pub fields: &'static [&'static str],
+    /// The client method invoked by default.
+    pub default_name: &'static str,
+    /// The default layout.
+    pub default_layout: Layout,
+    /// The fields carried by default, in order.
+    pub default_args: &'static [&'static str],
+}
+
+/// A method of the default table: name, operation, arguments (as in a
+/// [`crate::core::definition::MethodTable`]).
+pub struct DefaultMethod(pub &'static str, pub &'static str, pub &'static [&'static str]);
+
+/// A definition that cannot be served: which hub, which field, why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("hub definition {hub}: {field}: {reason}")]
+pub struct DefinitionError {
+    /// The hub, by its path.
+    pub hub: String,
+    /// The field of its table (`methods[2].operation`).
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A client method bound to an operation.
+#[derive(Clone, Debug)]
+pub struct BoundMethod {
+    /// What the dispatcher checks (name, argument counts).
+    pub spec: MethodSpec,
+    /// The operation's number in the catalog.
+    pub operation: usize,
+    /// Per parameter of the operation, the argument position it reads (none:
+    /// the parameter is absent).
+    pub positions: Vec<Option<usize>>,
+}
+
+/// One invocation's arguments by operation parameter name (`?` stripped).
+#[derive(Debug, Default)]
+pub struct BoundArgs(Vec<(&'static str, Value)>);
+
+impl BoundArgs {
+    /// The argument bound to `param`, unless absent or `null`.
+    pub fn get(&self, param: &str) -> Option<&Value> {
+        self.0
+            .iter()
+            .find(|(name, _)| *name == param)
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_null())
+    }
+}
+
+/// How clients receive one event.
+#[derive(Clone, Debug)]
+pub struct BoundEvent {
+    /// The client method, or none when the event is not sent.
+    pub name: Option<String>,
+    /// Positional or one object.
+    pub layout: Layout,
+    /// The fields carried, in order.
+    pub args: Vec<&'static str>,
+    /// Field -> the app's name for it.
+    pub renames: BTreeMap<String, String>,
+}
+
+impl BoundEvent {
+    /// The invocation's arguments from the event's `fields` (catalog names):
+    /// one per carried field, or one object of them.
+    pub fn arguments(&self, fields: &Map<String, Value>) -> Vec<Value> {
+        match self.layout {
+            Layout::Positional => self
+                .args
+                .iter()
+                .map(|f| fields.get(*f).cloned().unwrap_or(Value::Null))
+                .collect(),
+            Layout::Object => vec![self.object(fields)],
+        }
+    }
+
+    /// The carried fields as one object, under the app's names.
+    pub fn object(&self, fields: &Map<String, Value>) -> Value {
+        let object = self
+            .args
+            .iter()
+            .map(|f| {
+                let key = self.renames.get(*f).cloned().unwrap_or_else(|| (*f).to_owned());
+                (key, fields.get(*f).cloned().unwrap_or(Value::Null))
+            })
+            .collect();
+        Value::Object(object)
+    }
+}
+
+/// How refusals reach the caller, with their texts.
+#[derive(Clone, Debug)]
+pub struct Refusals {
+    /// Exception or event.
+    pub style: RefusalStyle,
+    /// Not a participant.
+    pub not_participant: String,
+    /// No such conversation.
+    pub not_found: String,
+    /// Content empty or too long.
+    pub invalid_content: String,
+}
+
+/// The limits of a hub.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// The longest content, in characters.
+    pub max_content_chars: usize,
+    /// Seconds a typing indicator lasts.
+    pub typing_timeout_secs: u64,
+    /// The most messages one catch-up returns.
+    pub catch_up_max: usize,
+}
+
+/// A checked definition with every default filled in.
+#[derive(Clone, Debug)]
+pub struct Definition {
+    /// Where clients connect.
+    pub path: String,
+    /// The last segment of the path.
+    pub name: String,
+    /// The client methods.
+    pub methods: Vec<BoundMethod>,
+    /// Per event of the catalog (same order), how it is sent.
+    pub events: Vec<BoundEvent>,
+    /// The group-name template of conversations (with `{id}`).
+    pub conversation_group: String,
+    /// Who hears presence changes.
+    pub presence: PresenceAudience,
+    /// Refusals.
+    pub refusals: Refusals,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// The placeholder of the conversation id in a group template.
+pub const ID_PLACEHOLDER: &str = "{id}";
+
+impl Definition {
+    /// Checks `table` against `catalog` and fills in the defaults.
+    pub fn resolve(table: &HubTable, catalog: &Catalog) -> Result<Self, DefinitionError> {
+        let error = |field: String, reason: String| DefinitionError {
+            hub: table.path.clone(),
+            field,
+            reason,
+        };
+        let name = hub_name(&table.path).map_err(|reason| error("path".into(), reason))?;
+        let written: Vec<MethodTable> = match &table.methods {
+            Some(methods) => methods.clone(),
+            None => catalog
+                .methods
+                .iter()
+                .map(|DefaultMethod(name, operation, args)| MethodTable {
+                    name: (*name).to_owned(),
+                    operation: (*operation).to_owned(),
+                    args: args.iter().map(|a| (*a).to_owned()).collect(),
+                })
+                .collect(),
+        };
+        let mut methods = Vec::new();
+        let mut names = HashSet::new();
+        for (
+            i,
+            MethodTable {
+                name: method,
+                operation,
+                args,
+            },
+        ) in written.iter().enumerate()
+        {
+            let at = |field: &str| format!("methods[{i}].{field}");
+            if method.is_empty() {
+                return Err(error(at("name"), "a method needs a name".into()));
+            }
+            if !names.insert(method.to_ascii_lowercase()) {
+                return Err(error(
+                    at("name"),
+                    format!("two methods named '{method}' (names match case-insensitively)"),
+                ));
+            }
+            let (index, op) = catalog
+                .operations
+                .iter()
+                .enumerate()
+                .find(|(_, o)| o.name == operation)
+                .ok_or_else(|| {
+                    let known: Vec<_> = catalog.operations.iter().map(|o| o.name).collect();
+                    error(
+                        at("operation"),
+                        format!("unknown operation '{operation}' (known: {})", known.join(", ")),
+                    )
+                })?;
+            let positions = bind_positions(op, args).map_err(|(field, reason)| error(at(&field), reason))?;
+            let min_params = args.iter().take_while(|a| !a.ends_with('?')).count();
+            methods.push(BoundMethod {
+                spec: MethodSpec {
+                    name: Cow::Owned(method.clone()),
+                    min_params,
+                    params: args.len(),
+                    streaming: false,
+                },
+                operation: index,
+                positions,
+            });
+        }
+        for key in table.events.keys() {
+            if !catalog.events.iter().any(|e| e.name == key) {
+                let known: Vec<_> = catalog.events.iter().map(|e| e.name).collect();
+                return Err(error(
+                    format!("events.{key}"),
+                    format!("unknown event (known: {})", known.join(", ")),
+                ));
+            }
+        }
+        let events = catalog
+            .events
+            .iter()
+            .map(|kind| bind_event(kind, table.events.get(kind.name)).map_err(|(f, r)| error(f, r)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let conversation_group = table
+            .conversation_group
+            .clone()
+            .unwrap_or_else(|| format!("conversation_{ID_PLACEHOLDER}"));
+        if !conversation_group.contains(ID_PLACEHOLDER) {
+            return Err(error(
+                "conversation_group".into(),
+                format!("{conversation_group:?} has no {ID_PLACEHOLDER} for the conversation id"),
+            ));
+        }
+        let limits = Limits {
+            max_content_chars: table.limits.max_content_chars.unwrap_or(4000),
+            typing_timeout_secs: table.limits.typing_timeout_secs.unwrap_or(10),
+            catch_up_max: table.limits.catch_up_max.unwrap_or(500),
+        };
+        for (field, value) in [
+            ("limits.max_content_chars", limits.max_content_chars),
+            ("limits.catch_up_max", limits.catch_up_max),
+            (
+                "limits.typing_timeout_secs",
+                usize::try_from(limits.typing_timeout_secs).unwrap_or(1),
+            ),
+        ] {
+            if value == 0 {
+                return Err(error(field.into(), "must be positive".into()));
+            }
+        }
+        let written = &table.refusals;
+        let not_participant = written
+            .not_participant
+            .clone()
+            .unwrap_or_else(|| "not a participant".into());
+        let refusals = Refusals {
+            style: written.style.unwrap_or(RefusalStyle::Exception),
+            not_found: written.not_found.clone().unwrap_or_else(|| not_participant.clone()),
+            not_participant,
+            invalid_content: written
+                .invalid_content
+                .clone()
+                .unwrap_or_else(|| format!("content must be 1 to {} characters", limits.max_content_chars)),
+        };
+        Ok(Self {
+            path: table.path.clone(),
+            name,
+            methods,
+            events,
+            conversation_group,
+            presence: table.presence.unwrap_or(PresenceAudience::Conversations),
+            refusals,
+            limits,
+        })
+    }
+
+    /// The group of conversation `id`.
+    pub fn group_of(&self, id: &str) -> String {
+        self.conversation_group.replace(ID_PLACEHOLDER, id)
+    }
+
+    /// Binds an invocation's arguments of method `method` to its operation's
+    /// parameters.
+    pub fn bind(&self, catalog: &Catalog, method: &BoundMethod, mut args: Vec<Value>) -> BoundArgs {
+        let op = &catalog.operations[method.operation];
+        let bound = op
+            .params
+            .iter()
+            .zip(&method.positions)
+            .filter_map(|(param, at)| {
+                let value = at.and_then(|at| args.get_mut(at)).map(Value::take)?;
+                Some((param.trim_end_matches('?'), value))
+            })
+            .collect();
+        BoundArgs(bound)
+    }
+}
+
+/// The name of the hub at `path`: its last segment. Refuses paths that are
+/// not absolute, end in `/`, have empty segments or characters a URL path
+/// would escape, or collide with the node's own routes.
+pub fn hub_name(path: &str) -> Result<String, String> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(format!("{path:?} must start with '/'"));
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+    };
+    if !segments.iter().all(|s| plain(s)) {
+        return Err(format!(
+            "{path:?} must be segments of letters, digits, '-', '_', '.' or '~' between single '/'"
+        ));
+    }
+    let first = segments[0].to_ascii_lowercase();
+    let reserved = ["api", "client", "healthz", "readyz", "metrics"];
+    if reserved.contains(&first.as_str()) || (first == "hubs" && segments.len() != 2) {
+        return Err(format!(
+            "{path:?} collides with the node's own routes (/api, /client, /healthz, /readyz, /metrics, /hubs/<name>/...)"
+        ));
+    }
+    Ok(segments[segments.len() - 1].to_owned())
+}
+
+/// The argument position of each parameter of `op`, from a method's `args`;
+/// on error the field (relative to the method) and why.
+fn bind_positions(op: &Operation, args: &[String]) -> Result<Vec<Option<usize>>, (String, String)> {
+    let mut positions = vec![None; op.params.len()];
+    let mut optional_seen = false;
+    for (at, arg) in args.iter().enumerate() {
+        let optional = arg.ends_with('?');
+        let param = arg.trim_end_matches('?');
+        if optional_seen && !optional {
+            return Err((
+                format!("args[{at}]"),
+                format!("required argument '{param}' after an optional one: optional arguments come last"),
+            ));
+        }
+        optional_seen |= optional;
+        if param == "_" {
+            continue;
+        }
+        let Some(index) = op.params.iter().position(|p| p.trim_end_matches('?') == param) else {
+            let known: Vec<_> = op.params.iter().map(|p| p.trim_end_matches('?')).collect();
+            return Err((
+                format!("args[{at}]"),
+                format!(
+                    "operation '{}' has no parameter '{param}' (its parameters: {})",
+                    op.name,
+                    known.join(", ")
+                ),
+            ));
+        };
+        if positions[index].is_some() {
+            return Err((format!("args[{at}]"), format!("parameter '{param}' bound twice")));
+        }
+        if optional && !op.params[index].ends_with('?') {
+            return Err((
+                format!("args[{at}]"),
+                format!(
+                    "parameter '{param}' of operation '{}' is required: it cannot be optional",
+                    op.name
+                ),
+            ));
+        }
+        positions[index] = Some(at);
+    }
+    for (param, at) in op.params.iter().zip(&positions) {
+        if at.is_none() && !param.ends_with('?') {
+            return Err((
+                "args".into(),
+                format!(
+                    "operation '{}' needs parameter '{param}', which no argument binds",
+                    op.name
+                ),
+            ));
+        }
+    }
+    Ok(positions)
+}
+
+/// An event of the catalog with what the table says of it; on error the
+/// field and why.
+fn bind_event(kind: &EventKind, table: Option<&EventTable>) -> Result<BoundEvent, (String, String)> {
+    let field_of = |f: &str| -> Result<&'static str, String> {
+        kind.fields.iter().copied().find(|k| *k == f).ok_or_else(|| {
+            format!(
+                "event '{}' has no field '{f}' (its fields: {})",
+                kind.name,
+                kind.fields.join(", ")
+            )
+        })
+    };
+    let at = |field: &str| format!("events.{}.{field}", kind.name);
+    let args = match table.and_then(|t| t.args.as_ref()) {
+        Some(args) => args
+            .iter()
+            .enumerate()
+            .map(|(i, f)| field_of(f).map_err(|r| (at(&format!("args[{i}]")), r)))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => kind.default_args.to_vec(),
+    };
+    let mut renames = BTreeMap::new();
+    if let Some(table) = table {
+        for (field, app_name) in &table.fields {
+            field_of(field).map_err(|r| (at(&format!("fields.{field}")), r))?;
+            renames.insert(field.clone(), app_name.clone());
+        }
+    }
+    let enabled = table.and_then(|t| t.enabled).unwrap_or(true);
+    let name = table
+        .and_then(|t| t.name.clone())
+        .unwrap_or_else(|| kind.default_name.to_owned());
+    if enabled && name.is_empty() {
+        return Err((at("name"), "an event needs a name (or enabled = false)".into()));
+    }
+    Ok(BoundEvent {
+        name: enabled.then_some(name),
+        layout: table.and_then(|t| t.layout).unwrap_or(kind.default_layout),
+        args,
+        renames,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,0 +1,343 @@
+//! Definitions: the defaults are MISSION.md's names, every kind of mistake
+//! is refused naming the hub and the field, payloads take the app's shape.
+
+use serde_json::{json, Map, Value};
+
+use super::*;
+use crate::core::config::Config;
+use crate::hubs::chat::catalog::{Event, Op, CATALOG};
+use crate::hubs::definitions;
+
+fn table(toml_text: &str) -> HubTable {
+    toml::from_str(toml_text).unwrap()
+}
+
+fn resolve(toml_text: &str) -> Result<Definition, DefinitionError> {
+    Definition::resolve(&table(toml_text), &CATALOG)
+}
+
+/// The error of a definition that must be refused.
+fn refused(toml_text: &str) -> DefinitionError {
+    resolve(toml_text).expect_err("the definition must be refused")
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+#[test]
+fn the_default_definition_has_missions_names() {
+    let def = resolve("kind = \"chat\"\npath = \"/hubs/chat\"").unwrap();
+    assert_eq!(def.name, "chat");
+    let methods: Vec<_> = def
+        .methods
+        .iter()
+        .map(|m| (m.spec.name.to_string(), m.spec.min_params, m.spec.params))
+        .collect();
+    let expected = [
+        ("JoinConversation", 1, 2),
+        ("LeaveConversation", 1, 1),
+        ("SendMessage", 2, 3),
+        ("SendDirectMessage", 2, 3),
+        ("StartTyping", 1, 1),
+        ("StopTyping", 1, 1),
+        ("MarkAsRead", 2, 2),
+        ("GetPresence", 1, 1),
+        ("Ping", 0, 0),
+    ];
+    let expected: Vec<_> = expected.iter().map(|(n, a, b)| ((*n).to_owned(), *a, *b)).collect();
+    assert_eq!(methods, expected);
+    let events: Vec<_> = def.events.iter().map(|e| e.name.clone().unwrap()).collect();
+    assert_eq!(
+        events,
+        [
+            "ReceiveMessage",
+            "MessageSent",
+            "MessageError",
+            "ConversationError",
+            "UserJoinedConversation",
+            "UserLeftConversation",
+            "TypingChanged",
+            "TypingChanged",
+            "MessageRead",
+            "UserOnline",
+            "UserOffline"
+        ]
+    );
+    assert_eq!(def.group_of("42"), "conversation_42");
+    assert_eq!(def.presence, PresenceAudience::Conversations);
+    assert_eq!(def.refusals.style, RefusalStyle::Exception);
+    assert_eq!(def.refusals.not_participant, "not a participant");
+    assert_eq!(def.limits.max_content_chars, 4000);
+    assert_eq!(def.limits.typing_timeout_secs, 10);
+}
+
+#[test]
+fn the_kinds_operations_and_events_are_in_catalog_order() {
+    let names: Vec<_> = CATALOG.operations.iter().map(|o| o.name).collect();
+    let ops: Vec<_> = (0..names.len()).map(|i| Op::of(i).unwrap()).collect();
+    assert_eq!(ops[0], Op::JoinConversation);
+    assert_eq!(ops[2], Op::SendMessage);
+    assert_eq!(ops[8], Op::Ping);
+    assert_eq!(names[8], "ping");
+    assert_eq!(Op::of(names.len()), None);
+    assert_eq!(CATALOG.events[Event::TypingStopped as usize].name, "typing_stopped");
+    assert_eq!(CATALOG.events[Event::UserOffline as usize].name, "user_offline");
+    assert_eq!(CATALOG.events.len(), Event::UserOffline as usize + 1);
+}
+
+#[test]
+fn an_unknown_operation_is_refused_naming_hub_and_field() {
+    let error = refused(
+        r#"kind = "chat"
+        path = "/hubs/messaging"
+        methods = [{ name = "Send", operation = "send_messages", args = ["conversationId", "content"] }]"#,
+    );
+    assert_eq!(error.hub, "/hubs/messaging");
+    assert_eq!(error.field, "methods[0].operation");
+    let text = error.to_string();
+    assert!(
+        text.contains("/hubs/messaging") && text.contains("methods[0].operation"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unknown operation 'send_messages'") && text.contains("send_message,"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_argument_naming_no_parameter_of_its_operation_is_refused() {
+    let error = refused(
+        r#"kind = "chat"
+        path = "/chathub"
+        methods = [{ name = "Join", operation = "join_conversation", args = ["conversationId", "roomId?"] }]"#,
+    );
+    assert_eq!(error.field, "methods[0].args[1]");
+    assert!(error.reason.contains("no parameter 'roomId'"), "{}", error.reason);
+}
+
+#[test]
+fn two_methods_on_one_name_are_refused_whatever_their_case() {
+    let error = refused(
+        r#"kind = "chat"
+        path = "/chathub"
+        methods = [
+            { name = "Ping", operation = "ping" },
+            { name = "ping", operation = "ping" },
+        ]"#,
+    );
+    assert_eq!(error.field, "methods[1].name");
+    assert!(error.reason.contains("two methods named 'ping'"), "{}", error.reason);
+}
+
+#[test]
+fn missing_required_parameters_and_misplaced_optional_ones_are_refused() {
+    let missing = refused(
+        r#"kind = "chat"
+        path = "/chathub"
+        methods = [{ name = "SendMessage", operation = "send_message", args = ["conversationId"] }]"#,
+    );
+    assert_eq!(missing.field, "methods[0].args");
+    assert!(
+        missing.reason.contains("needs parameter 'content'"),
+        "{}",
+        missing.reason
+    );
+    let order = refused(
+        r#"kind = "chat"
+        path = "/chathub"
+        methods = [{ name = "Join", operation = "join_conversation", args = ["afterMessageId?", "conversationId"] }]"#,
+    );
+    assert_eq!(order.field, "methods[0].args[1]");
+    let required = refused(
+        r#"kind = "chat"
+        path = "/chathub"
+        methods = [{ name = "Join", operation = "join_conversation", args = ["conversationId?"] }]"#,
+    );
+    assert!(required.reason.contains("is required"), "{}", required.reason);
+}
+
+#[test]
+fn unknown_events_fields_paths_and_templates_are_refused() {
+    let event = refused("kind = \"chat\"\npath = \"/c\"\n[events.message_deleted]\nname = \"X\"");
+    assert_eq!(event.field, "events.message_deleted");
+    let field = refused("kind = \"chat\"\npath = \"/c\"\n[events.message_received]\nargs = [\"id\", \"body\"]");
+    assert_eq!(field.field, "events.message_received.args[1]");
+    assert!(field.reason.contains("no field 'body'"), "{}", field.reason);
+    let rename = refused("kind = \"chat\"\npath = \"/c\"\n[events.message_received]\nfields = { text = \"body\" }");
+    assert_eq!(rename.field, "events.message_received.fields.text");
+    for path in ["hubs/chat", "/hubs/chat/", "/a//b", "/api/chat", "/hubs/a/b", "/we ird"] {
+        let error = refused(&format!("kind = \"chat\"\npath = \"{path}\""));
+        assert_eq!(error.field, "path", "{path}");
+    }
+    let template = refused("kind = \"chat\"\npath = \"/c\"\nconversation_group = \"conversation\"");
+    assert_eq!(template.field, "conversation_group");
+}
+
+#[test]
+fn an_apps_own_names_positions_and_payload_fields_are_kept() {
+    let def = resolve(
+        r#"kind = "chat"
+        path = "/hubs/messaging"
+        conversation_group = "conversation:{id}"
+        methods = [
+            { name = "SendMessage", operation = "send_message", args = ["conversationId", "content", "attachments?"] },
+            { name = "SendToUser", operation = "send_direct_message", args = ["recipientUserId", "content", "_?"] },
+        ]
+        [events.message_received]
+        name = "OnMessageReceived"
+        args = ["id", "conversationId", "senderId", "content", "attachments", "sentAt"]
+        fields = { id = "messageId", senderId = "senderUserId", content = "body" }
+        [events.typing_started]
+        name = "UserStartedTyping"
+        args = ["conversationId", "userId"]
+        [events.message_read]
+        enabled = false"#,
+    )
+    .unwrap();
+    assert_eq!(def.name, "messaging");
+    assert_eq!(def.group_of("7"), "conversation:7");
+    let send = &def.methods[0];
+    assert_eq!((send.spec.min_params, send.spec.params), (2, 3));
+    let args = def.bind(
+        &CATALOG,
+        send,
+        vec![json!("c1"), json!("hello"), json!([{ "url": "u" }])],
+    );
+    assert_eq!(args.get("conversationId"), Some(&json!("c1")));
+    assert_eq!(args.get("attachments"), Some(&json!([{ "url": "u" }])));
+    assert_eq!(args.get("clientMessageId"), None);
+    let direct = &def.methods[1];
+    let args = def.bind(&CATALOG, direct, vec![json!("bob"), json!("hi"), json!("Text")]);
+    assert_eq!(args.get("recipientUserId"), Some(&json!("bob")));
+    assert_eq!(args.get("clientMessageId"), None, "the ignored argument binds nothing");
+
+    let fields = object(json!({
+        "id": "1", "conversationId": "c1", "senderId": "alice", "senderName": "Alice",
+        "recipientId": null, "content": "hello", "attachments": [], "clientMessageId": "k", "sentAt": "t",
+    }));
+    let received = &def.events[Event::MessageReceived as usize];
+    assert_eq!(received.name.as_deref(), Some("OnMessageReceived"));
+    assert_eq!(
+        received.arguments(&fields),
+        vec![json!({
+            "messageId": "1", "conversationId": "c1", "senderUserId": "alice",
+            "body": "hello", "attachments": [], "sentAt": "t",
+        })]
+    );
+    let sent = &def.events[Event::MessageSent as usize];
+    assert_eq!(
+        sent.name.as_deref(),
+        Some("MessageSent"),
+        "unlisted events keep their defaults"
+    );
+    assert_eq!(object(sent.object(&fields)).len(), 6);
+    let typing = &def.events[Event::TypingStarted as usize];
+    let typing_fields = object(json!({ "conversationId": "c1", "userId": "bob", "isTyping": true }));
+    assert_eq!(typing.arguments(&typing_fields), vec![json!("c1"), json!("bob")]);
+    let stopped = &def.events[Event::TypingStopped as usize];
+    assert_eq!(
+        stopped.arguments(&typing_fields),
+        vec![json!("c1"), json!("bob"), json!(true)]
+    );
+    assert_eq!(def.events[Event::MessageRead as usize].name, None, "turned off");
+}
+
+#[test]
+fn refusals_can_be_events_with_the_apps_texts() {
+    let def = resolve(
+        r#"kind = "chat"
+        path = "/hubs/chat"
+        [refusals]
+        style = "event"
+        not_participant = "Access denied"
+        invalid_content = "Invalid message content"
+        [limits]
+        max_content_chars = 10"#,
+    )
+    .unwrap();
+    assert_eq!(def.refusals.style, RefusalStyle::Event);
+    assert_eq!(
+        def.refusals.not_found, "Access denied",
+        "defaults to the not-participant text"
+    );
+    assert_eq!(def.refusals.invalid_content, "Invalid message content");
+    assert_eq!(def.limits.max_content_chars, 10);
+}
+
+#[test]
+fn the_configurations_hubs_replace_the_built_in_chat_at_its_path_and_names_differ() {
+    let config: Config = toml::from_str(
+        r#"
+        [[hub]]
+        kind = "chat"
+        path = "/chathub"
+        "#,
+    )
+    .unwrap();
+    let defs = definitions(&config).unwrap();
+    let paths: Vec<_> = defs.iter().map(|(_, d)| d.path.as_str()).collect();
+    assert_eq!(paths, ["/hubs/chat", "/chathub"]);
+
+    let replaced: Config = toml::from_str(
+        r#"
+        [[hub]]
+        kind = "chat"
+        path = "/hubs/chat"
+        conversation_group = "{id}"
+        "#,
+    )
+    .unwrap();
+    let defs = definitions(&replaced).unwrap();
+    assert_eq!(defs.len(), 1);
+    assert_eq!(defs[0].1.group_of("x"), "x");
+
+    let clash: Config = toml::from_str(
+        r#"
+        [[hub]]
+        kind = "chat"
+        path = "/app/chat"
+        "#,
+    )
+    .unwrap();
+    let error = definitions(&clash).unwrap_err();
+    assert_eq!((error.hub.as_str(), error.field.as_str()), ("/app/chat", "path"));
+    assert!(error.reason.contains("/hubs/chat"), "{}", error.reason);
+}
+
+#[test]
+fn hub_definitions_come_from_the_environment_as_json() {
+    let mut config = Config::default();
+    config
+        .apply_env(|name| {
+            (name == "HUBWIRE_HUB").then(|| r#"[{"kind": "chat", "path": "/chathub", "presence": "everyone"}]"#.into())
+        })
+        .unwrap();
+    assert_eq!(config.hub.len(), 1);
+    assert_eq!(config.hub[0].presence, Some(PresenceAudience::Everyone));
+    let error = Config::default()
+        .apply_env(|name| (name == "HUBWIRE_HUB").then(|| "[{\"kind\": 1}]".into()))
+        .unwrap_err();
+    assert!(error.to_string().contains("HUBWIRE_HUB"), "{error}");
+}
+
+#[test]
+fn the_example_of_docs_hubs_md_is_a_valid_definition() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/hubs.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+    let example = &doc[start..start + doc[start..].find("```").unwrap()];
+    let config: Config = toml::from_str(example).unwrap();
+    let defs = definitions(&config).unwrap();
+    let (_, messaging) = defs.iter().find(|(_, d)| d.name == "messaging").unwrap();
+    assert_eq!(messaging.group_of("9"), "conversation:9");
+    assert_eq!(messaging.methods.len(), 7);
+    let typing = &messaging.events[Event::TypingStopped as usize];
+    assert_eq!(typing.name.as_deref(), Some("OnTypingIndicator"));
+    assert_eq!(messaging.events[Event::MessageSent as usize].name, None);
+    assert_eq!(messaging.refusals.not_found, "Conversation not found");
+}

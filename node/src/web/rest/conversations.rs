@@ -1,0 +1,95 @@
+//! Conversations of chat hubs, for backends: create one with its
+//! participants (idempotent for the same id and participants), read one, add
+//! and remove participants. A removed participant's live connections leave
+//! the conversation's group at once and are told (`user_left_conversation`).
+//! A hub that is not of the chat kind answers 404 `Error.Hub.NotExisted`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::body::read_limited;
+use super::error::{Missing, RestError};
+use super::params::{ConversationPath, HubPath, HubRequest, ParticipantPath};
+use crate::hubs::chat::conversations::conversation_json;
+use crate::hubs::chat::ChatHub;
+use crate::web::state::AppState;
+use hubwire_backplane::HubName;
+
+/// The body of `POST /api/hubs/{hub}/conversations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConversation {
+    /// The app's own id (a GUID from its database...); absent: generated.
+    id: Option<String>,
+    /// The kind (`group`, `direct`, `customer-support`, ...); default `group`.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// The participants' user ids.
+    participants: Vec<String>,
+}
+
+/// The chat hub `hub` names.
+fn chat<'a>(state: &'a AppState, hub: &HubName) -> Result<&'a ChatHub, RestError> {
+    state
+        .chats
+        .iter()
+        .find(|c| c.definition().name == hub.as_str())
+        .ok_or_else(|| RestError::not_found(Missing::Hub, format!("hub '{hub}' is not a chat hub")))
+}
+
+/// `POST /api/hubs/{hub}/conversations` (`{"id"?, "type"?, "participants"}`):
+/// 201 with the conversation, also when one with the same id, type and
+/// participants exists; 409 when the id is taken otherwise.
+pub async fn create(
+    req: HttpRequest,
+    HubRequest { state, hub, .. }: HubRequest<HubPath>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RestError> {
+    let bytes = read_limited(&req, payload).await?;
+    let body: NewConversation = serde_json::from_slice(&bytes).map_err(|e| {
+        RestError::BadRequest(format!(
+            "the body must be {{\"id\"?, \"type\"?, \"participants\": [...]}}: {e}"
+        ))
+    })?;
+    if body.participants.iter().any(String::is_empty) {
+        return Err(RestError::BadRequest("participant ids must not be empty".into()));
+    }
+    let conversation = chat(&state, &hub)?
+        .create_conversation(body.id.as_deref(), body.kind.as_deref(), &body.participants)
+        .await?;
+    Ok(HttpResponse::build(StatusCode::CREATED).json(conversation_json(&conversation)))
+}
+
+/// `GET /api/hubs/{hub}/conversations/{id}`: 200 with the conversation, or
+/// 404 `Error.Conversation.NotExisted`.
+pub async fn get(HubRequest { state, path, hub }: HubRequest<ConversationPath>) -> Result<HttpResponse, RestError> {
+    match chat(&state, &hub)?.conversation(&path.id).await? {
+        Some(conversation) => Ok(HttpResponse::Ok().json(conversation_json(&conversation))),
+        None => Err(RestError::not_found(
+            Missing::Conversation,
+            format!("conversation '{}' does not exist", path.id),
+        )),
+    }
+}
+
+/// `PUT /api/hubs/{hub}/conversations/{id}/participants/{user}`: 200 (also
+/// when already a participant), or 404 `Error.Conversation.NotExisted`.
+pub async fn add_participant(
+    HubRequest { state, path, hub }: HubRequest<ParticipantPath>,
+) -> Result<HttpResponse, RestError> {
+    chat(&state, &hub)?.add_participant(&path.id, &path.user).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// `DELETE /api/hubs/{hub}/conversations/{id}/participants/{user}`: 200 (also
+/// when not a participant); the user's live connections leave the
+/// conversation's group on every node before the answer.
+pub async fn remove_participant(
+    HubRequest { state, path, hub }: HubRequest<ParticipantPath>,
+) -> Result<HttpResponse, RestError> {
+    chat(&state, &hub)?
+        .remove_participant(&state.node, &path.id, &path.user)
+        .await?;
+    Ok(HttpResponse::Ok().finish())
+}
