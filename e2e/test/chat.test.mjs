@@ -132,6 +132,9 @@ describe('one node', () => {
     await assert.rejects(alice.invoke('SendMessage', id, tooLong), hubException('content must be 1 to 4000 characters'));
     const longest = await alice.invoke('SendMessage', id, 'é'.repeat(4000));
     assert.equal(longest.content.length, 4000, 'characters, not bytes');
+    await assert.rejects(alice.invoke('JoinConversation'), /Failed to invoke 'JoinConversation'/, 'too few arguments');
+    await assert.rejects(alice.invoke('JoinConversation', id, '0', 'x'), /Failed to invoke 'JoinConversation'/, 'too many');
+    await assert.rejects(alice.invoke('JoinConversation', id, 'not-an-id'), /Failed to invoke 'JoinConversation'/);
   });
 
   e2eTest('a duplicate clientMessageId is stored and delivered once', async () => {
@@ -344,6 +347,28 @@ describe('a hub definition under an app\'s own path and names', () => {
     assert.deepEqual(await fromBackend.wait(1), [7]);
     const builtIn = await connect(node, { hub: 'chat', user: 'alice' });
     assert.equal(await builtIn.invoke('Ping'), 'pong', 'the built-in /hubs/chat is still served beside it');
+  });
+});
+
+describe('a definition at /hubs/chat replaces the built-in one', () => {
+  let node;
+  before(async () => {
+    const replaced = [{ kind: 'chat', path: '/hubs/chat', limits: { typing_timeout_secs: 1 } }];
+    node = await startNode({ name: 'replaced', env: { HUBWIRE_HUB: JSON.stringify(replaced) } });
+  });
+
+  e2eTest('typing that is not refreshed expires, and its clear is announced once', async () => {
+    const id = await conversation(node, ['alice', 'bob']);
+    const alice = await chat(node, 'alice');
+    const bob = await chat(node, 'bob');
+    await bob.invoke('JoinConversation', id);
+    const typing = record(bob, 'TypingChanged');
+    await alice.invoke('StartTyping', id);
+    assert.deepEqual((await typing.wait(1))[0], [id, 'alice', true]);
+    assert.deepEqual((await typing.wait(2, 10_000))[1], [id, 'alice', false], 'expired without a stop');
+    await delay(GRACE_MS);
+    assert.equal(typing.items.length, 2);
+    assert.ok(alice.state === 'Connected', 'the typer is still connected: it was the expiry');
   });
 });
 
