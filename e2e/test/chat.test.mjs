@@ -291,6 +291,49 @@ describe('one node', () => {
   });
 });
 
+describe('a backend posting through REST', () => {
+  let node;
+  before(async () => {
+    node = await startNode({ name: 'backend' });
+  });
+
+  e2eTest('a posted message is stored, then reaches the group and the sender; history pages newest first', async () => {
+    const id = await conversation(node, ['alice', 'bob']);
+    const alice = await chat(node, 'alice');
+    const bob = await chat(node, 'bob');
+    await bob.invoke('JoinConversation', id);
+    const received = record(bob, 'ReceiveMessage');
+    const sent = record(alice, 'MessageSent');
+    const post = (body) => api(node, 'POST', 'chat', `/conversations/${id}/messages`, body);
+    const created = await post({ senderId: 'alice', content: 'from the backend', clientMessageId: 'b-1', attachments: { n: 1 } });
+    assert.equal(created.status, 201, created.text);
+    assert.equal(created.body.content, 'from the backend');
+    assert.deepEqual(created.body.attachments, { n: 1 });
+    const [live] = await received.wait(1);
+    assert.equal(live.id, created.body.id);
+    assert.equal(live.clientMessageId, 'b-1');
+    assert.equal((await sent.wait(1))[0].id, created.body.id);
+    const again = await post({ senderId: 'alice', content: 'from the backend', clientMessageId: 'b-1' });
+    assert.equal(again.status, 200);
+    assert.equal(again.body.id, created.body.id);
+    assert.equal((await post({ senderId: 'carol', content: 'x' })).status, 403);
+    assert.equal((await post({ senderId: 'alice', content: '' })).status, 400);
+    assert.equal((await api(node, 'POST', 'chat', `/conversations/${unique('none')}/messages`, { senderId: 'alice', content: 'x' })).status, 404);
+    await delay(GRACE_MS);
+    assert.equal(received.items.length, 1, 'the repeat is not broadcast');
+
+    const ids = [created.body.id];
+    for (const n of [2, 3, 4]) ids.push((await post({ senderId: 'bob', content: `m${n}` })).body.id);
+    const first = await api(node, 'GET', 'chat', `/conversations/${id}/messages?limit=3`);
+    assert.equal(first.status, 200, first.text);
+    assert.deepEqual(first.body.value.map((m) => m.id), ids.slice(1).reverse());
+    assert.ok(first.body.nextLink, 'a full page links the next');
+    const second = await api(node, 'GET', 'chat', first.body.nextLink.replace('/api/hubs/chat', ''));
+    assert.deepEqual(second.body.value.map((m) => m.id), [ids[0]]);
+    assert.equal(second.body.nextLink, null);
+  });
+});
+
 describe('a hub definition under an app\'s own path and names', () => {
   let node;
   const definition = [

@@ -1,6 +1,5 @@
-//! Conversations: join (with catch-up) and leave, send and direct send,
-//! mark read; and what the REST API does to conversations (create, add and
-//! remove participants).
+//! Conversations for clients: join (with catch-up) and leave, send and
+//! direct send, mark read.
 //!
 //! Catch-up without a gap: a join adds the connection to the group first and
 //! reads the messages after the client's cursor second, so that every message
@@ -8,30 +7,16 @@
 //! apart by id). Message ids are time-ordered and stored, so a cursor from
 //! any node works on any other.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::catalog::Event;
 use super::payload::{self, iso8601, message_fields};
-use super::{caller_user, optional_text, text, Chat, ChatHub, Failure, Refusal};
+use super::{caller_user, optional_text, text, Chat, Failure, Refusal};
 use crate::core::hub::{HubCall, HubError};
 use crate::core::node::{Node, NodeError};
 use crate::hubs::definition::BoundArgs;
-use hubwire_backplane::{Target, UserId};
-use hubwire_store::{Conversation, Message, MessageId, NewMessage, StoreError};
-
-/// The kind of a conversation the REST API creates without a `type`.
-pub const DEFAULT_KIND: &str = "group";
-
-/// Why a REST operation on conversations failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConversationsError {
-    /// The store refused or failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The cluster could not carry out the group change.
-    #[error(transparent)]
-    Node(#[from] NodeError),
-}
+use hubwire_backplane::{ConnectionId, Target, UserId};
+use hubwire_store::{Message, MessageId, NewMessage};
 
 /// A message id argument: decimal text or a number.
 fn message_id(args: &BoundArgs, param: &str) -> Result<Option<MessageId>, Failure> {
@@ -163,23 +148,38 @@ impl Chat {
         let sender_name = call.caller.principal.as_ref().and_then(|p| p.name.clone());
         let fields = message_fields(&message, sender_name.as_deref(), recipient.as_deref());
         if inserted {
-            let (target, except) = match &recipient {
-                Some(recipient) => (Target::User(UserId::from(recipient.as_str())), vec![]),
-                None => (Target::Group(self.group(&conversation)), vec![call.caller.id.clone()]),
+            let except = match recipient {
+                Some(_) => vec![],
+                None => vec![call.caller.id.clone()],
             };
-            self.emit(&call.node, Event::MessageReceived, target, except, &fields)
+            self.broadcast(&call.node, &fields, recipient.as_deref(), &user, except)
                 .await?;
-            self.emit(
-                &call.node,
-                Event::MessageSent,
-                Target::User(user.clone()),
-                vec![],
-                &fields,
-            )
-            .await?;
         }
         self.typing_cleared_by_send(&call.node, &conversation, &user).await;
         Ok(self.event(Event::MessageSent).object(&fields))
+    }
+
+    /// A new message's broadcast: `message_received` to the conversation's
+    /// group but `except` (or to every connection of the direct `recipient`),
+    /// then `message_sent` to every connection of the sender.
+    pub(super) async fn broadcast(
+        &self,
+        node: &Node,
+        fields: &Map<String, Value>,
+        recipient: Option<&str>,
+        sender: &UserId,
+        except: Vec<ConnectionId>,
+    ) -> Result<(), NodeError> {
+        let target = match recipient {
+            Some(recipient) => Target::User(UserId::from(recipient)),
+            None => {
+                let conversation = fields.get("conversationId").and_then(Value::as_str).unwrap_or_default();
+                Target::Group(self.group(conversation))
+            }
+        };
+        self.emit(node, Event::MessageReceived, target, except, fields).await?;
+        self.emit(node, Event::MessageSent, Target::User(sender.clone()), vec![], fields)
+            .await
     }
 
     /// `mark_as_read(conversationId, messageId)`: stores the read position
@@ -202,77 +202,5 @@ impl Chat {
         self.emit(&call.node, Event::MessageRead, group, except, &fields)
             .await?;
         Ok(Value::Null)
-    }
-}
-
-/// A conversation as the REST API shows it.
-pub fn conversation_json(conversation: &Conversation) -> Value {
-    json!({
-        "id": conversation.id,
-        "type": conversation.kind,
-        "createdAt": iso8601(conversation.created_at),
-        "participants": conversation.participants,
-    })
-}
-
-impl ChatHub {
-    /// Creates a conversation (or returns the one with the same id, kind and
-    /// participants).
-    pub async fn create_conversation(
-        &self,
-        id: Option<&str>,
-        kind: Option<&str>,
-        participants: &[String],
-    ) -> Result<Conversation, ConversationsError> {
-        let participants: Vec<&str> = participants.iter().map(String::as_str).collect();
-        let kind = kind.unwrap_or(DEFAULT_KIND);
-        Ok(self.chat.store.create_conversation(id, kind, &participants).await?)
-    }
-
-    /// The conversation `id`, if it exists.
-    pub async fn conversation(&self, id: &str) -> Result<Option<Conversation>, ConversationsError> {
-        Ok(self.chat.store.get_conversation(id).await?)
-    }
-
-    /// Adds `user` to `conversation`: `true` if they were not in it.
-    pub async fn add_participant(&self, conversation: &str, user: &str) -> Result<bool, ConversationsError> {
-        Ok(self.chat.store.add_participant(conversation, user).await?)
-    }
-
-    /// Removes `user` from `conversation`; their live connections on every
-    /// node leave its group at once and the group (they included) hears
-    /// `user_left_conversation`. `true` if they were in it.
-    pub async fn remove_participant(
-        &self,
-        node: &Node,
-        conversation: &str,
-        user: &str,
-    ) -> Result<bool, ConversationsError> {
-        let chat = &self.chat;
-        let removed = chat.store.remove_participant(conversation, user).await?;
-        let user = UserId::from(user);
-        let group = chat.group(conversation);
-        let fields = payload::fields([
-            ("conversationId", json!(conversation)),
-            ("userId", json!(user.as_str())),
-        ]);
-        let mut left = false;
-        for record in node.user_connections(&chat.hub, &user).await? {
-            left |= node.remove_from_group(&chat.hub, &group, &record.id).await?;
-        }
-        if left {
-            // Once to the user (out of the group by now) and once to the group.
-            chat.emit(
-                node,
-                Event::UserLeftConversation,
-                Target::User(user.clone()),
-                vec![],
-                &fields,
-            )
-            .await?;
-            chat.emit(node, Event::UserLeftConversation, Target::Group(group), vec![], &fields)
-                .await?;
-        }
-        Ok(removed)
     }
 }

@@ -7,7 +7,9 @@
 //! - [`catalog`]: the kind's operations and events, with the default names.
 //! - [`payload`]: event fields under their catalog names; ISO-8601 times.
 //! - [`conversations`]: join / leave (with catch-up), send, direct send, mark
-//!   read; and what the REST API does to conversations.
+//!   read.
+//! - [`backend`]: what the REST API does to conversations (create, read,
+//!   participants, post a message, history).
 //! - [`typing`]: the typing state of this node's connections, and its
 //!   announcements (start, refresh, stop, expiry, disconnect).
 //! - [`presence`]: online / offline announcements and `GetPresence`.
@@ -22,6 +24,7 @@
 //! - Every send goes through [`Chat::emit`], which lays the event out as the
 //!   definition says; an event the definition turns off is not sent.
 
+pub mod backend;
 pub mod catalog;
 pub mod conversations;
 pub mod payload;

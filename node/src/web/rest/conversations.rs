@@ -1,7 +1,8 @@
 //! Conversations of chat hubs, for backends: create one with its
 //! participants (idempotent for the same id and participants), read one, add
-//! and remove participants. A removed participant's live connections leave
-//! the conversation's group at once and are told (`user_left_conversation`).
+//! and remove participants, post a message and page the history. A removed
+//! participant's live connections leave the conversation's group at once
+//! and are told (`user_left_conversation`).
 //! A hub that is not of the chat kind answers 404 `Error.Hub.NotExisted`.
 
 use actix_web::http::StatusCode;
@@ -10,11 +11,12 @@ use serde::Deserialize;
 
 use super::body::read_limited;
 use super::error::{Missing, RestError};
-use super::params::{ConversationPath, HubPath, HubRequest, ParticipantPath};
-use crate::hubs::chat::conversations::conversation_json;
+use super::params::{self, ConversationPath, HubPath, HubRequest, ParticipantPath};
+use crate::hubs::chat::backend::{conversation_json, PostedMessage};
 use crate::hubs::chat::ChatHub;
 use crate::web::state::AppState;
 use hubwire_backplane::HubName;
+use hubwire_store::MessageId;
 
 /// The body of `POST /api/hubs/{hub}/conversations`.
 #[derive(Deserialize)]
@@ -93,3 +95,78 @@ pub async fn remove_participant(
         .await?;
     Ok(HttpResponse::Ok().finish())
 }
+
+/// The body of `POST /api/hubs/{hub}/conversations/{id}/messages`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NewMessageBody {
+    sender_id: String,
+    sender_name: Option<String>,
+    content: String,
+    client_message_id: Option<String>,
+    attachments: Option<serde_json::Value>,
+}
+
+/// `POST /api/hubs/{hub}/conversations/{id}/messages` (`{"senderId",
+/// "content", "clientMessageId"?, "attachments"?, "senderName"?}`): persisted,
+/// then broadcast to the conversation's group and the sender's connections;
+/// 201 with the message (200 with the stored one for a repeated
+/// `clientMessageId`, broadcast again never).
+pub async fn post_message(
+    req: HttpRequest,
+    HubRequest { state, path, hub }: HubRequest<ConversationPath>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RestError> {
+    let bytes = read_limited(&req, payload).await?;
+    let body: NewMessageBody = serde_json::from_slice(&bytes).map_err(|e| {
+        RestError::BadRequest(format!(
+            "the body must be {{\"senderId\", \"content\", \"clientMessageId\"?, \"attachments\"?, \"senderName\"?}}: {e}"
+        ))
+    })?;
+    let post = PostedMessage {
+        sender_id: body.sender_id,
+        sender_name: body.sender_name,
+        content: body.content,
+        client_message_id: body.client_message_id,
+        attachments: body.attachments,
+    };
+    let (message, inserted) = chat(&state, &hub)?.post_message(&state.node, &path.id, post).await?;
+    let status = if inserted { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(HttpResponse::build(status).json(message))
+}
+
+/// `GET /api/hubs/{hub}/conversations/{id}/messages?before=&limit=`: `{"value":
+/// [messages, newest first], "nextLink"}`; `before` is an exclusive message-id
+/// cursor, `limit` 1–200 (default 50); `nextLink` is the path and query of
+/// the next (older) page, or `null` after the last.
+pub async fn list_messages(
+    req: HttpRequest,
+    HubRequest { state, path, hub }: HubRequest<ConversationPath>,
+) -> Result<HttpResponse, RestError> {
+    let limit = params::bounded(&req, "limit", 1..=crate::hubs::chat::backend::MAX_PAGE)?.unwrap_or(DEFAULT_LIMIT);
+    let before = match params::query_value(&req, "before") {
+        Some(text) => Some(
+            text.parse::<MessageId>()
+                .map_err(|_| RestError::BadRequest(format!("before must be a message id, not {text:?}")))?,
+        ),
+        None => None,
+    };
+    let chat = chat(&state, &hub)?;
+    if chat.conversation(&path.id).await?.is_none() {
+        return Err(RestError::not_found(
+            Missing::Conversation,
+            format!("conversation '{}' does not exist", path.id),
+        ));
+    }
+    let page = chat.history(&path.id, before, limit).await?;
+    let next = match page.last().and_then(|m| m["id"].as_str()) {
+        Some(last) if page.len() == limit => {
+            serde_json::Value::String(format!("{}?before={last}&limit={limit}", req.path()))
+        }
+        _ => serde_json::Value::Null,
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "value": page, "nextLink": next })))
+}
+
+/// The page size of the history when `limit` is absent.
+pub const DEFAULT_LIMIT: usize = 50;

@@ -15,7 +15,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::core::node::NodeError;
-use crate::hubs::chat::conversations::ConversationsError;
+use crate::hubs::chat::backend::ConversationsError;
 use hubwire_backplane::BackplaneError;
 use hubwire_store::StoreError;
 
@@ -97,6 +97,10 @@ pub enum RestError {
     /// other participants): 409.
     #[error("{0}")]
     Conflict(String),
+    /// The request breaks a rule of the hub (a sender who is not a
+    /// participant): 403.
+    #[error("{0}")]
+    Forbidden(String),
     /// The database cannot be reached or failed: 503.
     #[error("{0}")]
     Database(String),
@@ -106,6 +110,8 @@ impl From<ConversationsError> for RestError {
     fn from(error: ConversationsError) -> Self {
         match error {
             ConversationsError::Node(e) => e.into(),
+            ConversationsError::InvalidContent(m) => RestError::BadRequest(m),
+            ConversationsError::NotParticipant(m) => RestError::Forbidden(m),
             ConversationsError::Store(StoreError::Conflict(m)) => RestError::Conflict(m),
             ConversationsError::Store(StoreError::Invalid(m)) => RestError::BadRequest(m),
             ConversationsError::Store(StoreError::NotFound(m)) => RestError::not_found(Missing::Conversation, m),
@@ -147,6 +153,7 @@ impl RestError {
             RestError::Backplane(BackplaneError::UserLimit { .. }) => "Error.User.LimitReached",
             RestError::NotAcknowledged(_) => "Error.Cluster.NotAcknowledged",
             RestError::Conflict(_) => "Error.Conversation.Conflict",
+            RestError::Forbidden(_) => "Error.Conversation.NotParticipant",
             RestError::Database(_) => "Error.Database.Unavailable",
         }
     }
@@ -165,6 +172,7 @@ impl ResponseError for RestError {
             RestError::Backplane(BackplaneError::UserLimit { .. }) => StatusCode::CONFLICT,
             RestError::NotAcknowledged(_) | RestError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
             RestError::Conflict(_) => StatusCode::CONFLICT,
+            RestError::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 

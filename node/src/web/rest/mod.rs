@@ -130,6 +130,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/hubs/{hub}/conversations", post().to(conversations::create))
         .route("/api/hubs/{hub}/conversations/{id}", get().to(conversations::get))
         .route(
+            "/api/hubs/{hub}/conversations/{id}/messages",
+            post().to(conversations::post_message),
+        )
+        .route(
+            "/api/hubs/{hub}/conversations/{id}/messages",
+            get().to(conversations::list_messages),
+        )
+        .route(
             "/api/hubs/{hub}/conversations/{id}/participants/{user}",
             put().to(conversations::add_participant),
         )

@@ -1,0 +1,197 @@
+//! What the REST API does to a chat hub's conversations, for backends:
+//! create and read conversations, add and remove participants, post a
+//! message (persist, then broadcast: seed 001's "REST then broadcast") and
+//! page the history.
+
+use serde_json::{json, Value};
+
+use super::catalog::Event;
+use super::payload::{self, iso8601, message_fields};
+use super::ChatHub;
+use crate::core::node::{Node, NodeError};
+use hubwire_backplane::{Target, UserId};
+use hubwire_store::{Conversation, Message, MessageId, NewMessage, StoreError};
+
+/// The most messages one history page holds.
+pub const MAX_PAGE: usize = 200;
+
+/// A message a backend posts.
+#[derive(Debug, Default)]
+pub struct PostedMessage {
+    /// The sender (a participant).
+    pub sender_id: String,
+    /// Its display name, for the `senderName` field.
+    pub sender_name: Option<String>,
+    /// The content.
+    pub content: String,
+    /// The idempotency key.
+    pub client_message_id: Option<String>,
+    /// Attachments (any JSON).
+    pub attachments: Option<Value>,
+}
+
+/// The kind of a conversation the REST API creates without a `type`.
+pub const DEFAULT_KIND: &str = "group";
+
+/// Why a REST operation on conversations failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationsError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The cluster could not carry out the group change or the broadcast.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The content is empty, too long or not text.
+    #[error("{0}")]
+    InvalidContent(String),
+    /// The sender is not a participant.
+    #[error("{0}")]
+    NotParticipant(String),
+}
+
+/// A message as the REST API shows it (the hub's client names aside):
+/// `{id, conversationId, senderId, content, attachments, clientMessageId, sentAt}`.
+pub fn message_json(message: &Message) -> Value {
+    let fields = message_fields(message, None, None);
+    json!({
+        "id": fields["id"],
+        "conversationId": fields["conversationId"],
+        "senderId": fields["senderId"],
+        "content": fields["content"],
+        "attachments": fields["attachments"],
+        "clientMessageId": fields["clientMessageId"],
+        "sentAt": fields["sentAt"],
+    })
+}
+
+/// A conversation as the REST API shows it.
+pub fn conversation_json(conversation: &Conversation) -> Value {
+    json!({
+        "id": conversation.id,
+        "type": conversation.kind,
+        "createdAt": iso8601(conversation.created_at),
+        "participants": conversation.participants,
+    })
+}
+
+impl ChatHub {
+    /// Creates a conversation (or returns the one with the same id, kind and
+    /// participants).
+    pub async fn create_conversation(
+        &self,
+        id: Option<&str>,
+        kind: Option<&str>,
+        participants: &[String],
+    ) -> Result<Conversation, ConversationsError> {
+        let participants: Vec<&str> = participants.iter().map(String::as_str).collect();
+        let kind = kind.unwrap_or(DEFAULT_KIND);
+        Ok(self.chat.store.create_conversation(id, kind, &participants).await?)
+    }
+
+    /// Posts a message as `post.sender_id` (who must be a participant):
+    /// persisted, then (if new) broadcast as a client's send is, to the
+    /// whole group. Returns the stored message and whether it was new.
+    pub async fn post_message(
+        &self,
+        node: &Node,
+        conversation: &str,
+        post: PostedMessage,
+    ) -> Result<(Value, bool), ConversationsError> {
+        let chat = &self.chat;
+        let chars = post.content.chars().count();
+        if chars == 0 || chars > chat.def.limits.max_content_chars {
+            return Err(ConversationsError::InvalidContent(
+                chat.def.refusals.invalid_content.clone(),
+            ));
+        }
+        if chat.store.get_conversation(conversation).await?.is_none() {
+            return Err(StoreError::NotFound(format!("conversation '{conversation}' does not exist")).into());
+        }
+        if !chat.store.is_participant(conversation, &post.sender_id).await? {
+            return Err(ConversationsError::NotParticipant(format!(
+                "'{}' is not a participant of conversation '{conversation}'",
+                post.sender_id
+            )));
+        }
+        let (message, inserted) = chat
+            .store
+            .append_message(NewMessage {
+                conversation_id: conversation.to_owned(),
+                sender_id: post.sender_id.clone(),
+                content: post.content,
+                attachments: post.attachments.as_ref().map(Value::to_string),
+                client_message_id: post.client_message_id.filter(|c| !c.is_empty()),
+            })
+            .await?;
+        let fields = message_fields(&message, post.sender_name.as_deref(), None);
+        let sender = UserId::from(post.sender_id);
+        if inserted {
+            chat.broadcast(node, &fields, None, &sender, vec![]).await?;
+        }
+        chat.typing_cleared_by_send(node, conversation, &sender).await;
+        Ok((message_json(&message), inserted))
+    }
+
+    /// Up to `limit` messages of `conversation` before `before`, newest first.
+    pub async fn history(
+        &self,
+        conversation: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Value>, ConversationsError> {
+        let messages = self
+            .chat
+            .store
+            .messages_before(conversation, before, limit.min(MAX_PAGE))
+            .await?;
+        Ok(messages.iter().map(message_json).collect())
+    }
+
+    /// The conversation `id`, if it exists.
+    pub async fn conversation(&self, id: &str) -> Result<Option<Conversation>, ConversationsError> {
+        Ok(self.chat.store.get_conversation(id).await?)
+    }
+
+    /// Adds `user` to `conversation`: `true` if they were not in it.
+    pub async fn add_participant(&self, conversation: &str, user: &str) -> Result<bool, ConversationsError> {
+        Ok(self.chat.store.add_participant(conversation, user).await?)
+    }
+
+    /// Removes `user` from `conversation`; their live connections on every
+    /// node leave its group at once and the group (they included) hears
+    /// `user_left_conversation`. `true` if they were in it.
+    pub async fn remove_participant(
+        &self,
+        node: &Node,
+        conversation: &str,
+        user: &str,
+    ) -> Result<bool, ConversationsError> {
+        let chat = &self.chat;
+        let removed = chat.store.remove_participant(conversation, user).await?;
+        let user = UserId::from(user);
+        let group = chat.group(conversation);
+        let fields = payload::fields([
+            ("conversationId", json!(conversation)),
+            ("userId", json!(user.as_str())),
+        ]);
+        let mut left = false;
+        for record in node.user_connections(&chat.hub, &user).await? {
+            left |= node.remove_from_group(&chat.hub, &group, &record.id).await?;
+        }
+        if left {
+            // Once to the user (out of the group by now) and once to the group.
+            chat.emit(
+                node,
+                Event::UserLeftConversation,
+                Target::User(user.clone()),
+                vec![],
+                &fields,
+            )
+            .await?;
+            chat.emit(node, Event::UserLeftConversation, Target::Group(group), vec![], &fields)
+                .await?;
+        }
+        Ok(removed)
+    }
+}
