@@ -19,6 +19,9 @@
 //!   in Lua scripts, heartbeats and dead-node sweeps, recovery after outages.
 //! - [`AnyBackplane`]: the implementation chosen at start-up (static dispatch; no
 //!   `dyn` of async traits).
+//! - [`LocalMembership`]: what the node tells the backplane about the groups of
+//!   its own connections (the node's registry owns them; the Redis backplane
+//!   reads them only to write the node back after an outage).
 //!
 //! # Invariants
 //! - A published message is never delivered back to the node that published it:
@@ -35,12 +38,36 @@ pub mod message;
 pub mod names;
 pub mod redis;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::redis::{RedisBackplane, RedisConfig, RedisNames, RedisStats};
 pub use local::{LocalBackplane, LocalBus};
 pub use message::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, CommandId, Target};
 pub use names::{ConnectionId, GroupName, HubName, NodeId, UserId};
+
+/// The groups of this node's connections, read from their one owner (the
+/// node's registry). The Redis backplane keeps no copy: when it writes the
+/// node back into the keyspace after an outage (a resync), it takes a
+/// snapshot from here, and compares generations to tell whether membership
+/// moved while it wrote.
+pub trait LocalMembership: Send + Sync {
+    /// A number that changes whenever a local connection joins or leaves a group.
+    fn generation(&self) -> u64;
+    /// The groups of every local connection in at least one, with the
+    /// generation they were read at.
+    fn snapshot(&self) -> MembershipSnapshot;
+}
+
+/// Local group membership at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipSnapshot {
+    /// [`LocalMembership::generation`] when taken.
+    pub generation: u64,
+    /// Each connection's groups.
+    pub groups: HashMap<ConnectionId, Vec<GroupName>>,
+}
 
 /// Where one connection lives and who holds it, as recorded in the keyspace.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -177,6 +204,17 @@ pub enum AnyBackplane {
     Local(LocalBackplane),
     /// Redis: a cluster of nodes.
     Redis(RedisBackplane),
+}
+
+impl AnyBackplane {
+    /// Gives the backplane the owner of local group membership, for writing
+    /// the node back after an outage. The in-process backplane never loses
+    /// its keyspace and needs none.
+    pub fn attach_membership(&self, membership: Arc<dyn LocalMembership>) {
+        if let Self::Redis(redis) = self {
+            redis.attach_membership(membership);
+        }
+    }
 }
 
 /// Implements a trait for [`AnyBackplane`] by handing every method to the

@@ -1,7 +1,8 @@
 //! Connections, groups and users in the keyspace, one Lua script per change.
 //!
-//! Every change to this node's own connections goes to [`Memory`] first (see
-//! its invariants); a write that fails marks the keyspace for a resync.
+//! Every registration or removal of this node's own connections goes to
+//! [`Memory`] first (see its invariants); group changes are the node's
+//! registry's to remember. A write that fails marks the keyspace for a resync.
 //!
 //! [`Memory`]: super::memory::Memory
 
@@ -35,7 +36,7 @@ impl Shared {
                     self.needs_resync.store(true, Ordering::Relaxed);
                     self.wake.notify_one();
                 }
-                memory.insert(record.clone(), &groups);
+                memory.insert(record.clone());
                 Ok(groups)
             }
             Err(e @ BackplaneError::Unavailable(_)) => {
@@ -151,7 +152,6 @@ impl Shared {
         group: &GroupName,
         id: &ConnectionId,
     ) -> Result<(), BackplaneError> {
-        self.memory.lock().join(id, group);
         let keys = vec![self.names.conn(hub, id)];
         let args = vec![self.names.hub_base(hub), id.to_string(), group.to_string()];
         let result = self.script(&self.scripts.join_group, keys, args).await;
@@ -164,7 +164,6 @@ impl Shared {
         group: &GroupName,
         id: &ConnectionId,
     ) -> Result<bool, BackplaneError> {
-        self.memory.lock().leave(id, group);
         let keys = vec![self.names.group_conns(hub, group)];
         let args = vec![self.names.hub_base(hub), id.to_string(), group.to_string()];
         let result = self.script(&self.scripts.leave_group, keys, args).await;
@@ -237,7 +236,6 @@ impl Shared {
         group: &GroupName,
         ttl: MembershipTtl,
     ) -> Result<(), BackplaneError> {
-        self.memory.lock().join_user(hub, user, group);
         let (mode, ms) = match ttl {
             MembershipTtl::Forever => ("forever", 0),
             MembershipTtl::CurrentConnectionsOnly => ("current", 0),
@@ -261,7 +259,6 @@ impl Shared {
         user: &UserId,
         group: &GroupName,
     ) -> Result<bool, BackplaneError> {
-        self.memory.lock().leave_user(hub, user, group);
         let keys = vec![self.names.user_groups(hub, user)];
         let args = vec![self.names.hub_base(hub), user.to_string(), group.to_string()];
         let result = self.script(&self.scripts.remove_user_from_group, keys, args).await;
@@ -274,7 +271,6 @@ impl Shared {
         hub: &HubName,
         user: &UserId,
     ) -> Result<Vec<GroupName>, BackplaneError> {
-        self.memory.lock().leave_all_user(hub, user);
         let keys = vec![self.names.user_groups(hub, user)];
         let args = vec![self.names.hub_base(hub), user.to_string()];
         let result = self.script(&self.scripts.remove_user_from_all_groups, keys, args).await;

@@ -20,6 +20,7 @@
 //! sweep lock to go, and writes its connections back: a resync. The same
 //! resync runs after every reconnection and after any failed keyspace write.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,7 @@ use super::scripts::{array, int, opt_text, text, texts};
 use super::stats::Counters;
 use super::{codec, Shared};
 use crate::message::{BackplaneEvent, ClusterBody, ClusterMessage, Target};
-use crate::names::{ConnectionId, HubName, NodeId};
+use crate::names::{ConnectionId, GroupName, HubName, NodeId};
 use crate::{BackplaneError, ConnectionRecord};
 
 impl Shared {
@@ -176,8 +177,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Writes this node back into the keyspace from its memory: subscriptions,
-    /// connections and their groups; removes what it should have removed.
+    /// Writes this node back into the keyspace: subscriptions, connections
+    /// (from memory) and their groups (from the node's registry); removes what
+    /// it should have removed.
     async fn resync(&self) -> Result<(), BackplaneError> {
         // Back in the live set first, so that the next heartbeat does not
         // find the node unknown and ask for this resync again.
@@ -187,12 +189,17 @@ impl Shared {
         self.resubscribe_all().await?;
         self.known_hubs.lock().clear();
         let snapshot = self.memory.lock().begin_resync();
+        let membership = self.membership.get().map(|m| m.snapshot()).unwrap_or_default();
         let mut removed = Vec::new();
-        let written = self.write_back(&snapshot, &mut removed).await;
-        let settled = self.memory.lock().end_resync(snapshot.generation, &removed);
+        let written = self.write_back(&snapshot, &membership.groups, &mut removed).await;
+        let settled = self.memory.lock().end_resync(snapshot.generation, &removed)
+            && self
+                .membership
+                .get()
+                .is_none_or(|m| m.generation() == membership.generation);
         written?;
         if !settled {
-            // The memory moved meanwhile: one more pass makes sure it is all in.
+            // Connections or groups moved meanwhile: one more pass makes sure it is all in.
             self.needs_resync.store(true, Ordering::Relaxed);
             self.wake.notify_one();
         }
@@ -208,6 +215,7 @@ impl Shared {
     async fn write_back(
         &self,
         snapshot: &super::memory::Snapshot,
+        groups_of: &HashMap<ConnectionId, Vec<GroupName>>,
         removed: &mut Vec<ConnectionId>,
     ) -> Result<(), BackplaneError> {
         for (hub, id) in &snapshot.stale {
@@ -215,17 +223,17 @@ impl Shared {
             removed.push(id.clone());
         }
         // The hubs first: a sweep of this node finds its connections through them.
-        let hubs: Vec<String> = snapshot.owned.iter().map(|(r, _)| r.hub.to_string()).collect();
+        let hubs: Vec<String> = snapshot.owned.iter().map(|r| r.hub.to_string()).collect();
         if !hubs.is_empty() {
             self.call("SADD hubs", self.client.sadd::<(), _, _>(self.names.hubs(), hubs))
                 .await?;
         }
-        for (record, groups) in &snapshot.owned {
+        for record in &snapshot.owned {
+            let groups = groups_of.get(&record.id).map(Vec::as_slice).unwrap_or_default();
             let persistent = self.write_record(record, None, Some(groups)).await?.groups;
             for group in persistent.into_iter().filter(|g| !groups.contains(g)) {
                 // The user was added to this group while the node could not
-                // hear it: the connection joins it now, locally too.
-                self.memory.lock().join(&record.id, &group);
+                // hear it: the node joins the connection to it now.
                 let body = ClusterBody::AddToGroup {
                     target: Target::Connection(record.id.clone()),
                     group,

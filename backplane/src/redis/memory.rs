@@ -1,9 +1,11 @@
-//! The backplane's own memory of what this node put into the keyspace.
+//! What this node put into the keyspace: its registered connections.
 //!
 //! Redis may lose the keyspace (a restart without persistence), or miss writes
 //! while unreachable, or a sweeper may remove the connections of a node it
 //! wrongly took for dead. The node's connections are still alive, so after
-//! every such event the backplane writes them back from this memory.
+//! every such event the backplane writes them back: their records from here,
+//! their groups from the node's registry (the one owner of local group
+//! membership, read through [`crate::LocalMembership`]; nothing here copies it).
 //!
 //! # Invariants
 //! - A change to a registered connection reaches memory before Redis, and
@@ -11,22 +13,22 @@
 //!   Redis from memory. A new connection enters memory once Redis accepted it
 //!   (the per-user limit decides); one whose registration failed half-way is
 //!   marked stale, so that Redis forgets it too.
-//! - It holds exactly this node's registered connections and the groups each
-//!   is in, as far as this node learnt of them (its own calls, and the group
-//!   commands other nodes published for its connections).
+//! - It holds exactly this node's registered connections — also those still in
+//!   their handshake, which the registry does not know yet.
 //! - `generation` changes on every mutation, so a resync can tell whether the
 //!   memory moved under it and another pass is needed.
 
 use std::collections::{HashMap, HashSet};
 
-use crate::message::{ClusterBody, ClusterMessage, Target};
-use crate::names::{ConnectionId, GroupName, HubName, UserId};
+use crate::names::{ConnectionId, HubName};
 use crate::ConnectionRecord;
 
-/// This node's connections and their groups.
+/// This node's registered connections.
 #[derive(Default)]
 pub(super) struct Memory {
-    owned: HashMap<ConnectionId, Owned>,
+    owned: HashMap<ConnectionId, ConnectionRecord>,
+    /// How many of them each hub holds (whose leases the heartbeat renews).
+    per_hub: HashMap<HubName, usize>,
     /// Connections unregistered while Redis could not be told, or while a
     /// resync may have written them back; with their hub.
     stale: HashMap<ConnectionId, HubName>,
@@ -34,15 +36,10 @@ pub(super) struct Memory {
     resyncing: bool,
 }
 
-struct Owned {
-    record: ConnectionRecord,
-    groups: HashSet<GroupName>,
-}
-
 /// What a resync writes back.
 pub(super) struct Snapshot {
-    /// Live connections and their groups.
-    pub(super) owned: Vec<(ConnectionRecord, Vec<GroupName>)>,
+    /// Live connections.
+    pub(super) owned: Vec<ConnectionRecord>,
     /// Connections to remove from Redis.
     pub(super) stale: Vec<(HubName, ConnectionId)>,
     /// The memory's generation when taken.
@@ -50,21 +47,29 @@ pub(super) struct Snapshot {
 }
 
 impl Memory {
-    pub(super) fn insert(&mut self, record: ConnectionRecord, groups: &[GroupName]) {
+    pub(super) fn insert(&mut self, record: ConnectionRecord) {
         self.generation += 1;
         self.stale.remove(&record.id);
-        let groups = groups.iter().cloned().collect();
-        self.owned.insert(record.id.clone(), Owned { record, groups });
+        let hub = record.hub.clone();
+        if self.owned.insert(record.id.clone(), record).is_none() {
+            *self.per_hub.entry(hub).or_default() += 1;
+        }
     }
 
     /// Forgets a connection; its hub if it was ours.
     pub(super) fn remove(&mut self, id: &ConnectionId) -> Option<HubName> {
-        let owned = self.owned.remove(id)?;
+        let record = self.owned.remove(id)?;
         self.generation += 1;
-        if self.resyncing {
-            self.stale.insert(id.clone(), owned.record.hub.clone());
+        if let Some(count) = self.per_hub.get_mut(&record.hub) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_hub.remove(&record.hub);
+            }
         }
-        Some(owned.record.hub)
+        if self.resyncing {
+            self.stale.insert(id.clone(), record.hub.clone());
+        }
+        Some(record.hub)
     }
 
     /// Marks a connection as still to be removed from Redis.
@@ -73,74 +78,13 @@ impl Memory {
         self.stale.insert(id, hub);
     }
 
-    pub(super) fn join(&mut self, id: &ConnectionId, group: &GroupName) {
-        if let Some(owned) = self.owned.get_mut(id) {
-            self.generation += 1;
-            owned.groups.insert(group.clone());
-        }
-    }
-
-    pub(super) fn leave(&mut self, id: &ConnectionId, group: &GroupName) {
-        if let Some(owned) = self.owned.get_mut(id) {
-            self.generation += 1;
-            owned.groups.remove(group);
-        }
-    }
-
-    fn of_user<'a>(&'a mut self, hub: &'a HubName, user: &'a UserId) -> impl Iterator<Item = &'a mut Owned> + 'a {
-        self.owned
-            .values_mut()
-            .filter(move |o| o.record.hub == *hub && o.record.user.as_ref() == Some(user))
-    }
-
-    pub(super) fn join_user(&mut self, hub: &HubName, user: &UserId, group: &GroupName) {
-        self.generation += 1;
-        for owned in self.of_user(hub, user) {
-            owned.groups.insert(group.clone());
-        }
-    }
-
-    pub(super) fn leave_user(&mut self, hub: &HubName, user: &UserId, group: &GroupName) {
-        self.generation += 1;
-        for owned in self.of_user(hub, user) {
-            owned.groups.remove(group);
-        }
-    }
-
-    pub(super) fn leave_all_user(&mut self, hub: &HubName, user: &UserId) {
-        self.generation += 1;
-        for owned in self.of_user(hub, user) {
-            owned.groups.clear();
-        }
-    }
-
-    /// Follows a group command another node published for this node's connections.
-    pub(super) fn apply(&mut self, msg: &ClusterMessage) {
-        let (target, group, join) = match &msg.body {
-            ClusterBody::AddToGroup { target, group, .. } => (target, group, true),
-            ClusterBody::RemoveFromGroup { target, group, .. } => (target, group, false),
-            _ => return,
-        };
-        match (target, join) {
-            (Target::Connection(id), true) => self.join(id, group),
-            (Target::Connection(id), false) => self.leave(id, group),
-            (Target::User(user), true) => self.join_user(&msg.hub, user, group),
-            (Target::User(user), false) => self.leave_user(&msg.hub, user, group),
-            _ => {}
-        }
-    }
-
     /// Starts a resync: what to write back. Until [`Memory::end_resync`],
     /// removed connections are also marked stale, in case the resync writes
     /// them back after their removal.
     pub(super) fn begin_resync(&mut self) -> Snapshot {
         self.resyncing = true;
         Snapshot {
-            owned: self
-                .owned
-                .values()
-                .map(|o| (o.record.clone(), o.groups.iter().cloned().collect()))
-                .collect(),
+            owned: self.owned.values().cloned().collect(),
             stale: self.stale.iter().map(|(id, hub)| (hub.clone(), id.clone())).collect(),
             generation: self.generation,
         }
@@ -159,17 +103,66 @@ impl Memory {
     /// The hubs this node holds connections in (whose leases its heartbeat
     /// renews).
     pub(super) fn hubs(&self) -> HashSet<HubName> {
-        let hubs: HashSet<&HubName> = self.owned.values().map(|o| &o.record.hub).collect();
-        hubs.into_iter().cloned().collect()
+        self.per_hub.keys().cloned().collect()
     }
 
     /// Whether this node holds a connection in `hub`.
     pub(super) fn holds_in(&self, hub: &HubName) -> bool {
-        self.owned.values().any(|o| o.record.hub == *hub)
+        self.per_hub.contains_key(hub)
     }
 
     /// Every live connection id (for shutdown).
     pub(super) fn ids(&self) -> Vec<ConnectionId> {
         self.owned.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::NodeId;
+
+    fn record(id: &str, hub: &str) -> ConnectionRecord {
+        ConnectionRecord {
+            id: id.into(),
+            node: NodeId::from("n"),
+            hub: hub.into(),
+            user: None,
+            transport: "WebSockets".into(),
+            since_ms: 0,
+        }
+    }
+
+    #[test]
+    fn hubs_are_counted_per_connection() {
+        let mut memory = Memory::default();
+        memory.insert(record("a", "chat"));
+        memory.insert(record("a", "chat")); // written again: still one
+        memory.insert(record("b", "chat"));
+        memory.insert(record("c", "other"));
+        assert!(memory.holds_in(&"chat".into()) && memory.holds_in(&"other".into()));
+        memory.remove(&"a".into());
+        assert!(memory.holds_in(&"chat".into()), "b is still there");
+        memory.remove(&"b".into());
+        assert!(!memory.holds_in(&"chat".into()));
+        assert_eq!(memory.hubs(), HashSet::from([HubName::from("other")]));
+    }
+
+    #[test]
+    fn a_removal_during_a_resync_is_remembered_as_stale() {
+        let mut memory = Memory::default();
+        memory.insert(record("a", "chat"));
+        memory.remove(&"a".into());
+        let first = memory.begin_resync();
+        assert!(first.stale.is_empty(), "removed outside a resync");
+        assert!(memory.end_resync(first.generation, &[]));
+        memory.insert(record("b", "chat"));
+        let snapshot = memory.begin_resync();
+        memory.remove(&"b".into());
+        assert!(!memory.end_resync(snapshot.generation, &[]), "moved during the resync");
+        let next = memory.begin_resync();
+        assert_eq!(next.stale, vec![(HubName::from("chat"), ConnectionId::from("b"))]);
+        assert!(memory.end_resync(next.generation, &["b".into()]));
+        assert!(memory.begin_resync().stale.is_empty());
     }
 }

@@ -8,7 +8,9 @@
 //! - `keyspace`: connections, groups and users on top of the scripts.
 //! - `pubsub`: publishing, subscriptions (with a delayed unsubscribe), receiving.
 //! - `liveness`: heartbeats, dead-node sweeps, and the resync after an outage.
-//! - `memory`: what this node registered, to write back after an outage.
+//! - `memory`: the connections this node registered, to write back after an
+//!   outage (their groups are read from the node's registry then, through
+//!   [`LocalMembership`]).
 //!
 //! # Invariants
 //! - One publish per send, on the channel of its target; a node ignores what
@@ -18,7 +20,7 @@
 //!   delivery is the node's and does not depend on Redis.
 //! - After any loss (reconnection, heartbeat that finds the node unknown, a
 //!   failed write), the node's subscriptions and connections are written back
-//!   from its own memory; until then [`RedisBackplane::is_ready`] is false.
+//!   (connections from memory, their groups from the node); until then [`RedisBackplane::is_ready`] is false.
 //! - The inbox holds `inbox_capacity` events; a full one makes the receive task
 //!   wait (counted in `inbox_full`), so that fred's buffer fills behind it and
 //!   its overflow is counted as `dropped`, never hidden in an unbounded queue.
@@ -47,7 +49,7 @@ use tracing::Instrument;
 
 use crate::message::{BackplaneEvent, Channel, ClusterMessage};
 use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
-use crate::{BackplaneError, ConnectionRecord, Delivery, Keyspace, MembershipTtl};
+use crate::{BackplaneError, ConnectionRecord, Delivery, Keyspace, LocalMembership, MembershipTtl};
 
 pub use config::{ConnectError, RedisConfig};
 pub use names::RedisNames;
@@ -77,6 +79,8 @@ struct Shared {
     /// The node's inbox, bounded by `inbox_capacity`.
     inbox: mpsc::Sender<BackplaneEvent>,
     memory: Mutex<Memory>,
+    /// The groups of this node's connections (the node's registry), read by resyncs.
+    membership: std::sync::OnceLock<Arc<dyn LocalMembership>>,
     subscriptions: Mutex<Subscriptions>,
     /// Hubs this process has recorded in `<p>:hubs` since the last resync.
     known_hubs: Mutex<std::collections::HashSet<HubName>>,
@@ -120,6 +124,7 @@ impl RedisBackplane {
             scripts: Scripts::new(),
             inbox,
             memory: Mutex::default(),
+            membership: std::sync::OnceLock::new(),
             subscriptions: Mutex::default(),
             known_hubs: Mutex::default(),
             counters: Counters::default(),
@@ -157,6 +162,15 @@ impl RedisBackplane {
     /// The counters since start, for `/metrics`.
     pub fn stats(&self) -> RedisStats {
         self.shared.counters.snapshot()
+    }
+
+    /// Gives the backplane the owner of local group membership; resyncs
+    /// write each connection back in the groups it reports. Without one (the
+    /// backplane's own tests), connections are written back in no group but
+    /// their user's. Only the first call counts.
+    pub fn attach_membership(&self, membership: Arc<dyn LocalMembership>) {
+        // A second owner would be a wiring mistake; the first one stays.
+        let _ = self.shared.membership.set(membership);
     }
 
     /// The names this backplane uses (for operators and tests).

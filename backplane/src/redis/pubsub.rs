@@ -8,6 +8,8 @@
 //! # Invariants
 //! - A wish is recorded before Redis is asked, and survives a failure: the next
 //!   resync subscribes it.
+//! - A subscribe returns once Redis applied it (see `listen`): a message
+//!   published anywhere after it returns reaches this node.
 //! - A channel left and re-subscribed within the delay stays subscribed.
 //! - In cluster mode every channel is a shard channel (`SSUBSCRIBE` /
 //!   `SPUBLISH`), one per call since channels hash to different slots.
@@ -120,13 +122,22 @@ impl Shared {
         Ok(())
     }
 
+    /// Subscribes channels; returns once Redis has them. fred resolves a
+    /// `SUBSCRIBE` as soon as it is written (its confirmation arrives out of
+    /// band and is dropped), so a publish from another node right after could
+    /// still miss this one: a `PING` on the same connection, answered after
+    /// the `SUBSCRIBE` was applied, confirms it. (`SSUBSCRIBE` is answered.)
     async fn listen(&self, names: Vec<String>) -> Result<(), BackplaneError> {
         let s = &self.subscriber;
         if self.config.cluster {
             self.call_with(s.is_connected(), "SSUBSCRIBE", s.ssubscribe(names))
                 .await
         } else {
-            self.call_with(s.is_connected(), "SUBSCRIBE", s.subscribe(names)).await
+            let confirmed = async {
+                s.subscribe(names).await?;
+                s.ping::<Value>(None).await.map(drop)
+            };
+            self.call_with(s.is_connected(), "SUBSCRIBE", confirmed).await
         }
     }
 
@@ -161,9 +172,6 @@ impl Shared {
             return;
         }
         Counters::bump(&self.counters.received);
-        if let BackplaneEvent::Message(msg) = &event {
-            self.memory.lock().apply(msg);
-        }
         self.to_inbox(event).await;
     }
 

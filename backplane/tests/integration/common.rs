@@ -1,13 +1,16 @@
 //! The test harness: a few nodes on one backplane, and what they receive.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hubwire_backplane::{
     AnyBackplane, BackplaneEvent, Channel, ClusterBody, ClusterMessage, ConnectionId, ConnectionRecord, Delivery,
-    HubName, LocalBus, NodeId, RedisBackplane, RedisConfig, RedisStats, Target, UserId,
+    GroupName, HubName, LocalBus, LocalMembership, MembershipSnapshot, NodeId, RedisBackplane, RedisConfig, RedisStats,
+    Target, UserId,
 };
 use hubwire_test_support::{unique_prefix, RedisServer};
+use parking_lot::Mutex;
 use tokio::sync::mpsc::Receiver;
 
 /// How long to wait for something that must arrive.
@@ -21,9 +24,50 @@ pub const UNSUBSCRIBE_DELAY: Duration = Duration::from_millis(200);
 pub struct TestNode {
     pub backplane: AnyBackplane,
     pub inbox: Receiver<BackplaneEvent>,
+    /// Stands in for the node's registry, the owner of local group membership.
+    pub membership: Arc<TestMembership>,
+}
+
+/// The groups a test says its node's connections are in, as a node's registry
+/// would hold them: what a resync writes back.
+#[derive(Default)]
+pub struct TestMembership {
+    state: Mutex<MembershipSnapshot>,
+}
+
+impl TestMembership {
+    /// Records that connection `id` is in `group`.
+    pub fn joined(&self, id: &str, group: &str) {
+        let mut s = self.state.lock();
+        s.generation += 1;
+        s.groups
+            .entry(ConnectionId::from(id))
+            .or_default()
+            .push(GroupName::from(group));
+    }
+}
+
+impl LocalMembership for TestMembership {
+    fn generation(&self) -> u64 {
+        self.state.lock().generation
+    }
+    fn snapshot(&self) -> MembershipSnapshot {
+        self.state.lock().clone()
+    }
 }
 
 impl TestNode {
+    /// A node on `backplane`, with an empty membership attached.
+    pub fn new(backplane: AnyBackplane, inbox: Receiver<BackplaneEvent>) -> Self {
+        let membership = Arc::new(TestMembership::default());
+        backplane.attach_membership(membership.clone());
+        Self {
+            backplane,
+            inbox,
+            membership,
+        }
+    }
+
     pub fn id(&self) -> NodeId {
         self.backplane.node_id().clone()
     }
@@ -94,10 +138,7 @@ impl TestCluster {
         let nodes = (0..n)
             .map(|i| {
                 let (backplane, inbox) = bus.attach(NodeId::from(format!("node-{i}")));
-                TestNode {
-                    backplane: AnyBackplane::Local(backplane),
-                    inbox,
-                }
+                TestNode::new(AnyBackplane::Local(backplane), inbox)
             })
             .collect();
         Self { nodes, server: None }
@@ -163,10 +204,7 @@ pub async fn redis_node_from(config: RedisConfig) -> TestNode {
         Ok(connected) => connected,
         Err(e) => panic!("cannot connect {node}: {e}"),
     };
-    TestNode {
-        backplane: AnyBackplane::Redis(backplane),
-        inbox,
-    }
+    TestNode::new(AnyBackplane::Redis(backplane), inbox)
 }
 
 /// An independent client (the `redis` crate), to check what the nodes wrote.

@@ -15,10 +15,7 @@ async fn a_full_inbox_makes_the_receiver_wait_and_loses_nothing() {
     let mut config = redis_config(&server.url(), &prefix, "slow", false);
     config.inbox_capacity = 2;
     let (backplane, inbox) = RedisBackplane::connect(config).await.expect("connect");
-    let mut slow = TestNode {
-        backplane: AnyBackplane::Redis(backplane),
-        inbox,
-    };
+    let mut slow = TestNode::new(AnyBackplane::Redis(backplane), inbox);
     let hub = "chat";
     slow.subscribe(Channel::All(hub.into())).await;
 

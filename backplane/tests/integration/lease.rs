@@ -140,6 +140,7 @@ async fn a_node_whose_lease_was_lost_writes_itself_back() {
     let b = redis_node(&server.url(), &prefix, "b", false).await;
     let held = record("a-1", &a.id(), "chat", Some("u"));
     a.backplane.register(&held, None).await.expect("register");
+    a.membership.joined("a-1", "g");
     a.backplane.join_group(&hub, &group, &held.id).await.expect("join");
 
     // The lease vanishes (as after a long freeze); another node's listing

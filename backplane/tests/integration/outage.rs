@@ -47,7 +47,9 @@ async fn populate(a: &TestNode, b: &TestNode) {
         .register(&record("b1", &b.id(), "chat", Some("u2")), None)
         .await
         .expect("register");
+    a.membership.joined("a1", "g");
     a.backplane.join_group(&hub(), &g, &"a1".into()).await.expect("join");
+    b.membership.joined("b1", "g");
     b.backplane.join_group(&hub(), &g, &"b1".into()).await.expect("join");
     b.backplane
         .subscribe(Channel::Group(hub(), g))
@@ -105,6 +107,8 @@ async fn a_redis_restart_is_survived_and_repaired() {
     )
     .await;
     fails_fast("unregister", a.backplane.unregister(&"a2".into())).await;
+    // As a node does: the registry first, then the keyspace (which fails).
+    a.membership.joined("a1", "g2");
     fails_fast("join", a.backplane.join_group(&hub(), &"g2".into(), &"a1".into())).await;
     fails_fast(
         "subscribe",
@@ -186,6 +190,8 @@ async fn lost_data_is_written_back() {
     let a = redis_node(&server.url(), &prefix, "a", false).await;
     let mut b = redis_node(&server.url(), &prefix, "b", false).await;
     populate(&a, &b).await;
+    // u1's one connection on a joins the group with its user, as a node's registry records it.
+    a.membership.joined("a1", "vip");
     a.backplane
         .add_user_to_group(
             &hub(),

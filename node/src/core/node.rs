@@ -93,8 +93,9 @@ pub struct Node {
     /// Cross-node delivery and the shared keyspace: reached only through the
     /// node's methods from outside the core.
     pub(in crate::core) backplane: AnyBackplane,
-    /// This node's connections.
-    pub registry: Registry,
+    /// This node's connections and their groups (the one owner; the Redis
+    /// backplane reads their groups from it after an outage).
+    pub registry: Arc<Registry>,
     /// The names of the hubs served, as their hubs spell them.
     hubs: Vec<HubName>,
     /// What the hubs want to hear of (offline hooks).
@@ -141,12 +142,14 @@ impl Node {
         let negotiations = Negotiations::new(Limits::of(&config));
         let metrics = Metrics::new();
         let lanes = Lanes::new(metrics.cluster_commands_pending.clone());
+        let registry = Arc::new(Registry::default());
+        backplane.attach_membership(registry.clone());
         Self {
             admission: Admission::new(&config, &metrics),
             config,
             auth,
             backplane,
-            registry: Registry::default(),
+            registry,
             hubs,
             hooks,
             negotiations,

@@ -1,7 +1,10 @@
 //! The node's local registry: which connections this node holds, and which of
 //! them belong to each hub, group and user.
 //!
-//! Only local state lives here; the cluster-wide view is the backplane's. One
+//! Only local state lives here; the cluster-wide view is the backplane's. It is
+//! the one owner of which groups this node's connections are in: the Redis
+//! backplane reads it (as [`LocalMembership`]) to write the node back into the
+//! keyspace after an outage, and keeps no copy. One
 //! `RwLock` guards the whole registry: lookups for a send take the read lock for
 //! as long as it takes to clone the recipients' `Arc`s, and nothing awaits while
 //! holding it.
@@ -12,7 +15,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::core::connection::ConnectionHandle;
-use hubwire_backplane::{ConnectionId, GroupName, HubName, Target, UserId};
+use hubwire_backplane::{ConnectionId, GroupName, HubName, LocalMembership, MembershipSnapshot, Target, UserId};
 
 type Members = HashMap<ConnectionId, Arc<ConnectionHandle>>;
 
@@ -23,6 +26,8 @@ struct State {
     groups: HashMap<(HubName, GroupName), Members>,
     users: HashMap<(HubName, UserId), Members>,
     connection_groups: HashMap<ConnectionId, HashSet<GroupName>>,
+    /// Changes on every change of `connection_groups`.
+    generation: u64,
 }
 
 /// What removing a connection changed.
@@ -85,7 +90,11 @@ impl Registry {
             None => false,
         };
         let mut emptied_groups = Vec::new();
-        for group in s.connection_groups.remove(id).unwrap_or_default() {
+        let groups = s.connection_groups.remove(id).unwrap_or_default();
+        if !groups.is_empty() {
+            s.generation += 1;
+        }
+        for group in groups {
             if remove(&mut s.groups, &(handle.hub.clone(), group.clone()), id) {
                 emptied_groups.push(group);
             }
@@ -108,10 +117,12 @@ impl Registry {
         if !s.connections.contains_key(&handle.id) {
             return false;
         }
-        s.connection_groups
+        let added = s
+            .connection_groups
             .entry(handle.id.clone())
             .or_default()
             .insert(group.clone());
+        s.generation += u64::from(added);
         insert(s.groups.entry((handle.hub.clone(), group.clone())).or_default(), handle)
     }
 
@@ -119,7 +130,8 @@ impl Registry {
     pub fn leave(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> bool {
         let mut s = self.state.write();
         if let Some(groups) = s.connection_groups.get_mut(id) {
-            groups.remove(group);
+            let removed = groups.remove(group);
+            s.generation += u64::from(removed);
         }
         remove(&mut s.groups, &(hub.clone(), group.clone()), id)
     }
@@ -159,6 +171,26 @@ impl Registry {
     /// Whether the node holds no connection.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl LocalMembership for Registry {
+    fn generation(&self) -> u64 {
+        self.state.read().generation
+    }
+
+    fn snapshot(&self) -> MembershipSnapshot {
+        let s = self.state.read();
+        let groups = s
+            .connection_groups
+            .iter()
+            .filter(|(_, groups)| !groups.is_empty())
+            .map(|(id, groups)| (id.clone(), groups.iter().cloned().collect()))
+            .collect();
+        MembershipSnapshot {
+            generation: s.generation,
+            groups,
+        }
     }
 }
 
@@ -245,5 +277,34 @@ mod tests {
         assert!(removed.last_of_user);
         assert!(r.is_empty());
         assert!(r.remove(&"a2".into()).is_none());
+    }
+
+    #[test]
+    fn membership_snapshots_follow_joins_and_leaves() {
+        let r = Registry::default();
+        let hub = HubName::from("h");
+        let (a1, a2) = (conn("a1", "h", Some("a")), conn("a2", "h", None));
+        r.add(&a1);
+        r.add(&a2);
+        let empty = r.snapshot();
+        assert!(empty.groups.is_empty());
+        r.join(&"g".into(), &a1);
+        r.join(&"k".into(), &a1);
+        r.join(&"g".into(), &a2);
+        let snapshot = r.snapshot();
+        assert_ne!(snapshot.generation, empty.generation);
+        let mut of_a1 = snapshot.groups[&ConnectionId::from("a1")].clone();
+        of_a1.sort();
+        assert_eq!(of_a1, [GroupName::from("g"), GroupName::from("k")]);
+        assert_eq!(snapshot.groups[&ConnectionId::from("a2")], [GroupName::from("g")]);
+        r.join(&"g".into(), &a1);
+        assert_eq!(r.generation(), snapshot.generation, "joining again changes nothing");
+        r.leave(&hub, &"g".into(), &a2.id);
+        assert_ne!(r.generation(), snapshot.generation);
+        assert!(!r.snapshot().groups.contains_key(&a2.id), "in no group any more");
+        let before = r.generation();
+        r.remove(&a1.id);
+        assert_ne!(r.generation(), before, "its groups went with it");
+        assert!(r.snapshot().groups.is_empty());
     }
 }

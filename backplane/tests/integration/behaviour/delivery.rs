@@ -61,6 +61,23 @@ pub(super) async fn publish_to_user_reaches_only_its_subscribers(mut c: TestClus
     }
 }
 
+/// A subscribe returns once the channel is subscribed: a message published by
+/// another node at once, on a channel nobody had, arrives. (fred resolves a
+/// Redis `SUBSCRIBE` when it is written; without waiting for Redis to apply
+/// it, some of these publishes were lost, more often on a loaded machine.)
+pub(super) async fn a_publish_right_after_a_subscribe_returns_is_delivered(mut c: TestCluster) {
+    const ROUNDS: usize = 300;
+    let origin = c.nodes[0].id();
+    for round in 0..ROUNDS {
+        let group = GroupName::from(format!("fresh-{round}"));
+        c.nodes[1].subscribe(Channel::Group(hub(), group.clone())).await;
+        let msg = deliver(&origin, "chat", Target::Group(group), "at once");
+        c.nodes[0].publish(msg.clone()).await;
+        assert_eq!(c.nodes[1].next_message().await, msg, "round {round}");
+    }
+    c.nodes[1].expect_quiet().await;
+}
+
 pub(super) async fn publish_to_connection_reaches_only_the_node_holding_it(mut c: TestCluster) {
     for node in &c.nodes {
         node.subscribe(Channel::Node(node.id())).await;

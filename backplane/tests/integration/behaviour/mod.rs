@@ -43,6 +43,7 @@ suite!(
         publish_to_group_reaches_only_its_subscribers,
         publish_to_user_reaches_only_its_subscribers,
         publish_to_connection_reaches_only_the_node_holding_it,
+        a_publish_right_after_a_subscribe_returns_is_delivered,
         unsubscribe_stops_delivery,
         shutdown_leaves_the_cluster,
     ],
