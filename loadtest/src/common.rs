@@ -27,6 +27,10 @@ pub struct Common {
     /// Access token for every client (omit for a hub in HUBWIRE_ANONYMOUS_HUBS).
     #[arg(long)]
     pub token: Option<String>,
+    /// The node's HS256 secret (`HUBWIRE_JWT_SECRET`): each client gets its
+    /// own token, for user `lt-{i}` (scenarios with users, e.g. `chat-hub`).
+    #[arg(long)]
+    pub token_secret: Option<String>,
     /// Hub protocol: json or messagepack (hubwire only).
     #[arg(long, default_value = "json", value_parser = parse_protocol)]
     pub protocol: Protocol,
@@ -84,6 +88,9 @@ impl Common {
         if let Some(token) = &self.token {
             args.push(format!("--token={token}"));
         }
+        if let Some(secret) = &self.token_secret {
+            args.push(format!("--token-secret={secret}"));
+        }
         let sources: Vec<String> = if self.sources.len() >= n {
             self.sources.iter().skip(k).step_by(n).map(IpAddr::to_string).collect()
         } else {
@@ -100,11 +107,19 @@ impl Common {
         ConnectOptions {
             base_url: self.url[i % self.url.len()].clone(),
             hub: self.hub.clone(),
-            token: self.token.clone(),
+            token: match &self.token_secret {
+                Some(secret) => crate::rest::user_token(secret, &user_of(i)).ok(),
+                None => self.token.clone(),
+            },
             protocol: self.protocol,
             source: (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()]),
         }
     }
+}
+
+/// The user of the `i`-th client when each has its own token.
+pub fn user_of(i: usize) -> String {
+    format!("lt-{i}")
 }
 
 /// How opening the clients went.

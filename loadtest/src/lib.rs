@@ -7,7 +7,8 @@
 //!   (Socket.IO, the protocol-less server), so scenarios run unchanged on all.
 //! - [`raw_server`]: that protocol-less WebSocket broadcast server (binary
 //!   `raw_ws_server`), the limit of the benchmarks.
-//! - [`scenario`]: the scenarios (`broadcast`, `echo`, `idle`).
+//! - [`rest`]: tokens and the one REST call a scenario's setup needs.
+//! - [`scenario`]: the scenarios (`broadcast`, `chat`, `chat-hub`, `echo`, `idle`).
 //! - [`stats`]: latency percentiles.
 //! - [`usage`]: CPU time and resident memory of the processes involved.
 
@@ -15,6 +16,7 @@ pub mod client;
 pub mod common;
 pub mod peer;
 pub mod raw_server;
+pub mod rest;
 pub mod scenario;
 pub mod stats;
 pub mod usage;

@@ -6,7 +6,7 @@
 
 use clap::{Parser, Subcommand};
 use hubwire_loadtest::common::Common;
-use hubwire_loadtest::scenario::{broadcast, chat, echo, idle};
+use hubwire_loadtest::scenario::{broadcast, chat, chat_hub, echo, idle};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +35,13 @@ enum Scenario {
         #[command(flatten)]
         args: chat::ChatArgs,
     },
+    /// The same mix against the real chat hub: persisted messages, typing, read receipts.
+    ChatHub {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: chat_hub::ChatHubArgs,
+    },
     /// Invoke-with-result round trips under concurrency.
     Echo {
         #[command(flatten)]
@@ -55,6 +62,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (Scenario::Broadcast { common, .. }
     | Scenario::Chat { common, .. }
+    | Scenario::ChatHub { common, .. }
     | Scenario::Echo { common, .. }
     | Scenario::Idle { common, .. }) = &cli.scenario;
     common.check()?;
@@ -63,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         match cli.scenario {
             Scenario::Broadcast { common, args } => broadcast::run(common, args).await,
             Scenario::Chat { common, args } => chat::run(common, args).await,
+            Scenario::ChatHub { common, args } => chat_hub::run(common, args).await,
             Scenario::Echo { common, args } => echo::run(common, args).await,
             Scenario::Idle { common, args } => idle::run(common, args).await,
         }

@@ -147,6 +147,14 @@ impl Peer {
         Ok(())
     }
 
+    /// The SignalR client, if this is a hubwire connection.
+    pub fn into_hubwire(self) -> Option<Client> {
+        match self {
+            Self::Hubwire(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// Closes the connection.
     pub async fn close(self) {
         match self {

@@ -76,7 +76,7 @@ struct Counters {
 }
 
 /// Conversation sizes from a fixed seed (xorshift), covering `users`.
-fn conversation_sizes(users: usize, min: usize, max: usize) -> Vec<usize> {
+pub fn conversation_sizes(users: usize, min: usize, max: usize) -> Vec<usize> {
     let (min, max) = (min.max(2), max.max(min.max(2)));
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut sizes = Vec::new();

@@ -3,5 +3,6 @@
 
 pub mod broadcast;
 pub mod chat;
+pub mod chat_hub;
 pub mod echo;
 pub mod idle;

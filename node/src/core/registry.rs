@@ -136,6 +136,15 @@ impl Registry {
         remove(&mut s.groups, &(hub.clone(), group.clone()), id)
     }
 
+    /// Whether local connection `id` is in `group`.
+    pub fn is_in_group(&self, id: &ConnectionId, group: &GroupName) -> bool {
+        self.state
+            .read()
+            .connection_groups
+            .get(id)
+            .is_some_and(|groups| groups.contains(group))
+    }
+
     /// The local connections a target designates in a hub, minus `except`.
     pub fn resolve(&self, hub: &HubName, target: &Target, except: &[ConnectionId]) -> Vec<Arc<ConnectionHandle>> {
         let s = self.state.read();
@@ -257,7 +266,9 @@ mod tests {
             Vec::<String>::new(),
             "other hub"
         );
+        assert!(r.is_in_group(&a1.id, &g) && !r.is_in_group(&a2.id, &g));
         assert!(!r.leave(&hub, &g, &a1.id));
+        assert!(!r.is_in_group(&a1.id, &g), "left");
         assert!(r.leave(&hub, &g, &b1.id), "last local member left");
     }
 

@@ -132,7 +132,7 @@ impl Chat {
             (conversation.id, Some(recipient))
         } else {
             let conversation = text(args, "conversationId")?;
-            self.check_participant(&conversation, &user).await?;
+            self.check_caller(call, &conversation, &user).await?;
             (conversation, None)
         };
         let (message, inserted) = self
@@ -189,7 +189,7 @@ impl Chat {
         let conversation = text(args, "conversationId")?;
         let message = message_id(args, "messageId")?
             .ok_or_else(|| Failure::Error(HubError::Binding("argument 'messageId' is missing".into())))?;
-        self.check_participant(&conversation, &user).await?;
+        self.check_caller(call, &conversation, &user).await?;
         let position = self.store.mark_read(&conversation, user.as_str(), message).await?;
         let fields = payload::fields([
             ("conversationId", json!(conversation)),

@@ -199,6 +199,20 @@ impl Chat {
         }))
     }
 
+    /// [`Chat::check_participant`] for the caller, answered without the store
+    /// when the calling connection is in the conversation's group: only a
+    /// participant's `JoinConversation` (or the trusted backend) puts it
+    /// there, and removing a participant takes every connection of the user
+    /// out of the group at once. Typing, sends and receipts of joined
+    /// connections — nearly all of a chat's traffic — cost no query.
+    async fn check_caller(&self, call: &HubCall, conversation: &str, user: &UserId) -> Result<(), Failure> {
+        let group = self.group(conversation);
+        if call.node.registry.is_in_group(&call.caller.id, &group) {
+            return Ok(());
+        }
+        self.check_participant(conversation, user).await
+    }
+
     async fn run(self: Arc<Self>, call: HubCall, op: Op, args: BoundArgs) -> Result<Value, Failure> {
         match op {
             Op::Ping => Ok(Value::from("pong")),

@@ -109,7 +109,7 @@ impl Chat {
     pub(super) async fn start_typing(self: Arc<Self>, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
         let user = caller_user(call)?;
         let conversation = text(args, "conversationId")?;
-        self.check_participant(&conversation, &user).await?;
+        self.check_caller(call, &conversation, &user).await?;
         let key: TypingKey = (conversation.clone(), user.as_str().to_owned());
         let started = self.typing.start(key.clone(), &call.caller.id);
         if started.new {
