@@ -260,6 +260,7 @@ let nodeCounter = 0;
  *              HUBWIRE_DIAGNOSTICS_HUB=true; a null value unsets one)
  *   name       label used in logs
  *   openFiles  open-file limit of the process (`ulimit -n`; default: inherited)
+ *   args       command-line arguments of the node (e.g. ['--config', file])
  */
 export async function startNode(opts = {}) {
   if (!fs.existsSync(NODE_BIN)) {
@@ -296,7 +297,7 @@ export async function startNode(opts = {}) {
   // With `openFiles`, through a shell that lowers the limit and then becomes the node.
   const [command, args] = opts.openFiles
     ? ['sh', ['-c', `ulimit -n ${Number(opts.openFiles)} && exec "$0"`, NODE_BIN]]
-    : [NODE_BIN, []];
+    : [NODE_BIN, opts.args ?? []];
   const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const node = new HubNode({ child, secret, accessKey, dataDir, env, port, name });
   liveNodes.add(node);
@@ -565,7 +566,7 @@ export async function startRedis({ name } = {}) {
  * access key. `env` is added to every node's environment.
  * Returns { redis, prefix, nodes }.
  */
-export async function startCluster(redis, { size = 3, name = 'cluster', prefix, env = {}, secret, accessKey } = {}) {
+export async function startCluster(redis, { size = 3, name = 'cluster', prefix, env = {}, secret, accessKey, args } = {}) {
   const clusterPrefix = prefix ?? `e2e-${randomHex(4)}`;
   const nodes = [];
   // Sequentially, so that node i is `${name}-${i + 1}` and startup logs stay readable.
@@ -575,6 +576,7 @@ export async function startCluster(redis, { size = 3, name = 'cluster', prefix, 
         name: `${name}-${i + 1}`,
         secret,
         accessKey,
+        args,
         env: {
           HUBWIRE_REDIS_URL: redis.url,
           HUBWIRE_REDIS_PREFIX: clusterPrefix,

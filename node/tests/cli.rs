@@ -146,3 +146,57 @@ fn a_wrong_hub_definition_stops_the_node_naming_the_hub_and_the_field() {
     }
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
+
+/// Every preset of `examples/` (the directories holding a `hubwire.toml`).
+fn presets() -> Vec<std::path::PathBuf> {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<_> = std::fs::read_dir(&examples)
+        .expect("examples/")
+        .map(|entry| entry.expect("entry").path().join("hubwire.toml"))
+        .filter(|file| file.exists())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_preset_starts_a_node_with_hubwire_node_dash_dash_config() {
+    use std::io::{BufRead, BufReader};
+    let presets = presets();
+    assert_eq!(
+        presets.len(),
+        3,
+        "pet-services, social-chat, delivery-messaging: {presets:?}"
+    );
+    for file in presets {
+        let dir = std::env::temp_dir().join(format!(
+            "hubwire-cli-preset-{}-{}",
+            std::process::id(),
+            file.parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .unwrap_or("x")
+        ));
+        let mut child = node()
+            .env("HUBWIRE_JWT_SECRET", "cli-test-secret-of-at-least-32-bytes")
+            .env("HUBWIRE_LISTEN", "127.0.0.1:0")
+            .env("HUBWIRE_DATA_DIR", &dir)
+            .arg("--config")
+            .arg(&file)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let first = BufReader::new(stdout).lines().next().map(|l| l.expect("line"));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let _ = std::fs::remove_dir_all(&dir);
+        let line = first.unwrap_or_default();
+        assert!(
+            line.starts_with("hubwire-node listening on http://127.0.0.1:"),
+            "{}: {line:?}",
+            file.display()
+        );
+    }
+}

@@ -20,7 +20,8 @@
 //! - `conversation_group`: the group-name template of conversations;
 //! - `presence`: who hears that a user came online or went offline;
 //! - `refusals`: a `HubException`, or an event to the caller, and its texts;
-//! - `limits`.
+//! - `limits` (content length, typing expiry, catch-up size, connections
+//!   per user).
 
 use std::collections::BTreeMap;
 
@@ -93,6 +94,11 @@ pub struct EventTable {
     /// and the message objects methods return). Default: none renamed.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// Field -> the value it carries when the operation gives it none (e.g.
+    /// `messageType = "Text"` for a message sent without one). Default: none
+    /// (`null`).
+    #[serde(default)]
+    pub defaults: BTreeMap<String, serde_json::Value>,
     /// Whether the event is sent at all. Default `true`.
     pub enabled: Option<bool>,
 }
@@ -155,6 +161,12 @@ pub struct LimitsTable {
     pub typing_timeout_secs: Option<u64>,
     /// The most missed messages one join returns. Default 500.
     pub catch_up_max: Option<usize>,
+    /// Whether content of only whitespace is refused as invalid (seed 000's
+    /// `IsNullOrWhiteSpace`). Default `false`.
+    pub refuse_blank_content: Option<bool>,
+    /// Connections one user may hold to this hub, cluster-wide (0 =
+    /// unlimited). Default: the node's `max_connections_per_user`.
+    pub max_connections_per_user: Option<usize>,
 }
 
 #[cfg(test)]

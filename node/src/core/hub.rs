@@ -165,6 +165,12 @@ pub trait Hub: Send + Sync {
         Box::pin(async {})
     }
 
+    /// Connections one user may hold to this hub, cluster-wide (0 =
+    /// unlimited); none (the default): the node's `max_connections_per_user`.
+    fn max_connections_per_user(&self) -> Option<usize> {
+        None
+    }
+
     /// Looks a method up by name, case-insensitively: its number and spec.
     fn method(&self, name: &str) -> Option<(usize, &MethodSpec)> {
         self.methods()
@@ -239,6 +245,10 @@ pub fn arg_u64(args: &[Value], i: usize) -> Result<u64, HubError> {
 }
 
 impl NodeHooks for HubSet {
+    fn max_connections_per_user(&self, hub: &HubName) -> Option<usize> {
+        self.get(hub.as_str())?.max_connections_per_user()
+    }
+
     fn connected(&self, node: Arc<Node>, handle: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {
         match self.get(handle.hub.as_str()) {
             Some(h) => h.on_connected(node, handle),

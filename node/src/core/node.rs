@@ -128,6 +128,12 @@ pub trait NodeHooks: Send + Sync {
     /// A user's last connection to `hub` is gone, cluster-wide — closed, or
     /// lost with its node. Called once cluster-wide.
     fn user_offline(&self, node: Arc<Node>, hub: HubName, user: UserId) -> BoxFuture<'static, ()>;
+    /// The connections per user `hub` allows, if it sets its own limit
+    /// (else the node's `max_connections_per_user`).
+    fn max_connections_per_user(&self, hub: &HubName) -> Option<usize> {
+        let _ = hub;
+        None
+    }
 }
 
 impl Node {
@@ -323,7 +329,11 @@ impl Node {
             transport: transport.to_owned(),
             since_ms: crate::core::auth::unix_now() * 1000,
         };
-        let limit = Some(self.config.max_connections_per_user).filter(|l| *l > 0);
+        let limit = self
+            .hooks
+            .max_connections_per_user(hub)
+            .unwrap_or(self.config.max_connections_per_user);
+        let limit = Some(limit).filter(|l| *l > 0);
         self.backplane.register(&record, limit).await.map(drop)
     }
 

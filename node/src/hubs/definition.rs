@@ -108,6 +108,8 @@ pub struct BoundEvent {
     pub args: Vec<&'static str>,
     /// Field -> the app's name for it.
     pub renames: BTreeMap<String, String>,
+    /// Field -> its value when the kind gives it none.
+    pub defaults: BTreeMap<String, Value>,
 }
 
 impl BoundEvent {
@@ -115,12 +117,16 @@ impl BoundEvent {
     /// one per carried field, or one object of them.
     pub fn arguments(&self, fields: &Map<String, Value>) -> Vec<Value> {
         match self.layout {
-            Layout::Positional => self
-                .args
-                .iter()
-                .map(|f| fields.get(*f).cloned().unwrap_or(Value::Null))
-                .collect(),
+            Layout::Positional => self.args.iter().map(|f| self.value(fields, f)).collect(),
             Layout::Object => vec![self.object(fields)],
+        }
+    }
+
+    /// Field `f`: its value, else the definition's default, else `null`.
+    fn value(&self, fields: &Map<String, Value>, f: &str) -> Value {
+        match fields.get(f) {
+            Some(value) if !value.is_null() => value.clone(),
+            _ => self.defaults.get(f).cloned().unwrap_or(Value::Null),
         }
     }
 
@@ -131,7 +137,7 @@ impl BoundEvent {
             .iter()
             .map(|f| {
                 let key = self.renames.get(*f).cloned().unwrap_or_else(|| (*f).to_owned());
-                (key, fields.get(*f).cloned().unwrap_or(Value::Null))
+                (key, self.value(fields, f))
             })
             .collect();
         Value::Object(object)
@@ -160,6 +166,19 @@ pub struct Limits {
     pub typing_timeout_secs: u64,
     /// The most messages one catch-up returns.
     pub catch_up_max: usize,
+    /// Connections per user to this hub (0 = unlimited); none: the node's.
+    pub max_connections_per_user: Option<usize>,
+    /// Whether whitespace-only content is refused.
+    pub refuse_blank_content: bool,
+}
+
+impl Limits {
+    /// Whether `content` may be sent: 1 to `max_content_chars` characters
+    /// (and not only whitespace, when the definition says so).
+    pub fn content_ok(&self, content: &str) -> bool {
+        let chars = content.chars().count();
+        chars > 0 && chars <= self.max_content_chars && !(self.refuse_blank_content && content.trim().is_empty())
+    }
 }
 
 /// A checked definition with every default filled in.
@@ -281,6 +300,8 @@ impl Definition {
             max_content_chars: table.limits.max_content_chars.unwrap_or(4000),
             typing_timeout_secs: table.limits.typing_timeout_secs.unwrap_or(10),
             catch_up_max: table.limits.catch_up_max.unwrap_or(500),
+            max_connections_per_user: table.limits.max_connections_per_user,
+            refuse_blank_content: table.limits.refuse_blank_content.unwrap_or(false),
         };
         for (field, value) in [
             ("limits.max_content_chars", limits.max_content_chars),
@@ -455,6 +476,13 @@ fn bind_event(kind: &EventKind, table: Option<&EventTable>) -> Result<BoundEvent
             renames.insert(field.clone(), app_name.clone());
         }
     }
+    let mut defaults = BTreeMap::new();
+    if let Some(table) = table {
+        for (field, value) in &table.defaults {
+            field_of(field).map_err(|r| (at(&format!("defaults.{field}")), r))?;
+            defaults.insert(field.clone(), value.clone());
+        }
+    }
     let enabled = table.and_then(|t| t.enabled).unwrap_or(true);
     let name = table
         .and_then(|t| t.name.clone())
@@ -467,6 +495,7 @@ fn bind_event(kind: &EventKind, table: Option<&EventTable>) -> Result<BoundEvent
         layout: table.and_then(|t| t.layout).unwrap_or(kind.default_layout),
         args,
         renames,
+        defaults,
     })
 }
 

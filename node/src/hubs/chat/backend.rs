@@ -1,7 +1,7 @@
 //! What the REST API does to a chat hub's conversations, for backends:
 //! create and read conversations, add and remove participants, post a
-//! message (persist, then broadcast: seed 001's "REST then broadcast") and
-//! page the history.
+//! message (persist, then broadcast: seed 001's "REST then broadcast"),
+//! page the history, read users' presence.
 
 use serde_json::{json, Value};
 
@@ -99,8 +99,7 @@ impl ChatHub {
         post: PostedMessage,
     ) -> Result<(Value, bool), ConversationsError> {
         let chat = &self.chat;
-        let chars = post.content.chars().count();
-        if chars == 0 || chars > chat.def.limits.max_content_chars {
+        if !chat.def.limits.content_ok(&post.content) {
             return Err(ConversationsError::InvalidContent(
                 chat.def.refusals.invalid_content.clone(),
             ));
@@ -146,6 +145,16 @@ impl ChatHub {
             .messages_before(conversation, before, limit.min(MAX_PAGE))
             .await?;
         Ok(messages.iter().map(message_json).collect())
+    }
+
+    /// Each of `users`' presence, `[{userId, isOnline, lastSeen,
+    /// connections}]` as `GetPresence` answers.
+    pub async fn presence(&self, node: &Node, users: &[String]) -> Result<Vec<Value>, ConversationsError> {
+        let mut presence = Vec::with_capacity(users.len());
+        for user in users {
+            presence.push(self.chat.presence_of(node, user).await?);
+        }
+        Ok(presence)
     }
 
     /// The conversation `id`, if it exists.

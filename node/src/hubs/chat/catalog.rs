@@ -26,10 +26,15 @@ pub enum Op {
     GetPresence,
     /// `"pong"`.
     Ping,
+    /// The caller's conversations with their last message and unread count.
+    GetConversations,
+    /// The caller says it is online or not: `user_online` / `user_offline`
+    /// to the presence audience.
+    UpdatePresence,
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 11] = [
         Op::JoinConversation,
         Op::LeaveConversation,
         Op::SendMessage,
@@ -39,6 +44,8 @@ impl Op {
         Op::MarkAsRead,
         Op::GetPresence,
         Op::Ping,
+        Op::GetConversations,
+        Op::UpdatePresence,
     ];
 
     /// The operation of catalog number `index`.
@@ -85,6 +92,7 @@ const MESSAGE_FIELDS: &[&str] = &[
     "attachments",
     "clientMessageId",
     "sentAt",
+    "messageType",
 ];
 /// MISSION's message: `{ id, conversationId, senderId, content, clientMessageId, sentAt }`.
 const MESSAGE_DEFAULT: &[&str] = &[
@@ -97,6 +105,8 @@ const MESSAGE_DEFAULT: &[&str] = &[
 ];
 const TYPING_FIELDS: &[&str] = &["conversationId", "userId", "isTyping"];
 const MEMBER_FIELDS: &[&str] = &["conversationId", "userId"];
+/// `isOnline`: `true` in `user_online`, `false` in `user_offline`.
+const PRESENCE_FIELDS: &[&str] = &["userId", "isOnline"];
 
 const fn event(
     name: &'static str,
@@ -127,11 +137,23 @@ pub static CATALOG: Catalog = Catalog {
         },
         Operation {
             name: "send_message",
-            params: &["conversationId", "content", "clientMessageId?", "attachments?"],
+            params: &[
+                "conversationId",
+                "content",
+                "clientMessageId?",
+                "attachments?",
+                "messageType?",
+            ],
         },
         Operation {
             name: "send_direct_message",
-            params: &["recipientUserId", "content", "clientMessageId?", "attachments?"],
+            params: &[
+                "recipientUserId",
+                "content",
+                "clientMessageId?",
+                "attachments?",
+                "messageType?",
+            ],
         },
         Operation {
             name: "start_typing",
@@ -152,6 +174,14 @@ pub static CATALOG: Catalog = Catalog {
         Operation {
             name: "ping",
             params: &[],
+        },
+        Operation {
+            name: "get_conversations",
+            params: &[],
+        },
+        Operation {
+            name: "update_presence",
+            params: &["isOnline"],
         },
     ],
     events: &[
@@ -220,14 +250,14 @@ pub static CATALOG: Catalog = Catalog {
         ),
         event(
             "user_online",
-            &["userId"],
+            PRESENCE_FIELDS,
             "UserOnline",
             Layout::Positional,
             &["userId"],
         ),
         event(
             "user_offline",
-            &["userId"],
+            PRESENCE_FIELDS,
             "UserOffline",
             Layout::Positional,
             &["userId"],
@@ -255,5 +285,6 @@ pub static CATALOG: Catalog = Catalog {
         DefaultMethod("MarkAsRead", "mark_as_read", &["conversationId", "messageId"]),
         DefaultMethod("GetPresence", "get_presence", &["userIds"]),
         DefaultMethod("Ping", "ping", &[]),
+        DefaultMethod("GetConversations", "get_conversations", &[]),
     ],
 };

@@ -106,7 +106,8 @@ impl Chat {
 
     /// `send_message` / `send_direct_message`: checks the content, persists,
     /// then (for a new message) broadcasts `message_received` — to the
-    /// conversation's group but the caller, or to every connection of the
+    /// conversation's group but the caller (unless `message_sent` is off),
+    /// or to every connection of the
     /// direct recipient — and `message_sent` to the sender's connections;
     /// clears the sender's typing there. Returns the stored message.
     pub(super) async fn send(&self, call: &HubCall, args: &BoundArgs, direct: bool) -> Result<Value, Failure> {
@@ -115,8 +116,7 @@ impl Chat {
             Some(Value::String(content)) => content.clone(),
             Some(_) | None => return Err(Failure::Refused(Refusal::InvalidContent)),
         };
-        let chars = content.chars().count();
-        if chars == 0 || chars > self.def.limits.max_content_chars {
+        if !self.def.limits.content_ok(&content) {
             return Err(Failure::Refused(Refusal::InvalidContent));
         }
         let client_message_id = optional_text(args, "clientMessageId")?.filter(|c| !c.is_empty());
@@ -146,10 +146,16 @@ impl Chat {
             })
             .await?;
         let sender_name = call.caller.principal.as_ref().and_then(|p| p.name.clone());
-        let fields = message_fields(&message, sender_name.as_deref(), recipient.as_deref());
+        let mut fields = message_fields(&message, sender_name.as_deref(), recipient.as_deref());
+        if let Some(kind) = args.get("messageType") {
+            fields.insert("messageType".into(), kind.clone());
+        }
         if inserted {
+            // The caller hears its own message as `message_sent`; with that
+            // event off, as the rest of the group does.
             let except = match recipient {
                 Some(_) => vec![],
+                None if self.event(Event::MessageSent).name.is_none() => vec![],
                 None => vec![call.caller.id.clone()],
             };
             self.broadcast(&call.node, &fields, recipient.as_deref(), &user, except)

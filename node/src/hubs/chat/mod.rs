@@ -8,11 +8,14 @@
 //! - [`payload`]: event fields under their catalog names; ISO-8601 times.
 //! - [`conversations`]: join / leave (with catch-up), send, direct send, mark
 //!   read.
+//! - [`inbox`]: `GetConversations` (the caller's conversations with their
+//!   last message and unread count), also the REST API's user inbox.
 //! - [`backend`]: what the REST API does to conversations (create, read,
 //!   participants, post a message, history).
 //! - [`typing`]: the typing state of this node's connections, and its
 //!   announcements (start, refresh, stop, expiry, disconnect).
-//! - [`presence`]: online / offline announcements and `GetPresence`.
+//! - [`presence`]: online / offline announcements, `UpdatePresence` and
+//!   `GetPresence` (also the REST API's presence).
 //!
 //! # Rules
 //! - Only participants (in the store) may join, send, type or mark read; a
@@ -27,6 +30,7 @@
 pub mod backend;
 pub mod catalog;
 pub mod conversations;
+pub mod inbox;
 pub mod payload;
 pub mod presence;
 pub mod typing;
@@ -224,6 +228,8 @@ impl Chat {
             Op::StartTyping => self.clone().start_typing(&call, &args).await,
             Op::StopTyping => self.stop_typing(&call, &args).await,
             Op::MarkAsRead => self.mark_read(&call, &args).await,
+            Op::GetConversations => self.get_conversations(&call).await,
+            Op::UpdatePresence => self.update_presence(&call, &args).await,
         }
     }
 }
@@ -282,6 +288,10 @@ impl Hub for ChatHub {
                 Err(Failure::Error(error)) => Err(error),
             }
         })
+    }
+
+    fn max_connections_per_user(&self) -> Option<usize> {
+        self.chat.def.limits.max_connections_per_user
     }
 
     fn on_connected(&self, node: Arc<Node>, caller: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {

@@ -1,7 +1,8 @@
 //! Presence: `user_online` when a user's first connection to the hub is live
 //! anywhere in the cluster, `user_offline` once when the last is gone (the
-//! node's cluster-wide offline hook), each to the definition's audience; and
-//! `GetPresence`, read from the cluster keyspace.
+//! node's cluster-wide offline hook), each to the definition's audience;
+//! `UpdatePresence` (a client's own say); and `GetPresence`, read from the
+//! cluster keyspace.
 //!
 //! A user counts as online while the keyspace holds a connection of theirs.
 //! "First connection" is read from the keyspace after the connection
@@ -79,7 +80,23 @@ impl Chat {
         }
     }
 
-    /// Sends `event(userId)` to the definition's presence audience.
+    /// `update_presence(isOnline)`: the caller says it is online (or not):
+    /// `user_online` (or `user_offline`) to the presence audience but the
+    /// caller's connection. Nothing changes in the keyspace.
+    pub(super) async fn update_presence(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
+        let user = super::caller_user(call)?;
+        let Some(online) = args.get("isOnline").and_then(Value::as_bool) else {
+            return Err(Failure::Error(HubError::Binding(
+                "argument 'isOnline' must be true or false".into(),
+            )));
+        };
+        let event = if online { Event::UserOnline } else { Event::UserOffline };
+        self.announce(&call.node, &user, event, vec![call.caller.id.clone()])
+            .await?;
+        Ok(Value::Null)
+    }
+
+    /// Sends `event(userId, isOnline)` to the definition's presence audience.
     async fn announce(
         &self,
         node: &Node,
@@ -87,7 +104,10 @@ impl Chat {
         event: Event,
         except: Vec<ConnectionId>,
     ) -> Result<(), Failure> {
-        let fields = payload::fields([("userId", json!(user.as_str()))]);
+        let fields = payload::fields([
+            ("userId", json!(user.as_str())),
+            ("isOnline", json!(event == Event::UserOnline)),
+        ]);
         match self.def.presence {
             PresenceAudience::Everyone => self.emit(node, event, Target::All, vec![], &fields).await?,
             PresenceAudience::Others => self.emit(node, event, Target::All, except, &fields).await?,
@@ -99,7 +119,7 @@ impl Chat {
                 others.remove(user.as_str());
                 for other in others {
                     let target = Target::User(UserId::from(other));
-                    self.emit(node, event, target, vec![], &fields).await?;
+                    self.emit(node, event, target, except.clone(), &fields).await?;
                 }
             }
         }
@@ -126,7 +146,9 @@ impl Chat {
         Ok(Value::Array(presence))
     }
 
-    async fn presence_of(&self, node: &Node, user: &str) -> Result<Value, NodeError> {
+    /// One user's presence: `{userId, isOnline, lastSeen, connections}`
+    /// (`GetPresence` and the REST API's presence).
+    pub(super) async fn presence_of(&self, node: &Node, user: &str) -> Result<Value, NodeError> {
         let connections = node.user_connections(&self.hub, &UserId::from(user)).await?.len();
         let last_seen = if connections > 0 {
             Some(iso8601(now_ms()))

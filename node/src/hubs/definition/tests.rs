@@ -47,6 +47,7 @@ fn the_default_definition_has_missions_names() {
         ("MarkAsRead", 2, 2),
         ("GetPresence", 1, 1),
         ("Ping", 0, 0),
+        ("GetConversations", 0, 0),
     ];
     let expected: Vec<_> = expected.iter().map(|(n, a, b)| ((*n).to_owned(), *a, *b)).collect();
     assert_eq!(methods, expected);
@@ -340,4 +341,27 @@ fn the_example_of_docs_hubs_md_is_a_valid_definition() {
     assert_eq!(typing.name.as_deref(), Some("OnTypingIndicator"));
     assert_eq!(messaging.events[Event::MessageSent as usize].name, None);
     assert_eq!(messaging.refusals.not_found, "Conversation not found");
+}
+
+#[test]
+fn an_event_default_fills_a_field_the_kind_leaves_empty_and_an_unknown_one_is_refused() {
+    let def = resolve(
+        "kind = \"chat\"\npath = \"/hubs/pets\"\n[events.message_received]\nargs = [\"id\", \"messageType\"]\ndefaults = { messageType = \"Text\" }",
+    )
+    .unwrap();
+    let event = &def.events[0];
+    let mut fields = serde_json::Map::new();
+    fields.insert("id".into(), serde_json::json!("1"));
+    assert_eq!(
+        event.object(&fields),
+        serde_json::json!({ "id": "1", "messageType": "Text" })
+    );
+    fields.insert("messageType".into(), serde_json::json!("Image"));
+    assert_eq!(
+        event.object(&fields),
+        serde_json::json!({ "id": "1", "messageType": "Image" })
+    );
+    let error = resolve("kind = \"chat\"\npath = \"/hubs/pets\"\n[events.message_received]\ndefaults = { colour = 1 }")
+        .unwrap_err();
+    assert_eq!(error.field, "events.message_received.defaults.colour");
 }

@@ -1,6 +1,7 @@
 //! Conversations of chat hubs, for backends: create one with its
 //! participants (idempotent for the same id and participants), read one, add
-//! and remove participants, post a message and page the history. A removed
+//! and remove participants, post a message and page the history; a user's
+//! conversations (inbox) and users' presence. A removed
 //! participant's live connections leave the conversation's group at once
 //! and are told (`user_left_conversation`).
 //! A hub that is not of the chat kind answers 404 `Error.Hub.NotExisted`.
@@ -11,7 +12,7 @@ use serde::Deserialize;
 
 use super::body::read_limited;
 use super::error::{Missing, RestError};
-use super::params::{self, ConversationPath, HubPath, HubRequest, ParticipantPath};
+use super::params::{self, ConversationPath, HubPath, HubRequest, ParticipantPath, UserPath};
 use crate::hubs::chat::backend::{conversation_json, PostedMessage};
 use crate::hubs::chat::ChatHub;
 use crate::web::state::AppState;
@@ -166,6 +167,32 @@ pub async fn list_messages(
         _ => serde_json::Value::Null,
     };
     Ok(HttpResponse::Ok().json(serde_json::json!({ "value": page, "nextLink": next })))
+}
+
+/// `GET /api/hubs/{hub}/users/{user}/conversations`: `{"value": [{id, type,
+/// createdAt, participants, lastMessage, unreadCount}]}`, most recently
+/// active first (none: an empty list).
+pub async fn inbox(HubRequest { state, path, hub }: HubRequest<UserPath>) -> Result<HttpResponse, RestError> {
+    let inbox = chat(&state, &hub)?.inbox(&path.user).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "value": inbox })))
+}
+
+/// `GET /api/hubs/{hub}/presence?userId=a&userId=b`: `[{userId, isOnline,
+/// lastSeen, connections}]` in the order asked, as `GetPresence` answers;
+/// 1 to 100 users.
+pub async fn presence(
+    req: HttpRequest,
+    HubRequest { state, hub, .. }: HubRequest<HubPath>,
+) -> Result<HttpResponse, RestError> {
+    let users = params::query_values(&req, "userId");
+    let most = crate::hubs::chat::presence::MAX_PRESENCE_USERS;
+    if users.is_empty() || users.len() > most || users.iter().any(String::is_empty) {
+        return Err(RestError::BadRequest(format!(
+            "give 1 to {most} non-empty userId query parameters"
+        )));
+    }
+    let presence = chat(&state, &hub)?.presence(&state.node, &users).await?;
+    Ok(HttpResponse::Ok().json(presence))
 }
 
 /// The page size of the history when `limit` is absent.

@@ -128,6 +128,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/api/hubs/{hub}/users/{user}/count", get().to(query::user_count))
         .route("/api/hubs/{hub}/conversations", post().to(conversations::create))
+        .route(
+            "/api/hubs/{hub}/users/{user}/conversations",
+            get().to(conversations::inbox),
+        )
+        .route("/api/hubs/{hub}/presence", get().to(conversations::presence))
         .route("/api/hubs/{hub}/conversations/{id}", get().to(conversations::get))
         .route(
             "/api/hubs/{hub}/conversations/{id}/messages",

@@ -141,6 +141,8 @@ fn hub_routes(hub: &str) -> Vec<(Method, String)> {
         (Method::GET, format!("{h}/conversations/k1/messages")),
         (Method::PUT, format!("{h}/conversations/k1/participants/u1")),
         (Method::DELETE, format!("{h}/conversations/k1/participants/u1")),
+        (Method::GET, format!("{h}/users/u1/conversations")),
+        (Method::GET, format!("{h}/presence")),
         (Method::POST, v1.clone()),
         (Method::POST, format!("{v1}/users/u1")),
         (Method::POST, format!("{v1}/groups/g1")),

@@ -1,0 +1,151 @@
+//! The presets of `examples/` (one per seed app) parse as node configuration
+//! and their hub definitions resolve against the chat kind, with the names
+//! issue #9's table gives each app.
+
+use std::collections::BTreeMap;
+
+use hubwire_node::core::config::Config;
+use hubwire_node::hubs::chat::catalog::{Event, CATALOG};
+use hubwire_node::hubs::definition::Definition;
+use serde_json::{json, Map, Value};
+
+fn preset(app: &str) -> Definition {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{app}/hubwire.toml"));
+    let text = std::fs::read_to_string(&file).expect("preset");
+    let config: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    config.validate().expect("valid");
+    assert_eq!(config.hub.len(), 1, "{app}: one hub");
+    assert!(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../examples/{app}/README.md"))
+            .exists(),
+        "{app} has a README"
+    );
+    Definition::resolve(&config.hub[0], &CATALOG).unwrap_or_else(|e| panic!("{app}: {e}"))
+}
+
+/// Method name -> (operation, min arguments, max arguments).
+fn methods(def: &Definition) -> BTreeMap<String, (&'static str, usize, usize)> {
+    def.methods
+        .iter()
+        .map(|m| {
+            let op = CATALOG.operations[m.operation].name;
+            (m.spec.name.to_string(), (op, m.spec.min_params, m.spec.params))
+        })
+        .collect()
+}
+
+fn event(def: &Definition, event: Event) -> (Option<&str>, Vec<&'static str>) {
+    let bound = &def.events[event as usize];
+    (bound.name.as_deref(), bound.args.clone())
+}
+
+fn message() -> Map<String, Value> {
+    let fields = json!({
+        "id": "1", "conversationId": "c1", "senderId": "alice", "senderName": "Alice",
+        "recipientId": "bob", "content": "hi", "attachments": ["a.jpg"],
+        "clientMessageId": null, "sentAt": "2024-05-01T12:00:00.000Z", "messageType": null,
+    });
+    fields.as_object().cloned().unwrap_or_default()
+}
+
+#[test]
+fn pet_services_keeps_its_chat_hub() {
+    let def = preset("pet-services");
+    assert_eq!((def.path.as_str(), def.name.as_str()), ("/hubs/chat", "chat"));
+    let methods = methods(&def);
+    assert_eq!(methods["SendMessage"], ("send_direct_message", 2, 3));
+    assert_eq!(methods["JoinConversation"], ("join_conversation", 1, 1));
+    assert_eq!(methods["LeaveConversation"], ("leave_conversation", 1, 1));
+    assert_eq!(methods["StartTyping"], ("start_typing", 1, 1));
+    assert_eq!(methods["StopTyping"], ("stop_typing", 1, 1));
+    let received = def.events[Event::MessageReceived as usize].object(&message());
+    assert_eq!(
+        received,
+        json!({ "id": "1", "conversationId": "c1", "senderId": "alice", "recipientId": "bob",
+                "content": "hi", "messageType": "Text", "timestamp": "2024-05-01T12:00:00.000Z" })
+    );
+    assert_eq!(
+        event(&def, Event::TypingStarted),
+        (Some("UserStartedTyping"), vec!["conversationId", "userId"])
+    );
+    assert_eq!(
+        event(&def, Event::TypingStopped),
+        (Some("UserStoppedTyping"), vec!["conversationId", "userId"])
+    );
+    assert_eq!(event(&def, Event::UserOnline), (Some("UserOnline"), vec!["userId"]));
+    assert_eq!(def.refusals.invalid_content, "Invalid message content");
+    assert_eq!(def.refusals.not_participant, "Access denied");
+    assert!(!def.limits.content_ok("   "), "IsNullOrWhiteSpace");
+    assert!(!def.limits.content_ok(&"x".repeat(4001)));
+    assert!(def.limits.content_ok(&"x".repeat(4000)));
+}
+
+#[test]
+fn social_chat_keeps_its_chathub() {
+    let def = preset("social-chat");
+    assert_eq!((def.path.as_str(), def.name.as_str()), ("/chathub", "chathub"));
+    assert_eq!(def.group_of("c1"), "c1");
+    let methods = methods(&def);
+    assert_eq!(methods["JoinConversationRoom"], ("join_conversation", 1, 1));
+    assert_eq!(methods["LeaveConversationRoom"], ("leave_conversation", 1, 1));
+    assert_eq!(methods["SendMessage"], ("send_message", 2, 2));
+    assert_eq!(methods["UpdatePresence"], ("update_presence", 1, 1));
+    let received = def.events[Event::MessageReceived as usize].object(&message());
+    assert_eq!(
+        received,
+        json!({ "id": "1", "conversationId": "c1", "senderId": "alice", "content": "hi",
+                "sentAt": "2024-05-01T12:00:00.000Z", "senderUserName": "Alice" })
+    );
+    assert_eq!(event(&def, Event::UserJoinedConversation).0, Some("UserJoined"));
+    assert_eq!(event(&def, Event::UserLeftConversation).0, Some("UserLeft"));
+    assert_eq!(
+        event(&def, Event::UserOnline),
+        (Some("PresenceUpdated"), vec!["userId", "isOnline"])
+    );
+    assert_eq!(
+        event(&def, Event::UserOffline),
+        (Some("PresenceUpdated"), vec!["userId", "isOnline"])
+    );
+    assert_eq!(
+        event(&def, Event::MessageSent).0,
+        None,
+        "the sender hears ReceiveMessage"
+    );
+    assert_eq!(def.limits.max_connections_per_user, Some(5));
+}
+
+#[test]
+fn delivery_messaging_keeps_its_messaging_hub() {
+    let def = preset("delivery-messaging");
+    assert_eq!((def.path.as_str(), def.name.as_str()), ("/hubs/messaging", "messaging"));
+    assert_eq!(def.group_of("c1"), "conversation:c1");
+    let methods = methods(&def);
+    assert_eq!(methods["SendMessage"], ("send_message", 2, 3));
+    assert_eq!(methods["MarkAsRead"], ("mark_as_read", 2, 2));
+    assert_eq!(methods["Ping"], ("ping", 0, 0));
+    for name in ["JoinConversation", "LeaveConversation", "StartTyping", "StopTyping"] {
+        assert_eq!(methods[name].1, 1, "{name}");
+    }
+    let received = def.events[Event::MessageReceived as usize].object(&message());
+    assert_eq!(
+        received,
+        json!({ "messageId": "1", "conversationId": "c1", "senderUserId": "alice", "body": "hi",
+                "attachments": ["a.jpg"], "sentAt": "2024-05-01T12:00:00.000Z" })
+    );
+    let typing = (Some("OnTypingIndicator"), vec!["conversationId", "userId", "isTyping"]);
+    assert_eq!(event(&def, Event::TypingStarted), typing);
+    assert_eq!(event(&def, Event::TypingStopped), typing);
+    assert_eq!(
+        event(&def, Event::MessageRead),
+        (
+            Some("OnMessageRead"),
+            vec!["conversationId", "messageId", "userId", "readAt"]
+        )
+    );
+    assert_eq!(def.refusals.not_found, "Conversation not found");
+    assert_eq!(
+        def.refusals.not_participant,
+        "You are not a participant in this conversation"
+    );
+}
