@@ -149,6 +149,20 @@ pub struct Refusals {
     pub not_found: String,
     /// Content empty or too long.
     pub invalid_content: String,
+    /// Too many messages: a template with `{limit}` and `{retry}`.
+    pub rate_limited: String,
+}
+
+/// The default text of a send beyond the message rate.
+pub const RATE_LIMITED_TEXT: &str = "Rate limit exceeded: {limit} messages per minute; retry in {retry} s.";
+
+impl Refusals {
+    /// The rate-limit text for `limit` per minute, retry in `retry_secs`.
+    pub fn rate_limited_text(&self, limit: u32, retry_secs: u64) -> String {
+        self.rate_limited
+            .replace("{limit}", &limit.to_string())
+            .replace("{retry}", &retry_secs.to_string())
+    }
 }
 
 /// The limits of a hub.
@@ -160,6 +174,10 @@ pub struct Limits {
     pub typing_timeout_secs: u64,
     /// The most messages one catch-up returns.
     pub catch_up_max: usize,
+    /// Messages per user per minute, cluster-wide (0: no limit).
+    pub messages_per_minute: u32,
+    /// Typing notices per user per minute, cluster-wide (0: no limit).
+    pub typing_per_minute: u32,
 }
 
 /// A checked definition with every default filled in.
@@ -281,6 +299,8 @@ impl Definition {
             max_content_chars: table.limits.max_content_chars.unwrap_or(4000),
             typing_timeout_secs: table.limits.typing_timeout_secs.unwrap_or(10),
             catch_up_max: table.limits.catch_up_max.unwrap_or(500),
+            messages_per_minute: table.limits.messages_per_minute.unwrap_or(60),
+            typing_per_minute: table.limits.typing_per_minute.unwrap_or(10),
         };
         for (field, value) in [
             ("limits.max_content_chars", limits.max_content_chars),
@@ -307,6 +327,10 @@ impl Definition {
                 .invalid_content
                 .clone()
                 .unwrap_or_else(|| format!("content must be 1 to {} characters", limits.max_content_chars)),
+            rate_limited: written
+                .rate_limited
+                .clone()
+                .unwrap_or_else(|| RATE_LIMITED_TEXT.to_owned()),
         };
         Ok(Self {
             path: table.path.clone(),

@@ -13,6 +13,7 @@ use super::catalog::Event;
 use super::payload::{self, iso8601, message_fields};
 use super::{caller_user, optional_text, text, Chat, Failure, Refusal};
 use crate::core::hub::{HubCall, HubError};
+use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError};
 use crate::hubs::definition::BoundArgs;
 use hubwire_backplane::{ConnectionId, Target, UserId};
@@ -118,6 +119,10 @@ impl Chat {
         let chars = content.chars().count();
         if chars == 0 || chars > self.def.limits.max_content_chars {
             return Err(Failure::Refused(Refusal::InvalidContent));
+        }
+        let per_minute = self.def.limits.messages_per_minute;
+        if let Some(retry_secs) = self.over_rate(&call.node, &user, Limit::MessageRate, per_minute).await {
+            return Err(Failure::Refused(Refusal::RateLimited { retry_secs }));
         }
         let client_message_id = optional_text(args, "clientMessageId")?.filter(|c| !c.is_empty());
         let attachments = args.get("attachments").map(Value::to_string);
