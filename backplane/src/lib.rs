@@ -12,7 +12,9 @@
 //!   and what a node's inbox receives: [`BackplaneEvent`].
 //! - [`Delivery`] and [`Keyspace`]: the two narrow interfaces every
 //!   implementation provides — cross-node delivery (publish, subscribe,
-//!   readiness) and the cluster keyspace (connections, groups, users, counts).
+//!   readiness) and the cluster keyspace (connections, groups, users, counts,
+//!   and the small per-user state held cluster-wide: rate buckets, last seen,
+//!   cached read positions).
 //! - [`local`]: the in-process implementation (a single node, or several nodes of
 //!   one process in tests).
 //! - [`redis`]: the Redis implementation (fred): pub/sub fan-out, the keyspace
@@ -86,6 +88,33 @@ pub struct ConnectionRecord {
     pub since_ms: u64,
 }
 
+/// What a node learns when it registers a connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registered {
+    /// The groups the user was added to persistently in this hub, which the
+    /// connection joined.
+    pub groups: Vec<GroupName>,
+    /// The user's live connections to the hub cluster-wide, this one
+    /// included, counted in the same atomic step as the registration (0 for
+    /// an anonymous connection): 1 means it is the user's first.
+    pub user_connections: usize,
+}
+
+/// The answer of a rate bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rate {
+    /// A token was taken: the action may go ahead.
+    Allowed,
+    /// The bucket is empty; a token will be there after this long.
+    RetryAfter(Duration),
+}
+
+/// How long the keyspace keeps a user's last-seen time.
+pub const LAST_SEEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long the keyspace keeps a cached read position.
+pub const READ_POSITION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Errors of cluster operations.
 #[derive(Debug, thiserror::Error)]
 pub enum BackplaneError {
@@ -146,14 +175,18 @@ pub trait Keyspace: Send + Sync {
     async fn shutdown(&self) -> Result<(), BackplaneError>;
     /// Records a new connection. With `max_per_user`, refuses the connection
     /// atomically when its user already has that many. Returns the groups the
-    /// user was added to persistently in this hub, which the connection joins.
+    /// user was added to persistently in this hub, which the connection
+    /// joins, and the user's connection count after it.
     async fn register(
         &self,
         record: &ConnectionRecord,
         max_per_user: Option<usize>,
-    ) -> Result<Vec<GroupName>, BackplaneError>;
-    /// Forgets a connection and its group memberships.
-    async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError>;
+    ) -> Result<Registered, BackplaneError>;
+    /// Forgets a connection and its group memberships. Returns its user when
+    /// it was the user's last connection to its hub cluster-wide (decided in
+    /// the same atomic step, so only one unregistration says so); the user's
+    /// last-seen time is then written (see [`Keyspace::last_seen`]).
+    async fn unregister(&self, id: &ConnectionId) -> Result<Option<UserId>, BackplaneError>;
     /// The record of a connection anywhere in the cluster.
     async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError>;
     /// Records that a connection belongs to a group.
@@ -196,6 +229,37 @@ pub trait Keyspace: Send + Sync {
     async fn node_connection_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, BackplaneError>;
     /// The number of connections to a hub, cluster-wide.
     async fn hub_connection_count(&self, hub: &HubName) -> Result<usize, BackplaneError>;
+    /// Takes a token from the user's bucket `bucket` in a hub: a token bucket
+    /// of `limit` tokens, refilled evenly over `per` (so at most `limit`
+    /// actions in any `per`, and a burst of `limit` after a quiet `per`),
+    /// held cluster-wide with one clock. A `limit` of 0 refuses everything.
+    async fn take_token(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        bucket: &str,
+        limit: u32,
+        per: Duration,
+    ) -> Result<Rate, BackplaneError>;
+    /// When the user's last connection to the hub closed (Unix ms), kept for
+    /// [`LAST_SEEN_TTL`]; `None` if never seen or forgotten.
+    async fn last_seen(&self, hub: &HubName, user: &UserId) -> Result<Option<u64>, BackplaneError>;
+    /// Caches the user's read position in a conversation (an opaque text the
+    /// caller encodes), for [`READ_POSITION_TTL`].
+    async fn cache_read_position(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+        position: &str,
+    ) -> Result<(), BackplaneError>;
+    /// The cached read position, if any.
+    async fn cached_read_position(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+    ) -> Result<Option<String>, BackplaneError>;
 }
 
 /// The backplane a node runs with, chosen once at start-up.
@@ -251,8 +315,8 @@ forward!(impl Delivery {
 
 forward!(impl Keyspace {
     async fn shutdown(&self) -> Result<(), BackplaneError>;
-    async fn register(&self, record: &ConnectionRecord, max_per_user: Option<usize>) -> Result<Vec<GroupName>, BackplaneError>;
-    async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError>;
+    async fn register(&self, record: &ConnectionRecord, max_per_user: Option<usize>) -> Result<Registered, BackplaneError>;
+    async fn unregister(&self, id: &ConnectionId) -> Result<Option<UserId>, BackplaneError>;
     async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError>;
     async fn join_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<(), BackplaneError>;
     async fn leave_group(&self, hub: &HubName, group: &GroupName, id: &ConnectionId) -> Result<bool, BackplaneError>;
@@ -265,4 +329,8 @@ forward!(impl Keyspace {
     async fn user_connections(&self, hub: &HubName, user: &UserId) -> Result<Vec<ConnectionRecord>, BackplaneError>;
     async fn node_connection_counts(&self, hub: &HubName) -> Result<Vec<(NodeId, usize)>, BackplaneError>;
     async fn hub_connection_count(&self, hub: &HubName) -> Result<usize, BackplaneError>;
+    async fn take_token(&self, hub: &HubName, user: &UserId, bucket: &str, limit: u32, per: Duration) -> Result<Rate, BackplaneError>;
+    async fn last_seen(&self, hub: &HubName, user: &UserId) -> Result<Option<u64>, BackplaneError>;
+    async fn cache_read_position(&self, hub: &HubName, conversation: &str, user: &UserId, position: &str) -> Result<(), BackplaneError>;
+    async fn cached_read_position(&self, hub: &HubName, conversation: &str, user: &UserId) -> Result<Option<String>, BackplaneError>;
 });

@@ -11,17 +11,28 @@
 //! Each node's inbox holds [`INBOX_CAPACITY`] events; a publish to a node
 //! whose inbox is full waits for room (after releasing the lock), so that the
 //! in-process cluster slows its publishers down rather than losing messages.
+//!
+//! Rate buckets, last-seen times and cached read positions live in the same
+//! state, with the process' monotonic clock standing in for Redis' `TIME`;
+//! expired entries are dropped when read, and buckets that have refilled
+//! are pruned once there are many.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::message::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, Target};
 use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
-use crate::{BackplaneError, ConnectionRecord, Delivery, Keyspace, MembershipTtl};
+use crate::{
+    BackplaneError, ConnectionRecord, Delivery, Keyspace, MembershipTtl, Rate, Registered, LAST_SEEN_TTL,
+    READ_POSITION_TTL,
+};
+
+/// Buckets kept before the full ones are pruned.
+const PRUNE_BUCKETS_AT: usize = 10_000;
 
 /// Events one node's inbox holds on the in-process bus.
 pub const INBOX_CAPACITY: usize = 4096;
@@ -41,6 +52,20 @@ struct BusState {
     /// Persistent user memberships; `None` = no expiry.
     user_groups: HashMap<(HubName, UserId), HashMap<GroupName, Option<Instant>>>,
     nodes: HashMap<NodeId, NodeSlot>,
+    /// Token buckets: tokens left when last taken from, and when.
+    buckets: HashMap<(HubName, UserId, String), Bucket>,
+    /// When each user's last connection closed (Unix ms), and when recorded.
+    last_seen: HashMap<(HubName, UserId), (u64, Instant)>,
+    /// Cached read positions per (hub, conversation, user), and when written.
+    read_positions: HashMap<(HubName, String, UserId), (String, Instant)>,
+}
+
+/// One token bucket.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    /// When it is full again (it may be pruned then).
+    full_at: Instant,
 }
 
 struct NodeSlot {
@@ -211,15 +236,18 @@ impl Keyspace for LocalBackplane {
         &self,
         record: &ConnectionRecord,
         max_per_user: Option<usize>,
-    ) -> Result<Vec<GroupName>, BackplaneError> {
+    ) -> Result<Registered, BackplaneError> {
         let mut state = self.bus.state.lock();
+        let mut user_connections = 0;
         if let Some(user) = &record.user {
             let key = (record.hub.clone(), user.clone());
             let held = state.user_connections.get(&key).map_or(0, HashSet::len);
             if let Some(limit) = max_per_user.filter(|limit| held >= *limit) {
                 return Err(BackplaneError::UserLimit { limit });
             }
-            state.user_connections.entry(key).or_default().insert(record.id.clone());
+            let ids = state.user_connections.entry(key).or_default();
+            ids.insert(record.id.clone());
+            user_connections = ids.len();
         }
         state.connections.insert(record.id.clone(), record.clone());
         let groups = match &record.user {
@@ -238,27 +266,32 @@ impl Keyspace for LocalBackplane {
                 .or_default()
                 .insert(group.clone());
         }
-        Ok(groups)
+        Ok(Registered {
+            groups,
+            user_connections,
+        })
     }
 
-    async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError> {
+    async fn unregister(&self, id: &ConnectionId) -> Result<Option<UserId>, BackplaneError> {
         let mut state = self.bus.state.lock();
         let Some(record) = state.connections.remove(id) else {
-            return Ok(());
+            return Ok(None);
         };
+        let mut gone = None;
         if let Some(user) = &record.user {
             let key = (record.hub.clone(), user.clone());
             if let Some(ids) = state.user_connections.get_mut(&key) {
-                ids.remove(id);
-                if ids.is_empty() {
+                if ids.remove(id) && ids.is_empty() {
                     state.user_connections.remove(&key);
+                    state.last_seen.insert(key, (unix_ms(), Instant::now()));
+                    gone = Some(user.clone());
                 }
             }
         }
         for group in state.connection_groups.remove(id).unwrap_or_default() {
             state.leave(&record.hub, &group, id);
         }
-        Ok(())
+        Ok(gone)
     }
 
     async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError> {
@@ -422,4 +455,94 @@ impl Keyspace for LocalBackplane {
             .filter(|c| c.hub == *hub)
             .count())
     }
+
+    async fn take_token(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        bucket: &str,
+        limit: u32,
+        per: Duration,
+    ) -> Result<Rate, BackplaneError> {
+        if limit == 0 {
+            return Ok(Rate::RetryAfter(per));
+        }
+        let now = Instant::now();
+        let mut state = self.bus.state.lock();
+        if state.buckets.len() >= PRUNE_BUCKETS_AT {
+            state.buckets.retain(|_, b| b.full_at > now);
+        }
+        let key = (hub.clone(), user.clone(), bucket.to_owned());
+        let (limit, per_ms) = (f64::from(limit), per.as_secs_f64() * 1000.0);
+        let entry = state.buckets.entry(key).or_insert(Bucket {
+            tokens: limit,
+            at: now,
+            full_at: now,
+        });
+        let elapsed_ms = now.duration_since(entry.at).as_secs_f64() * 1000.0;
+        let tokens = (entry.tokens + elapsed_ms * limit / per_ms).min(limit);
+        let (tokens, rate) = if tokens >= 1.0 {
+            (tokens - 1.0, Rate::Allowed)
+        } else {
+            let wait_ms = ((1.0 - tokens) * per_ms / limit).ceil();
+            (tokens, Rate::RetryAfter(Duration::from_millis(wait_ms as u64)))
+        };
+        let refill_ms = ((limit - tokens) * per_ms / limit).ceil();
+        *entry = Bucket {
+            tokens,
+            at: now,
+            full_at: now + Duration::from_millis(refill_ms as u64),
+        };
+        Ok(rate)
+    }
+
+    async fn last_seen(&self, hub: &HubName, user: &UserId) -> Result<Option<u64>, BackplaneError> {
+        let mut state = self.bus.state.lock();
+        let key = (hub.clone(), user.clone());
+        match state.last_seen.get(&key) {
+            Some((ms, at)) if at.elapsed() < LAST_SEEN_TTL => Ok(Some(*ms)),
+            Some(_) => {
+                state.last_seen.remove(&key);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn cache_read_position(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+        position: &str,
+    ) -> Result<(), BackplaneError> {
+        let key = (hub.clone(), conversation.to_owned(), user.clone());
+        let value = (position.to_owned(), Instant::now());
+        self.bus.state.lock().read_positions.insert(key, value);
+        Ok(())
+    }
+
+    async fn cached_read_position(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+    ) -> Result<Option<String>, BackplaneError> {
+        let mut state = self.bus.state.lock();
+        let key = (hub.clone(), conversation.to_owned(), user.clone());
+        match state.read_positions.get(&key) {
+            Some((position, at)) if at.elapsed() < READ_POSITION_TTL => Ok(Some(position.clone())),
+            Some(_) => {
+                state.read_positions.remove(&key);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The wall clock in Unix milliseconds.
+fn unix_ms() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }

@@ -113,11 +113,17 @@ fn social_chat_keeps_its_chathub() {
         "the sender hears ReceiveMessage"
     );
     assert_eq!(def.limits.max_connections_per_user, Some(5));
+    assert_eq!(def.limits.messages_per_minute, 10, "the seed's rate limit");
 }
 
 #[test]
 fn delivery_messaging_keeps_its_messaging_hub() {
     let def = preset("delivery-messaging");
+    assert_eq!(
+        (def.limits.messages_per_minute, def.limits.typing_per_minute),
+        (60, 10),
+        "the seed's rate limits"
+    );
     assert_eq!((def.path.as_str(), def.name.as_str()), ("/hubs/messaging", "messaging"));
     assert_eq!(def.group_of("c1"), "conversation:c1");
     let methods = methods(&def);

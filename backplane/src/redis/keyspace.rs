@@ -13,7 +13,7 @@ use fred::prelude::{HashesInterface, KeysInterface, SetsInterface, SortedSetsInt
 use super::scripts::{array, int, opt_text, text, texts};
 use super::Shared;
 use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
-use crate::{BackplaneError, ConnectionRecord, MembershipTtl};
+use crate::{BackplaneError, ConnectionRecord, MembershipTtl, Registered};
 
 const RECORD_FIELDS: [&str; 5] = ["node", "hub", "user", "transport", "since"];
 
@@ -22,11 +22,15 @@ impl Shared {
         &self,
         record: &ConnectionRecord,
         max_per_user: Option<usize>,
-    ) -> Result<Vec<GroupName>, BackplaneError> {
+    ) -> Result<Registered, BackplaneError> {
         self.note_hub(&record.hub).await?;
         let held = self.memory.lock().holds_in(&record.hub);
         match self.write_record(record, max_per_user, None).await {
-            Ok(Written { groups, lease_lost }) => {
+            Ok(Written {
+                groups,
+                lease_lost,
+                user_connections,
+            }) => {
                 let mut memory = self.memory.lock();
                 // No lease although this node held connections in the hub
                 // before and after: it expired, and others may have removed
@@ -37,7 +41,10 @@ impl Shared {
                     self.wake.notify_one();
                 }
                 memory.insert(record.clone());
-                Ok(groups)
+                Ok(Registered {
+                    groups,
+                    user_connections,
+                })
             }
             Err(e @ BackplaneError::Unavailable(_)) => {
                 // The script may have run before the reply was lost: the node
@@ -79,10 +86,15 @@ impl Shared {
         match (status, max_per_user) {
             (Some(1), _) => {
                 let lease_lost = reply.next().map(|lost| int(what, lost)).transpose()? == Some(1);
+                let count = reply.next().map(|n| int(what, n)).transpose()?.unwrap_or(0);
                 let groups = reply
                     .map(|g| text(what, g).map(GroupName::from))
                     .collect::<Result<_, _>>()?;
-                Ok(Written { groups, lease_lost })
+                Ok(Written {
+                    groups,
+                    lease_lost,
+                    user_connections: usize::try_from(count).unwrap_or(0),
+                })
             }
             (Some(0), Some(limit)) => Err(BackplaneError::UserLimit { limit }),
             (other, _) => Err(BackplaneError::Unavailable(format!(
@@ -102,13 +114,14 @@ impl Shared {
         Ok(())
     }
 
-    pub(super) async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError> {
+    /// Forgets a connection; its user when that was the user's last.
+    pub(super) async fn unregister(&self, id: &ConnectionId) -> Result<Option<UserId>, BackplaneError> {
         let owned = self.memory.lock().remove(id);
         let hub = match owned {
             Some(hub) => hub,
             None => match self.connection(id).await? {
                 Some(record) => record.hub,
-                None => return Ok(()),
+                None => return Ok(None),
             },
         };
         let result = self.drop_record(&hub, id).await;
@@ -118,11 +131,14 @@ impl Shared {
         self.write_failed(result)
     }
 
-    /// Runs `unregister.lua`.
-    pub(super) async fn drop_record(&self, hub: &HubName, id: &ConnectionId) -> Result<(), BackplaneError> {
+    /// Runs `unregister.lua`: the connection's user if it was their last.
+    pub(super) async fn drop_record(&self, hub: &HubName, id: &ConnectionId) -> Result<Option<UserId>, BackplaneError> {
         let keys = vec![self.names.conn(hub, id)];
         let args = vec![self.names.hub_base(hub), id.to_string()];
-        self.script(&self.scripts.unregister, keys, args).await.map(|_| ())
+        let what = self.scripts.unregister.name();
+        let reply = array(what, self.script(&self.scripts.unregister, keys, args).await?)?;
+        let user = reply.into_iter().nth(1).map(|u| text(what, u)).transpose()?;
+        Ok(user.filter(|u| !u.is_empty()).map(UserId::from))
     }
 
     pub(super) async fn connection(&self, id: &ConnectionId) -> Result<Option<ConnectionRecord>, BackplaneError> {
@@ -301,6 +317,8 @@ pub(super) struct Written {
     /// This node's lease in the hub had expired: its other records there may
     /// be gone.
     pub(super) lease_lost: bool,
+    /// The user's connections that count, this one included.
+    pub(super) user_connections: usize,
 }
 
 /// A record from the hash fields as stored (`since` unparsable counts as 0).

@@ -6,6 +6,8 @@
 //! - [`codec`]: the binary encoding of messages between nodes.
 //! - `scripts` + `lua/*.lua`: the keyspace changes, each one atomic script.
 //! - `keyspace`: connections, groups and users on top of the scripts.
+//! - `user_state`: rate buckets (`take_token.lua`), last seen, cached read
+//!   positions.
 //! - `pubsub`: publishing, subscriptions (with a delayed unsubscribe), receiving.
 //! - `liveness`: heartbeats, dead-node sweeps, and the resync after an outage.
 //! - `memory`: the connections this node registered, to write back after an
@@ -35,6 +37,7 @@ pub mod names;
 mod pubsub;
 mod scripts;
 mod stats;
+mod user_state;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,7 +52,7 @@ use tracing::Instrument;
 
 use crate::message::{BackplaneEvent, Channel, ClusterMessage};
 use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
-use crate::{BackplaneError, ConnectionRecord, Delivery, Keyspace, LocalMembership, MembershipTtl};
+use crate::{BackplaneError, ConnectionRecord, Delivery, Keyspace, LocalMembership, MembershipTtl, Rate, Registered};
 
 pub use config::{ConnectError, RedisConfig};
 pub use names::RedisNames;
@@ -293,11 +296,11 @@ impl Keyspace for RedisBackplane {
         &self,
         record: &ConnectionRecord,
         max_per_user: Option<usize>,
-    ) -> Result<Vec<GroupName>, BackplaneError> {
+    ) -> Result<Registered, BackplaneError> {
         self.shared.register(record, max_per_user).await
     }
 
-    async fn unregister(&self, id: &ConnectionId) -> Result<(), BackplaneError> {
+    async fn unregister(&self, id: &ConnectionId) -> Result<Option<UserId>, BackplaneError> {
         self.shared.unregister(id).await
     }
 
@@ -379,5 +382,39 @@ impl Keyspace for RedisBackplane {
         // (or that left the live set) do not count.
         let counts = self.shared.node_counts(hub).await?;
         Ok(counts.into_iter().map(|(_, count)| count).sum())
+    }
+
+    async fn take_token(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        bucket: &str,
+        limit: u32,
+        per: std::time::Duration,
+    ) -> Result<Rate, BackplaneError> {
+        self.shared.take_token(hub, user, bucket, limit, per).await
+    }
+
+    async fn last_seen(&self, hub: &HubName, user: &UserId) -> Result<Option<u64>, BackplaneError> {
+        self.shared.last_seen(hub, user).await
+    }
+
+    async fn cache_read_position(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+        position: &str,
+    ) -> Result<(), BackplaneError> {
+        self.shared.cache_read_position(hub, conversation, user, position).await
+    }
+
+    async fn cached_read_position(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+    ) -> Result<Option<String>, BackplaneError> {
+        self.shared.cached_read_position(hub, conversation, user).await
     }
 }

@@ -18,6 +18,9 @@
 //! | `<p>:hub:{<hub>}:user:<u>:conns` | set of connection ids | none | a user's connections, limit |
 //! | `<p>:hub:{<hub>}:user:<u>:groups` | zset group → expiry (ms, `+inf` = forever) | `PEXPIREAT` latest expiry, none if one is forever | persistent user memberships |
 //! | `<p>:hub:{<hub>}:group:<g>:conns` | set of connection ids | none | a group's connections |
+//! | `<p>:hub:{<hub>}:user:<u>:seen` | string: Unix ms | `PX` 30 days, rewritten | when the user's last connection closed |
+//! | `<p>:hub:{<hub>}:user:<u>:rate:<b>` | hash `tokens` (float), `at` (ms, Redis clock) | `PX` until the bucket is full again | rate bucket `b` (`take_token.lua`) |
+//! | `<p>:hub:{<hub>}:conv:<c>:read:<u>` | string: the node's encoding of a read position | `PX` 30 days, rewritten | cached read position |
 //! | `<p>:hub:<hub>:all` | channel | | sends to a whole hub |
 //! | `<p>:hub:<hub>:group:<g>` | channel | | sends and commands for a group |
 //! | `<p>:hub:<hub>:user:<u>` | channel | | sends and commands for a user |
@@ -26,7 +29,8 @@
 //!
 //! Sets and zsets vanish when their last member leaves, and a node's lease in
 //! a hub goes with its last connection there, so a connection that
-//! unregisters leaves no key behind.
+//! unregisters leaves no key behind but its user's last-seen time (which
+//! expires). Rate buckets expire once full, read positions after 30 days.
 //!
 //! # Record leases
 //! A connection's records (its hash, its membership in the sets above) count
@@ -158,6 +162,31 @@ impl RedisNames {
     /// `<p>:hub:{<hub>}:group:<g>:conns`: set of a group's connections.
     pub fn group_conns(&self, hub: &HubName, group: &GroupName) -> String {
         format!("{}group:{}:conns", self.hub_base(hub), escape(group.as_str()))
+    }
+
+    /// `<p>:hub:{<hub>}:user:<u>:seen`: when the user's last connection closed.
+    pub fn last_seen(&self, hub: &HubName, user: &UserId) -> String {
+        format!("{}user:{}:seen", self.hub_base(hub), escape(user.as_str()))
+    }
+
+    /// `<p>:hub:{<hub>}:user:<u>:rate:<b>`: hash, a rate bucket of the user.
+    pub fn rate(&self, hub: &HubName, user: &UserId, bucket: &str) -> String {
+        format!(
+            "{}user:{}:rate:{}",
+            self.hub_base(hub),
+            escape(user.as_str()),
+            escape(bucket)
+        )
+    }
+
+    /// `<p>:hub:{<hub>}:conv:<c>:read:<u>`: a cached read position.
+    pub fn read_position(&self, hub: &HubName, conversation: &str, user: &UserId) -> String {
+        format!(
+            "{}conv:{}:read:{}",
+            self.hub_base(hub),
+            escape(conversation),
+            escape(user.as_str())
+        )
     }
 
     /// The pub/sub channel of a subscription.

@@ -34,7 +34,7 @@ async fn sharded_pubsub_and_scripts_work_on_a_cluster() {
         .register(&record("a2", &a.id(), "chat", Some("u")), Some(2))
         .await
         .expect("register");
-    assert_eq!(joined, [GroupName::from("vip")]);
+    assert_eq!(joined.groups, [GroupName::from("vip")]);
     assert!(a
         .backplane
         .register(&record("a3", &a.id(), "chat", Some("u")), Some(2))

@@ -49,6 +49,12 @@ async fn keys_are_named_and_typed_as_documented_and_cleaned_up() {
     )
     .await
     .expect("add");
+    bp.take_token(&hub, &user, "send:{x}", 5, Duration::from_secs(60))
+        .await
+        .expect("take");
+    bp.cache_read_position(&hub, "conv:{1}", &user, "42|1732000000000")
+        .await
+        .expect("cache");
 
     let mut con = connect(&server);
     let expected: BTreeMap<String, String> = [
@@ -64,6 +70,8 @@ async fn keys_are_named_and_typed_as_documented_and_cleaned_up() {
         (names.group_conns(&hub, &group), "set"),
         (names.group_conns(&hub, &"forever".into()), "set"),
         (names.group_conns(&hub, &"short".into()), "set"),
+        (names.rate(&hub, &user, "send:{x}"), "hash"),
+        (names.read_position(&hub, "conv:{1}", &user), "string"),
     ]
     .into_iter()
     .map(|(k, t)| (k, t.to_owned()))
@@ -104,11 +112,28 @@ async fn keys_are_named_and_typed_as_documented_and_cleaned_up() {
     );
     let beat: f64 = query(&mut con, &["ZSCORE", &names.live_nodes(), "n:1"]);
     assert!(beat > 1.7e12);
+    let bucket: BTreeMap<String, String> = query(&mut con, &["HGETALL", &names.rate(&hub, &user, "send:{x}")]);
+    assert_eq!(bucket.keys().collect::<Vec<_>>(), ["at", "tokens"]);
+    assert_eq!(bucket["tokens"].parse::<f64>().map(|t| t.round()), Ok(4.0));
+    let ttl: i64 = query(&mut con, &["PTTL", &names.rate(&hub, &user, "send:{x}")]);
+    assert!(ttl > 0 && ttl <= 12_000, "a bucket expires once full again: {ttl}");
+    let ttl: i64 = query(&mut con, &["PTTL", &names.read_position(&hub, "conv:{1}", &user)]);
+    assert!(ttl > 29 * 86_400_000, "read positions are kept 30 days: {ttl}");
+    let _: i64 = query(&mut con, &["DEL", &names.read_position(&hub, "conv:{1}", &user)]);
 
     bp.remove_user_from_all_groups(&hub, &user).await.expect("remove all");
-    bp.unregister(&id).await.expect("unregister");
-    let left: Vec<String> = keys(&mut con, &prefix).into_keys().collect();
-    assert_eq!(left, [names.hubs(), names.live_nodes()]);
+    assert_eq!(bp.unregister(&id).await.expect("unregister"), Some(user.clone()));
+    let seen: u64 = query(&mut con, &["GET", &names.last_seen(&hub, &user)]);
+    assert!(seen > 1_700_000_000_000, "last seen in Unix ms: {seen}");
+    let ttl: i64 = query(&mut con, &["PTTL", &names.last_seen(&hub, &user)]);
+    assert!(ttl > 29 * 86_400_000, "last seen is kept 30 days: {ttl}");
+    let _: i64 = query(&mut con, &["DEL", &names.rate(&hub, &user, "send:{x}")]);
+    let mut left: Vec<String> = keys(&mut con, &prefix).into_keys().collect();
+    left.sort();
+    let mut expected = vec![names.hubs(), names.live_nodes(), names.last_seen(&hub, &user)];
+    expected.sort();
+    assert_eq!(left, expected, "a user who left leaves only their last-seen time");
+    let _: i64 = query(&mut con, &["DEL", &names.last_seen(&hub, &user)]);
     bp.shutdown().await.expect("shutdown");
     let left: Vec<String> = keys(&mut con, &prefix).into_keys().collect();
     assert_eq!(left, [names.hubs()], "only the list of hubs outlives the nodes");

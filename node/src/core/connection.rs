@@ -94,6 +94,8 @@ pub struct ConnectionHandle {
     /// The first close request; `closing` wakes everyone waiting for it.
     close: Mutex<Option<CloseRequest>>,
     closing: Notify,
+    /// See [`ConnectionHandle::is_first_of_user`].
+    first_of_user: std::sync::atomic::AtomicBool,
 }
 
 /// Records waiting for the writer.
@@ -176,9 +178,20 @@ impl ConnectionHandle {
             capacity_bytes: limits.bytes,
             close: Mutex::new(None),
             closing: Notify::new(),
+            first_of_user: std::sync::atomic::AtomicBool::new(false),
         });
         let receiver = QueueReceiver { handle: handle.clone() };
         (handle, receiver)
+    }
+
+    /// Whether the keyspace counted this connection as its user's first in
+    /// the hub cluster-wide (set when it went live, see `Node::reserve`).
+    pub fn is_first_of_user(&self) -> bool {
+        self.first_of_user.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn mark_first_of_user(&self) {
+        self.first_of_user.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The user id, if authenticated.

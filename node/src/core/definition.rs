@@ -149,6 +149,10 @@ pub struct RefusalTable {
     pub not_found: Option<String>,
     /// The content is empty or too long. Default `content must be 1 to N characters`.
     pub invalid_content: Option<String>,
+    /// A send beyond `limits.messages_per_minute`; `{limit}` and `{retry}`
+    /// (whole seconds until a send is allowed again) are filled in. Default
+    /// `Rate limit exceeded: {limit} messages per minute; retry in {retry} s.`
+    pub rate_limited: Option<String>,
 }
 
 /// The limits of a definition.
@@ -167,6 +171,15 @@ pub struct LimitsTable {
     /// Connections one user may hold to this hub, cluster-wide (0 =
     /// unlimited). Default: the node's `max_connections_per_user`.
     pub max_connections_per_user: Option<usize>,
+    /// Messages (sends and direct sends) one user may send per minute, on
+    /// all their connections in the cluster (a token bucket: a burst of this
+    /// many, refilled evenly over a minute); beyond it a send is refused
+    /// with `refusals.rate_limited`. 0 turns the limit off. Default 60.
+    pub messages_per_minute: Option<u32>,
+    /// Typing notices (`StartTyping`) one user may send per minute, held the
+    /// same way; beyond it they are dropped silently. 0 turns the limit off.
+    /// Default 10.
+    pub typing_per_minute: Option<u32>,
 }
 
 #[cfg(test)]
@@ -190,6 +203,7 @@ mod tests {
             style = "exception"
             [limits]
             max_content_chars = 10
+            messages_per_minute = 5
             "#,
         )
         .unwrap();
@@ -198,6 +212,8 @@ mod tests {
         assert_eq!(table.methods.unwrap()[0].args.len(), 3);
         assert_eq!(table.events["message_received"].fields["id"], "messageId");
         assert_eq!(table.limits.max_content_chars, Some(10));
+        assert_eq!(table.limits.messages_per_minute, Some(5));
+        assert_eq!(table.limits.typing_per_minute, None);
         let unknown = toml::from_str::<HubTable>("kind = \"chat\"\npath = \"/x\"\ncolour = 1");
         assert!(unknown.unwrap_err().to_string().contains("colour"));
         let kind = toml::from_str::<HubTable>("kind = \"rooms\"\npath = \"/x\"");

@@ -55,6 +55,10 @@ pub enum Limit {
     ChannelsClaim,
     /// A send to other users without the `admin` role.
     AdminRole,
+    /// A chat message beyond the hub's `messages_per_minute` for its sender.
+    MessageRate,
+    /// A typing notice beyond the hub's `typing_per_minute` (dropped).
+    TypingRate,
 }
 
 impl Limit {
@@ -66,6 +70,8 @@ impl Limit {
             Limit::GroupsPerConnection => "groups_per_connection",
             Limit::ChannelsClaim => "channels_claim",
             Limit::AdminRole => "admin_role",
+            Limit::MessageRate => "message_rate",
+            Limit::TypingRate => "typing_rate",
         }
     }
 }

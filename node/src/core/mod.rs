@@ -20,6 +20,8 @@
 //! - [`acks`], [`lanes`]: the answers this node awaits from other nodes, and
 //!   the per-channel queues cluster commands run on.
 //! - [`node`]: the shared state of a node and its one send API.
+//! - [`user_state`]: the node's methods on per-user state held cluster-wide
+//!   (rate buckets, last seen, cached read positions).
 //! - [`inbox`]: what other nodes ask of this one (the inbox task).
 //! - [`hub`]: the hub trait, the hub set, the context of an invocation.
 //! - [`dispatch`]: hub messages in, hub method calls, completions out.
@@ -41,3 +43,4 @@ pub mod node;
 pub mod outbound;
 pub mod proxies;
 pub mod registry;
+pub mod user_state;

@@ -114,6 +114,9 @@ pub struct Node {
     pub(crate) acks: Acks,
     /// Group commands from other nodes, in order per group channel.
     pub(crate) lanes: Lanes,
+    /// Reserved connections that were their user's first in the cluster
+    /// (the keyspace said so atomically), until they go live.
+    firsts: parking_lot::Mutex<HashSet<ConnectionId>>,
 }
 
 /// What the layers above the node want to hear of. The node calls it and
@@ -164,6 +167,7 @@ impl Node {
             drain: Drain::default(),
             acks: Acks::default(),
             lanes,
+            firsts: parking_lot::Mutex::default(),
         }
     }
 
@@ -313,7 +317,10 @@ impl Node {
     /// it in the keyspace, where the backplane enforces the per-user limit
     /// atomically, cluster-wide, so connections still in their handshake count.
     /// Fails when the user is at the limit. Undone by [`Node::release`], or
-    /// completed by [`Node::connected`].
+    /// completed by [`Node::connected`]. The keyspace also counts the user's
+    /// connections in the same step: the one it counts first is marked
+    /// [`ConnectionHandle::is_first_of_user`] when it goes live, so that
+    /// exactly one connection announces the user coming online.
     pub async fn reserve(
         &self,
         id: &ConnectionId,
@@ -334,11 +341,16 @@ impl Node {
             .max_connections_per_user(hub)
             .unwrap_or(self.config.max_connections_per_user);
         let limit = Some(limit).filter(|l| *l > 0);
-        self.backplane.register(&record, limit).await.map(drop)
+        let registered = self.backplane.register(&record, limit).await?;
+        if registered.user_connections == 1 {
+            self.firsts.lock().insert(id.clone());
+        }
+        Ok(())
     }
 
     /// Gives back a reservation whose connection never completed its handshake.
     pub async fn release(&self, id: &ConnectionId) {
+        self.firsts.lock().remove(id);
         if let Err(e) = self.backplane.unregister(id).await {
             tracing::warn!(connection = %id, error = %e, "could not remove connection from the keyspace");
         }
@@ -349,6 +361,9 @@ impl Node {
     /// after it is in the registry, so that no later addition is missed).
     /// Then runs the hub's connection hook on a task of its own.
     pub async fn connected(self: &Arc<Self>, handle: &Arc<ConnectionHandle>) -> Result<(), BackplaneError> {
+        if self.firsts.lock().remove(&handle.id) {
+            handle.mark_first_of_user();
+        }
         let first_of_user = self.registry.add(handle);
         if self.drain.began() {
             // Its handshake finished during the drain: it reconnects elsewhere.
@@ -369,7 +384,8 @@ impl Node {
     }
 
     /// Forgets a connection locally and cluster-wide; if it was its user's
-    /// last one anywhere, runs the hub's offline hook.
+    /// last one anywhere (the keyspace says so in the same atomic step as the
+    /// removal, so one node only), runs the hub's offline hook.
     pub async fn disconnected(self: &Arc<Self>, id: &ConnectionId) {
         let Some(removed) = self.registry.remove(id) else {
             return;
@@ -388,12 +404,16 @@ impl Node {
                 tracing::warn!(error = %e, "unsubscribe failed");
             }
         }
-        if let Err(e) = self.backplane.unregister(id).await {
-            tracing::warn!(connection = %id, error = %e, "could not remove connection from the keyspace");
-        }
+        let gone = match self.backplane.unregister(id).await {
+            Ok(gone) => gone,
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "could not remove connection from the keyspace");
+                None
+            }
+        };
         self.hooks.disconnected(self.clone(), removed.handle.clone()).await;
-        if let (true, Some(user)) = (removed.last_of_user, removed.handle.user()) {
-            self.user_offline_if_gone(hub, user).await;
+        if let Some(user) = gone {
+            self.hooks.user_offline(self.clone(), hub.clone(), user).await;
         }
     }
 

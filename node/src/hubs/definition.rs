@@ -155,6 +155,20 @@ pub struct Refusals {
     pub not_found: String,
     /// Content empty or too long.
     pub invalid_content: String,
+    /// Too many messages: a template with `{limit}` and `{retry}`.
+    pub rate_limited: String,
+}
+
+/// The default text of a send beyond the message rate.
+pub const RATE_LIMITED_TEXT: &str = "Rate limit exceeded: {limit} messages per minute; retry in {retry} s.";
+
+impl Refusals {
+    /// The rate-limit text for `limit` per minute, retry in `retry_secs`.
+    pub fn rate_limited_text(&self, limit: u32, retry_secs: u64) -> String {
+        self.rate_limited
+            .replace("{limit}", &limit.to_string())
+            .replace("{retry}", &retry_secs.to_string())
+    }
 }
 
 /// The limits of a hub.
@@ -170,6 +184,10 @@ pub struct Limits {
     pub max_connections_per_user: Option<usize>,
     /// Whether whitespace-only content is refused.
     pub refuse_blank_content: bool,
+    /// Messages per user per minute, cluster-wide (0: no limit).
+    pub messages_per_minute: u32,
+    /// Typing notices per user per minute, cluster-wide (0: no limit).
+    pub typing_per_minute: u32,
 }
 
 impl Limits {
@@ -302,6 +320,8 @@ impl Definition {
             catch_up_max: table.limits.catch_up_max.unwrap_or(500),
             max_connections_per_user: table.limits.max_connections_per_user,
             refuse_blank_content: table.limits.refuse_blank_content.unwrap_or(false),
+            messages_per_minute: table.limits.messages_per_minute.unwrap_or(60),
+            typing_per_minute: table.limits.typing_per_minute.unwrap_or(10),
         };
         for (field, value) in [
             ("limits.max_content_chars", limits.max_content_chars),
@@ -328,6 +348,10 @@ impl Definition {
                 .invalid_content
                 .clone()
                 .unwrap_or_else(|| format!("content must be 1 to {} characters", limits.max_content_chars)),
+            rate_limited: written
+                .rate_limited
+                .clone()
+                .unwrap_or_else(|| RATE_LIMITED_TEXT.to_owned()),
         };
         Ok(Self {
             path: table.path.clone(),

@@ -21,6 +21,10 @@ local function lease_key(n) return base .. 'node:' .. esc(n) .. ':lease' end
 local function user_conns_key(u) return base .. 'user:' .. esc(u) .. ':conns' end
 local function user_groups_key(u) return base .. 'user:' .. esc(u) .. ':groups' end
 local function group_conns_key(g) return base .. 'group:' .. esc(g) .. ':conns' end
+local function last_seen_key(u) return base .. 'user:' .. esc(u) .. ':seen' end
+
+-- How long a last-seen time is kept (lib.rs LAST_SEEN_TTL: 30 days).
+local LAST_SEEN_TTL_MS = 2592000000
 
 -- Redis server time in milliseconds: one clock for every node.
 local function now_ms()
@@ -57,7 +61,8 @@ local function leave(c, g)
   return redis.call('SREM', group_conns_key(g), c)
 end
 
--- Removes a connection and every membership of it. Returns its record as
+-- Removes a connection and every membership of it; when it was the last
+-- connection its user had here, writes the user's last-seen time. Returns its record as
 -- {node, user, transport, since} (user false when anonymous), or nil.
 local function drop_conn(c)
   local key = conn_key(c)
@@ -72,6 +77,9 @@ local function drop_conn(c)
   end
   if rec[2] then
     redis.call('SREM', user_conns_key(rec[2]), c)
+    if redis.call('EXISTS', user_conns_key(rec[2])) == 0 then
+      redis.call('SET', last_seen_key(rec[2]), now_ms(), 'PX', LAST_SEEN_TTL_MS)
+    end
   end
   redis.call('SREM', hub_conns_key, c)
   for _, g in ipairs(redis.call('SMEMBERS', conn_groups_key(c))) do

@@ -15,10 +15,11 @@
 -- removed on the way (prelude: live_record), even when the limit refuses.
 --
 -- Returns {0} when the user already holds `limit` connections (nothing else
--- is written), else {1, lost, g...}: lost is 1 if the node's lease in the hub
+-- is written), else {1, lost, n, g...}: lost is 1 if the node's lease in the hub
 -- had expired (its other records here may be gone: the node must write
--- itself back), g... the user's live persistent groups, which the connection
--- has joined.
+-- itself back), n the user's connections that count, this one included (0
+-- when anonymous; 1: the user's first), g... the user's live persistent
+-- groups, which the connection has joined.
 
 local c, node, has_user, user = ARGV[2], ARGV[3], ARGV[5] == '1', ARGV[6]
 local limit, mode = tonumber(ARGV[9]), ARGV[10]
@@ -70,7 +71,11 @@ if mode == 'restore' then
   end
 end
 
-local out = {1, lost}
+local count = 0
+if has_user then
+  count = #live_user_conns(user)
+end
+local out = {1, lost, count}
 for _, g in ipairs(groups) do
   out[#out + 1] = g
 end

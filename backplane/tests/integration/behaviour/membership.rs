@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hubwire_backplane::{
-    BackplaneError, ConnectionId, Delivery, GroupName, HubName, Keyspace, MembershipTtl, NodeId, UserId,
+    BackplaneError, ConnectionId, Delivery, GroupName, HubName, Keyspace, MembershipTtl, NodeId, Registered, UserId,
 };
 
 use super::hub;
@@ -15,7 +15,10 @@ pub(super) async fn register_unregister_and_lookup(c: TestCluster) {
     let anon = record("c{2}", &c.nodes[1].id(), "chat", None);
     assert_eq!(
         a.register(&alice, Some(5)).await.expect("register"),
-        Vec::<GroupName>::new()
+        Registered {
+            groups: vec![],
+            user_connections: 1
+        }
     );
     b.register(&anon, Some(5)).await.expect("register anonymous");
 
@@ -153,7 +156,8 @@ pub(super) async fn user_memberships_follow_their_ttl(c: TestCluster) {
         .backplane
         .register(&record("u-2", &c.nodes[1].id(), "chat", Some("u")), None)
         .await
-        .expect("register");
+        .expect("register")
+        .groups;
     joined.sort();
     assert_eq!(joined, [forever.clone(), short.clone()]);
     assert_eq!(
@@ -188,7 +192,8 @@ pub(super) async fn user_memberships_follow_their_ttl(c: TestCluster) {
     let joined = a
         .register(&record("v-1", &node, "chat", Some("v")), None)
         .await
-        .expect("register");
+        .expect("register")
+        .groups;
     assert_eq!(joined, [forever]);
     assert!(a.user_in_group(&hub(), &u, &short).await.expect("still by connection"));
 }
@@ -231,7 +236,7 @@ pub(super) async fn remove_user_from_group_and_from_all_groups(c: TestCluster) {
         .register(&record("c2", &c.nodes[1].id(), "chat", Some("u")), None)
         .await
         .expect("register");
-    assert!(joined.is_empty());
+    assert!(joined.groups.is_empty());
     assert!(b
         .remove_user_from_all_groups(&hub(), &u)
         .await

@@ -4,9 +4,12 @@
 //!
 //! - [`delivery`]: publish to every kind of target, unsubscribe, shutdown.
 //! - [`membership`]: connections, limits, groups, users and counts.
+//! - [`user_state`]: rate buckets, a user's first and last connection, last
+//!   seen, cached read positions.
 
 mod delivery;
 mod membership;
+mod user_state;
 
 use hubwire_backplane::HubName;
 
@@ -54,6 +57,13 @@ suite!(
         user_memberships_follow_their_ttl,
         remove_user_from_group_and_from_all_groups,
         counts_span_every_node,
+    ],
+    user_state: [
+        rate_limit_holds_across_nodes,
+        rate_bucket_refills,
+        one_first_and_one_last_connection_under_concurrency,
+        last_seen_is_written_when_the_last_connection_goes,
+        read_positions_are_cached_cluster_wide,
     ],
 );
 

@@ -13,10 +13,20 @@ use super::catalog::Event;
 use super::payload::{self, iso8601, message_fields};
 use super::{caller_user, optional_text, text, Chat, Failure, Refusal};
 use crate::core::hub::{HubCall, HubError};
+use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError};
 use crate::hubs::definition::BoundArgs;
 use hubwire_backplane::{ConnectionId, Target, UserId};
-use hubwire_store::{Message, MessageId, NewMessage};
+use hubwire_store::{Message, MessageId, NewMessage, ReadPosition};
+
+/// A cached read position as [`Chat::read_position`] writes it.
+pub fn parse_read_position(text: &str) -> Option<ReadPosition> {
+    let (message, read_at) = text.split_once('|')?;
+    Some(ReadPosition {
+        message_id: message.parse().ok()?,
+        read_at: read_at.parse().ok()?,
+    })
+}
 
 /// A message id argument: decimal text or a number.
 fn message_id(args: &BoundArgs, param: &str) -> Result<Option<MessageId>, Failure> {
@@ -119,6 +129,10 @@ impl Chat {
         if !self.def.limits.content_ok(&content) {
             return Err(Failure::Refused(Refusal::InvalidContent));
         }
+        let per_minute = self.def.limits.messages_per_minute;
+        if let Some(retry_secs) = self.over_rate(&call.node, &user, Limit::MessageRate, per_minute).await {
+            return Err(Failure::Refused(Refusal::RateLimited { retry_secs }));
+        }
         let client_message_id = optional_text(args, "clientMessageId")?.filter(|c| !c.is_empty());
         let attachments = args.get("attachments").map(Value::to_string);
         let (conversation, recipient) = if direct {
@@ -188,8 +202,43 @@ impl Chat {
             .await
     }
 
+    /// Writes a stored read position through to the cluster's cache (as
+    /// `<messageId>|<readAt ms>`; see [`parse_read_position`]). A failure is
+    /// logged: the store stays the truth.
+    async fn cache_read(&self, node: &Node, conversation: &str, user: &UserId, position: &ReadPosition) {
+        let text = format!("{}|{}", position.message_id, position.read_at);
+        if let Err(e) = node.cache_read_position(&self.hub, conversation, user, &text).await {
+            tracing::warn!(user = %user, error = %e, "could not cache a read position");
+        }
+    }
+
+    /// The read position of `user` in `conversation`: the cluster's cache,
+    /// else the store (and then cached).
+    pub async fn read_position(
+        &self,
+        node: &Node,
+        conversation: &str,
+        user: &UserId,
+    ) -> Result<Option<ReadPosition>, Failure> {
+        match node.cached_read_position(&self.hub, conversation, user).await {
+            Ok(Some(text)) => {
+                if let Some(position) = parse_read_position(&text) {
+                    return Ok(Some(position));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "read position cache unavailable; reading the store"),
+        }
+        let stored = self.store.read_position(conversation, user.as_str()).await?;
+        if let Some(position) = &stored {
+            self.cache_read(node, conversation, user, position).await;
+        }
+        Ok(stored)
+    }
+
     /// `mark_as_read(conversationId, messageId)`: stores the read position
-    /// (it only moves forward) and tells the rest of the group where it is.
+    /// (it only moves forward), caches it cluster-wide, and tells the rest of
+    /// the group where it is.
     pub(super) async fn mark_read(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
         let user = caller_user(call)?;
         let conversation = text(args, "conversationId")?;
@@ -197,6 +246,7 @@ impl Chat {
             .ok_or_else(|| Failure::Error(HubError::Binding("argument 'messageId' is missing".into())))?;
         self.check_caller(call, &conversation, &user).await?;
         let position = self.store.mark_read(&conversation, user.as_str(), message).await?;
+        self.cache_read(&call.node, &conversation, &user, &position).await;
         let fields = payload::fields([
             ("conversationId", json!(conversation)),
             ("messageId", json!(position.message_id.to_string())),

@@ -21,6 +21,12 @@
 //! - Only participants (in the store) may join, send, type or mark read; a
 //!   refusal is a `HubException` or an error event to the caller, as the
 //!   definition says ([`Refusal`]).
+//! - Sends (`messages_per_minute`) and typing notices (`typing_per_minute`)
+//!   are rate-limited per user and hub across the cluster
+//!   ([`Node::take_rate`]): a send beyond it is refused with the time to
+//!   retry, a typing notice dropped silently. When the backplane cannot
+//!   answer, the call goes ahead (logged): the limit guards against abuse,
+//!   and refusing every send while Redis is away would stop the chat.
 //! - A message is acknowledged and broadcast only after the store committed
 //!   it; a repeated `clientMessageId` returns the stored message and
 //!   broadcasts nothing.
@@ -43,10 +49,11 @@ use serde_json::{Map, Value};
 use crate::core::connection::ConnectionHandle;
 use crate::core::definition::RefusalStyle;
 use crate::core::hub::{Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError, SendOrder};
 use crate::hubs::definition::{BoundArgs, BoundEvent, Definition};
 use catalog::{Event, Op, CATALOG};
-use hubwire_backplane::{ConnectionId, GroupName, HubName, Target, UserId};
+use hubwire_backplane::{ConnectionId, GroupName, HubName, Rate, Target, UserId};
 use hubwire_store::{Store, StoreError};
 
 /// A hub of the chat kind.
@@ -62,7 +69,6 @@ pub struct Chat {
     hub: HubName,
     store: Store,
     typing: typing::Typing,
-    presence: presence::LastSeen,
 }
 
 /// Why a call was refused, as the definition's refusal texts name it.
@@ -74,6 +80,11 @@ pub enum Refusal {
     NotFound,
     /// The content is empty or too long.
     InvalidContent,
+    /// The sender is beyond `messages_per_minute`.
+    RateLimited {
+        /// Whole seconds until a send is allowed again (at least 1).
+        retry_secs: u64,
+    },
 }
 
 /// How a call failed: refused (answered as the definition says), or an error.
@@ -123,7 +134,6 @@ impl ChatHub {
                 hub,
                 store,
                 typing: typing::Typing::default(),
-                presence: presence::LastSeen::default(),
             }),
         }
     }
@@ -168,23 +178,42 @@ impl Chat {
     async fn refuse(&self, call: &HubCall, refusal: Refusal) -> Result<HubReply, HubError> {
         let refusals = &self.def.refusals;
         let text = match refusal {
-            Refusal::NotParticipant => &refusals.not_participant,
-            Refusal::NotFound => &refusals.not_found,
-            Refusal::InvalidContent => &refusals.invalid_content,
+            Refusal::NotParticipant => refusals.not_participant.clone(),
+            Refusal::NotFound => refusals.not_found.clone(),
+            Refusal::InvalidContent => refusals.invalid_content.clone(),
+            Refusal::RateLimited { retry_secs } => {
+                refusals.rate_limited_text(self.def.limits.messages_per_minute, retry_secs)
+            }
         };
         match refusals.style {
-            RefusalStyle::Exception => Err(HubError::Hub(text.clone())),
+            RefusalStyle::Exception => Err(HubError::Hub(text)),
             RefusalStyle::Event => {
                 let event = match refusal {
-                    Refusal::InvalidContent => Event::MessageError,
+                    Refusal::InvalidContent | Refusal::RateLimited { .. } => Event::MessageError,
                     Refusal::NotParticipant | Refusal::NotFound => Event::ConversationError,
                 };
-                let fields = payload::fields([("error", Value::String(text.clone()))]);
+                let fields = payload::fields([("error", Value::String(text))]);
                 let caller = Target::Connection(call.caller.id.clone());
                 self.emit(&call.node, event, caller, vec![], &fields)
                     .await
                     .map_err(|e| HubError::Hub(e.to_string()))?;
                 Ok(HubReply::Value(Value::Null))
+            }
+        }
+    }
+
+    /// Takes a token of `user`'s `bucket` (`per_minute`, 0: unlimited):
+    /// `None` when the call may go ahead, else the whole seconds to wait.
+    async fn over_rate(&self, node: &Node, user: &UserId, bucket: Limit, per_minute: u32) -> Option<u64> {
+        if per_minute == 0 {
+            return None;
+        }
+        match node.take_rate(&self.hub, user, bucket, per_minute).await {
+            Ok(Rate::Allowed) => None,
+            Ok(Rate::RetryAfter(wait)) => Some(wait.as_millis().div_ceil(1000).max(1) as u64),
+            Err(e) => {
+                tracing::warn!(user = %user, error = %e, "rate limit unavailable; letting the call through");
+                None
             }
         }
     }
@@ -301,12 +330,7 @@ impl Hub for ChatHub {
 
     fn on_disconnected(&self, node: Arc<Node>, caller: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {
         let chat = self.chat.clone();
-        Box::pin(async move {
-            chat.clear_typing_of(&node, &caller.id).await;
-            if let Some(user) = caller.user() {
-                chat.presence.saw(user);
-            }
-        })
+        Box::pin(async move { chat.clear_typing_of(&node, &caller.id).await })
     }
 
     fn on_user_offline(&self, node: Arc<Node>, _hub: HubName, user: UserId) -> BoxFuture<'static, ()> {

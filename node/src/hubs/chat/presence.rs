@@ -5,14 +5,16 @@
 //! cluster keyspace.
 //!
 //! A user counts as online while the keyspace holds a connection of theirs.
-//! "First connection" is read from the keyspace after the connection
-//! registered: two first connections that register at the same instant on
-//! two nodes may both see the other and announce nothing. Last seen is kept
-//! by this node ([`LastSeen`]): the time it last saw one of the user's
-//! connections close, or now while they are online.
+//! Both transitions are decided by the keyspace in the atomic step that
+//! changes the user's connections: the registration it counts as the user's
+//! first is the one that announces `user_online`
+//! ([`ConnectionHandle::is_first_of_user`]), the unregistration that removes
+//! the last is the one whose node runs the offline hook — so two first
+//! connections on two nodes at once announce once, and so do two last ones.
+//! Last seen is the keyspace's too (written with that last removal, kept 30
+//! days, the same on every node), or now while the user is online.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
@@ -29,52 +31,23 @@ use hubwire_backplane::{ConnectionId, Target, UserId};
 /// The most users one `GetPresence` may ask about.
 pub const MAX_PRESENCE_USERS: usize = 100;
 
-/// When this node last saw each user's connection close (Unix ms). A
-/// `std::sync::Mutex`: held for one map operation, never across an await.
-#[derive(Debug, Default)]
-pub struct LastSeen(Mutex<HashMap<String, i64>>);
-
-impl LastSeen {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
-        // A panic while holding the lock leaves a map that is still whole.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// `user` was seen now.
-    pub fn saw(&self, user: &UserId) {
-        self.map().insert(user.as_str().to_owned(), now_ms());
-    }
-
-    /// When `user` was last seen, if this node saw them.
-    pub fn get(&self, user: &str) -> Option<i64> {
-        self.map().get(user).copied()
-    }
-}
-
 impl Chat {
-    /// A connection is live: if it is its user's only one in the cluster,
-    /// the user came online.
+    /// A connection is live: if the keyspace counted it as its user's first
+    /// in the cluster, the user came online.
     pub(super) async fn connected(&self, node: &Node, caller: &ConnectionHandle) {
-        let Some(user) = caller.user() else {
+        let Some(user) = caller.user().filter(|_| caller.is_first_of_user()) else {
             return;
         };
-        match node.user_connections(&self.hub, user).await {
-            Ok(connections) if connections.len() == 1 => {
-                if let Err(e) = self
-                    .announce(node, user, Event::UserOnline, vec![caller.id.clone()])
-                    .await
-                {
-                    tracing::warn!(user = %user, error = %e, "could not announce a user coming online");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(user = %user, error = %e, "cannot tell whether a user came online"),
+        if let Err(e) = self
+            .announce(node, user, Event::UserOnline, vec![caller.id.clone()])
+            .await
+        {
+            tracing::warn!(user = %user, error = %e, "could not announce a user coming online");
         }
     }
 
     /// The user's last connection in the cluster is gone.
     pub(super) async fn went_offline(&self, node: &Node, user: &UserId) {
-        self.presence.saw(user);
         if let Err(e) = self.announce(node, user, Event::UserOffline, vec![]).await {
             tracing::warn!(user = %user, error = %e, "could not announce a user going offline");
         }
@@ -149,11 +122,13 @@ impl Chat {
     /// One user's presence: `{userId, isOnline, lastSeen, connections}`
     /// (`GetPresence` and the REST API's presence).
     pub(super) async fn presence_of(&self, node: &Node, user: &str) -> Result<Value, NodeError> {
-        let connections = node.user_connections(&self.hub, &UserId::from(user)).await?.len();
+        let id = UserId::from(user);
+        let connections = node.user_connections(&self.hub, &id).await?.len();
         let last_seen = if connections > 0 {
             Some(iso8601(now_ms()))
         } else {
-            self.presence.get(user).map(iso8601)
+            let seen = node.last_seen(&self.hub, &id).await?;
+            seen.map(|ms| iso8601(i64::try_from(ms).unwrap_or(i64::MAX)))
         };
         Ok(json!({
             "userId": user,

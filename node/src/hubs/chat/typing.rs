@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use super::catalog::Event;
 use super::{caller_user, payload, text, Chat, Failure};
 use crate::core::hub::HubCall;
+use crate::core::metrics::Limit;
 use crate::core::node::Node;
 use crate::hubs::definition::BoundArgs;
 use hubwire_backplane::{ConnectionId, Target, UserId};
@@ -105,11 +106,20 @@ impl Typing {
 
 impl Chat {
     /// `start_typing(conversationId)`: participants only; announces a new
-    /// indicator to the rest of the group, and (re)arms its expiry.
+    /// indicator to the rest of the group, and (re)arms its expiry. Beyond
+    /// `typing_per_minute` the notice is dropped silently.
     pub(super) async fn start_typing(self: Arc<Self>, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
         let user = caller_user(call)?;
         let conversation = text(args, "conversationId")?;
         self.check_caller(call, &conversation, &user).await?;
+        let per_minute = self.def.limits.typing_per_minute;
+        if self
+            .over_rate(&call.node, &user, Limit::TypingRate, per_minute)
+            .await
+            .is_some()
+        {
+            return Ok(Value::Null);
+        }
         let key: TypingKey = (conversation.clone(), user.as_str().to_owned());
         let started = self.typing.start(key.clone(), &call.caller.id);
         if started.new {

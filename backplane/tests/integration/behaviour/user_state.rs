@@ -1,0 +1,178 @@
+//! Per-user state held cluster-wide: rate buckets, first / last connection
+//! of a user, last seen, cached read positions.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hubwire_backplane::{Keyspace, Rate, UserId};
+
+use super::hub;
+use crate::common::{record, TestCluster};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+pub(super) async fn rate_limit_holds_across_nodes(c: TestCluster) {
+    let u = UserId::from("u:{1}");
+    let mut allowed = 0;
+    let mut refused = Vec::new();
+    for i in 0..9 {
+        let node = &c.nodes[i % 3].backplane;
+        match node.take_token(&hub(), &u, "send", 5, MINUTE).await.expect("take") {
+            Rate::Allowed => allowed += 1,
+            Rate::RetryAfter(wait) => refused.push(wait),
+        }
+    }
+    assert_eq!(allowed, 5, "five tokens in all, whichever node takes them");
+    assert_eq!(refused.len(), 4);
+    for wait in refused {
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(12),
+            "one token refills in 60 s / 5: {wait:?}"
+        );
+    }
+    let take = |i: usize, hub: &str, user: &str, bucket: &'static str, limit: u32| {
+        let (hub, user) = (hub.into(), UserId::from(user));
+        let node = &c.nodes[i].backplane;
+        async move { node.take_token(&hub, &user, bucket, limit, MINUTE).await.expect("take") }
+    };
+    assert_eq!(
+        take(1, "chat", "v", "send", 5).await,
+        Rate::Allowed,
+        "buckets are per user"
+    );
+    assert_eq!(
+        take(2, "chat", "u:{1}", "typing", 5).await,
+        Rate::Allowed,
+        "and per bucket"
+    );
+    assert_eq!(take(0, "rooms", "u:{1}", "send", 5).await, Rate::Allowed, "and per hub");
+    assert!(
+        matches!(take(0, "chat", "w", "send", 0).await, Rate::RetryAfter(_)),
+        "a limit of 0 refuses"
+    );
+}
+
+pub(super) async fn rate_bucket_refills(c: TestCluster) {
+    let u = UserId::from("refill");
+    let per = Duration::from_millis(400); // 2 tokens: one every 200 ms
+    let mut wait = None;
+    for i in 0..50 {
+        let node = &c.nodes[i % 3].backplane;
+        if let Rate::RetryAfter(w) = node.take_token(&hub(), &u, "send", 2, per).await.expect("take") {
+            wait = Some(w);
+            break;
+        }
+    }
+    let wait = wait.expect("the bucket empties");
+    assert!(wait <= Duration::from_millis(200), "{wait:?}");
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    let again = c.nodes[1].backplane.take_token(&hub(), &u, "send", 2, per).await;
+    assert_eq!(
+        again.expect("take"),
+        Rate::Allowed,
+        "a token came back after the wait it named"
+    );
+}
+
+pub(super) async fn one_first_and_one_last_connection_under_concurrency(c: TestCluster) {
+    let [a, b, third] = [0, 1, 2].map(|i| &c.nodes[i].backplane);
+    let rec = |i: usize, id: &str| record(id, &c.nodes[i].id(), "chat", Some("u"));
+    let recs = [
+        rec(0, "c1"),
+        rec(1, "c2"),
+        rec(2, "c3"),
+        rec(0, "c4"),
+        rec(1, "c5"),
+        rec(2, "c6"),
+    ];
+    let (r1, r2, r3, r4, r5, r6) = tokio::join!(
+        a.register(&recs[0], None),
+        b.register(&recs[1], None),
+        third.register(&recs[2], None),
+        a.register(&recs[3], None),
+        b.register(&recs[4], None),
+        third.register(&recs[5], None),
+    );
+    let mut counts: Vec<usize> = [r1, r2, r3, r4, r5, r6]
+        .into_iter()
+        .map(|r| r.expect("register").user_connections)
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2, 3, 4, 5, 6], "each registration counted atomically");
+    let anonymous = a.register(&record("anon", &c.nodes[0].id(), "chat", None), None).await;
+    assert_eq!(anonymous.expect("register").user_connections, 0);
+
+    let (u1, u2, u3, u4, u5, u6) = tokio::join!(
+        a.unregister(&recs[0].id),
+        b.unregister(&recs[1].id),
+        third.unregister(&recs[2].id),
+        a.unregister(&recs[3].id),
+        b.unregister(&recs[4].id),
+        third.unregister(&recs[5].id),
+    );
+    let last: Vec<UserId> = [u1, u2, u3, u4, u5, u6]
+        .into_iter()
+        .filter_map(|r| r.expect("unregister"))
+        .collect();
+    assert_eq!(
+        last,
+        [UserId::from("u")],
+        "exactly one unregistration is the user's last"
+    );
+    assert_eq!(a.unregister(&"c1".into()).await.expect("again"), None);
+    assert_eq!(a.unregister(&"anon".into()).await.expect("anonymous"), None);
+}
+
+pub(super) async fn last_seen_is_written_when_the_last_connection_goes(c: TestCluster) {
+    let [a, b, third] = [0, 1, 2].map(|i| &c.nodes[i].backplane);
+    let u = UserId::from("seen:{u}");
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64;
+    a.register(&record("s1", &c.nodes[0].id(), "chat", Some("seen:{u}")), None)
+        .await
+        .expect("register");
+    b.register(&record("s2", &c.nodes[1].id(), "chat", Some("seen:{u}")), None)
+        .await
+        .expect("register");
+    assert_eq!(third.last_seen(&hub(), &u).await.expect("read"), None, "never seen yet");
+    assert_eq!(a.unregister(&"s1".into()).await.expect("unregister"), None);
+    assert_eq!(
+        third.last_seen(&hub(), &u).await.expect("read"),
+        None,
+        "still online through its other connection"
+    );
+    assert_eq!(b.unregister(&"s2".into()).await.expect("unregister"), Some(u.clone()));
+    let seen = third.last_seen(&hub(), &u).await.expect("read").expect("seen");
+    // One clock for the cluster (Redis' on Redis); the same machine's here.
+    assert!(seen + 1000 >= before, "{seen} vs {before}");
+    assert_eq!(
+        third.last_seen(&"rooms".into(), &u).await.expect("read"),
+        None,
+        "per hub"
+    );
+}
+
+pub(super) async fn read_positions_are_cached_cluster_wide(c: TestCluster) {
+    let [a, b, third] = [0, 1, 2].map(|i| &c.nodes[i].backplane);
+    let u = UserId::from("reader");
+    assert_eq!(b.cached_read_position(&hub(), "conv:1", &u).await.expect("read"), None);
+    a.cache_read_position(&hub(), "conv:1", &u, "41|1732000000000")
+        .await
+        .expect("cache");
+    b.cache_read_position(&hub(), "conv:1", &u, "42|1732000000001")
+        .await
+        .expect("cache");
+    assert_eq!(
+        third.cached_read_position(&hub(), "conv:1", &u).await.expect("read"),
+        Some("42|1732000000001".into())
+    );
+    assert_eq!(
+        third.cached_read_position(&hub(), "conv:2", &u).await.expect("read"),
+        None
+    );
+    assert_eq!(
+        third
+            .cached_read_position(&hub(), "conv:1", &"other".into())
+            .await
+            .expect("read"),
+        None
+    );
+}

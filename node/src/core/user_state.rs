@@ -1,0 +1,68 @@
+//! Per-user state held cluster-wide, reached through [`Node`]: rate buckets
+//! (`take_rate`), when a user was last seen, and cached read positions. The
+//! backplane holds it (Redis in a cluster: one atomic Lua script per bucket
+//! take, on Redis' clock; in-process on one node); this module only names
+//! the operations for the layers above and counts what they refuse.
+
+use std::time::Duration;
+
+use crate::core::metrics::Limit;
+use crate::core::node::{Node, NodeError};
+use hubwire_backplane::{HubName, Keyspace, Rate, UserId};
+
+/// The window of every per-minute limit.
+pub const MINUTE: Duration = Duration::from_secs(60);
+
+impl Node {
+    /// Takes a token of `user`'s bucket `bucket` in `hub`, a token bucket of
+    /// `limit_per_minute` tokens that refills evenly over a minute, shared by
+    /// the user's connections on every node. A refusal is counted in
+    /// `/metrics` under `limit`.
+    pub async fn take_rate(
+        &self,
+        hub: &HubName,
+        user: &UserId,
+        bucket: Limit,
+        limit_per_minute: u32,
+    ) -> Result<Rate, NodeError> {
+        let rate = self
+            .backplane
+            .take_token(hub, user, bucket.as_str(), limit_per_minute, MINUTE)
+            .await?;
+        if matches!(rate, Rate::RetryAfter(_)) {
+            self.metrics.refused(hub.as_str(), bucket);
+        }
+        Ok(rate)
+    }
+
+    /// When `user`'s last connection to `hub` closed anywhere in the
+    /// cluster (Unix ms), kept 30 days.
+    pub async fn last_seen(&self, hub: &HubName, user: &UserId) -> Result<Option<u64>, NodeError> {
+        Ok(self.backplane.last_seen(hub, user).await?)
+    }
+
+    /// Caches `user`'s read position in `conversation` cluster-wide (the
+    /// store stays the truth: write through after it committed).
+    pub async fn cache_read_position(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+        position: &str,
+    ) -> Result<(), NodeError> {
+        Ok(self
+            .backplane
+            .cache_read_position(hub, conversation, user, position)
+            .await?)
+    }
+
+    /// The cached read position of `user` in `conversation`, if cached.
+    pub async fn cached_read_position(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+    ) -> Result<Option<String>, NodeError> {
+        Ok(self.backplane.cached_read_position(hub, conversation, user).await?)
+    }
+}
