@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`client`]: a SignalR client over WebSockets using the node's codec.
 //! - [`common`]: options every scenario shares, opening many clients.
+//! - [`pace`]: when a steady sender's next send is due.
 //! - [`peer`]: one client over hubwire and the servers it is compared with
 //!   (Socket.IO, the protocol-less server), so scenarios run unchanged on all.
 //! - [`raw_server`]: that protocol-less WebSocket broadcast server (binary
@@ -14,6 +15,7 @@
 
 pub mod client;
 pub mod common;
+pub mod pace;
 pub mod peer;
 pub mod raw_server;
 pub mod rest;

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::client::ClientError;
 use crate::common::{emit, open_clients, Common};
+use crate::pace::Pace;
 use crate::peer::{Peer, ServerKind};
 use crate::stats::{join_latencies, now_micros, Latencies, Percentiles};
 use crate::usage::{CpuClock, CpuUse};
@@ -204,22 +205,18 @@ struct User {
 impl User {
     async fn run(self, mut client: Peer, first: Duration) -> Latencies {
         let mut latencies = Latencies::default();
-        let mut next_send = Instant::now() + first;
+        let mut pace = Pace::new(first, self.period, self.deadline);
         let mut last_ping = Instant::now();
         let mut n = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now >= next_send && now < self.deadline {
+            if pace.take_due() {
                 if self.send(&mut client, n).await.is_err() {
                     break;
                 }
                 n += 1;
-                next_send += self.period;
                 continue;
             }
-            let wait = next_send
-                .saturating_duration_since(now)
-                .clamp(Duration::from_millis(1), Duration::from_millis(500));
+            let wait = pace.wait();
             match client.next_event(wait).await {
                 Ok((event, payload)) => {
                     if payload.get("from").and_then(|f| f.as_u64()) == Some(self.id as u64) {

@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::client::{Client, ClientError};
 use crate::common::{emit, open_clients, user_of, Common};
+use crate::pace::Pace;
 use crate::peer::ServerKind;
 use crate::rest;
 use crate::scenario::chat::conversation_sizes;
@@ -235,22 +236,18 @@ struct User {
 impl User {
     async fn run(self, mut client: Client, first: Duration) -> Latencies {
         let mut latencies = Latencies::default();
-        let mut next_send = Instant::now() + first;
+        let mut pace = Pace::new(first, self.period, self.deadline);
         let mut last_ping = Instant::now();
         let mut n = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now >= next_send && now < self.deadline {
+            if pace.take_due() {
                 if self.send(&mut client, n).await.is_err() {
                     break;
                 }
                 n += 1;
-                next_send += self.period;
                 continue;
             }
-            let wait = next_send
-                .saturating_duration_since(now)
-                .clamp(Duration::from_millis(1), Duration::from_millis(500));
+            let wait = pace.wait();
             match client.next_invocation(wait).await {
                 Ok((event, arguments)) => {
                     if self
