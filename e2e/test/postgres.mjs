@@ -3,7 +3,8 @@
 // way test-support's PostgresServer does it. PostgreSQL refuses to run as
 // root: as root, every PostgreSQL binary runs as `postgres` (or `nobody`)
 // through `runuser`. The server is stopped (`pg_ctl stop -m immediate`) by
-// `stop()` and when the test file's process exits.
+// `stop()` and when the test file's process exits; `pause()` and `resume()`
+// stop and start the same server (port, data directory) for outage tests.
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -67,9 +68,21 @@ export class PostgresServer {
     const data = path.join(this.dir, 'data');
     const init = this.run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
     if (init.status !== 0) throw new Error(`initdb failed: ${init.stdout}\n${init.stderr}`);
+    live.add(this);
+    this.resume();
+  }
+
+  /** Stops the server (`pg_ctl stop -m immediate`), keeping its data directory for `resume()`. */
+  pause() {
+    const stopped = this.run('pg_ctl', ['-D', path.join(this.dir, 'data'), '-m', 'immediate', '-w', 'stop']);
+    if (stopped.status !== 0) throw new Error(`postgres did not stop: ${stopped.stdout}\n${stopped.stderr}`);
+  }
+
+  /** Starts the server (again) on the same port and data directory. */
+  resume() {
+    const data = path.join(this.dir, 'data');
     const options = `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.dir} -c max_connections=200`;
     const started = this.run('pg_ctl', ['-D', data, '-l', this.logFile, '-o', options, '-w', '-t', '30', 'start']);
-    live.add(this);
     if (started.status !== 0) {
       const log = fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8') : '';
       this.stop();
