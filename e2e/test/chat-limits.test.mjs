@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, before, describe } from 'node:test';
 
-import { closeAllClients, connect, delay, e2eTest, record, startCluster, startRedis, stopAllNodesAfter, withTimeout } from './harness.mjs';
+import { closeAllClients, connect, delay, e2eTest, record, startCluster, startRedis, stopAllNodesAfter, withTimeout, accessToken } from './harness.mjs';
 import { startPostgres } from './postgres.mjs';
 
 stopAllNodesAfter();
@@ -20,14 +20,6 @@ const TYPING_PER_MINUTE = 2;
 
 const unique = (name) => `${name}-${crypto.randomBytes(3).toString('hex')}`;
 
-function accessToken(node, aud) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const header = b64({ alg: 'HS256', typ: 'JWT' });
-  const payload = b64({ nameid: 'chat-limits-e2e', nbf: now, exp: now + 3600, iat: now, aud });
-  const sig = crypto.createHmac('sha256', Buffer.from(node.accessKey, 'utf8')).update(`${header}.${payload}`).digest('base64url');
-  return `${header}.${payload}.${sig}`;
-}
 
 async function conversation(node, participants) {
   const path = '/api/hubs/chat/conversations';

@@ -22,6 +22,7 @@ import {
   stopAllNodesAfter,
   waitFor,
   withTimeout,
+  accessToken,
 } from './harness.mjs';
 import { startPostgres } from './postgres.mjs';
 
@@ -37,18 +38,6 @@ const ATTEMPTS = 4;
 /** The built-in chat hub without its 60-a-minute send limit (the senders here are faster). */
 const UNLIMITED_CHAT = [{ kind: 'chat', path: '/hubs/chat', limits: { messages_per_minute: 100000 } }];
 
-/** An HS256 access-key token for audience `aud`, as the Management SDK makes it. */
-function accessToken(node, aud) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const header = b64({ alg: 'HS256', typ: 'JWT' });
-  const payload = b64({ nameid: 'chat-e2e', nbf: now, exp: now + 3600, iat: now, aud });
-  const sig = crypto
-    .createHmac('sha256', Buffer.from(node.accessKey, 'utf8'))
-    .update(`${header}.${payload}`)
-    .digest('base64url');
-  return `${header}.${payload}.${sig}`;
-}
 
 /** `method` on `/api/hubs/chat{rest}` of `node`; { status, body, text }. */
 async function api(node, method, rest, body) {

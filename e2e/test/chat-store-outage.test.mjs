@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, before, describe } from 'node:test';
 
-import { closeAllClients, connect, delay, e2eTest, startNode, stopAllNodesAfter, waitFor, withTimeout } from './harness.mjs';
+import { closeAllClients, connect, delay, e2eTest, startNode, stopAllNodesAfter, waitFor, withTimeout, accessToken } from './harness.mjs';
 import { startPostgres } from './postgres.mjs';
 
 stopAllNodesAfter();
@@ -27,15 +27,6 @@ const PHASE_MS = 30_000;
 
 const unique = (name) => `${name}-${crypto.randomBytes(3).toString('hex')}`;
 
-/** An HS256 access-key token for audience `aud`, as the Management SDK makes it. */
-function accessToken(node, aud) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const header = b64({ alg: 'HS256', typ: 'JWT' });
-  const payload = b64({ nameid: 'chat-e2e', nbf: now, exp: now + 3600, iat: now, aud });
-  const sig = crypto.createHmac('sha256', Buffer.from(node.accessKey, 'utf8')).update(`${header}.${payload}`).digest('base64url');
-  return `${header}.${payload}.${sig}`;
-}
 
 /** `method` on `/api/hubs/chat{rest}` of `node` with an access-key token; { status, body }. */
 async function api(node, method, rest, body) {

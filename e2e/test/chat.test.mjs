@@ -21,6 +21,7 @@ import {
   startRedis,
   stopAllNodesAfter,
   withTimeout,
+  accessToken,
 } from './harness.mjs';
 import { startPostgres } from './postgres.mjs';
 
@@ -31,18 +32,6 @@ const GRACE_MS = 400;
 
 const unique = (name) => `${name}-${crypto.randomBytes(3).toString('hex')}`;
 
-/** An HS256 access-key token for audience `aud`, as the Management SDK makes it. */
-function accessToken(node, aud) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const header = b64({ alg: 'HS256', typ: 'JWT' });
-  const payload = b64({ nameid: 'chat-e2e', nbf: now, exp: now + 3600, iat: now, aud });
-  const sig = crypto
-    .createHmac('sha256', Buffer.from(node.accessKey, 'utf8'))
-    .update(`${header}.${payload}`)
-    .digest('base64url');
-  return `${header}.${payload}.${sig}`;
-}
 
 /** `method` on `/api/hubs/{hub}{rest}` of `node` with an access-key token; { status, body }. */
 async function api(node, method, hub, rest, body) {

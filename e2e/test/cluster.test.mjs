@@ -22,6 +22,7 @@ import {
   stopAllNodesAfter,
   waitFor,
   withTimeout,
+  accessToken,
 } from './harness.mjs';
 
 stopAllNodesAfter();
@@ -59,15 +60,6 @@ function useCluster(name) {
 // REST API (Azure 2022-06-01 paths, access-key tokens as the Management SDK makes them)
 // ---------------------------------------------------------------------------
 
-/** HS256 access-key token for audience `aud` (2022-06-01 SDK: URL without the port). */
-function accessToken(node, aud) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const header = b64({ alg: 'HS256', typ: 'JWT' });
-  const payload = b64({ nameid: 'cluster-e2e', nbf: now, exp: now + 3600, iat: now, aud });
-  const sig = crypto.createHmac('sha256', Buffer.from(node.accessKey, 'utf8')).update(`${header}.${payload}`).digest('base64url');
-  return `${header}.${payload}.${sig}`;
-}
 
 /**
  * `method` on `/api/hubs/diagnostics{pathAfterHub}` of `node`. `message`

@@ -943,3 +943,19 @@ export function e2eTest(name, options, fn) {
     }
   });
 }
+
+/**
+ * An HS256 access-key token for audience `aud` (the REST URL without query), signed with
+ * the node's access key, as Microsoft's Management SDK makes it (`nameid` names the caller).
+ */
+export function accessToken(node, aud, nameid = 'e2e-backend') {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const header = b64({ alg: 'HS256', typ: 'JWT' });
+  const payload = b64({ nameid, nbf: now, exp: now + 3600, iat: now, aud });
+  const sig = crypto
+    .createHmac('sha256', Buffer.from(node.accessKey, 'utf8'))
+    .update(`${header}.${payload}`)
+    .digest('base64url');
+  return `${header}.${payload}.${sig}`;
+}

@@ -22,6 +22,7 @@ import {
   stopAllNodesAfter,
   waitFor,
   withTimeout,
+  accessToken,
 } from './harness.mjs';
 import { startPostgres } from './postgres.mjs';
 
@@ -35,15 +36,6 @@ const unique = (name) => `${name}-${crypto.randomBytes(3).toString('hex')}`;
 const keys = (o) => Object.keys(o).sort();
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
-/** An HS256 access-key token for audience `aud`, as the Management SDK makes it. */
-function accessToken(node, aud) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const header = b64({ alg: 'HS256', typ: 'JWT' });
-  const payload = b64({ nameid: 'backend', nbf: now, exp: now + 3600, iat: now, aud });
-  const sig = crypto.createHmac('sha256', Buffer.from(node.accessKey, 'utf8')).update(`${header}.${payload}`).digest('base64url');
-  return `${header}.${payload}.${sig}`;
-}
 
 /** `method` on `/api/hubs/{hub}{rest}` of `node`, as the app's backend calls it. */
 async function api(node, method, hub, rest, body) {
