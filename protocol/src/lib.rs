@@ -59,6 +59,7 @@ pub use handshake::{
 pub use message::{
     Ack, CancelInvocation, Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, Sequence, StreamItem,
 };
+pub use msgpack::civil_from_days;
 pub use protocol::Protocol;
 pub use serde_json::Value;
 

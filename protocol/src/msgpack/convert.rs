@@ -76,8 +76,8 @@ pub(crate) fn timestamp_to_iso8601(data: &[u8]) -> Option<String> {
 }
 
 /// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day)
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+/// (Howard Hinnant's `civil_from_days`). Also the node's ISO-8601 times use it.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -26,6 +26,7 @@
 //! binary/timestamp conversions).
 
 mod convert;
+pub use convert::civil_from_days;
 mod read;
 mod write;
 
