@@ -57,6 +57,7 @@ async fn run(name: &str, config: &StoreConfig, senders: usize, seconds: u64) {
                         content: format!("message {n} of sender {s}, about as long as a chat line"),
                         attachments: None,
                         client_message_id: Some(format!("{s}-{n}")),
+                        ..NewMessage::default()
                     };
                     store.append_message(message).await.expect("append");
                     n += 1;

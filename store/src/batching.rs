@@ -176,6 +176,9 @@ impl Committer {
                 client_message_id: message.client_message_id.clone(),
                 sent_at: now,
                 key_id,
+                message_type: message.message_type.clone(),
+                stored_by: message.stored_by.clone(),
+                broadcast_at: None,
             });
         }
         let rows = &rows;
@@ -222,6 +225,9 @@ pub(crate) fn decrypt(cipher: &Cipher, row: MessageRow) -> Result<Message> {
         client_message_id: row.client_message_id,
         sent_at: row.sent_at,
         key_id: row.key_id,
+        message_type: row.message_type,
+        stored_by: row.stored_by,
+        broadcast_at: row.broadcast_at,
     })
 }
 

@@ -14,6 +14,9 @@
 //! - `conversations`: create (idempotent), direct conversations, participants.
 //! - `messages`: history pages, catch-up, read positions, a user's inbox.
 //! - `batching`: the group-commit task behind [`Store::append_message`].
+//! - [`outbox`]: the broadcast mark (`stored_by`, `broadcast_at`): batched
+//!   [`Store::mark_broadcast`], and [`Store::unbroadcast_of`] for the sweep
+//!   of a dead node's unbroadcast messages.
 //! - [`crypto`]: AES-256-GCM of message content at rest, with key rotation.
 //! - `retention`: deleting old messages per conversation kind, one node at a time.
 //!
@@ -23,6 +26,8 @@
 //! - `(conversation, sender, client_message_id)` is unique: a repeated append
 //!   returns the stored message with `inserted == false`.
 //! - A read position never moves backwards.
+//! - A message is in the outbox (`broadcast_at` NULL) from its commit until
+//!   [`Store::mark_broadcast`]; a mark is never cleared.
 //! - The store knows nothing of the node: authorisation (who may read or
 //!   send) is the caller's.
 
@@ -36,6 +41,7 @@ pub mod id;
 mod messages;
 pub mod migrations;
 pub mod models;
+pub mod outbox;
 mod retention;
 pub mod schema;
 
@@ -68,6 +74,7 @@ struct Inner {
     retention: Vec<(String, u32)>,
     retention_interval: Duration,
     appends: tokio::sync::mpsc::Sender<batching::Pending>,
+    marks: tokio::sync::mpsc::Sender<outbox::PendingMark>,
 }
 
 impl Store {
@@ -87,6 +94,7 @@ impl Store {
             db::Db::Sqlite(_) => 1,
         };
         let (appends, queue) = tokio::sync::mpsc::channel(config.queue_capacity);
+        let (marks, mark_queue) = tokio::sync::mpsc::channel(config.queue_capacity);
         let inner = Arc::new(Inner {
             db,
             acquire_timeout: config.acquire_timeout(),
@@ -94,7 +102,15 @@ impl Store {
             retention: config.retention_days()?,
             retention_interval: Duration::from_secs(config.retention_interval_secs.max(1)),
             appends,
+            marks,
         });
+        tokio::spawn(outbox::run(
+            inner.db.clone(),
+            inner.acquire_timeout,
+            mark_queue,
+            config.batch_max,
+            in_flight,
+        ));
         tokio::spawn(batching::run(
             batching::Committer::new(inner.db.clone(), inner.acquire_timeout, inner.cipher.clone()),
             queue,

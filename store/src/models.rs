@@ -52,10 +52,18 @@ pub struct Message {
     pub sent_at: i64,
     /// The key the content is encrypted with at rest; none: plain text.
     pub key_id: Option<String>,
+    /// The app's message type ("Text", "Image", ...); none: the hub
+    /// definition's default.
+    pub message_type: Option<String>,
+    /// The node that stored it (see [`crate::outbox`]).
+    pub stored_by: Option<String>,
+    /// When its broadcast was marked done, Unix milliseconds; none: not
+    /// (yet) marked — in the outbox.
+    pub broadcast_at: Option<i64>,
 }
 
 /// A message to append.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewMessage {
     /// The conversation (it must exist).
     pub conversation_id: String,
@@ -68,6 +76,12 @@ pub struct NewMessage {
     /// The sender's idempotency key: a second append with the same key in
     /// the same conversation returns the first message.
     pub client_message_id: Option<String>,
+    /// The app's message type; none: the hub definition's default.
+    pub message_type: Option<String>,
+    /// The node storing it, which broadcasts it and marks it broadcast
+    /// ([`crate::Store::mark_broadcast`]); none: nobody will (no outbox
+    /// sweep for it).
+    pub stored_by: Option<String>,
 }
 
 /// Where a user has read up to in a conversation.
@@ -112,6 +126,9 @@ pub(crate) struct MessageRow {
     pub client_message_id: Option<String>,
     pub sent_at: i64,
     pub key_id: Option<String>,
+    pub message_type: Option<String>,
+    pub stored_by: Option<String>,
+    pub broadcast_at: Option<i64>,
 }
 
 /// A read-position row.

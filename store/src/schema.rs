@@ -44,6 +44,12 @@ diesel::table! {
         sent_at -> BigInt,
         /// The encryption key of `content`; none: plain text.
         key_id -> Nullable<Text>,
+        /// The app's message type; none: the hub definition's default.
+        message_type -> Nullable<Text>,
+        /// The node that stored it; none: no node (never swept).
+        stored_by -> Nullable<Text>,
+        /// When its broadcast was done (Unix ms); none until then (the outbox).
+        broadcast_at -> Nullable<BigInt>,
     }
 }
 

@@ -17,6 +17,7 @@ fn message(conversation: &str, content: &str) -> NewMessage {
         content: content.into(),
         attachments: None,
         client_message_id: None,
+        ..NewMessage::default()
     }
 }
 

@@ -28,6 +28,7 @@ fn message(conversation: &str, sender: &str, content: &str, client_id: Option<&s
         content: content.into(),
         attachments: None,
         client_message_id: client_id.map(Into::into),
+        ..NewMessage::default()
     }
 }
 

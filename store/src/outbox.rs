@@ -1,0 +1,124 @@
+//! The broadcast outbox: a message stays in it (`broadcast_at` NULL) from
+//! its commit until the node that stored it (`stored_by`) has done its group
+//! send and marked it. What is left in it is what a node stored and did not
+//! (say it) broadcast: the hub broadcasts such a message again when its
+//! sender repeats it, and a survivor sweeps the outbox of a node that died
+//! ([`Store::unbroadcast_of`]).
+//!
+//! Marks are cheap: [`Store::mark_broadcast`] queues the id to one task that
+//! writes everything queued (up to `batch_max`) as one
+//! `UPDATE messages SET broadcast_at = ? WHERE id IN (...)`, one statement
+//! and commit for many messages, as the appends' group commit does. The
+//! partial index `messages_unbroadcast` holds only unmarked rows, so the
+//! sweep reads a few rows whatever the size of the table.
+
+use std::sync::Arc;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::batching::decrypt;
+use crate::db::{with_conn, Db};
+use crate::models::{now_ms, MessageRow};
+use crate::schema::messages;
+use crate::{Message, MessageId, Result, Store, StoreError};
+
+/// One queued mark.
+pub(crate) struct PendingMark {
+    id: MessageId,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+impl Store {
+    /// Marks message `id` broadcast (sets `broadcast_at`, if not set yet);
+    /// returns once the mark is committed. Marks of many callers share one
+    /// statement.
+    pub async fn mark_broadcast(&self, id: MessageId) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .marks
+            .send(PendingMark { id, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Up to `limit` messages `node` stored and did not mark broadcast,
+    /// oldest first, after `after` (the last id of the previous page; none:
+    /// from the first).
+    pub async fn unbroadcast_of(&self, node: &str, after: Option<MessageId>, limit: usize) -> Result<Vec<Message>> {
+        let after = after.map_or(i64::MIN, |id| id.0);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let inner = &*self.inner;
+        let rows: Vec<MessageRow> = with_conn!(inner, conn => {
+            messages::table
+                .filter(messages::stored_by.eq(node))
+                .filter(messages::broadcast_at.is_null())
+                .filter(messages::id.gt(after))
+                .order(messages::id.asc())
+                .limit(limit)
+                .select(MessageRow::as_select())
+                .load(conn)
+                .await?
+        });
+        rows.into_iter().map(|row| decrypt(&inner.cipher, row)).collect()
+    }
+}
+
+/// The mark task: takes what is queued (up to `batch_max`) and writes it as
+/// one update, with up to `in_flight` updates at once; runs until every
+/// [`Store`] handle is gone.
+pub(crate) async fn run(
+    db: Db,
+    acquire_timeout: std::time::Duration,
+    mut queue: mpsc::Receiver<PendingMark>,
+    batch_max: usize,
+    in_flight: usize,
+) {
+    let marker = Arc::new(Marker { db, acquire_timeout });
+    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let mut batch = Vec::with_capacity(batch_max);
+        if queue.recv_many(&mut batch, batch_max.max(1)).await == 0 {
+            break;
+        }
+        let marker = marker.clone();
+        tokio::spawn(async move {
+            let ids: Vec<i64> = batch.iter().map(|m| m.id.0).collect();
+            let result = marker.mark(&ids).await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, messages = ids.len(), "could not mark messages broadcast");
+            }
+            for pending in batch {
+                // A caller that stopped waiting needs no answer.
+                let _ = pending.reply.send(result.clone());
+            }
+            drop(slot);
+        });
+    }
+}
+
+struct Marker {
+    db: Db,
+    acquire_timeout: std::time::Duration,
+}
+
+impl Marker {
+    /// One `UPDATE ... WHERE id IN (...) AND broadcast_at IS NULL`.
+    async fn mark(&self, ids: &[i64]) -> Result<()> {
+        let now = now_ms();
+        with_conn!(self, conn => {
+            diesel::update(messages::table)
+                .filter(messages::id.eq_any(ids))
+                .filter(messages::broadcast_at.is_null())
+                .set(messages::broadcast_at.eq(now))
+                .execute(conn)
+                .await?;
+        });
+        Ok(())
+    }
+}
