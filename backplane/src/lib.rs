@@ -260,6 +260,19 @@ pub trait Keyspace: Send + Sync {
         conversation: &str,
         user: &UserId,
     ) -> Result<Option<String>, BackplaneError>;
+    /// Records that this node holds (`held`) or no longer holds a typing
+    /// indicator of `user` in `conversation`, so that whoever sweeps this
+    /// node after its death can announce its end.
+    async fn typing_held(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+        held: bool,
+    ) -> Result<(), BackplaneError>;
+    /// Takes (reads and forgets) the typing indicators dead node `node` held
+    /// in `hub`: (conversation, user) pairs.
+    async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError>;
 }
 
 /// The backplane a node runs with, chosen once at start-up.
@@ -333,4 +346,6 @@ forward!(impl Keyspace {
     async fn last_seen(&self, hub: &HubName, user: &UserId) -> Result<Option<u64>, BackplaneError>;
     async fn cache_read_position(&self, hub: &HubName, conversation: &str, user: &UserId, position: &str) -> Result<(), BackplaneError>;
     async fn cached_read_position(&self, hub: &HubName, conversation: &str, user: &UserId) -> Result<Option<String>, BackplaneError>;
+    async fn typing_held(&self, hub: &HubName, conversation: &str, user: &UserId, held: bool) -> Result<(), BackplaneError>;
+    async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError>;
 });

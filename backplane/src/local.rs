@@ -58,6 +58,8 @@ struct BusState {
     last_seen: HashMap<(HubName, UserId), (u64, Instant)>,
     /// Cached read positions per (hub, conversation, user), and when written.
     read_positions: HashMap<(HubName, String, UserId), (String, Instant)>,
+    /// Typing indicators each node holds, per hub.
+    typing: HashMap<(HubName, NodeId), HashSet<(String, UserId)>>,
 }
 
 /// One token bucket.
@@ -538,6 +540,32 @@ impl Keyspace for LocalBackplane {
             }
             None => Ok(None),
         }
+    }
+
+    async fn typing_held(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+        held: bool,
+    ) -> Result<(), BackplaneError> {
+        let mut state = self.bus.state.lock();
+        let key = (hub.clone(), self.node.clone());
+        let entry = (conversation.to_owned(), user.clone());
+        if held {
+            state.typing.entry(key).or_default().insert(entry);
+        } else if let Some(held) = state.typing.get_mut(&key) {
+            held.remove(&entry);
+            if held.is_empty() {
+                state.typing.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError> {
+        let held = self.bus.state.lock().typing.remove(&(hub.clone(), node.clone()));
+        Ok(held.into_iter().flatten().collect())
     }
 }
 

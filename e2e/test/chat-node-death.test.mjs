@@ -6,7 +6,9 @@
 // reconnect to a surviving node). A send that was refused may be absent but
 // never stored twice; a refused send is retried with the same clientMessageId,
 // as a client would. Participants dedupe by message id, as the JS clients do;
-// the live stream alone must not deliver a message twice.
+// the live stream alone must not deliver a message twice, but for one the
+// dead node broadcast and had not yet marked broadcast (the outbox gives it
+// again: at least once).
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -266,34 +268,34 @@ async function chatThroughTheKill(t, { id, nodes: [n1, n2, n3], ann, ben, cat, e
   const ackedIds = new Set(acked.map((m) => m.id));
   assert.equal(ackedIds.size, acked.length, 'different sends were acknowledged with different message ids');
 
-  // Every participant ends with every message acknowledged to a first attempt
-  // (live or caught up). A message acknowledged only to a retry may have been
-  // stored by the attempt its dying node never answered, and a repeated
-  // clientMessageId is not broadcast again: the subtest below asks for those.
+  // Every participant ends with every acknowledged message (live or caught
+  // up) — also one acknowledged only to a retry, which the dying node may
+  // have stored and never broadcast: the retry (its broadcast mark missing)
+  // or the sweep of the dead node's outbox broadcasts it again.
   const onRetry = everyone.flatMap((p) => [...p.ackedOnRetry].map((c) => p.acked.get(c)));
-  const onRetryIds = new Set(onRetry.map((m) => m.id));
-  const firstTime = acked.filter((m) => !onRetryIds.has(m.id));
   const missing = (p, of) => of.filter((m) => !p.byId.has(m.id)).map((m) => `${m.clientMessageId}#${m.id}`);
   try {
-    await waitFor(() => everyone.every((p) => missing(p, firstTime).length === 0), {
-      timeout: 15_000,
-      what: 'every participant to have every message acknowledged to a first attempt',
+    await waitFor(() => everyone.every((p) => missing(p, acked).length === 0), {
+      timeout: 20_000,
+      what: 'every participant to have every acknowledged message',
     });
   } catch (err) {
-    for (const p of everyone) t.diagnostic(`${p.user} misses ${missing(p, firstTime).join(', ')}; catch-ups ${JSON.stringify(p.catchUps)}`);
+    for (const p of everyone) t.diagnostic(`${p.user} misses ${missing(p, acked).join(', ')}; catch-ups ${JSON.stringify(p.catchUps)}`);
     throw err;
   }
-  for (const m of onRetry) {
-    const sender = everyone.find((p) => p.user === m.senderId);
-    assert.ok(sender.byId.has(m.id), `${m.clientMessageId} is with its sender`);
-  }
+  t.diagnostic(`acknowledged only to a retry: [${onRetry.map((m) => m.clientMessageId).join(', ')}]`);
   await delay(400);
 
   for (const p of everyone) {
     assert.deepEqual(p.conflicts, [], `${p.user} got one id with two different messages`);
     for (const m of acked) assert.deepEqual(p.byId.get(m.id), m, `${p.user} has ${m.clientMessageId} as acknowledged`);
-    const twiceLive = [...p.liveIds].filter(([, n]) => n > 1);
+    // A message of the dying node (ben's) broadcast just before the kill and
+    // not yet marked broadcast is broadcast again (at least once; clients
+    // dedupe by id): at most twice, and only those. The others' never twice.
+    const twiceLive = [...p.liveIds].filter(([id, n]) => n > 2 || (n > 1 && p.byId.get(id)?.senderId !== ben.user));
     assert.deepEqual(twiceLive, [], `${p.user}: the live stream gave a message more than once`);
+    const again = [...p.liveIds].filter(([, n]) => n > 1).map(([id]) => p.byId.get(id)?.clientMessageId);
+    if (again.length) t.diagnostic(`${p.user} got the dead node's [${again.join(', ')}] twice live`);
     for (const ids of p.catchUps) assert.equal(new Set(ids).size, ids.length, `${p.user}: a catch-up repeated a message`);
   }
 
@@ -323,12 +325,4 @@ async function chatThroughTheKill(t, { id, nodes: [n1, n2, n3], ann, ben, cat, e
   const refused = everyone.flatMap((p) => p.refusals.map((r) => `${r.clientId}(${r.attempt}): ${r.error}`));
   t.diagnostic(`${acked.length} acknowledged, ${stored.length} stored, stored but unacknowledged: [${unacked.join(', ')}]`);
   t.diagnostic(`refused attempts: ${refused.length ? refused.join(' | ') : 'none'}`);
-
-  const todo =
-    'known gap: a send stored by a node that dies before broadcasting it is acknowledged to the retry ' +
-    '(same clientMessageId) on another node, which does not broadcast a repeat; participants who stay ' +
-    'connected, or whose catch-up cursor is past its id, never get it';
-  await t.test('every acknowledged message, also one acknowledged only to a retry, reaches every participant', { todo }, () => {
-    for (const p of everyone) assert.deepEqual(missing(p, acked), [], `${p.user} has every acknowledged message`);
-  });
 }

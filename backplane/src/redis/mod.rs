@@ -37,6 +37,7 @@ pub mod names;
 mod pubsub;
 mod scripts;
 mod stats;
+mod typing;
 mod user_state;
 
 use std::future::Future;
@@ -416,5 +417,19 @@ impl Keyspace for RedisBackplane {
         user: &UserId,
     ) -> Result<Option<String>, BackplaneError> {
         self.shared.cached_read_position(hub, conversation, user).await
+    }
+
+    async fn typing_held(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+        held: bool,
+    ) -> Result<(), BackplaneError> {
+        self.shared.typing_held(hub, conversation, user, held).await
+    }
+
+    async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError> {
+        self.shared.take_typing_of(hub, node).await
     }
 }

@@ -189,6 +189,12 @@ impl RedisNames {
         )
     }
 
+    /// `<p>:hub:{<hub>}:node:<n>:typing`: hash, the typing indicators node
+    /// `n` holds (see `typing.rs`).
+    pub fn typing(&self, hub: &HubName, node: &NodeId) -> String {
+        format!("{}node:{}:typing", self.hub_base(hub), escape(node.as_str()))
+    }
+
     /// The pub/sub channel of a subscription.
     pub fn channel(&self, channel: &Channel) -> String {
         let p = &self.prefix;

@@ -29,7 +29,7 @@ use crate::core::config::Config;
 use crate::core::connection::ConnectionHandle;
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeHooks};
-use hubwire_backplane::{AnyBackplane, GroupName, HubName, UserId};
+use hubwire_backplane::{AnyBackplane, GroupName, HubName, NodeId, UserId};
 use hubwire_protocol::Value;
 
 /// One method of a hub.
@@ -165,6 +165,14 @@ pub trait Hub: Send + Sync {
         Box::pin(async {})
     }
 
+    /// Called on the node that swept node `dead` (once cluster-wide), after
+    /// the offline hooks: the hub takes over what the dead node left
+    /// undone. Does nothing by default.
+    fn on_node_down(&self, node: Arc<Node>, dead: NodeId) -> BoxFuture<'static, ()> {
+        let _ = (node, dead);
+        Box::pin(async {})
+    }
+
     /// Connections one user may hold to this hub, cluster-wide (0 =
     /// unlimited); none (the default): the node's `max_connections_per_user`.
     fn max_connections_per_user(&self) -> Option<usize> {
@@ -268,5 +276,18 @@ impl NodeHooks for HubSet {
             Some(h) => h.on_user_offline(node, hub, user),
             None => Box::pin(async {}),
         }
+    }
+
+    fn node_down(&self, node: Arc<Node>, dead: NodeId) -> BoxFuture<'static, ()> {
+        let hooks: Vec<_> = self
+            .hubs
+            .iter()
+            .map(|(_, h)| h.on_node_down(node.clone(), dead.clone()))
+            .collect();
+        Box::pin(async move {
+            for hook in hooks {
+                hook.await;
+            }
+        })
     }
 }

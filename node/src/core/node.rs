@@ -131,6 +131,14 @@ pub trait NodeHooks: Send + Sync {
     /// A user's last connection to `hub` is gone, cluster-wide — closed, or
     /// lost with its node. Called once cluster-wide.
     fn user_offline(&self, node: Arc<Node>, hub: HubName, user: UserId) -> BoxFuture<'static, ()>;
+    /// Node `dead` died and this node swept it (once cluster-wide; also a
+    /// previous run of this node's id, swept at start): what it held may be
+    /// taken over. Runs after the offline hooks of its users. Does nothing
+    /// by default.
+    fn node_down(&self, node: Arc<Node>, dead: NodeId) -> BoxFuture<'static, ()> {
+        let _ = (node, dead);
+        Box::pin(async {})
+    }
     /// The connections per user `hub` allows, if it sets its own limit
     /// (else the node's `max_connections_per_user`).
     fn max_connections_per_user(&self, hub: &HubName) -> Option<usize> {
@@ -429,7 +437,8 @@ impl Node {
     }
 
     /// A node died and its connections were swept. The sweeping node runs the
-    /// offline hooks (once cluster-wide); every node logs it.
+    /// offline hooks, then the node-down hooks (once cluster-wide); every
+    /// node logs it.
     pub async fn on_node_down(self: &Arc<Self>, dead: &NodeId, swept_by: &NodeId, removed: Vec<ConnectionRecord>) {
         tracing::warn!(node = %dead, connections = removed.len(), "a node died; its connections left the cluster");
         if swept_by != self.backplane.node_id() {
@@ -441,6 +450,7 @@ impl Node {
         for (hub, user) in users {
             self.user_offline_if_gone(&hub, &user).await;
         }
+        self.hooks.node_down(self.clone(), dead.clone()).await;
     }
 
     /// Joins a local connection to a group; returns once the group's channel

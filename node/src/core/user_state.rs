@@ -1,5 +1,6 @@
 //! Per-user state held cluster-wide, reached through [`Node`]: rate buckets
-//! (`take_rate`), when a user was last seen, and cached read positions. The
+//! (`take_rate`), when a user was last seen, cached read positions, and the
+//! typing indicators this node holds (for whoever sweeps it). The
 //! backplane holds it (Redis in a cluster: one atomic Lua script per bucket
 //! take, on Redis' clock; in-process on one node); this module only names
 //! the operations for the layers above and counts what they refuse.
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError};
-use hubwire_backplane::{HubName, Keyspace, Rate, UserId};
+use hubwire_backplane::{Delivery, HubName, Keyspace, NodeId, Rate, UserId};
 
 /// The window of every per-minute limit.
 pub const MINUTE: Duration = Duration::from_secs(60);
@@ -64,5 +65,27 @@ impl Node {
         user: &UserId,
     ) -> Result<Option<String>, NodeError> {
         Ok(self.backplane.cached_read_position(hub, conversation, user).await?)
+    }
+
+    /// Records cluster-wide that this node holds (`held`), or no longer
+    /// holds, `user`'s typing indicator in `conversation`.
+    pub async fn typing_held(
+        &self,
+        hub: &HubName,
+        conversation: &str,
+        user: &UserId,
+        held: bool,
+    ) -> Result<(), NodeError> {
+        Ok(self.backplane.typing_held(hub, conversation, user, held).await?)
+    }
+
+    /// Takes the typing indicators dead node `node` held in `hub`.
+    pub async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, NodeError> {
+        Ok(self.backplane.take_typing_of(hub, node).await?)
+    }
+
+    /// This node's id in the cluster.
+    pub fn node_id(&self) -> &NodeId {
+        self.backplane.node_id()
     }
 }

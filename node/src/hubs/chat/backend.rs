@@ -28,6 +28,8 @@ pub struct PostedMessage {
     pub client_message_id: Option<String>,
     /// Attachments (any JSON).
     pub attachments: Option<Value>,
+    /// The app's message type; none: the definition's default.
+    pub message_type: Option<String>,
 }
 
 /// The kind of a conversation the REST API creates without a `type`.
@@ -61,6 +63,7 @@ pub fn message_json(message: &Message) -> Value {
         "content": fields["content"],
         "attachments": fields["attachments"],
         "clientMessageId": fields["clientMessageId"],
+        "messageType": message.message_type,
         "sentAt": fields["sentAt"],
     })
 }
@@ -121,12 +124,16 @@ impl ChatHub {
                 content: post.content,
                 attachments: post.attachments.as_ref().map(Value::to_string),
                 client_message_id: post.client_message_id.filter(|c| !c.is_empty()),
+                message_type: post.message_type,
+                stored_by: Some(node.node_id().to_string()),
             })
             .await?;
         let fields = message_fields(&message, post.sender_name.as_deref(), None);
         let sender = UserId::from(post.sender_id);
-        if inserted {
-            chat.broadcast(node, &fields, None, &sender, vec![]).await?;
+        if chat.claim_broadcast(&message, inserted) {
+            let sent = chat.broadcast(node, &fields, None, &sender, vec![]).await;
+            chat.broadcast_done(message.id, sent.is_ok());
+            sent?;
         }
         chat.typing_cleared_by_send(node, conversation, &sender).await;
         Ok((message_json(&message), inserted))

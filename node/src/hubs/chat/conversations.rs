@@ -114,8 +114,9 @@ impl Chat {
         Ok(Value::Null)
     }
 
-    /// `send_message` / `send_direct_message`: checks the content, persists,
-    /// then (for a new message) broadcasts `message_received` — to the
+    /// `send_message` / `send_direct_message`: checks the content, persists
+    /// (with its `messageType`, if given), then (for a new message, or a
+    /// repeat whose broadcast is not marked done: [`super::outbox`]) broadcasts `message_received` — to the
     /// conversation's group but the caller (unless `message_sent` is off),
     /// or to every connection of the
     /// direct recipient — and `message_sent` to the sender's connections;
@@ -149,6 +150,7 @@ impl Chat {
             self.check_caller(call, &conversation, &user).await?;
             (conversation, None)
         };
+        let message_type = optional_text(args, "messageType")?;
         let (message, inserted) = self
             .store
             .append_message(NewMessage {
@@ -157,14 +159,14 @@ impl Chat {
                 content,
                 attachments,
                 client_message_id,
+                message_type,
+                stored_by: Some(call.node.node_id().to_string()),
             })
             .await?;
         let sender_name = call.caller.principal.as_ref().and_then(|p| p.name.clone());
-        let mut fields = message_fields(&message, sender_name.as_deref(), recipient.as_deref());
-        if let Some(kind) = args.get("messageType") {
-            fields.insert("messageType".into(), kind.clone());
-        }
-        if inserted {
+        let fields = message_fields(&message, sender_name.as_deref(), recipient.as_deref());
+        // A new message, or a repeat of one whose broadcast is not marked done.
+        if self.claim_broadcast(&message, inserted) {
             // The caller hears its own message as `message_sent`; with that
             // event off, as the rest of the group does.
             let except = match recipient {
@@ -172,8 +174,11 @@ impl Chat {
                 None if self.event(Event::MessageSent).name.is_none() => vec![],
                 None => vec![call.caller.id.clone()],
             };
-            self.broadcast(&call.node, &fields, recipient.as_deref(), &user, except)
-                .await?;
+            let sent = self
+                .broadcast(&call.node, &fields, recipient.as_deref(), &user, except)
+                .await;
+            self.broadcast_done(message.id, sent.is_ok());
+            sent?;
         }
         self.typing_cleared_by_send(&call.node, &conversation, &user).await;
         Ok(self.event(Event::MessageSent).object(&fields))

@@ -14,6 +14,9 @@
 //!   participants, post a message, history).
 //! - [`typing`]: the typing state of this node's connections, and its
 //!   announcements (start, refresh, stop, expiry, disconnect).
+//! - [`outbox`]: the broadcast mark of stored messages; a repeat whose mark
+//!   is missing is broadcast again, and the node that sweeps a dead node
+//!   broadcasts what it left unmarked and ends the typing it held.
 //! - [`presence`]: online / offline announcements, `UpdatePresence` and
 //!   `GetPresence` (also the REST API's presence).
 //!
@@ -29,7 +32,9 @@
 //!   and refusing every send while Redis is away would stop the chat.
 //! - A message is acknowledged and broadcast only after the store committed
 //!   it; a repeated `clientMessageId` returns the stored message and
-//!   broadcasts nothing.
+//!   broadcasts nothing — unless the message's broadcast mark is missing
+//!   (its node died or failed before the group send): then it is broadcast
+//!   again ([`outbox`]). Delivery is at least once; clients dedupe by id.
 //! - Every send goes through [`Chat::emit`], which lays the event out as the
 //!   definition says; an event the definition turns off is not sent.
 
@@ -37,6 +42,7 @@ pub mod backend;
 pub mod catalog;
 pub mod conversations;
 pub mod inbox;
+pub mod outbox;
 pub mod payload;
 pub mod presence;
 pub mod typing;
@@ -53,7 +59,7 @@ use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError, SendOrder};
 use crate::hubs::definition::{BoundArgs, BoundEvent, Definition};
 use catalog::{Event, Op, CATALOG};
-use hubwire_backplane::{ConnectionId, GroupName, HubName, Rate, Target, UserId};
+use hubwire_backplane::{ConnectionId, GroupName, HubName, NodeId, Rate, Target, UserId};
 use hubwire_store::{Store, StoreError};
 
 /// A hub of the chat kind.
@@ -69,6 +75,7 @@ pub struct Chat {
     hub: HubName,
     store: Store,
     typing: typing::Typing,
+    outbox: Arc<outbox::Outbox>,
 }
 
 /// Why a call was refused, as the definition's refusal texts name it.
@@ -134,6 +141,7 @@ impl ChatHub {
                 hub,
                 store,
                 typing: typing::Typing::default(),
+                outbox: Arc::default(),
             }),
         }
     }
@@ -336,5 +344,10 @@ impl Hub for ChatHub {
     fn on_user_offline(&self, node: Arc<Node>, _hub: HubName, user: UserId) -> BoxFuture<'static, ()> {
         let chat = self.chat.clone();
         Box::pin(async move { chat.went_offline(&node, &user).await })
+    }
+
+    fn on_node_down(&self, node: Arc<Node>, dead: NodeId) -> BoxFuture<'static, ()> {
+        let chat = self.chat.clone();
+        Box::pin(async move { chat.take_over(&node, &dead).await })
     }
 }

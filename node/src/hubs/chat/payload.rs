@@ -8,7 +8,7 @@ use hubwire_store::Message;
 /// A stored message's fields: `id` (decimal text: ids exceed JavaScript's
 /// exact integers), `conversationId`, `senderId`, `senderName`, `recipientId`
 /// (direct messages), `content`, `attachments` (the JSON stored),
-/// `clientMessageId`, `sentAt`.
+/// `clientMessageId`, `sentAt`, and `messageType` when one is stored.
 pub fn message_fields(message: &Message, sender_name: Option<&str>, recipient: Option<&str>) -> Map<String, Value> {
     let attachments = message
         .attachments
@@ -25,10 +25,15 @@ pub fn message_fields(message: &Message, sender_name: Option<&str>, recipient: O
         "clientMessageId": message.client_message_id,
         "sentAt": iso8601(message.sent_at),
     });
-    match fields {
+    let mut fields = match fields {
         Value::Object(map) => map,
         _ => Map::new(),
+    };
+    // None stored: left out, so that the definition's default applies.
+    if let Some(kind) = &message.message_type {
+        fields.insert("messageType".into(), Value::String(kind.clone()));
     }
+    fields
 }
 
 /// Fields from `(name, value)` pairs.
@@ -82,6 +87,9 @@ mod tests {
             client_message_id: Some("k1".into()),
             sent_at: 1_714_564_800_000,
             key_id: None,
+            message_type: Some("Image".into()),
+            stored_by: None,
+            broadcast_at: None,
         };
         let fields = message_fields(&message, Some("Alice"), None);
         assert_eq!(fields["id"], "9007199254740993", "as text: beyond 2^53");
@@ -91,5 +99,14 @@ mod tests {
         assert_eq!(fields["attachments"], json!([{ "url": "u" }]));
         assert_eq!(fields["clientMessageId"], "k1");
         assert_eq!(fields["sentAt"], "2024-05-01T12:00:00.000Z");
+        assert_eq!(fields["messageType"], "Image");
+        let untyped = Message {
+            message_type: None,
+            ..message
+        };
+        assert!(
+            !message_fields(&untyped, None, None).contains_key("messageType"),
+            "left to the definition's default"
+        );
     }
 }

@@ -7,7 +7,10 @@
 //! generation is no longer current does nothing, so a refresh extends the
 //! indicator. Every clear — `StopTyping`, a send, expiry, the typer's
 //! disconnect — happens here once and is announced by the caller of these
-//! methods, so that nobody "types" forever. A `std::sync::Mutex`: it is held
+//! methods, so that nobody "types" forever. The node also records in the
+//! keyspace which indicators it holds (on a start that is new and on each
+//! clear, not on a refresh), so that the node that sweeps it after its
+//! death announces their end ([`Chat::take_over`]). A `std::sync::Mutex`: it is held
 //! for a map operation, never across an await.
 
 use std::collections::HashMap;
@@ -88,6 +91,11 @@ impl Typing {
         None
     }
 
+    /// Whether this node holds an indicator of (conversation, user).
+    pub fn holds(&self, key: &TypingKey) -> bool {
+        self.state().entries.contains_key(key)
+    }
+
     /// Clears every indicator `connection` held (it has closed).
     pub fn clear_connection(&self, connection: &ConnectionId) -> Vec<TypingKey> {
         let mut state = self.state();
@@ -123,6 +131,7 @@ impl Chat {
         let key: TypingKey = (conversation.clone(), user.as_str().to_owned());
         let started = self.typing.start(key.clone(), &call.caller.id);
         if started.new {
+            self.record_held(&call.node, &key, true).await;
             let fields = typing_fields(&key, true);
             let except = vec![call.caller.id.clone()];
             let group = Target::Group(self.group(&conversation));
@@ -134,7 +143,7 @@ impl Chat {
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             if let Some(connection) = chat.typing.expire(&key, started.generation) {
-                chat.announce_stopped(&node, &key, connection).await;
+                chat.cleared(&node, &key, connection).await;
             }
         });
         Ok(Value::Null)
@@ -146,7 +155,7 @@ impl Chat {
         let conversation = text(args, "conversationId")?;
         let key: TypingKey = (conversation, user.as_str().to_owned());
         if let Some(connection) = self.typing.stop(&key) {
-            self.announce_stopped(&call.node, &key, connection).await;
+            self.cleared(&call.node, &key, connection).await;
         }
         Ok(Value::Null)
     }
@@ -155,27 +164,41 @@ impl Chat {
     pub(super) async fn typing_cleared_by_send(&self, node: &Node, conversation: &str, user: &UserId) {
         let key: TypingKey = (conversation.to_owned(), user.as_str().to_owned());
         if let Some(connection) = self.typing.stop(&key) {
-            self.announce_stopped(node, &key, connection).await;
+            self.cleared(node, &key, connection).await;
         }
     }
 
     /// A closed connection clears every indicator it held.
     pub(super) async fn clear_typing_of(&self, node: &Node, connection: &ConnectionId) {
         for key in self.typing.clear_connection(connection) {
-            self.announce_stopped(node, &key, connection.clone()).await;
+            self.cleared(node, &key, connection.clone()).await;
         }
     }
 
-    /// Tells the group (but the typer's connection) that typing stopped. A
+    /// An indicator this node held is cleared: forgotten in the keyspace,
+    /// announced to the group but the typer's connection.
+    async fn cleared(&self, node: &Node, key: &TypingKey, connection: ConnectionId) {
+        self.record_held(node, key, false).await;
+        self.announce_stopped(node, key, vec![connection]).await;
+    }
+
+    /// Records in the keyspace that this node holds (or no longer holds) an
+    /// indicator. A failure is logged: at worst the sweeper of this node
+    /// announces an end nobody needed, or misses one the clients time out.
+    async fn record_held(&self, node: &Node, key: &TypingKey, held: bool) {
+        let user = UserId::from(key.1.as_str());
+        if let Err(e) = node.typing_held(&self.hub, &key.0, &user, held).await {
+            tracing::warn!(conversation = %key.0, user = %key.1, error = %e, "could not record a typing indicator");
+        }
+    }
+
+    /// Tells the group (but `except`) that typing stopped. A
     /// failure is logged: the indicator is cleared here either way, and the
     /// clients' own timeouts end it on their side.
-    async fn announce_stopped(&self, node: &Node, key: &TypingKey, connection: ConnectionId) {
+    pub(super) async fn announce_stopped(&self, node: &Node, key: &TypingKey, except: Vec<ConnectionId>) {
         let fields = typing_fields(key, false);
         let group = Target::Group(self.group(&key.0));
-        if let Err(e) = self
-            .emit(node, Event::TypingStopped, group, vec![connection], &fields)
-            .await
-        {
+        if let Err(e) = self.emit(node, Event::TypingStopped, group, except, &fields).await {
             tracing::warn!(conversation = %key.0, user = %key.1, error = %e, "could not announce that typing stopped");
         }
     }

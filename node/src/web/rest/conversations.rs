@@ -106,13 +106,15 @@ struct NewMessageBody {
     content: String,
     client_message_id: Option<String>,
     attachments: Option<serde_json::Value>,
+    message_type: Option<String>,
 }
 
 /// `POST /api/hubs/{hub}/conversations/{id}/messages` (`{"senderId",
-/// "content", "clientMessageId"?, "attachments"?, "senderName"?}`): persisted,
-/// then broadcast to the conversation's group and the sender's connections;
-/// 201 with the message (200 with the stored one for a repeated
-/// `clientMessageId`, broadcast again never).
+/// "content", "clientMessageId"?, "attachments"?, "senderName"?,
+/// "messageType"?}`): persisted, then broadcast to the conversation's group
+/// and the sender's connections; 201 with the message (200 with the stored
+/// one for a repeated `clientMessageId`, broadcast again only when the first
+/// broadcast was not marked done).
 pub async fn post_message(
     req: HttpRequest,
     HubRequest { state, path, hub }: HubRequest<ConversationPath>,
@@ -121,7 +123,7 @@ pub async fn post_message(
     let bytes = read_limited(&req, payload).await?;
     let body: NewMessageBody = serde_json::from_slice(&bytes).map_err(|e| {
         RestError::BadRequest(format!(
-            "the body must be {{\"senderId\", \"content\", \"clientMessageId\"?, \"attachments\"?, \"senderName\"?}}: {e}"
+            "the body must be {{\"senderId\", \"content\", \"clientMessageId\"?, \"attachments\"?, \"senderName\"?, \"messageType\"?}}: {e}"
         ))
     })?;
     let post = PostedMessage {
@@ -130,6 +132,7 @@ pub async fn post_message(
         content: body.content,
         client_message_id: body.client_message_id,
         attachments: body.attachments,
+        message_type: body.message_type,
     };
     let (message, inserted) = chat(&state, &hub)?.post_message(&state.node, &path.id, post).await?;
     let status = if inserted { StatusCode::CREATED } else { StatusCode::OK };

@@ -1,0 +1,146 @@
+//! The broadcast outbox of the chat kind: a message is stored with the node
+//! that stores it and no broadcast mark; that node broadcasts it, then marks
+//! it ([`hubwire_store::Store::mark_broadcast`], batched, off the send's
+//! path). What stays unmarked was stored by a node that failed to broadcast
+//! it or died first, and is broadcast again:
+//! - by a repeat send (same `clientMessageId`) that finds the mark missing,
+//!   on any node — unless this node is broadcasting it or marking it
+//!   ([`Outbox::claim`]);
+//! - by the node that sweeps a dead node ([`Chat::take_over`]), which also
+//!   announces the end of the typing indicators the dead node held.
+//!
+//! A message broadcast just before its node died, and not yet marked, is
+//! thus broadcast twice: delivery is at least once, and clients tell
+//! messages apart by id (see docs/decisions.md).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use hubwire_backplane::{NodeId, UserId};
+use hubwire_store::{Message, MessageId};
+
+use super::payload::message_fields;
+use super::typing::TypingKey;
+use super::Chat;
+use crate::core::node::Node;
+
+/// Unmarked messages read per page of a dead node's sweep.
+const SWEEP_PAGE: usize = 256;
+
+/// The messages this node is broadcasting or marking (claimed, not yet
+/// marked): a repeat of one of them is not broadcast again.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    claimed: Mutex<HashSet<MessageId>>,
+}
+
+impl Outbox {
+    /// Claims the broadcast of `id`: false when this node already has it.
+    pub fn claim(&self, id: MessageId) -> bool {
+        self.claimed.lock().unwrap_or_else(PoisonError::into_inner).insert(id)
+    }
+
+    /// Gives up a claim (the broadcast failed, or the mark is committed).
+    pub fn release(&self, id: MessageId) {
+        self.claimed.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
+}
+
+impl Chat {
+    /// Whether this call broadcasts `message` (as the store returned it):
+    /// a new one always; a repeat when its mark is missing and this node is
+    /// not already broadcasting or marking it. A true answer is a claim:
+    /// follow it with [`Chat::broadcast_done`].
+    pub(super) fn claim_broadcast(&self, message: &Message, inserted: bool) -> bool {
+        (inserted || message.broadcast_at.is_none()) && self.outbox.claim(message.id)
+    }
+
+    /// Ends a claim: on success the mark is written (in the background; the
+    /// claim lasts until it is committed), on failure the claim is dropped
+    /// so that a repeat broadcasts it again.
+    pub(super) fn broadcast_done(&self, id: MessageId, ok: bool) {
+        if !ok {
+            self.outbox.release(id);
+            return;
+        }
+        let (store, outbox) = (self.store.clone(), self.outbox.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.mark_broadcast(id).await {
+                tracing::warn!(message = %id, error = %e, "could not mark a message broadcast");
+            }
+            outbox.release(id);
+        });
+    }
+
+    /// Node `dead` died and this node swept it: announce the end of the
+    /// typing indicators it held, and broadcast what it stored and did not
+    /// mark broadcast.
+    pub(super) async fn take_over(&self, node: &Arc<Node>, dead: &NodeId) {
+        match node.take_typing_of(&self.hub, dead).await {
+            Ok(held) => {
+                for (conversation, user) in held {
+                    let key: TypingKey = (conversation, user.as_str().to_owned());
+                    // The same user typing there through this node goes on.
+                    if !self.typing.holds(&key) {
+                        self.announce_stopped(node, &key, vec![]).await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(node = %dead, error = %e, "could not read a dead node's typing indicators"),
+        }
+        if let Err(e) = self.rebroadcast_of(node, dead).await {
+            tracing::warn!(node = %dead, error = %e, "could not sweep a dead node's unbroadcast messages");
+        }
+    }
+
+    /// Broadcasts every message `dead` stored and did not mark, oldest first.
+    async fn rebroadcast_of(&self, node: &Arc<Node>, dead: &NodeId) -> Result<(), super::Failure> {
+        let mut recipients: HashMap<String, Option<String>> = HashMap::new();
+        let (mut after, mut count) = (None, 0usize);
+        loop {
+            let page = self.store.unbroadcast_of(dead.as_str(), after, SWEEP_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            let full = page.len() == SWEEP_PAGE;
+            for message in page {
+                if !self.claim_broadcast(&message, false) {
+                    continue;
+                }
+                let recipient = match recipients.get(&message.conversation_id) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = self.direct_recipient(&message).await?;
+                        recipients.insert(message.conversation_id.clone(), found.clone());
+                        found
+                    }
+                };
+                let fields = message_fields(&message, None, recipient.as_deref());
+                let sender = UserId::from(message.sender_id.as_str());
+                let sent = self
+                    .broadcast(node, &fields, recipient.as_deref(), &sender, vec![])
+                    .await;
+                if let Err(e) = &sent {
+                    tracing::warn!(message = %message.id, error = %e, "could not broadcast a dead node's message");
+                }
+                self.broadcast_done(message.id, sent.is_ok());
+                count += 1;
+            }
+            if !full {
+                break;
+            }
+        }
+        if count > 0 {
+            tracing::warn!(node = %dead, messages = count, "broadcast what a dead node stored and did not broadcast");
+        }
+        Ok(())
+    }
+
+    /// The other participant of a direct conversation (a direct send goes to
+    /// the recipient's connections); none for other kinds.
+    async fn direct_recipient(&self, message: &Message) -> Result<Option<String>, super::Failure> {
+        let conversation = self.store.get_conversation(&message.conversation_id).await?;
+        Ok(conversation
+            .filter(|c| c.kind == "direct")
+            .and_then(|c| c.participants.into_iter().find(|p| *p != message.sender_id)))
+    }
+}
