@@ -16,6 +16,8 @@
 //!   announcements (start, refresh, stop, expiry, disconnect).
 //! - [`presence`]: online / offline announcements, `UpdatePresence` and
 //!   `GetPresence` (also the REST API's presence).
+//! - [`offline`]: the offline-delivery hook: new messages for recipients
+//!   with no live connection in the cluster POSTed to the app's URL.
 //!
 //! # Rules
 //! - Only participants (in the store) may join, send, type or mark read; a
@@ -30,6 +32,11 @@
 //! - A message is acknowledged and broadcast only after the store committed
 //!   it; a repeated `clientMessageId` returns the stored message and
 //!   broadcasts nothing.
+//! - Ids and attachments are bounded (`limits.max_*_chars`,
+//!   `max_attachments`, `max_attachments_bytes`, `max_participants`): a
+//!   value beyond its limit is refused with a `HubException` (REST: 400)
+//!   naming the limit, counted as `chat_input` in
+//!   `hubwire_limit_refusals_total`.
 //! - Every send goes through [`Chat::emit`], which lays the event out as the
 //!   definition says; an event the definition turns off is not sent.
 
@@ -37,6 +44,7 @@ pub mod backend;
 pub mod catalog;
 pub mod conversations;
 pub mod inbox;
+pub mod offline;
 pub mod payload;
 pub mod presence;
 pub mod typing;
@@ -51,7 +59,7 @@ use crate::core::definition::RefusalStyle;
 use crate::core::hub::{Hub, HubCall, HubError, HubReply, MethodSpec};
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError, SendOrder};
-use crate::hubs::definition::{BoundArgs, BoundEvent, Definition};
+use crate::hubs::definition::{BoundArgs, BoundEvent, Bounded, Definition};
 use catalog::{Event, Op, CATALOG};
 use hubwire_backplane::{ConnectionId, GroupName, HubName, Rate, Target, UserId};
 use hubwire_store::{Store, StoreError};
@@ -69,6 +77,8 @@ pub struct Chat {
     hub: HubName,
     store: Store,
     typing: typing::Typing,
+    /// The offline-delivery hook, once started ([`Chat::start_offline_hook`]).
+    offline: std::sync::OnceLock<offline::OfflineHook>,
 }
 
 /// Why a call was refused, as the definition's refusal texts name it.
@@ -134,6 +144,7 @@ impl ChatHub {
                 hub,
                 store,
                 typing: typing::Typing::default(),
+                offline: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -141,6 +152,12 @@ impl ChatHub {
     /// The definition it serves.
     pub fn definition(&self) -> &Definition {
         &self.chat.def
+    }
+
+    /// Starts what runs beside the calls (the offline-delivery hook, when
+    /// the definition has one), counting in `node`'s metrics.
+    pub fn start(&self, node: &Node) {
+        self.chat.start_offline_hook(node);
     }
 }
 
@@ -246,7 +263,31 @@ impl Chat {
         self.check_participant(conversation, user).await
     }
 
+    /// Refuses `value` beyond its length limit (a `HubException` naming it).
+    fn check_length(&self, node: &Node, kind: Bounded, value: &str) -> Result<(), Failure> {
+        self.def
+            .limits
+            .check_length(kind, value)
+            .map_err(|text| self.limit_refused(node, text))
+    }
+
+    /// A refusal by an input limit: counted, a `HubException` with `text`.
+    fn limit_refused(&self, node: &Node, text: String) -> Failure {
+        node.metrics.refused(self.hub.as_str(), Limit::ChatInput);
+        Failure::Error(HubError::Hub(text))
+    }
+
+    /// The `conversationId` argument, refused beyond its length limit.
+    fn conversation_arg(&self, call: &HubCall, args: &BoundArgs) -> Result<String, Failure> {
+        let conversation = text(args, "conversationId")?;
+        self.check_length(&call.node, Bounded::ConversationId, &conversation)?;
+        Ok(conversation)
+    }
+
     async fn run(self: Arc<Self>, call: HubCall, op: Op, args: BoundArgs) -> Result<Value, Failure> {
+        if let Some(user) = call.caller.user() {
+            self.check_length(&call.node, Bounded::UserId, user.as_str())?;
+        }
         match op {
             Op::Ping => Ok(Value::from("pong")),
             Op::GetPresence => self.get_presence(&call, &args).await,
