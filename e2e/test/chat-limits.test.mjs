@@ -5,11 +5,10 @@
 // read from any node.
 
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { after, before, describe } from 'node:test';
 
-import { closeAllClients, connect, delay, e2eTest, record, startCluster, startRedis, stopAllNodesAfter, withTimeout, accessToken } from './harness.mjs';
-import { startPostgres } from './postgres.mjs';
+import { delay, e2eTest, record, stopAllNodesAfter } from './harness.mjs';
+import { chatClient, createConversation, metric, startChatCluster, unique } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
 
@@ -18,43 +17,14 @@ const GRACE_MS = 500;
 const MESSAGES_PER_MINUTE = 5;
 const TYPING_PER_MINUTE = 2;
 
-const unique = (name) => `${name}-${crypto.randomBytes(3).toString('hex')}`;
-
-
-async function conversation(node, participants) {
-  const path = '/api/hubs/chat/conversations';
-  const res = await withTimeout(
-    fetch(`${node.baseUrl}${path}`, {
-      method: 'POST',
-      headers: {
-        Authorization: `Bearer ${accessToken(node, `http://127.0.0.1${path}`)}`,
-        'Content-Type': 'application/json',
-      },
-      body: JSON.stringify({ participants }),
-    }),
-    5_000,
-    'POST conversations',
-  );
-  const body = await res.json();
-  assert.equal(res.status, 201, JSON.stringify(body));
-  return body.id;
-}
-
-/** The value of one series in the node's /metrics (0 when absent). */
-async function metric(n, series) {
-  const text = await (await fetch(`${n.baseUrl}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : 0;
-}
+const conversation = (node, participants) => createConversation(node, participants);
 const refusals = (n, limit) => metric(n, `hubwire_limit_refusals_total{hub="chat",limit="${limit}"}`);
 
-const chat = (node, user) => connect(node, { hub: 'chat', user });
+const chat = (node, user) => chatClient(node, user);
 
 describe('chat limits and presence on two nodes, Redis and PostgreSQL', () => {
-  const cluster = {};
+  let cluster;
   before(async () => {
-    cluster.postgres = await startPostgres();
-    cluster.redis = await startRedis({ name: 'chat-limits-redis' });
     const definition = [
       {
         kind: 'chat',
@@ -62,21 +32,9 @@ describe('chat limits and presence on two nodes, Redis and PostgreSQL', () => {
         limits: { messages_per_minute: MESSAGES_PER_MINUTE, typing_per_minute: TYPING_PER_MINUTE },
       },
     ];
-    Object.assign(
-      cluster,
-      await startCluster(cluster.redis, {
-        size: 2,
-        name: 'chat-limits',
-        env: { HUBWIRE_DATABASE_URL: cluster.postgres.url, HUBWIRE_HUB: JSON.stringify(definition) },
-      }),
-    );
+    cluster = await startChatCluster({ size: 2, name: 'chat-limits', env: { HUBWIRE_HUB: JSON.stringify(definition) } });
   });
-  after(async () => {
-    await closeAllClients();
-    await Promise.all((cluster.nodes ?? []).map((n) => n.stop()));
-    await cluster.redis?.stop();
-    cluster.postgres?.stop();
-  });
+  after(() => cluster?.stop());
 
   e2eTest('one user on two nodes gets exactly the message limit, then a HubException saying when to retry', async () => {
     const [n1, n2] = cluster.nodes;

@@ -11,26 +11,20 @@
 // again: at least once).
 
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { after, before, describe } from 'node:test';
 
 import {
   buildConnection,
-  closeAllClients,
   delay,
   e2eTest,
-  startCluster,
-  startRedis,
   stopAllNodesAfter,
   waitFor,
   withTimeout,
-  accessToken,
 } from './harness.mjs';
-import { startPostgres } from './postgres.mjs';
+import { chatApi, startChatCluster, unique } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
 
-const unique = (name) => `${name}-${crypto.randomBytes(3).toString('hex')}`;
 
 /** Messages each user sends. */
 const PER_SENDER = 40;
@@ -42,19 +36,7 @@ const UNLIMITED_CHAT = [{ kind: 'chat', path: '/hubs/chat', limits: { messages_p
 
 
 /** `method` on `/api/hubs/chat{rest}` of `node`; { status, body, text }. */
-async function api(node, method, rest, body) {
-  const path = `/api/hubs/chat${rest}`;
-  const aud = `http://127.0.0.1${path.split('?')[0]}`;
-  const headers = { Authorization: `Bearer ${accessToken(node, aud)}` };
-  const init = { method, headers };
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  const res = await withTimeout(fetch(`${node.baseUrl}${path}`, init), 5_000, `${method} ${path}`);
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null, text };
-}
+const api = (node, method, rest, body) => chatApi(node, method, 'chat', rest, body);
 
 /** Every stored message of conversation `id`, through the history pages. */
 async function storedMessages(node, id) {
@@ -191,28 +173,10 @@ class Participant {
 describe('three nodes, Redis and PostgreSQL, one SIGKILLed mid-chat', () => {
   const cluster = {};
   before(async () => {
-    cluster.postgres = await startPostgres();
-    cluster.redis = await startRedis({ name: 'death-redis' });
-    Object.assign(
-      cluster,
-      await startCluster(cluster.redis, {
-        size: 3,
-        name: 'death',
-        env: {
-          HUBWIRE_DATABASE_URL: cluster.postgres.url,
-          HUBWIRE_NODE_HEARTBEAT_MS: '300',
-          HUBWIRE_NODE_DEAD_AFTER_MS: '2000',
-          HUBWIRE_HUB: JSON.stringify(UNLIMITED_CHAT),
-        },
-      }),
-    );
+    const env = { HUBWIRE_NODE_HEARTBEAT_MS: '300', HUBWIRE_NODE_DEAD_AFTER_MS: '2000', HUBWIRE_HUB: JSON.stringify(UNLIMITED_CHAT) };
+    Object.assign(cluster, await startChatCluster({ size: 3, name: 'death', env }));
   });
-  after(async () => {
-    await closeAllClients();
-    await Promise.all((cluster.nodes ?? []).map((n) => n.stop()));
-    await cluster.redis?.stop();
-    cluster.postgres?.stop();
-  });
+  after(() => cluster.stop?.());
 
   e2eTest(
     'kill -9 of a node: every acknowledged message is stored once and reaches every participant after reconnect',

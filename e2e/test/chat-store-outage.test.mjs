@@ -8,11 +8,11 @@
 // and nothing the senders saw rejected was stored.
 
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { after, before, describe } from 'node:test';
 
-import { closeAllClients, connect, delay, e2eTest, startNode, stopAllNodesAfter, waitFor, withTimeout, accessToken } from './harness.mjs';
+import { closeAllClients, connect, delay, e2eTest, startNode, stopAllNodesAfter, waitFor, withTimeout } from './harness.mjs';
 import { startPostgres } from './postgres.mjs';
+import { chatApi, hubException, unique } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
 
@@ -20,27 +20,15 @@ stopAllNodesAfter();
 const STORE_DOWN = 'The message store is not available right now; nothing was stored. Try again.';
 
 /** The error the official client reports for it. */
-const STORE_DOWN_ERROR = new RegExp(`HubException: ${STORE_DOWN.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+const STORE_DOWN_ERROR = hubException(STORE_DOWN);
 
 /** How long each phase may take to show (bounded polling, never a timing assertion). */
 const PHASE_MS = 30_000;
 
-const unique = (name) => `${name}-${crypto.randomBytes(3).toString('hex')}`;
 
 
 /** `method` on `/api/hubs/chat{rest}` of `node` with an access-key token; { status, body }. */
-async function api(node, method, rest, body) {
-  const path = `/api/hubs/chat${rest}`;
-  const headers = { Authorization: `Bearer ${accessToken(node, `http://127.0.0.1${path}`)}` };
-  const init = { method, headers };
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  const res = await withTimeout(fetch(`${node.baseUrl}${path}`, init), 10_000, `${method} ${path}`);
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null, text };
-}
+const api = (node, method, rest, body) => chatApi(node, method, 'chat', rest, body, { timeout: 10_000 });
 
 /** The status of `/readyz`. */
 async function readyz(node) {

@@ -7,57 +7,16 @@
 // PostgreSQL.
 
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { after, before, describe } from 'node:test';
 
-import {
-  closeAllClients,
-  connect,
-  delay,
-  e2eTest,
-  record,
-  startCluster,
-  startNode,
-  startRedis,
-  stopAllNodesAfter,
-  withTimeout,
-  accessToken,
-} from './harness.mjs';
-import { startPostgres } from './postgres.mjs';
+import { connect, delay, e2eTest, record, startNode, stopAllNodesAfter } from './harness.mjs';
+import { chatApi, chatClient, createConversation, GRACE_MS, hubException, startChatCluster, unique } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
 
-/** Grace period used only for negative assertions ("nothing more arrived"). */
-const GRACE_MS = 400;
-
-const unique = (name) => `${name}-${crypto.randomBytes(3).toString('hex')}`;
-
-
-/** `method` on `/api/hubs/{hub}{rest}` of `node` with an access-key token; { status, body }. */
-async function api(node, method, hub, rest, body) {
-  const path = `/api/hubs/${hub}${rest}`;
-  const headers = { Authorization: `Bearer ${accessToken(node, `http://127.0.0.1${path}`)}` };
-  const init = { method, headers };
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  const res = await withTimeout(fetch(`${node.baseUrl}${path}`, init), 5_000, `${method} ${path}`);
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null, text };
-}
-
-/** Creates a conversation of `participants` on `node` and returns its id. */
-async function conversation(node, participants, { hub = 'chat', id } = {}) {
-  const res = await api(node, 'POST', hub, '/conversations', { id, participants });
-  assert.equal(res.status, 201, res.text);
-  return res.body.id;
-}
-
-const chat = (node, user, opts = {}) => connect(node, { hub: 'chat', user, ...opts });
-
-/** The HubException text the official client reports for a refused invocation. */
-const hubException = (text) => new RegExp(`HubException: ${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+const api = chatApi;
+const conversation = createConversation;
+const chat = chatClient;
 
 describe('one node', () => {
   let node;
@@ -404,64 +363,131 @@ describe('a definition at /hubs/chat replaces the built-in one', () => {
   });
 });
 
-describe('two nodes, Redis and PostgreSQL', () => {
-  const cluster = {};
+describe('three nodes, Redis and PostgreSQL (issue 9, Show 2)', () => {
+  let cluster;
   before(async () => {
-    cluster.postgres = await startPostgres();
-    cluster.redis = await startRedis({ name: 'chat-redis' });
-    Object.assign(
-      cluster,
-      await startCluster(cluster.redis, {
-        size: 2,
-        name: 'chat-cluster',
-        env: {
-          HUBWIRE_DATABASE_URL: cluster.postgres.url,
-          HUBWIRE_NODE_HEARTBEAT_MS: '300',
-          HUBWIRE_NODE_DEAD_AFTER_MS: '2000',
-        },
-      }),
-    );
+    cluster = await startChatCluster({
+      size: 3,
+      name: 'chat-cluster',
+      env: { HUBWIRE_NODE_HEARTBEAT_MS: '300', HUBWIRE_NODE_DEAD_AFTER_MS: '2000' },
+    });
   });
-  after(async () => {
-    await closeAllClients();
-    await Promise.all((cluster.nodes ?? []).map((n) => n.stop()));
-    await cluster.redis?.stop();
-    cluster.postgres?.stop();
-  });
+  after(() => cluster?.stop());
 
-  e2eTest('one conversation across nodes: typing, messages, receipts, catch-up on the other node, one UserOffline', async () => {
-    const [n1, n2] = cluster.nodes;
-    const alice = unique('alice');
-    const bob = unique('bob');
-    const id = await conversation(n2, [alice, bob]);
+  e2eTest('two users on different nodes: join, typing until the send, MessageSent and ReceiveMessage, read, one UserOffline after the last tab', async () => {
+    const [n1, n2, n3] = cluster.nodes;
+    const [alice, bob] = [unique('alice'), unique('bob')];
+    const id = await conversation(n3, [alice, bob]);
     const a = await chat(n1, alice);
-    let b = await chat(n2, bob);
-    await a.invoke('JoinConversation', id);
-    await b.invoke('JoinConversation', id);
-    const typing = record(b, 'TypingChanged');
-    const received = record(b, 'ReceiveMessage');
+    const bobTabs = [await chat(n2, bob), await chat(n3, bob)];
+    const joined = record(a, 'UserJoinedConversation');
+    assert.deepEqual(await a.invoke('JoinConversation', id), []);
+    for (const tab of bobTabs) assert.deepEqual(await tab.invoke('JoinConversation', id), []);
+    assert.deepEqual((await joined.wait(1))[0], [id, bob]);
+    const typing = record(bobTabs[0], 'TypingChanged');
+    const received = bobTabs.map((t) => record(t, 'ReceiveMessage'));
     const sent = record(a, 'MessageSent');
+    const ownReceived = record(a, 'ReceiveMessage');
     const read = record(a, 'MessageRead');
     const offline = record(a, 'UserOffline');
 
     await a.invoke('StartTyping', id);
-    assert.deepEqual((await typing.wait(1))[0], [id, alice, true]);
-    const first = await a.invoke('SendMessage', id, 'across nodes', 'x-1');
-    assert.equal((await sent.wait(1))[0].clientMessageId, 'x-1');
-    assert.deepEqual((await received.wait(1))[0], first);
-    assert.deepEqual((await typing.wait(2))[1], [id, alice, false]);
-    await b.invoke('MarkAsRead', id, first.id);
-    assert.deepEqual((await read.wait(1))[0].slice(0, 3), [id, first.id, bob]);
+    assert.deepEqual((await typing.wait(1))[0], [id, alice, true], 'typing start reaches the other node');
+    const stored = await a.invoke('SendMessage', id, 'across three nodes', 'c3-1');
+    assert.equal(stored.clientMessageId, 'c3-1');
+    assert.deepEqual((await sent.wait(1))[0], stored, 'MessageSent carries the clientMessageId');
+    for (const r of received) assert.deepEqual((await r.wait(1))[0], stored, 'ReceiveMessage on every tab of bob');
+    assert.deepEqual((await typing.wait(2))[1], [id, alice, false], 'the send cleared the typing');
 
-    await b.stop();
-    assert.deepEqual(await offline.wait(1), [bob], 'the last connection of bob is gone');
-    const missed = [await a.invoke('SendMessage', id, 'one'), await a.invoke('SendMessage', id, 'two')];
-    b = await chat(n1, bob);
-    assert.deepEqual(await b.invoke('JoinConversation', id, first.id), missed, 'caught up on the other node');
+    await bobTabs[1].invoke('MarkAsRead', id, stored.id);
+    const [readConversation, readMessage, reader, readAt] = (await read.wait(1))[0];
+    assert.deepEqual([readConversation, readMessage, reader], [id, stored.id, bob]);
+    assert.ok(Date.parse(readAt) > 0, readAt);
+
+    await bobTabs[0].stop();
     await delay(GRACE_MS);
-    assert.equal(offline.items.length, 1);
-    const [presence] = await b.invoke('GetPresence', [alice]);
-    assert.equal(presence.isOnline, true);
-    assert.equal(presence.connections, 1);
+    assert.equal(offline.items.length, 0, 'bob still has a tab on the third node');
+    await bobTabs[1].stop();
+    assert.deepEqual(await offline.wait(1), [bob], 'after the last tab');
+    await delay(GRACE_MS);
+    assert.equal(offline.items.length, 1, 'one UserOffline, not one per tab');
+    assert.equal(ownReceived.items.length, 0, 'the sender gets MessageSent, not ReceiveMessage');
+    assert.equal(typing.items.length, 2);
+  });
+
+  e2eTest('a non-participant is refused on any node, and nothing reaches the participants', async () => {
+    const [n1, n2, n3] = cluster.nodes;
+    const [alice, bob, carol] = [unique('alice'), unique('bob'), unique('carol')];
+    const id = await conversation(n1, [alice, bob]);
+    const b = await chat(n2, bob);
+    await b.invoke('JoinConversation', id);
+    const heard = ['ReceiveMessage', 'TypingChanged', 'MessageRead', 'UserJoinedConversation'].map((e) => record(b, e));
+    const c = await chat(n3, carol);
+    await assert.rejects(c.invoke('JoinConversation', id), hubException('not a participant'));
+    await assert.rejects(c.invoke('SendMessage', id, 'let me in'), hubException('not a participant'));
+    await assert.rejects(c.invoke('StartTyping', id), hubException('not a participant'));
+    await assert.rejects(c.invoke('MarkAsRead', id, '1'), hubException('not a participant'));
+    await delay(GRACE_MS);
+    for (const h of heard) assert.equal(h.items.length, 0, 'nothing from the non-participant');
+    const history = await api(n1, 'GET', 'chat', `/conversations/${id}/messages`);
+    assert.deepEqual(history.body.value, [], 'nothing stored');
+  });
+
+  e2eTest('a duplicate clientMessageId, sent from two nodes, is stored and delivered once', async () => {
+    const [n1, n2, n3] = cluster.nodes;
+    const [alice, bob] = [unique('alice'), unique('bob')];
+    const id = await conversation(n2, [alice, bob]);
+    const tabs = [await chat(n1, alice), await chat(n2, alice)];
+    const b = await chat(n3, bob);
+    await b.invoke('JoinConversation', id);
+    const received = record(b, 'ReceiveMessage');
+    const sent = record(tabs[0], 'MessageSent');
+    const first = await tabs[0].invoke('SendMessage', id, 'only once', 'dup-3');
+    const second = await tabs[1].invoke('SendMessage', id, 'only once', 'dup-3');
+    assert.deepEqual(second, first, 'the stored message, from either node');
+    assert.deepEqual((await received.wait(1))[0], first);
+    await sent.wait(1);
+    await delay(GRACE_MS);
+    assert.equal(received.items.length, 1, 'delivered once');
+    assert.equal(sent.items.length, 1, 'acknowledged to the sender once');
+    const history = await api(n3, 'GET', 'chat', `/conversations/${id}/messages`);
+    assert.deepEqual(history.body.value.map((m) => m.id), [first.id], 'stored once');
+  });
+
+  e2eTest('a client disconnected while messages were sent gets them from JoinConversation(id, afterMessageId) on the third node', async () => {
+    const [n1, n2, n3] = cluster.nodes;
+    const [alice, bob] = [unique('alice'), unique('bob')];
+    const id = await conversation(n1, [alice, bob]);
+    const a = await chat(n1, alice);
+    let b = await chat(n2, bob);
+    await a.invoke('JoinConversation', id);
+    await b.invoke('JoinConversation', id);
+    const seen = record(b, 'ReceiveMessage');
+    await a.invoke('SendMessage', id, 'before');
+    const [last] = await seen.wait(1);
+    await b.stop();
+    const missed = [];
+    for (const text of ['while away 1', 'while away 2', 'while away 3']) missed.push(await a.invoke('SendMessage', id, text));
+    b = await chat(n3, bob);
+    assert.deepEqual(await b.invoke('JoinConversation', id, last.id), missed, 'caught up on the third node, in order');
+    const live = record(b, 'ReceiveMessage');
+    const back = await a.invoke('SendMessage', id, 'welcome back');
+    assert.deepEqual((await live.wait(1))[0], back, 'and live again after the join');
+  });
+
+  e2eTest('typing is cleared, and announced on the other nodes, when the typer\'s connection drops', async () => {
+    const [n1, n2, n3] = cluster.nodes;
+    const [alice, bob, dan] = [unique('alice'), unique('bob'), unique('dan')];
+    const id = await conversation(n1, [alice, bob, dan]);
+    const a = await chat(n1, alice);
+    const watchers = [await chat(n2, bob), await chat(n3, dan)];
+    for (const w of watchers) await w.invoke('JoinConversation', id);
+    const typing = watchers.map((w) => record(w, 'TypingChanged'));
+    await a.invoke('StartTyping', id);
+    for (const t of typing) assert.deepEqual((await t.wait(1))[0], [id, alice, true]);
+    await a.stop();
+    for (const t of typing) assert.deepEqual((await t.wait(2))[1], [id, alice, false], 'cleared by the disconnect');
+    await delay(GRACE_MS);
+    for (const t of typing) assert.equal(t.items.length, 2, 'announced once');
   });
 });

@@ -6,7 +6,6 @@
 // app's own group names.
 
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe } from 'node:test';
@@ -21,10 +20,9 @@ import {
   startRedis,
   stopAllNodesAfter,
   waitFor,
-  withTimeout,
-  accessToken,
 } from './harness.mjs';
 import { startPostgres } from './postgres.mjs';
+import { chatApi, unique } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
 
@@ -32,24 +30,11 @@ stopAllNodesAfter();
 const GRACE_MS = 400;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const presetFile = (app) => path.join(ROOT, 'examples', app, 'hubwire.toml');
-const unique = (name) => `${name}-${crypto.randomBytes(3).toString('hex')}`;
 const keys = (o) => Object.keys(o).sort();
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 
-/** `method` on `/api/hubs/{hub}{rest}` of `node`, as the app's backend calls it. */
-async function api(node, method, hub, rest, body) {
-  const pathOnly = `/api/hubs/${hub}${rest}`.split('?')[0];
-  const headers = { Authorization: `Bearer ${accessToken(node, `http://127.0.0.1${pathOnly}`)}` };
-  const init = { method, headers };
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  const res = await withTimeout(fetch(`${node.baseUrl}/api/hubs/${hub}${rest}`, init), 5_000, `${method} ${pathOnly}`);
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null, text };
-}
+const api = chatApi;
 
 const shared = {};
 before(async () => {

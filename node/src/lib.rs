@@ -4,9 +4,11 @@
 //! - [`core`] (lowest): configuration, tokens, connections and their registry,
 //!   sends and cluster commands ([`core::node::Node`]), the inbox of what
 //!   other nodes ask, hub dispatch and the hub trait. No HTTP, no particular
-//!   hub. A store, a rate limiter or presence goes here.
+//!   hub. A store, a rate limiter or presence goes here; so does the signed
+//!   webhook sender ([`core::webhook`]: bounded queue, timeout, retries).
 //! - [`hubs`]: the built-in hubs, each implementing [`core::hub::Hub`]. A new
-//!   hub goes here.
+//!   hub goes here; a hub's rules on top of core services too (the chat
+//!   kind's offline-delivery rule, `hubs::chat::offline`, on the webhook).
 //! - [`web`] (highest): everything HTTP — negotiate, the WebSocket transport,
 //!   the REST API, CORS, token extraction, routes and [`web::http::run`]. A new
 //!   transport or REST route goes here.
@@ -33,7 +35,8 @@ use crate::web::state::AppState;
 /// `redis_url` is set, else the in-process one; the store in PostgreSQL when
 /// `database_url` is set, else SQLite in `data_dir` — with the built-in hubs the
 /// configuration asks for (refused when a hub definition is wrong), and starts the task that delivers what other
-/// nodes publish ([`inbox::run_inbox`]).
+/// nodes publish ([`inbox::run_inbox`]) and the chat hubs' offline-delivery
+/// hooks ([`core::webhook`], `hubs::chat::offline`).
 pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
     let auth = auth::Authenticator::from_config(&config)?;
     let node_id = NodeId::from(config.node_id.clone().unwrap_or_else(negotiations::random_id));
@@ -54,6 +57,9 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
     let built = hubs::built_in(&config, &store)?;
     let node = Arc::new(built.hubs.serve(config, auth, backplane));
     node.start().await?;
+    for chat in &built.chats {
+        chat.start(&node);
+    }
     tokio::spawn(inbox::run_inbox(node.clone(), inbox));
     Ok(AppState {
         node,

@@ -20,8 +20,10 @@
 //! - `conversation_group`: the group-name template of conversations;
 //! - `presence`: who hears that a user came online or went offline;
 //! - `refusals`: a `HubException`, or an event to the caller, and its texts;
-//! - `limits` (content length, typing expiry, catch-up size, connections
-//!   per user).
+//! - `limits` (content length, id lengths, attachments, participants,
+//!   typing expiry, catch-up size, connections per user, rates);
+//! - `offline_hook`: where messages for users with no live connection are
+//!   POSTed (`crate::hubs::chat::offline`).
 
 use std::collections::BTreeMap;
 
@@ -62,6 +64,31 @@ pub struct HubTable {
     /// The limits of the hub.
     #[serde(default)]
     pub limits: LimitsTable,
+    /// The offline-delivery hook; absent: none.
+    pub offline_hook: Option<OfflineHookTable>,
+}
+
+/// The offline-delivery hook of a chat hub: each new message whose
+/// recipient has no live connection to the hub anywhere in the cluster is
+/// POSTed to `url`, signed (`crate::core::webhook`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineHookTable {
+    /// The receiver, an `http://` URL. Required.
+    pub url: String,
+    /// The HMAC-SHA256 key of `X-Hubwire-Signature`. Required, at least 16
+    /// bytes.
+    pub secret: String,
+    /// Milliseconds one attempt may take. Default 5000.
+    pub timeout_ms: Option<u64>,
+    /// Attempts after a failed first one. Default 3.
+    pub retries: Option<u32>,
+    /// Milliseconds before the first retry, doubled before each next one.
+    /// Default 1000.
+    pub backoff_ms: Option<u64>,
+    /// Messages that may wait for delivery; more are dropped (counted).
+    /// Default 1000.
+    pub queue: Option<usize>,
 }
 
 /// One client method of a definition.
@@ -180,6 +207,22 @@ pub struct LimitsTable {
     /// same way; beyond it they are dropped silently. 0 turns the limit off.
     /// Default 10.
     pub typing_per_minute: Option<u32>,
+    /// The longest `clientMessageId`, in characters. Default 128.
+    pub max_client_message_id_chars: Option<usize>,
+    /// The longest conversation id (methods' arguments, the REST API), in
+    /// characters. Default 128.
+    pub max_conversation_id_chars: Option<usize>,
+    /// The longest user id (the token's `sub`, a direct message's recipient,
+    /// REST participants and senders), in characters. Default 128.
+    pub max_user_id_chars: Option<usize>,
+    /// The most attachments of one message (a JSON array's items; any other
+    /// JSON value counts as one). Default 10.
+    pub max_attachments: Option<usize>,
+    /// The most bytes of one message's attachments, as JSON. Default 16384.
+    pub max_attachments_bytes: Option<usize>,
+    /// The most participants of a conversation the REST API creates or adds
+    /// to. Default 1000.
+    pub max_participants: Option<usize>,
 }
 
 #[cfg(test)]

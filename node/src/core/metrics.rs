@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 
+use crate::core::webhook::WebhookCounters;
 use hubwire_backplane::{AnyBackplane, Delivery};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -39,6 +40,7 @@ pub struct Metrics {
     /// Upgraded sockets whose SignalR handshake is not complete yet.
     pub handshakes: IntGauge,
     websocket_closes: IntCounterVec,
+    webhooks: IntCounterVec,
 }
 
 /// A limit that refused something a client or a REST caller asked for (the
@@ -59,6 +61,8 @@ pub enum Limit {
     MessageRate,
     /// A typing notice beyond the hub's `typing_per_minute` (dropped).
     TypingRate,
+    /// A chat id, attachments or participant list beyond its limit.
+    ChatInput,
 }
 
 impl Limit {
@@ -72,6 +76,7 @@ impl Limit {
             Limit::AdminRole => "admin_role",
             Limit::MessageRate => "message_rate",
             Limit::TypingRate => "typing_rate",
+            Limit::ChatInput => "chat_input",
         }
     }
 }
@@ -286,6 +291,14 @@ impl Metrics {
                     &["code"],
                 )
                 .map(|c| register(&registry, c))?,
+                webhooks: IntCounterVec::new(
+                    opts(
+                        "hubwire_webhook_total",
+                        "Webhook bodies (offline-delivery hook) by outcome: queued, delivered, retried (attempts), failed (gave up), dropped (queue full)",
+                    ),
+                    &["hub", "hook", "outcome"],
+                )
+                .map(|c| register(&registry, c))?,
                 registry: registry.clone(),
             })
         })();
@@ -323,6 +336,18 @@ impl Metrics {
     /// `user_mismatch`, `origin`, `token_expired`.
     pub fn request_refused(&self, reason: &str) {
         self.requests_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// The counters of `hub`'s webhook `hook` (`offline`).
+    pub fn webhook(&self, hub: &str, hook: &str) -> WebhookCounters {
+        let outcome = |o: &str| self.webhooks.with_label_values(&[hub, hook, o]);
+        WebhookCounters {
+            queued: outcome("queued"),
+            delivered: outcome("delivered"),
+            retried: outcome("retried"),
+            failed: outcome("failed"),
+            dropped: outcome("dropped"),
+        }
     }
 
     /// Counts a WebSocket Close frame sent with status `code`.

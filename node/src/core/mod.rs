@@ -8,6 +8,9 @@
 //!   (`[[hub]]` tables; checked and resolved in `crate::hubs::definition`).
 //! - [`proxies`], [`config`]: the configuration (TOML file + `HUBWIRE_*`
 //!   environment) and the trusted-proxy blocks it holds.
+//! - [`webhook`]: signed JSON POSTs to a configured URL from a bounded
+//!   queue, with a timeout, retries and back-off (the chat kind's
+//!   offline-delivery hook).
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - [`auth`]: user tokens (JWT) and who they stand for.
 //! - [`connection`]: one connection's handle: queue and close signal.
@@ -44,3 +47,4 @@ pub mod outbound;
 pub mod proxies;
 pub mod registry;
 pub mod user_state;
+pub mod webhook;

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::core::definition::{EventTable, HubTable, Layout, MethodTable, PresenceAudience, RefusalStyle};
 use crate::core::hub::MethodSpec;
+use crate::core::webhook::{self, WebhookConfig};
 
 /// What a kind can run and send, and its default names.
 pub struct Catalog {
@@ -188,9 +189,89 @@ pub struct Limits {
     pub messages_per_minute: u32,
     /// Typing notices per user per minute, cluster-wide (0: no limit).
     pub typing_per_minute: u32,
+    /// The longest `clientMessageId`, in characters.
+    pub max_client_message_id_chars: usize,
+    /// The longest conversation id, in characters.
+    pub max_conversation_id_chars: usize,
+    /// The longest user id, in characters.
+    pub max_user_id_chars: usize,
+    /// The most attachments of a message.
+    pub max_attachments: usize,
+    /// The most bytes of a message's attachments (JSON).
+    pub max_attachments_bytes: usize,
+    /// The most participants of a conversation.
+    pub max_participants: usize,
+}
+
+/// A value of a kind a limit bounds (the refusal names it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bounded {
+    /// A `clientMessageId`.
+    ClientMessageId,
+    /// A conversation id.
+    ConversationId,
+    /// A user id.
+    UserId,
 }
 
 impl Limits {
+    /// Refuses `value` when it is longer than its limit: the text names the
+    /// value, the limit and its field.
+    pub fn check_length(&self, kind: Bounded, value: &str) -> Result<(), String> {
+        let (what, max, field) = match kind {
+            Bounded::ClientMessageId => (
+                "clientMessageId",
+                self.max_client_message_id_chars,
+                "max_client_message_id_chars",
+            ),
+            Bounded::ConversationId => (
+                "conversation id",
+                self.max_conversation_id_chars,
+                "max_conversation_id_chars",
+            ),
+            Bounded::UserId => ("user id", self.max_user_id_chars, "max_user_id_chars"),
+        };
+        if value.chars().count() > max {
+            return Err(format!("The {what} is longer than {max} characters (limits.{field})."));
+        }
+        Ok(())
+    }
+
+    /// Refuses `attachments` beyond `max_attachments` items or
+    /// `max_attachments_bytes` bytes of JSON.
+    pub fn check_attachments(&self, attachments: &Value) -> Result<(), String> {
+        let count = match attachments {
+            Value::Array(items) => items.len(),
+            Value::Null => 0,
+            _ => 1,
+        };
+        if count > self.max_attachments {
+            return Err(format!(
+                "A message may carry at most {} attachments (limits.max_attachments); this one has {count}.",
+                self.max_attachments
+            ));
+        }
+        let bytes = attachments.to_string().len();
+        if bytes > self.max_attachments_bytes {
+            return Err(format!(
+                "The attachments are {bytes} bytes of JSON, more than {} (limits.max_attachments_bytes).",
+                self.max_attachments_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a conversation of more than `max_participants` participants.
+    pub fn check_participants(&self, count: usize) -> Result<(), String> {
+        if count > self.max_participants {
+            return Err(format!(
+                "A conversation may have at most {} participants (limits.max_participants); this would have {count}.",
+                self.max_participants
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `content` may be sent: 1 to `max_content_chars` characters
     /// (and not only whitespace, when the definition says so).
     pub fn content_ok(&self, content: &str) -> bool {
@@ -218,6 +299,8 @@ pub struct Definition {
     pub refusals: Refusals,
     /// Limits.
     pub limits: Limits,
+    /// The offline-delivery hook, if any.
+    pub offline_hook: Option<WebhookConfig>,
 }
 
 /// The placeholder of the conversation id in a group template.
@@ -322,9 +405,20 @@ impl Definition {
             refuse_blank_content: table.limits.refuse_blank_content.unwrap_or(false),
             messages_per_minute: table.limits.messages_per_minute.unwrap_or(60),
             typing_per_minute: table.limits.typing_per_minute.unwrap_or(10),
+            max_client_message_id_chars: table.limits.max_client_message_id_chars.unwrap_or(128),
+            max_conversation_id_chars: table.limits.max_conversation_id_chars.unwrap_or(128),
+            max_user_id_chars: table.limits.max_user_id_chars.unwrap_or(128),
+            max_attachments: table.limits.max_attachments.unwrap_or(10),
+            max_attachments_bytes: table.limits.max_attachments_bytes.unwrap_or(16_384),
+            max_participants: table.limits.max_participants.unwrap_or(1000),
         };
         for (field, value) in [
             ("limits.max_content_chars", limits.max_content_chars),
+            ("limits.max_client_message_id_chars", limits.max_client_message_id_chars),
+            ("limits.max_conversation_id_chars", limits.max_conversation_id_chars),
+            ("limits.max_user_id_chars", limits.max_user_id_chars),
+            ("limits.max_attachments_bytes", limits.max_attachments_bytes),
+            ("limits.max_participants", limits.max_participants),
             ("limits.catch_up_max", limits.catch_up_max),
             (
                 "limits.typing_timeout_secs",
@@ -353,7 +447,34 @@ impl Definition {
                 .clone()
                 .unwrap_or_else(|| RATE_LIMITED_TEXT.to_owned()),
         };
+        let offline_hook = match &table.offline_hook {
+            None => None,
+            Some(hook) => {
+                let url = webhook::check_url(&hook.url).map_err(|r| error("offline_hook.url".into(), r))?;
+                if hook.secret.len() < 16 {
+                    return Err(error(
+                        "offline_hook.secret".into(),
+                        format!("{} bytes is too short: at least 16", hook.secret.len()),
+                    ));
+                }
+                let timeout_ms = hook.timeout_ms.unwrap_or(5000);
+                let queue = hook.queue.unwrap_or(1000);
+                if timeout_ms == 0 || queue == 0 {
+                    let field = if timeout_ms == 0 { "timeout_ms" } else { "queue" };
+                    return Err(error(format!("offline_hook.{field}"), "must be positive".into()));
+                }
+                Some(WebhookConfig {
+                    url,
+                    secret: hook.secret.clone(),
+                    timeout: std::time::Duration::from_millis(timeout_ms),
+                    retries: hook.retries.unwrap_or(3),
+                    backoff: std::time::Duration::from_millis(hook.backoff_ms.unwrap_or(1000)),
+                    queue,
+                })
+            }
+        };
         Ok(Self {
+            offline_hook,
             path: table.path.clone(),
             name,
             methods,

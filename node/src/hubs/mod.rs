@@ -91,6 +91,7 @@ fn default_chat() -> HubTable {
         presence: None,
         refusals: Default::default(),
         limits: Default::default(),
+        offline_hook: None,
     }
 }
 

@@ -8,7 +8,11 @@ use serde_json::{json, Value};
 use super::catalog::Event;
 use super::payload::{self, iso8601, message_fields};
 use super::ChatHub;
+use std::sync::Arc;
+
+use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError};
+use crate::hubs::definition::Bounded;
 use hubwire_backplane::{Target, UserId};
 use hubwire_store::{Conversation, Message, MessageId, NewMessage, StoreError};
 
@@ -50,6 +54,9 @@ pub enum ConversationsError {
     /// The sender is not a participant.
     #[error("{0}")]
     NotParticipant(String),
+    /// An id, the attachments or the participants are beyond their limit.
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// A message as the REST API shows it (the hub's client names aside):
@@ -79,14 +86,40 @@ pub fn conversation_json(conversation: &Conversation) -> Value {
 }
 
 impl ChatHub {
+    /// Refuses `value` beyond its length limit (counted as `chat_input`).
+    fn check_length(&self, node: &Node, kind: Bounded, value: &str) -> Result<(), ConversationsError> {
+        self.chat
+            .def
+            .limits
+            .check_length(kind, value)
+            .map_err(|text| self.refused(node, text))
+    }
+
+    /// A refusal by an input limit, counted.
+    fn refused(&self, node: &Node, text: String) -> ConversationsError {
+        node.metrics.refused(self.chat.hub.as_str(), Limit::ChatInput);
+        ConversationsError::Limit(text)
+    }
+
     /// Creates a conversation (or returns the one with the same id, kind and
-    /// participants).
+    /// participants); ids and the participant count within their limits.
     pub async fn create_conversation(
         &self,
+        node: &Node,
         id: Option<&str>,
         kind: Option<&str>,
         participants: &[String],
     ) -> Result<Conversation, ConversationsError> {
+        if let Some(id) = id {
+            self.check_length(node, Bounded::ConversationId, id)?;
+        }
+        for user in participants {
+            self.check_length(node, Bounded::UserId, user)?;
+        }
+        let limits = &self.chat.def.limits;
+        limits
+            .check_participants(participants.len())
+            .map_err(|text| self.refused(node, text))?;
         let participants: Vec<&str> = participants.iter().map(String::as_str).collect();
         let kind = kind.unwrap_or(DEFAULT_KIND);
         Ok(self.chat.store.create_conversation(id, kind, &participants).await?)
@@ -97,11 +130,20 @@ impl ChatHub {
     /// whole group. Returns the stored message and whether it was new.
     pub async fn post_message(
         &self,
-        node: &Node,
+        node: &Arc<Node>,
         conversation: &str,
         post: PostedMessage,
     ) -> Result<(Value, bool), ConversationsError> {
         let chat = &self.chat;
+        self.check_length(node, Bounded::ConversationId, conversation)?;
+        self.check_length(node, Bounded::UserId, &post.sender_id)?;
+        if let Some(id) = &post.client_message_id {
+            self.check_length(node, Bounded::ClientMessageId, id)?;
+        }
+        if let Some(attachments) = &post.attachments {
+            let checked = chat.def.limits.check_attachments(attachments);
+            checked.map_err(|text| self.refused(node, text))?;
+        }
         if !chat.def.limits.content_ok(&post.content) {
             return Err(ConversationsError::InvalidContent(
                 chat.def.refusals.invalid_content.clone(),
@@ -134,6 +176,7 @@ impl ChatHub {
             let sent = chat.broadcast(node, &fields, None, &sender, vec![]).await;
             chat.broadcast_done(message.id, sent.is_ok());
             sent?;
+            chat.offline_delivery(node, &fields, None);
         }
         chat.typing_cleared_by_send(node, conversation, &sender).await;
         Ok((message_json(&message), inserted))
@@ -169,8 +212,24 @@ impl ChatHub {
         Ok(self.chat.store.get_conversation(id).await?)
     }
 
-    /// Adds `user` to `conversation`: `true` if they were not in it.
-    pub async fn add_participant(&self, conversation: &str, user: &str) -> Result<bool, ConversationsError> {
+    /// Adds `user` to `conversation`: `true` if they were not in it. The
+    /// user id within its limit, the conversation within `max_participants`.
+    pub async fn add_participant(
+        &self,
+        node: &Node,
+        conversation: &str,
+        user: &str,
+    ) -> Result<bool, ConversationsError> {
+        self.check_length(node, Bounded::ConversationId, conversation)?;
+        self.check_length(node, Bounded::UserId, user)?;
+        if let Some(existing) = self.chat.store.get_conversation(conversation).await? {
+            if !existing.participants.iter().any(|p| p == user) {
+                let limits = &self.chat.def.limits;
+                limits
+                    .check_participants(existing.participants.len() + 1)
+                    .map_err(|text| self.refused(node, text))?;
+            }
+        }
         Ok(self.chat.store.add_participant(conversation, user).await?)
     }
 

@@ -15,7 +15,7 @@ use super::{caller_user, optional_text, text, Chat, Failure, Refusal};
 use crate::core::hub::{HubCall, HubError};
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError};
-use crate::hubs::definition::BoundArgs;
+use crate::hubs::definition::{BoundArgs, Bounded};
 use hubwire_backplane::{ConnectionId, Target, UserId};
 use hubwire_store::{Message, MessageId, NewMessage, ReadPosition};
 
@@ -58,7 +58,7 @@ impl Chat {
     /// the cursor (none without one; `0` means from the first).
     pub(super) async fn join(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
         let user = caller_user(call)?;
-        let conversation = text(args, "conversationId")?;
+        let conversation = self.conversation_arg(call, args)?;
         let after = message_id(args, "afterMessageId")?;
         self.check_participant(&conversation, &user).await?;
         let group = self.group(&conversation);
@@ -94,7 +94,7 @@ impl Chat {
     /// `leave_conversation(conversationId)`: leaves the group, then tells it.
     pub(super) async fn leave(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
         let user = caller_user(call)?;
-        let conversation = text(args, "conversationId")?;
+        let conversation = self.conversation_arg(call, args)?;
         let group = self.group(&conversation);
         let hub = &call.caller.hub;
         if call.node.remove_from_group(hub, &group, &call.caller.id).await? {
@@ -135,9 +135,17 @@ impl Chat {
             return Err(Failure::Refused(Refusal::RateLimited { retry_secs }));
         }
         let client_message_id = optional_text(args, "clientMessageId")?.filter(|c| !c.is_empty());
+        if let Some(id) = &client_message_id {
+            self.check_length(&call.node, Bounded::ClientMessageId, id)?;
+        }
+        if let Some(attachments) = args.get("attachments") {
+            let checked = self.def.limits.check_attachments(attachments);
+            checked.map_err(|text| self.limit_refused(&call.node, text))?;
+        }
         let attachments = args.get("attachments").map(Value::to_string);
         let (conversation, recipient) = if direct {
             let recipient = text(args, "recipientUserId")?;
+            self.check_length(&call.node, Bounded::UserId, &recipient)?;
             if recipient == user.as_str() {
                 return Err(Failure::Error(HubError::Hub(
                     "A direct message needs another user.".into(),
@@ -146,7 +154,7 @@ impl Chat {
             let conversation = self.store.direct_conversation(user.as_str(), &recipient).await?;
             (conversation.id, Some(recipient))
         } else {
-            let conversation = text(args, "conversationId")?;
+            let conversation = self.conversation_arg(call, args)?;
             self.check_caller(call, &conversation, &user).await?;
             (conversation, None)
         };
@@ -179,6 +187,7 @@ impl Chat {
                 .await;
             self.broadcast_done(message.id, sent.is_ok());
             sent?;
+            self.offline_delivery(&call.node, &fields, recipient.as_deref());
         }
         self.typing_cleared_by_send(&call.node, &conversation, &user).await;
         Ok(self.event(Event::MessageSent).object(&fields))
@@ -246,7 +255,7 @@ impl Chat {
     /// the group where it is.
     pub(super) async fn mark_read(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
         let user = caller_user(call)?;
-        let conversation = text(args, "conversationId")?;
+        let conversation = self.conversation_arg(call, args)?;
         let message = message_id(args, "messageId")?
             .ok_or_else(|| Failure::Error(HubError::Binding("argument 'messageId' is missing".into())))?;
         self.check_caller(call, &conversation, &user).await?;

@@ -19,6 +19,8 @@
 //!   broadcasts what it left unmarked and ends the typing it held.
 //! - [`presence`]: online / offline announcements, `UpdatePresence` and
 //!   `GetPresence` (also the REST API's presence).
+//! - [`offline`]: the offline-delivery hook: new messages for recipients
+//!   with no live connection in the cluster POSTed to the app's URL.
 //!
 //! # Rules
 //! - Only participants (in the store) may join, send, type or mark read; a
@@ -35,6 +37,11 @@
 //!   broadcasts nothing — unless the message's broadcast mark is missing
 //!   (its node died or failed before the group send): then it is broadcast
 //!   again ([`outbox`]). Delivery is at least once; clients dedupe by id.
+//! - Ids and attachments are bounded (`limits.max_*_chars`,
+//!   `max_attachments`, `max_attachments_bytes`, `max_participants`): a
+//!   value beyond its limit is refused with a `HubException` (REST: 400)
+//!   naming the limit, counted as `chat_input` in
+//!   `hubwire_limit_refusals_total`.
 //! - Every send goes through [`Chat::emit`], which lays the event out as the
 //!   definition says; an event the definition turns off is not sent.
 
@@ -43,6 +50,7 @@ pub mod catalog;
 pub mod conversations;
 pub mod inbox;
 pub mod outbox;
+pub mod offline;
 pub mod payload;
 pub mod presence;
 pub mod typing;
@@ -57,7 +65,7 @@ use crate::core::definition::RefusalStyle;
 use crate::core::hub::{Hub, HubCall, HubError, HubReply, MethodSpec};
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError, SendOrder};
-use crate::hubs::definition::{BoundArgs, BoundEvent, Definition};
+use crate::hubs::definition::{BoundArgs, BoundEvent, Bounded, Definition};
 use catalog::{Event, Op, CATALOG};
 use hubwire_backplane::{ConnectionId, GroupName, HubName, NodeId, Rate, Target, UserId};
 use hubwire_store::{Store, StoreError};
@@ -76,6 +84,8 @@ pub struct Chat {
     store: Store,
     typing: typing::Typing,
     outbox: Arc<outbox::Outbox>,
+    /// The offline-delivery hook, once started ([`Chat::start_offline_hook`]).
+    offline: std::sync::OnceLock<offline::OfflineHook>,
 }
 
 /// Why a call was refused, as the definition's refusal texts name it.
@@ -142,6 +152,7 @@ impl ChatHub {
                 store,
                 typing: typing::Typing::default(),
                 outbox: Arc::default(),
+                offline: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -149,6 +160,12 @@ impl ChatHub {
     /// The definition it serves.
     pub fn definition(&self) -> &Definition {
         &self.chat.def
+    }
+
+    /// Starts what runs beside the calls (the offline-delivery hook, when
+    /// the definition has one), counting in `node`'s metrics.
+    pub fn start(&self, node: &Node) {
+        self.chat.start_offline_hook(node);
     }
 }
 
@@ -254,7 +271,31 @@ impl Chat {
         self.check_participant(conversation, user).await
     }
 
+    /// Refuses `value` beyond its length limit (a `HubException` naming it).
+    fn check_length(&self, node: &Node, kind: Bounded, value: &str) -> Result<(), Failure> {
+        self.def
+            .limits
+            .check_length(kind, value)
+            .map_err(|text| self.limit_refused(node, text))
+    }
+
+    /// A refusal by an input limit: counted, a `HubException` with `text`.
+    fn limit_refused(&self, node: &Node, text: String) -> Failure {
+        node.metrics.refused(self.hub.as_str(), Limit::ChatInput);
+        Failure::Error(HubError::Hub(text))
+    }
+
+    /// The `conversationId` argument, refused beyond its length limit.
+    fn conversation_arg(&self, call: &HubCall, args: &BoundArgs) -> Result<String, Failure> {
+        let conversation = text(args, "conversationId")?;
+        self.check_length(&call.node, Bounded::ConversationId, &conversation)?;
+        Ok(conversation)
+    }
+
     async fn run(self: Arc<Self>, call: HubCall, op: Op, args: BoundArgs) -> Result<Value, Failure> {
+        if let Some(user) = call.caller.user() {
+            self.check_length(&call.node, Bounded::UserId, user.as_str())?;
+        }
         match op {
             Op::Ping => Ok(Value::from("pong")),
             Op::GetPresence => self.get_presence(&call, &args).await,

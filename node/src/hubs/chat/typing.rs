@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::catalog::Event;
-use super::{caller_user, payload, text, Chat, Failure};
+use super::{caller_user, payload, Chat, Failure};
 use crate::core::hub::HubCall;
 use crate::core::metrics::Limit;
 use crate::core::node::Node;
@@ -118,7 +118,7 @@ impl Chat {
     /// `typing_per_minute` the notice is dropped silently.
     pub(super) async fn start_typing(self: Arc<Self>, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
         let user = caller_user(call)?;
-        let conversation = text(args, "conversationId")?;
+        let conversation = self.conversation_arg(call, args)?;
         self.check_caller(call, &conversation, &user).await?;
         let per_minute = self.def.limits.typing_per_minute;
         if self
@@ -152,7 +152,7 @@ impl Chat {
     /// `stop_typing(conversationId)`: clears the caller's indicator there.
     pub(super) async fn stop_typing(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
         let user = caller_user(call)?;
-        let conversation = text(args, "conversationId")?;
+        let conversation = self.conversation_arg(call, args)?;
         let key: TypingKey = (conversation, user.as_str().to_owned());
         if let Some(connection) = self.typing.stop(&key) {
             self.cleared(&call.node, &key, connection).await;

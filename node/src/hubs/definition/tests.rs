@@ -365,3 +365,69 @@ fn an_event_default_fills_a_field_the_kind_leaves_empty_and_an_unknown_one_is_re
         .unwrap_err();
     assert_eq!(error.field, "events.message_received.defaults.colour");
 }
+
+#[test]
+fn input_limits_have_defaults_and_refusals_name_the_limit() {
+    let def = resolve("kind = \"chat\"\npath = \"/hubs/chat\"").unwrap();
+    let l = &def.limits;
+    assert_eq!(
+        (
+            l.max_client_message_id_chars,
+            l.max_conversation_id_chars,
+            l.max_user_id_chars
+        ),
+        (128, 128, 128)
+    );
+    assert_eq!(
+        (l.max_attachments, l.max_attachments_bytes, l.max_participants),
+        (10, 16_384, 1000)
+    );
+    assert!(
+        l.check_length(Bounded::ClientMessageId, &"é".repeat(128)).is_ok(),
+        "characters, not bytes"
+    );
+    let long = l.check_length(Bounded::ClientMessageId, &"x".repeat(129)).unwrap_err();
+    assert!(long.contains("limits.max_client_message_id_chars"), "{long}");
+    let user = l.check_length(Bounded::UserId, &"u".repeat(129)).unwrap_err();
+    assert!(user.contains("limits.max_user_id_chars"), "{user}");
+    let many = l.check_attachments(&json!((0..11).collect::<Vec<_>>())).unwrap_err();
+    assert!(many.contains("limits.max_attachments"), "{many}");
+    let big = l.check_attachments(&json!(["x".repeat(16_384)])).unwrap_err();
+    assert!(big.contains("limits.max_attachments_bytes"), "{big}");
+    assert!(l.check_attachments(&json!({ "url": "u" })).is_ok());
+    assert!(l
+        .check_participants(1001)
+        .unwrap_err()
+        .contains("limits.max_participants"));
+    let small = resolve("kind = \"chat\"\npath = \"/x\"\n[limits]\nmax_conversation_id_chars = 4").unwrap();
+    assert!(small.limits.check_length(Bounded::ConversationId, "abcde").is_err());
+    let zero = refused("kind = \"chat\"\npath = \"/x\"\n[limits]\nmax_user_id_chars = 0");
+    assert_eq!(zero.field, "limits.max_user_id_chars");
+}
+
+#[test]
+fn an_offline_hook_needs_an_http_url_and_a_long_enough_secret() {
+    let base = "kind = \"chat\"\npath = \"/x\"\n[offline_hook]\n";
+    let def = resolve(&format!(
+        "{base}url = \"http://127.0.0.1:9/push\"\nsecret = \"0123456789abcdef\""
+    ))
+    .unwrap();
+    let hook = def.offline_hook.unwrap();
+    assert_eq!(hook.timeout, std::time::Duration::from_millis(5000));
+    assert_eq!((hook.retries, hook.queue), (3, 1000));
+    assert_eq!(hook.backoff, std::time::Duration::from_millis(1000));
+    assert!(resolve("kind = \"chat\"\npath = \"/x\"")
+        .unwrap()
+        .offline_hook
+        .is_none());
+    let https = refused(&format!(
+        "{base}url = \"https://push.example\"\nsecret = \"0123456789abcdef\""
+    ));
+    assert_eq!(https.field, "offline_hook.url");
+    let short = refused(&format!("{base}url = \"http://h/\"\nsecret = \"short\""));
+    assert_eq!(short.field, "offline_hook.secret");
+    let queue = refused(&format!(
+        "{base}url = \"http://h/\"\nsecret = \"0123456789abcdef\"\nqueue = 0"
+    ));
+    assert_eq!(queue.field, "offline_hook.queue");
+}

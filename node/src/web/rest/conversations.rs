@@ -59,7 +59,12 @@ pub async fn create(
         return Err(RestError::BadRequest("participant ids must not be empty".into()));
     }
     let conversation = chat(&state, &hub)?
-        .create_conversation(body.id.as_deref(), body.kind.as_deref(), &body.participants)
+        .create_conversation(
+            &state.node,
+            body.id.as_deref(),
+            body.kind.as_deref(),
+            &body.participants,
+        )
         .await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(conversation_json(&conversation)))
 }
@@ -81,7 +86,9 @@ pub async fn get(HubRequest { state, path, hub }: HubRequest<ConversationPath>) 
 pub async fn add_participant(
     HubRequest { state, path, hub }: HubRequest<ParticipantPath>,
 ) -> Result<HttpResponse, RestError> {
-    chat(&state, &hub)?.add_participant(&path.id, &path.user).await?;
+    chat(&state, &hub)?
+        .add_participant(&state.node, &path.id, &path.user)
+        .await?;
     Ok(HttpResponse::Ok().finish())
 }
 

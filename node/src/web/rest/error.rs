@@ -110,7 +110,7 @@ impl From<ConversationsError> for RestError {
     fn from(error: ConversationsError) -> Self {
         match error {
             ConversationsError::Node(e) => e.into(),
-            ConversationsError::InvalidContent(m) => RestError::BadRequest(m),
+            ConversationsError::InvalidContent(m) | ConversationsError::Limit(m) => RestError::BadRequest(m),
             ConversationsError::NotParticipant(m) => RestError::Forbidden(m),
             ConversationsError::Store(StoreError::Conflict(m)) => RestError::Conflict(m),
             ConversationsError::Store(StoreError::Invalid(m)) => RestError::BadRequest(m),
