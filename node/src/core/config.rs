@@ -302,6 +302,18 @@ config_fields! {
         max_handshakes_per_ip: usize = 64;
         /// Largest SignalR handshake request, in bytes. Default 4096.
         max_handshake_size: usize = 4096;
+        /// Offer stateful reconnect to clients that ask for it in negotiate
+        /// (`useStatefulReconnect=true`, WebSockets, hub protocol version 2).
+        /// Default `true`.
+        stateful_reconnect: bool = true;
+        /// Bytes of sent messages a stateful connection keeps until its client
+        /// acknowledges them; when full, nothing more is sent until an Ack
+        /// (ASP.NET Core's `StatefulReconnectBufferSize`). Default 100000.
+        stateful_reconnect_buffer_bytes: usize = 100_000;
+        /// Seconds a stateful connection whose socket dropped waits for its
+        /// client to reconnect, still registered (groups, user); then it is
+        /// closed as usual. Default 15.
+        stateful_reconnect_grace_secs: u64 = 15;
         /// Hub definitions (`[[hub]]` tables, `docs/hubs.md`): hubs of a built-in
         /// kind under an app's own path and names. One at `/hubs/chat` replaces
         /// the built-in chat hub. In the environment: the same tables as a JSON
@@ -534,7 +546,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 49);
+        assert_eq!(Config::FIELDS.len(), 52);
     }
 
     #[test]

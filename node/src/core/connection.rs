@@ -110,14 +110,16 @@ struct Outbox {
 /// A queue keeps at most this many slots' worth of capacity once drained.
 const KEPT_SLOTS: usize = 8;
 
-/// The writer's end of a connection's queue.
+/// The writer's end of a connection's queue. A stateful connection's
+/// successive writers (one per socket) share it; the queue closes when it is
+/// dropped.
 pub struct QueueReceiver {
     handle: Arc<ConnectionHandle>,
 }
 
 impl QueueReceiver {
     /// The next record, waiting for one if none is queued. Cancel-safe.
-    pub async fn recv(&mut self) -> Queued {
+    pub async fn recv(&self) -> Queued {
         loop {
             if let Some(queued) = self.try_recv() {
                 return queued;
@@ -127,7 +129,7 @@ impl QueueReceiver {
     }
 
     /// The next record if one is queued.
-    pub fn try_recv(&mut self) -> Option<Queued> {
+    pub fn try_recv(&self) -> Option<Queued> {
         let mut outbox = self.handle.outbox.lock();
         let queued = outbox.records.pop_front()?;
         outbox.bytes -= queued.record.len();
@@ -316,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_closes_the_slow_connection_once_and_counts_it() {
-        let (h, mut rx, metrics) = handle(2);
+        let (h, rx, metrics) = handle(2);
         assert!(h.enqueue(Bytes::from_static(b"a")));
         assert!(h.enqueue(Bytes::from_static(b"b")));
         assert!(!h.enqueue(Bytes::from_static(b"c")), "third record does not fit");
@@ -331,7 +333,7 @@ mod tests {
 
     #[test]
     fn a_queue_over_its_bytes_closes_the_slow_connection_and_gives_its_bytes_back() {
-        let (h, mut rx, metrics) = handle_with(QueueLimits {
+        let (h, rx, metrics) = handle_with(QueueLimits {
             records: 100,
             bytes: 10,
         });
@@ -359,7 +361,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_arrive_in_order_and_nothing_is_queued_after_the_writer_ends() {
-        let (h, mut rx, _) = handle(100);
+        let (h, rx, _) = handle(100);
         let writer = tokio::spawn(async move {
             let mut got = Vec::new();
             for _ in 0..50 {

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub cluster_commands_pending: IntGauge,
     /// Cluster commands of this node that other nodes did not confirm in time.
     pub cluster_ack_timeouts: IntCounter,
+    /// Stateful connections whose socket dropped, waiting for the client's new one.
+    pub stateful_reconnect_waiting: IntGauge,
+    /// Stateful connections resumed on a new socket.
+    pub stateful_reconnects: IntCounter,
     queued_bytes: IntGauge,
     /// Connection attempts refused before the WebSocket upgrade, by reason.
     pub connections_refused: Refusals,
@@ -240,6 +244,18 @@ impl Metrics {
                 cluster_ack_timeouts: IntCounter::with_opts(opts(
                     "hubwire_cluster_ack_timeouts_total",
                     "Group and close commands for other nodes' connections that were not confirmed in time",
+                ))
+                .map(|c| register(&registry, c))?,
+                stateful_reconnect_waiting: register(
+                    &registry,
+                    IntGauge::new(
+                        "hubwire_stateful_reconnect_waiting",
+                        "Stateful connections whose socket dropped, waiting for their client's new socket",
+                    )?,
+                ),
+                stateful_reconnects: IntCounter::with_opts(opts(
+                    "hubwire_stateful_reconnects_total",
+                    "Stateful connections resumed on a new socket",
                 ))
                 .map(|c| register(&registry, c))?,
                 queued_bytes: register(

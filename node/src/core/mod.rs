@@ -22,6 +22,8 @@
 //! - [`drain`]: what graceful shutdown waits for (a hold per connection).
 //! - [`acks`], [`lanes`]: the answers this node awaits from other nodes, and
 //!   the per-channel queues cluster commands run on.
+//! - [`replay`]: stateful reconnect — a connection's replay buffer and
+//!   sequence ids, and the table of connections a new socket may resume.
 //! - [`node`]: the shared state of a node and its one send API.
 //! - [`user_state`]: the node's methods on per-user state held cluster-wide
 //!   (rate buckets, last seen, cached read positions).
@@ -46,5 +48,6 @@ pub mod node;
 pub mod outbound;
 pub mod proxies;
 pub mod registry;
+pub mod replay;
 pub mod user_state;
 pub mod webhook;

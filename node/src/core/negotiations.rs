@@ -34,6 +34,8 @@ struct Pending {
     user: Option<UserId>,
     created: Instant,
     active: bool,
+    /// Negotiated with `useStatefulReconnect=true` (and the node offers it).
+    stateful: bool,
 }
 
 /// Why a transport request cannot use a connection token.
@@ -183,6 +185,7 @@ impl Negotiations {
                 user: user.cloned(),
                 created: now,
                 active: false,
+                stateful: false,
             },
         );
         Ok((ConnectionId::from(id), token))
@@ -219,6 +222,18 @@ impl Negotiations {
                 table.uncount(p.user.as_ref());
             }
         }
+    }
+
+    /// Marks a token as negotiated for stateful reconnect (`useStatefulReconnect`).
+    pub fn allow_stateful_reconnect(&self, token: &str) {
+        if let Some(p) = self.pending.lock().by_token.get_mut(token) {
+            p.stateful = true;
+        }
+    }
+
+    /// Whether `token` was negotiated for stateful reconnect.
+    pub fn is_stateful(&self, token: &str) -> bool {
+        self.pending.lock().by_token.get(token).is_some_and(|p| p.stateful)
     }
 
     /// Unused tokens on this node.

@@ -34,6 +34,7 @@ use crate::core::metrics::{Limit, Metrics};
 use crate::core::negotiations::{Limits, Negotiations};
 use crate::core::outbound::OutboundMessage;
 use crate::core::registry::Registry;
+use crate::core::replay::Resumes;
 use hubwire_backplane::{
     AnyBackplane, BackplaneError, Channel, ClusterBody, ClusterMessage, CommandId, ConnectionId, ConnectionRecord,
     Delivery, GroupName, HubName, Keyspace, MembershipTtl, NodeId, Target, UserId,
@@ -102,6 +103,8 @@ pub struct Node {
     hooks: Arc<dyn NodeHooks>,
     /// Negotiated connections waiting for their transport.
     pub negotiations: Negotiations,
+    /// Stateful connections a reconnecting socket may resume.
+    pub resumes: Resumes,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// When the node started.
@@ -170,6 +173,7 @@ impl Node {
             hubs,
             hooks,
             negotiations,
+            resumes: Resumes::default(),
             metrics,
             started: Instant::now(),
             drain: Drain::default(),

@@ -39,11 +39,27 @@ pub async fn negotiate(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
             return HttpResponse::ServiceUnavailable().body("Too many negotiated connections waiting.");
         }
     };
+    let stateful = stateful_reconnect(&req, node, &token);
     let transports = json!([{ "transport": "WebSockets", "transferFormats": ["Text", "Binary"] }]);
-    let body = if version >= 1 {
+    let mut body = if version >= 1 {
         json!({ "negotiateVersion": 1, "connectionId": id.as_str(), "connectionToken": token, "availableTransports": transports })
     } else {
         json!({ "negotiateVersion": 0, "connectionId": id.as_str(), "availableTransports": transports })
     };
+    if stateful {
+        body["useStatefulReconnect"] = json!(true);
+    }
     HttpResponse::Ok().json(body)
+}
+
+/// Stateful reconnect (`crate::core::replay`): offered when the client asks
+/// with `?useStatefulReconnect=true` and the node allows it; the token
+/// remembers it for the WebSocket that claims it.
+fn stateful_reconnect(req: &HttpRequest, node: &crate::core::node::Node, token: &str) -> bool {
+    let asked = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .any(|(k, v)| k == "useStatefulReconnect" && v.eq_ignore_ascii_case("true"));
+    if asked && node.config.stateful_reconnect {
+        node.negotiations.allow_stateful_reconnect(token);
+    }
+    asked && node.config.stateful_reconnect
 }

@@ -2,4 +2,5 @@
 
 pub mod frame;
 mod refusal;
+mod resume;
 pub mod websocket;

@@ -39,9 +39,10 @@ use tokio::time::{timeout, Instant};
 
 use super::frame::{self, Control, FrameReader, CLOSE_NORMAL, CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use super::refusal::{admission_refusal, handshake_refusal, Refusal};
+use super::resume::Stateful;
 use crate::core::admission::{HandshakePermit, SocketPermit};
 use crate::core::auth::Principal;
-use crate::core::connection::{CloseRequest, ConnectionHandle, QueueLimits, QueueReceiver, CLOSED_WITH_ERROR};
+use crate::core::connection::{CloseRequest, ConnectionHandle, QueueLimits, QueueReceiver, Queued, CLOSED_WITH_ERROR};
 use crate::core::dispatch::Dispatcher;
 use crate::core::drain::Hold;
 use crate::core::hub::{Hub, HubSet};
@@ -95,6 +96,9 @@ struct Accepted {
     /// Graceful shutdown waits for this connection while it is alive.
     hold: Hold,
     accept_key: [u8; 28],
+    /// A stateful connection's new socket (`super::resume`): handed over to
+    /// the connection, which is already live.
+    resume: bool,
 }
 
 /// Checks the request as the connect endpoint must: path, WebSocket headers,
@@ -131,8 +135,13 @@ fn accept(node: &Node, hubs: &HubSet, req: &Request) -> Result<Accepted, Refusal
         .map(|k| actix_http::ws::hash_key(k.as_bytes()))
         .ok_or_else(|| handshake_refusal(HandshakeError::BadWebsocketKey))?;
     let token = query_value(query, "id");
-    let id = match &token {
-        Some(token) => match node
+    let resumed = token
+        .as_deref()
+        .and_then(|token| super::resume::find(node, token, &hub_name, principal.as_ref()));
+    let resume = resumed.is_some();
+    let id = match (&token, resumed) {
+        (_, Some(resumed)) => resumed?,
+        (Some(token), None) => match node
             .negotiations
             .claim(token, &hub_name, principal.as_ref().map(|p| &p.user))
         {
@@ -148,7 +157,7 @@ fn accept(node: &Node, hubs: &HubSet, req: &Request) -> Result<Accepted, Refusal
             Err(ClaimError::NotFound) => return Err(Refusal::new(404, "Not Found", "No Connection with that ID")),
             Err(ClaimError::InUse) => return Err(Refusal::new(409, "Conflict", "Connection ID already in use")),
         },
-        None => ConnectionId::from(random_id()),
+        (None, None) => ConnectionId::from(random_id()),
     };
     Ok(Accepted {
         hub,
@@ -157,6 +166,7 @@ fn accept(node: &Node, hubs: &HubSet, req: &Request) -> Result<Accepted, Refusal
         token,
         hold,
         accept_key: key,
+        resume,
     })
 }
 
@@ -190,6 +200,10 @@ pub async fn upgrade(state: web::Data<AppState>, req: Request, framed: Framed<Tc
     else {
         return;
     };
+    if accepted.resume {
+        super::resume::hand_over(&node, accepted.token.as_deref(), stream, early);
+        return;
+    }
     let token = accepted.token.clone();
     // Boxed: the connection's future is large and lives as long as it does;
     // boxing keeps actix's per-socket task small.
@@ -233,7 +247,13 @@ async fn open<'a>(node: &'a Node, hubs: &HubSet, req: Request, stream: TcpStream
     // limit is refused with a status instead of holding sockets in handshakes.
     let user = accepted.principal.as_ref().map(|p| &p.user);
     let hub_name = HubName::from(accepted.hub.name());
-    match Box::pin(node.reserve(&accepted.id, &hub_name, user, TRANSPORT)).await {
+    // A resumed connection holds its place already.
+    let reserved = if accepted.resume {
+        Ok(())
+    } else {
+        Box::pin(node.reserve(&accepted.id, &hub_name, user, TRANSPORT)).await
+    };
+    match reserved {
         Ok(()) => {
             let mut response = Vec::with_capacity(160);
             response.extend_from_slice(
@@ -248,6 +268,9 @@ async fn open<'a>(node: &'a Node, hubs: &HubSet, req: Request, stream: TcpStream
                     handshake,
                     stream,
                 });
+            }
+            if accepted.resume {
+                return None;
             }
             Box::pin(node.release(&accepted.id)).await;
         }
@@ -274,6 +297,9 @@ struct Shared {
     pong_due: Notify,
     /// The client closed its side (Close frame or end of stream).
     peer_closed: Cell<bool>,
+    /// The client sent a Close frame (a stateful connection then ends instead
+    /// of waiting for a new socket).
+    close_frame: Cell<bool>,
     /// The status of our Close frame when it is not 1000: the client's own
     /// code echoed, or why its stream was refused (1002, 1007, 1009).
     close_code: Cell<Option<u16>>,
@@ -296,9 +322,9 @@ enum Event {
 }
 
 /// The reading half of a connection.
-struct Reader<'a> {
-    stream: &'a TcpStream,
-    shared: &'a Shared,
+struct Reader {
+    stream: Rc<TcpStream>,
+    shared: Rc<Shared>,
     frames: FrameReader,
     /// Record bytes not processed yet.
     buf: BytesMut,
@@ -307,15 +333,27 @@ struct Reader<'a> {
     id: ConnectionId,
 }
 
-impl Reader<'_> {
+impl Reader {
+    fn new(node: &Node, stream: Rc<TcpStream>, shared: Rc<Shared>, early: BytesMut, id: ConnectionId) -> Self {
+        let frame_limit = (node.config.max_message_size * 4).max(64 * 1024);
+        Self {
+            stream,
+            shared,
+            frames: FrameReader::new(frame_limit),
+            buf: BytesMut::new(),
+            early,
+            id,
+        }
+    }
+
     async fn next(&mut self) -> Event {
         if !self.early.is_empty() {
             let early = std::mem::take(&mut self.early);
             return self.consume(&early);
         }
-        let stream = self.stream;
+        let stream = self.stream.clone();
         loop {
-            match read_some(stream, |bytes| self.consume(bytes)).await {
+            match read_some(&stream, |bytes| self.consume(bytes)).await {
                 Some(Some(event)) => return event,
                 Some(None) => continue,
                 None => return self.gone(),
@@ -342,6 +380,7 @@ impl Reader<'_> {
                         Some(Control::Close(code)) => {
                             // Echoed, as RFC 6455 §5.5.1 suggests.
                             self.shared.close_code.set(code);
+                            self.shared.close_frame.set(true);
                             return self.gone();
                         }
                         Some(Control::Pong) | None => {}
@@ -364,9 +403,10 @@ impl Reader<'_> {
         }
     }
 
-    /// Reads the handshake; on success returns the protocol (any records that
-    /// followed it stay in `buf`), on failure the error text for the client.
-    async fn handshake(&mut self, node: &Node) -> Result<Protocol, Option<String>> {
+    /// Reads the handshake; on success returns the protocol and the version
+    /// asked for (any records that followed it stay in `buf`), on failure the
+    /// error text for the client.
+    async fn handshake(&mut self, node: &Node) -> Result<(Protocol, u32), Option<String>> {
         let unexpected = || Some("An unexpected error occurred during connection handshake.".to_owned());
         let limit = node.config.max_handshake_size;
         let read = async {
@@ -399,11 +439,19 @@ impl Reader<'_> {
                 request.version, request.protocol
             )));
         }
-        Ok(protocol)
+        Ok((protocol, request.version))
     }
 
     /// Reads hub messages until the connection must close; returns why.
-    async fn read(&mut self, node: &Node, handle: &Arc<ConnectionHandle>, dispatcher: &Dispatcher) -> CloseRequest {
+    /// A stateful connection's Acks and Sequences are handled on the way,
+    /// and messages its client resent are skipped.
+    async fn read(
+        &mut self,
+        node: &Node,
+        handle: &Arc<ConnectionHandle>,
+        dispatcher: &Dispatcher,
+        stateful: Option<&Stateful>,
+    ) -> CloseRequest {
         let protocol = handle.protocol;
         let limit = node.config.max_message_size;
         let client_timeout = node.config.client_timeout();
@@ -430,6 +478,14 @@ impl Reader<'_> {
                 match message {
                     Ok(Some(message)) => {
                         handle.metrics.messages_in.inc();
+                        let message = match stateful {
+                            Some(stateful) => match stateful.take(message) {
+                                Ok(Some(message)) => message,
+                                Ok(None) => continue,
+                                Err(reason) => return reason,
+                            },
+                            None => message,
+                        };
                         if let Err(reason) = dispatcher.handle(message).await {
                             return reason;
                         }
@@ -468,30 +524,25 @@ impl Reader<'_> {
 /// One accepted WebSocket, from the SignalR handshake to the end.
 /// Its place in the cluster is reserved ([`Node::reserve`]); `handshake` is
 /// its place among the handshakes in progress, given back once the handshake ends.
+/// A stateful connection (`super::resume`) outlives its socket: when the
+/// socket drops it waits for the next one, and carries on with it.
 async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>, stream: TcpStream, early: BytesMut) {
     // Shared with the writer task (same worker thread).
-    let stream = Rc::new(stream);
-    let shared = Rc::new(Shared::default());
-    let frame_limit = (node.config.max_message_size * 4).max(64 * 1024);
+    let mut stream = Rc::new(stream);
+    let mut shared = Rc::new(Shared::default());
     let Accepted {
         hub,
         id,
         principal,
+        token,
         hold: _hold,
         ..
     } = accepted;
-    let mut reader = Reader {
-        stream: &stream,
-        shared: &shared,
-        frames: FrameReader::new(frame_limit),
-        buf: BytesMut::new(),
-        early,
-        id: id.clone(),
-    };
+    let mut reader = Reader::new(&node, stream.clone(), shared.clone(), early, id.clone());
     let limit = WriteLimit::new(&node);
     let handshake_result = reader.handshake(&node).await;
     drop(handshake);
-    let protocol = match handshake_result {
+    let (protocol, version) = match handshake_result {
         Ok(protocol) => protocol,
         Err(error) => {
             if let Some(error) = &error {
@@ -543,34 +594,82 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
         node.close_at_expiry(&handle);
     }
     let dispatcher = Dispatcher::new(node.clone(), hub.clone(), handle.clone());
-    // The writer is a task of its own rather than the other half of a `join!`:
-    // a joined pair polls both halves on every wake-up of either, which cost
-    // the invocation-heavy chat mix ~30 % more server CPU (docs/decisions.md).
-    let writer = actix_web::rt::spawn(write(
-        stream.clone(),
-        shared.clone(),
-        queue,
-        handle.clone(),
-        node.config.keep_alive(),
-        node.config.write_timeout(),
-    ));
-    let reason = reader.read(&node, &handle, &dispatcher).await;
+    let mut resumable = super::resume::Resumable::new(&node, &handle, token.as_deref(), version);
+    let queue = Rc::new(queue);
+    let mut resumed = false;
+    let (reason, writer) = loop {
+        // The writer is a task of its own rather than the other half of a `join!`:
+        // a joined pair polls both halves on every wake-up of either, which cost
+        // the invocation-heavy chat mix ~30 % more server CPU (docs/decisions.md).
+        let writer = actix_web::rt::spawn(write(
+            stream.clone(),
+            shared.clone(),
+            queue.clone(),
+            handle.clone(),
+            Timing {
+                keep_alive: node.config.keep_alive(),
+                write_timeout: node.config.write_timeout(),
+            },
+            resumable.as_ref().map(|r| (r.state.clone(), resumed)),
+        ));
+        let Some(stateful) = resumable.as_mut() else {
+            break (reader.read(&node, &handle, &dispatcher, None).await, Some(writer));
+        };
+        let next = tokio::select! {
+            reason = reader.read(&node, &handle, &dispatcher, Some(&stateful.state)) => {
+                if !stateful.may_wait(&node, &handle, &reason, shared.close_frame.get()) {
+                    break (reason, Some(writer));
+                }
+                writer.abort();
+                node.metrics.websocket_closed(shared.close_code());
+                match Box::pin(stateful.wait(&node, &handle)).await {
+                    Some(socket) => socket,
+                    None => break (reason, None),
+                }
+            }
+            Some(socket) = stateful.sockets.recv() => {
+                // The client reconnected before this node noticed its old socket was gone.
+                writer.abort();
+                node.metrics.websocket_closed(shared.close_code());
+                socket
+            }
+        };
+        let Ok(socket) = TcpStream::from_std(next.socket) else {
+            break (CloseRequest::client_left(), None);
+        };
+        stream = Rc::new(socket);
+        shared = Rc::new(Shared::default());
+        reader = Reader::new(
+            &node,
+            stream.clone(),
+            shared.clone(),
+            BytesMut::from(&next.early[..]),
+            id.clone(),
+        );
+        stateful.state.disconnected();
+        resumed = true;
+    };
     handle.close(reason);
     // The writer ends once it has sent the Close frame, each of its blocked
     // waits cut to CLOSE_GRACE by the close request; this bound is the
     // backstop, so that nothing can keep the connection (and its user's
     // place) forever. A panic in the writer is logged by the runtime.
-    let mut writer = writer;
-    if Box::pin(timeout(node.config.write_timeout() + CLOSE_GRACE, &mut writer))
-        .await
-        .is_err()
-    {
-        writer.abort();
+    if let Some(mut writer) = writer {
+        if Box::pin(timeout(node.config.write_timeout() + CLOSE_GRACE, &mut writer))
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+        node.metrics.websocket_closed(shared.close_code());
+    }
+    if let Some(stateful) = resumable {
+        stateful.end(&node);
     }
     drop(dispatcher);
     drop(reader);
+    drop(queue);
     handle.metrics.connections.dec();
-    node.metrics.websocket_closed(shared.close_code());
     Box::pin(node.disconnected(&id)).await;
     linger(stream, &shared).await;
 }
@@ -705,10 +804,13 @@ async fn write_close(stream: &TcpStream, code: u16, limit: WriteLimit<'_>) -> io
 async fn write(
     stream: Rc<TcpStream>,
     shared: Rc<Shared>,
-    mut queue: QueueReceiver,
+    queue: Rc<QueueReceiver>,
     handle: Arc<ConnectionHandle>,
-    keep_alive: Duration,
-    write_timeout: Duration,
+    Timing {
+        keep_alive,
+        write_timeout,
+    }: Timing,
+    stateful: Option<(Rc<Stateful>, bool)>,
 ) {
     let stream = &*stream;
     let limit = WriteLimit {
@@ -722,8 +824,24 @@ async fn write(
     let ping = tokio::time::sleep(keep_alive);
     tokio::pin!(ping);
     let mut frame = BytesMut::new();
+    let (stateful, resumed) = match stateful {
+        Some((stateful, resumed)) => (Some(stateful), resumed),
+        None => (None, false),
+    };
+    let stateful = stateful.as_deref();
+    if let (Some(state), true) = (stateful, resumed) {
+        // A resumed socket starts with Sequence and what the client did not acknowledge.
+        if write_frame(stream, opcode, &state.resend(protocol), limit)
+            .await
+            .is_err()
+        {
+            super::resume::cut(stream);
+            return;
+        }
+    }
     let mut last_sent = Instant::now();
     loop {
+        let full = stateful.is_some_and(Stateful::is_full);
         let sent = tokio::select! {
             biased;
             request = &mut closing => {
@@ -748,20 +866,36 @@ async fn write(
                     None => continue,
                 }
             }
-            first = queue.recv() => {
+            () = async { stateful.unwrap_or_else(|| unreachable!()).ack_due.notified().await }, if stateful.is_some() => {
+                match stateful.and_then(|s| s.ack_record(protocol)) {
+                    Some(ack) => write_frame(stream, opcode, &ack, limit).await,
+                    None => continue,
+                }
+            }
+            () = async { stateful.unwrap_or_else(|| unreachable!()).room.notified().await }, if full => continue,
+            first = queue.recv(), if !full => {
                 let delivery = &handle.metrics.delivery;
+                // Numbered before they are written: a write that dies half-way is resent.
+                let sending = |queued: &Queued| {
+                    if let Some(state) = stateful {
+                        state.sending(&queued.record);
+                    }
+                };
+                sending(&first);
                 match queue.try_recv() {
                     None => {
                         delivery.observe(first.at.elapsed().as_secs_f64());
                         write_frame(stream, opcode, &first.record, limit).await
                     }
                     Some(second) => {
+                        sending(&second);
                         for queued in [first, second] {
                             frame.extend_from_slice(&queued.record);
                             delivery.observe(queued.at.elapsed().as_secs_f64());
                         }
                         while frame.len() < COALESCE_LIMIT {
                             let Some(queued) = queue.try_recv() else { break };
+                            sending(&queued);
                             frame.extend_from_slice(&queued.record);
                             delivery.observe(queued.at.elapsed().as_secs_f64());
                         }
@@ -788,6 +922,10 @@ async fn write(
         if let Err(e) = sent {
             if e.kind() == io::ErrorKind::TimedOut {
                 handle.close_slow(SlowReason::WriteTimeout);
+            } else if stateful.is_some() && handle.close_request().is_none() {
+                // The socket is gone, not the connection: its reader notices and
+                // the connection waits for the client's new socket.
+                super::resume::cut(stream);
             } else {
                 handle.close(CloseRequest::client_left());
             }
@@ -795,6 +933,12 @@ async fn write(
         }
         last_sent = Instant::now();
     }
+}
+
+/// The writer's timers.
+struct Timing {
+    keep_alive: Duration,
+    write_timeout: Duration,
 }
 
 /// The SignalR Ping record in `protocol`.
