@@ -108,20 +108,20 @@ describe('two nodes, Redis and PostgreSQL: the sweeper of a dead node takes over
     );
 
     // A message the doomed node stored and never broadcast: in the outbox
-    // (stored_by it, broadcast_at NULL), as its commit would leave it had it
+    // (stored_by it and the hub, broadcast_at NULL), as its commit would leave it had it
     // died before the group send.
     const orphan = messageIdNow().toString();
     psql(
       postgres,
       `INSERT INTO messages (id, conversation_id, sender_id, content, client_message_id, sent_at, message_type, stored_by, broadcast_at)
-       VALUES (${orphan}, '${id}', '${dan}', 'stored, then the node died', 'orphan-1', ${Date.now()}, 'Text', 'takeover-2', NULL)`,
+       VALUES (${orphan}, '${id}', '${dan}', 'stored, then the node died', 'orphan-1', ${Date.now()}, 'Text', 'takeover-2/chat', NULL)`,
     );
     // A message the doomed node stored and marked: not broadcast again.
     const done = (messageIdNow() + 1n).toString();
     psql(
       postgres,
       `INSERT INTO messages (id, conversation_id, sender_id, content, client_message_id, sent_at, stored_by, broadcast_at)
-       VALUES (${done}, '${id}', '${dan}', 'already broadcast', 'done-1', ${Date.now()}, 'takeover-2', ${Date.now()})`,
+       VALUES (${done}, '${id}', '${dan}', 'already broadcast', 'done-1', ${Date.now()}, 'takeover-2/chat', ${Date.now()})`,
     );
     await delay(GRACE_MS);
     assert.equal(eveReceived.items.length, 0, 'nobody sweeps a live node');
@@ -149,6 +149,6 @@ describe('two nodes, Redis and PostgreSQL: the sweeper of a dead node takes over
     assert.deepEqual(eveReceived.items.map((m) => m.id), [orphan], 'only the unmarked message is broadcast again, once');
     assert.equal(eveTyping.items.filter((i) => i[1] === dan && i[2] === false).length, 1, "dan's typing cleared once");
     assert.equal(eveTyping.items.filter((i) => i[1] === fay).length, 2, "fay's cleared typing is not announced again");
-    assert.equal(psql(postgres, `SELECT count(*) FROM messages WHERE stored_by = 'takeover-2' AND broadcast_at IS NULL`), '0');
+    assert.equal(psql(postgres, `SELECT count(*) FROM messages WHERE stored_by = 'takeover-2/chat' AND broadcast_at IS NULL`), '0');
   });
 });

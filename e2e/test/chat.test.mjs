@@ -491,3 +491,53 @@ describe('three nodes, Redis and PostgreSQL (issue 9, Show 2)', () => {
     for (const t of typing) assert.equal(t.items.length, 2, 'announced once');
   });
 });
+
+describe('a definition carrying messageType, with a catch-up cursor', () => {
+  let node;
+  const definition = [
+    {
+      kind: 'chat',
+      path: '/typed/pets',
+      methods: [
+        { name: 'JoinConversation', operation: 'join_conversation', args: ['conversationId', 'afterMessageId?'] },
+        { name: 'SendMessage', operation: 'send_message', args: ['conversationId', 'content', 'messageType?'] },
+      ],
+      events: {
+        message_received: {
+          name: 'ReceiveMessage',
+          layout: 'object',
+          args: ['id', 'conversationId', 'senderId', 'content', 'messageType', 'sentAt'],
+          defaults: { messageType: 'Text' },
+        },
+        message_sent: {
+          name: 'MessageSent',
+          layout: 'object',
+          args: ['id', 'conversationId', 'senderId', 'content', 'messageType', 'sentAt'],
+          defaults: { messageType: 'Text' },
+        },
+      },
+    },
+  ];
+  before(async () => {
+    node = await startNode({ name: 'typed', env: { HUBWIRE_HUB: JSON.stringify(definition) } });
+  });
+
+  e2eTest('JoinConversation(id, afterMessageId) returns the stored messageType (the default when none was given)', async () => {
+    const id = await conversation(node, ['alice', 'bob'], { hub: 'pets' });
+    const url = `${node.baseUrl}/typed/pets`;
+    const alice = await connect(node, { url, user: 'alice' });
+    assert.deepEqual(await alice.invoke('JoinConversation', id), []);
+    const image = await alice.invoke('SendMessage', id, 'photo', 'Image');
+    const plain = await alice.invoke('SendMessage', id, 'words');
+    assert.deepEqual([image.messageType, plain.messageType], ['Image', 'Text']);
+
+    const bob = await connect(node, { url, user: 'bob' });
+    const missed = await bob.invoke('JoinConversation', id, '0');
+    assert.deepEqual(
+      missed.map((m) => [m.id, m.content, m.messageType]),
+      [[image.id, 'photo', 'Image'], [plain.id, 'words', 'Text']],
+    );
+    const after = await bob.invoke('JoinConversation', id, image.id);
+    assert.deepEqual(after.map((m) => m.messageType), ['Text']);
+  });
+});

@@ -135,6 +135,38 @@ describe('examples/pet-services (seed 000) on two nodes', () => {
     await delay(GRACE_MS);
     assert.equal(offline.items.length, 1);
   });
+
+  e2eTest('messageType is stored: REST history and GetConversations\' last message carry it, from either node', async () => {
+    const [owner, walker] = [unique('owner'), unique('walker')];
+    const hub = (node, user) => connect(node, { url: `${node.baseUrl}/hubs/chat`, user });
+    const a = await hub(n1, owner);
+    const photo = await a.invoke('SendMessage', walker, 'photo', 'Image');
+    assert.equal(photo.messageType, 'Image');
+    const id = photo.conversationId;
+    await a.invoke('SendMessage', walker, 'here we are', 'Location');
+    const plain = await a.invoke('SendMessage', walker, 'no type given');
+    assert.equal(plain.messageType, 'Text', 'the definition\'s default');
+
+    const history = await api(n2, 'GET', 'chat', `/conversations/${id}/messages`);
+    assert.equal(history.status, 200, history.text);
+    assert.deepEqual(
+      history.body.value.map((m) => [m.content, m.messageType]),
+      [['no type given', null], ['here we are', 'Location'], ['photo', 'Image']],
+      'newest first; none given is null (the definition\'s default)',
+    );
+
+    const b = await hub(n2, walker);
+    const [untyped] = await b.invoke('GetConversations');
+    assert.equal(untyped.lastMessage.content, 'no type given');
+    assert.equal(untyped.lastMessage.messageType, 'Text', 'none stored: the default');
+    await a.invoke('SendMessage', walker, 'listen', 'Voice');
+    const [voice] = await b.invoke('GetConversations');
+    assert.equal(voice.lastMessage.content, 'listen');
+    assert.equal(voice.lastMessage.messageType, 'Voice', 'the stored type, read on the other node');
+    const inbox = await api(n2, 'GET', 'chat', `/users/${walker}/conversations`);
+    assert.equal(inbox.status, 200, inbox.text);
+    assert.equal(inbox.body.value[0].lastMessage.messageType, 'Voice');
+  });
 });
 
 describe('examples/social-chat (seed 001) on two nodes', () => {

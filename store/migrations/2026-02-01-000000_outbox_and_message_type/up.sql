@@ -6,7 +6,7 @@
 -- The app's message type ("Text", "Image", ...); NULL: the hub
 -- definition's default.
 ALTER TABLE messages ADD COLUMN message_type TEXT;
--- The node that stored the message (its backplane node id); NULL: stored
+-- The node that stored the message (the chat hub writes `<node id>/<hub>`); NULL: stored
 -- by no node (a tool, a test), never swept.
 ALTER TABLE messages ADD COLUMN stored_by TEXT;
 -- When the group send of the message was done (Unix ms); NULL until then.

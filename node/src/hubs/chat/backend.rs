@@ -167,7 +167,7 @@ impl ChatHub {
                 attachments: post.attachments.as_ref().map(Value::to_string),
                 client_message_id: post.client_message_id.filter(|c| !c.is_empty()),
                 message_type: post.message_type,
-                stored_by: Some(node.node_id().to_string()),
+                stored_by: Some(super::outbox::stored_by(node.node_id(), &chat.hub)),
             })
             .await?;
         let fields = message_fields(&message, post.sender_name.as_deref(), None);

@@ -168,7 +168,7 @@ impl Chat {
                 attachments,
                 client_message_id,
                 message_type,
-                stored_by: Some(call.node.node_id().to_string()),
+                stored_by: Some(super::outbox::stored_by(call.node.node_id(), &self.hub)),
             })
             .await?;
         let sender_name = call.caller.principal.as_ref().and_then(|p| p.name.clone());

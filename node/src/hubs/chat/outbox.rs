@@ -16,13 +16,20 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use hubwire_backplane::{NodeId, UserId};
+use hubwire_backplane::{HubName, NodeId, UserId};
 use hubwire_store::{Message, MessageId};
 
 use super::payload::message_fields;
 use super::typing::TypingKey;
 use super::Chat;
 use crate::core::node::Node;
+
+/// The `stored_by` of messages this hub stores on `node`: the node and
+/// the hub (`<node>/<hub>`), so that the sweep of a dead node broadcasts a
+/// message again only in the hub that stored it (hubs share the store).
+pub fn stored_by(node: &NodeId, hub: &HubName) -> String {
+    format!("{node}/{hub}")
+}
 
 /// Unmarked messages read per page of a dead node's sweep.
 const SWEEP_PAGE: usize = 256;
@@ -95,10 +102,11 @@ impl Chat {
 
     /// Broadcasts every message `dead` stored and did not mark, oldest first.
     async fn rebroadcast_of(&self, node: &Arc<Node>, dead: &NodeId) -> Result<(), super::Failure> {
+        let owner = stored_by(dead, &self.hub);
         let mut recipients: HashMap<String, Option<String>> = HashMap::new();
         let (mut after, mut count) = (None, 0usize);
         loop {
-            let page = self.store.unbroadcast_of(dead.as_str(), after, SWEEP_PAGE).await?;
+            let page = self.store.unbroadcast_of(&owner, after, SWEEP_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             let full = page.len() == SWEEP_PAGE;
