@@ -155,3 +155,21 @@ fn delivery_messaging_keeps_its_messaging_hub() {
         "You are not a participant in this conversation"
     );
 }
+
+#[test]
+fn pet_services_offline_hook_resolves_once_uncommented() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pet-services/hubwire.toml");
+    let text = std::fs::read_to_string(&file).expect("preset");
+    let at = text.find("# [hub.offline_hook]").expect("the commented-out hook");
+    let uncommented: String = text[at..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config: Config = toml::from_str(&format!("{}{uncommented}\n", &text[..at])).expect("parses");
+    let def = Definition::resolve(&config.hub[0], &CATALOG).expect("resolves");
+    let hook = def.offline_hook.expect("the hook");
+    assert_eq!(hook.url.scheme(), "http");
+    assert_eq!(hook.retries, 3);
+    assert!(preset("pet-services").offline_hook.is_none(), "off as shipped");
+}

@@ -105,6 +105,12 @@ impl Webhook {
         Self { queue, counters }
     }
 
+    /// Counts a body dropped before it reached [`Webhook::offer`] (its
+    /// caller's own bound was full).
+    pub fn count_dropped(&self) {
+        self.counters.dropped.inc();
+    }
+
     /// Queues `body` for delivery: `false` (and counted as dropped) when
     /// the queue is full or the task is gone. Never waits.
     pub fn offer(&self, body: Vec<u8>) -> bool {

@@ -130,10 +130,6 @@ impl Chat {
         if !self.def.limits.content_ok(&content) {
             return Err(Failure::Refused(Refusal::InvalidContent));
         }
-        let per_minute = self.def.limits.messages_per_minute;
-        if let Some(retry_secs) = self.over_rate(&call.node, &user, Limit::MessageRate, per_minute).await {
-            return Err(Failure::Refused(Refusal::RateLimited { retry_secs }));
-        }
         let client_message_id = optional_text(args, "clientMessageId")?.filter(|c| !c.is_empty());
         if let Some(id) = &client_message_id {
             self.check_length(&call.node, Bounded::ClientMessageId, id)?;
@@ -142,10 +138,21 @@ impl Chat {
             let checked = self.def.limits.check_attachments(attachments);
             checked.map_err(|text| self.limit_refused(&call.node, text))?;
         }
+        // Every input limit before the rate: a refused input takes no token.
+        let (target, bounded) = match direct {
+            true => ("recipientUserId", Bounded::UserId),
+            false => ("conversationId", Bounded::ConversationId),
+        };
+        if let Some(id) = optional_text(args, target)? {
+            self.check_length(&call.node, bounded, &id)?;
+        }
+        let per_minute = self.def.limits.messages_per_minute;
+        if let Some(retry_secs) = self.over_rate(&call.node, &user, Limit::MessageRate, per_minute).await {
+            return Err(Failure::Refused(Refusal::RateLimited { retry_secs }));
+        }
         let attachments = args.get("attachments").map(Value::to_string);
         let (conversation, recipient) = if direct {
             let recipient = text(args, "recipientUserId")?;
-            self.check_length(&call.node, Bounded::UserId, &recipient)?;
             if recipient == user.as_str() {
                 return Err(Failure::Error(HubError::Hub(
                     "A direct message needs another user.".into(),

@@ -11,6 +11,8 @@
 //!   to a user who is reading the message.
 //! - The check runs on a task of its own after the broadcast: a send is
 //!   acknowledged without waiting for it, and the hook's queue never blocks.
+//!   Checks running at once are bounded too (by the queue's size): beyond
+//!   that a message is dropped and counted, as a full queue drops it.
 //! - The body: `{"hub", "conversationId", "recipientId", "message"}`, the
 //!   message as the definition shapes `message_received`'s object (the
 //!   app's own field names).
@@ -24,6 +26,7 @@ use crate::core::node::Node;
 use crate::core::webhook::Webhook;
 use hubwire_backplane::{HubName, UserId};
 use hubwire_store::Store;
+use tokio::sync::Semaphore;
 
 /// A chat hub's running hook, with what its checks need.
 #[derive(Clone)]
@@ -31,6 +34,8 @@ pub struct OfflineHook {
     webhook: Arc<Webhook>,
     hub: HubName,
     store: Store,
+    /// One permit per check running (`offline_hook.queue` of them).
+    checks: Arc<Semaphore>,
 }
 
 /// One new message to check.
@@ -50,7 +55,9 @@ impl Chat {
             return;
         };
         let counters = node.metrics.webhook(self.hub.as_str(), "offline");
+        let checks = Arc::new(Semaphore::new(config.queue));
         self.offline.get_or_init(|| OfflineHook {
+            checks,
             webhook: Arc::new(Webhook::start(config, counters)),
             hub: self.hub.clone(),
             store: self.store.clone(),
@@ -76,8 +83,15 @@ impl Chat {
             recipient: recipient.map(str::to_owned),
             message: self.event(super::catalog::Event::MessageReceived).object(fields),
         };
+        let Ok(permit) = hook.checks.clone().try_acquire_owned() else {
+            hook.webhook.count_dropped();
+            return;
+        };
         let node = node.clone();
-        tokio::spawn(async move { hook.check(&node, delivery).await });
+        tokio::spawn(async move {
+            hook.check(&node, delivery).await;
+            drop(permit);
+        });
     }
 }
 
