@@ -235,6 +235,15 @@ config_fields! {
         workers: Option<usize> = None;
         /// Seconds graceful shutdown waits for connections to close. Default 10.
         shutdown_timeout_secs: u64 = 10;
+        /// Seconds between `/readyz` turning 503 on SIGTERM and the first client
+        /// being asked to reconnect, for load balancers that poll `/readyz`
+        /// (Kubernetes removes the pod from its endpoints during `preStop`
+        /// instead). New connections are refused from the start. Default 0.
+        shutdown_delay_secs: u64 = 0;
+        /// Connections asked to reconnect at once during graceful shutdown; the
+        /// next batch is asked once these have left (or their share of the
+        /// drain time passed). 0 = all at once. Default 500.
+        shutdown_close_batch: usize = 500;
         /// `TCP_NODELAY` on client sockets (each frame is one write). Default `true`.
         tcp_nodelay: bool = true;
         /// Server-to-client streams one connection may run at once; a stream
