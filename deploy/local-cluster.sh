@@ -84,6 +84,7 @@ start() {
   command -v redis-server >/dev/null || die "redis-server is missing (apt-get install redis-server)"
   local bin; bin=$(node_bin)
   mkdir -p "$dir"
+  chmod 755 "$dir" # PostgreSQL may run as another user (pg_run)
   local env="$dir/cluster.env"
   : > "$env.tmp"
 

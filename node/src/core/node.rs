@@ -738,6 +738,7 @@ impl Node {
                 handle.close(shutdown_close());
             }
             unasked -= chunk.len();
+            tracing::info!(asked = chunk.len(), unasked, "shutdown: a batch asked to reconnect");
             let now = tokio::time::Instant::now();
             let share = deadline.saturating_duration_since(now) / u32::try_from(batches_left).unwrap_or(u32::MAX);
             batches_left -= 1;
