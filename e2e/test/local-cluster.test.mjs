@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe } from 'node:test';
 
-import { HttpTransportType, buildConnection, connect, e2eTest, rawWs, waitFor, withTimeout } from './harness.mjs';
+import { HttpTransportType, LogLevel, buildConnection, connect, e2eTest, rawWs, waitFor, withTimeout } from './harness.mjs';
 import { nginxInstalled, processGone, startLocalCluster } from './local-cluster.mjs';
 
 // The transports the official client is tested with through nginx. Server-Sent
@@ -65,7 +65,7 @@ describe('local cluster behind nginx (deploy/local-cluster.sh)', { skip: !nginxI
     test(`${transportName(transport)}: official clients through nginx stay on one node each, spread over the nodes, and reach each other`, async () => {
       const conns = [];
       for (let i = 0; i < CLIENTS; i++) {
-        conns.push(await connect(cluster.proxy, { user: `sticky-${i}`, transport, roles: i === 0 ? ['admin'] : undefined }));
+        conns.push(await connect(cluster.proxy, { user: `sticky-${i}`, transport, roles: i === 0 ? ['admin'] : undefined, logLevel: LogLevel.Error }));
       }
       const nodes = new Set();
       for (const conn of conns) {
@@ -91,7 +91,7 @@ describe('local cluster behind nginx (deploy/local-cluster.sh)', { skip: !nginxI
     // Official clients with automatic reconnect, each invoking Echo in a loop.
     const clients = [];
     for (let i = 0; i < CLIENTS * 2; i++) {
-      const conn = buildConnection(cluster.proxy, { user: `load-${i}`, reconnectDelays: [0, 200, 500, 1000, 1000, 2000, 2000, 2000] });
+      const conn = buildConnection(cluster.proxy, { user: `load-${i}`, reconnectDelays: [0, 200, 500, 1000, 1000, 2000, 2000, 2000], logLevel: LogLevel.Error });
       await withTimeout(conn.start(), 10_000, 'start through nginx');
       clients.push({ conn, node: (await conn.invoke('WhoAmI')).node, echoes: 0, reconnectingAt: null });
     }
