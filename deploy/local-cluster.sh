@@ -8,6 +8,7 @@
 #   deploy/local-cluster.sh status   what runs (exit 1 if anything is down)
 #   deploy/local-cluster.sh stop     SIGTERM every node (graceful drain), stop the rest, remove the state
 #   deploy/local-cluster.sh run      start, then stay in the foreground; Ctrl-C stops it
+#   deploy/local-cluster.sh N        (the bench scripts') Redis and N nodes only, in the foreground
 #
 # Environment (all optional):
 #   NODES (3)                    nodes
@@ -204,6 +205,32 @@ stop() {
   log "stopped"
 }
 
+# The bench scripts' form, kept as it was: `local-cluster.sh N` runs one
+# redis-server and N nodes (no proxy, no PostgreSQL) as children in the
+# foreground, nodes on BASE_PORT+i, and prints "redis: ..." once ready.
+legacy() {
+  local n=$1 base=${BASE_PORT:-8080} tmp bin pids=()
+  tmp=$(mktemp -d); bin=$(node_bin)
+  trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT INT TERM
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" --logfile "$tmp/redis.log" &
+  pids+=($!)
+  until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+  export HUBWIRE_REDIS_URL="redis://127.0.0.1:$redis_port"
+  export HUBWIRE_DIAGNOSTICS_HUB=${HUBWIRE_DIAGNOSTICS_HUB:-true}
+  export HUBWIRE_JWT_SECRET=${HUBWIRE_JWT_SECRET:-local-cluster-secret-of-32-bytes-min}
+  for i in $(seq 1 "$n"); do
+    HUBWIRE_LISTEN="127.0.0.1:$((base + i))" HUBWIRE_NODE_ID="node-$i" HUBWIRE_DATA_DIR="$tmp/node-$i" \
+      "$bin" > "$tmp/node-$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in $(seq 1 "$n"); do
+    until curl -sf "http://127.0.0.1:$((base + i))/readyz" >/dev/null; do sleep 0.1; done
+    echo "node-$i: http://127.0.0.1:$((base + i)) (pid ${pids[$i]}, log $tmp/node-$i.log)"
+  done
+  echo "redis: redis://127.0.0.1:$redis_port; Ctrl-C stops the cluster"
+  wait
+}
+
 NODE_ARGS=()
 [ -n "${NODE_CONFIG:-}" ] && NODE_ARGS=(--config "$(cd "$(dirname "$NODE_CONFIG")" && pwd)/$(basename "$NODE_CONFIG")")
 case "$cmd" in
@@ -216,5 +243,6 @@ case "$cmd" in
     log "Ctrl-C stops the cluster"
     while sleep 3600; do :; done
     ;;
+  [0-9]*) legacy "$cmd" ;;
   *) die "unknown command '$cmd' (start | status | stop | run)" ;;
 esac
