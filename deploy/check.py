@@ -105,6 +105,8 @@ def check_dockerfile():
     check(not any(i == "RUN" for i, _ in runtime["ins"]), "Dockerfile: nothing run in the runtime stage")
     entry = [a for i, a in runtime["ins"] if i == "ENTRYPOINT"]
     check(len(entry) == 1 and json.loads(entry[0])[0].startswith("/"), "Dockerfile: ENTRYPOINT in exec form")
+    health = [a for i, a in runtime["ins"] if i == "HEALTHCHECK"]
+    check(len(health) == 1 and '["/hubwire-node", "probe"' in health[0], "Dockerfile: HEALTHCHECK with hubwire-node probe (exec form: no shell)")
     env = " ".join(a for i, a in runtime["ins"] if i == "ENV")
     check("HUBWIRE_LISTEN=0.0.0.0:8080" in env, "Dockerfile: listens on 0.0.0.0:8080")
     check(any(i == "EXPOSE" and a == "8080" for i, a in runtime["ins"]), "Dockerfile: EXPOSE 8080")
@@ -135,6 +137,7 @@ def check_compose():
               f"compose: {name} uses the postgres service")
         check(bool(env.get("HUBWIRE_JWT_SECRET")) and bool(env.get("HUBWIRE_ACCESS_KEY")), f"compose: {name} has a JWT secret and an access key")
         ids.add(env.get("HUBWIRE_NODE_ID"))
+        check(svc.get("healthcheck", {}).get("test", [])[:3] == ["CMD", "/hubwire-node", "probe"], f"compose: {name} health-checked by hubwire-node probe")
         for dep in svc.get("depends_on", {}):
             check(dep in services, f"compose: {name} depends on an existing service {dep}")
         grace = re.match(r"(\d+)s$", str(svc.get("stop_grace_period", "10s")))
@@ -157,6 +160,8 @@ def check_compose():
     check("ip_hash" not in re.sub(r"#.*", "", conf), "nginx: no ip_hash")
     servers = re.findall(r"^server\s+([\w.-]+):(\d+)", read("deploy/nginx/compose-servers.conf"), re.M)
     check(sorted(h for h, _ in servers) == nodes and all(p == "8080" for _, p in servers), f"nginx: compose upstream = the node services ({servers})")
+    deps = services["nginx"].get("depends_on", {})
+    check(all(deps.get(n, {}).get("condition") == "service_healthy" for n in nodes), "compose: nginx waits for healthy nodes")
     ports = services["nginx"].get("ports", [])
     check(any(str(p).endswith(":80") for p in ports), "compose: nginx published")
     check("listen 80" in read("deploy/nginx/compose-listen.conf"), "nginx: compose listens on 80")
