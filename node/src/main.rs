@@ -1,4 +1,6 @@
-//! The `hubwire-node` binary: runs a node, or prints a development token.
+//! The `hubwire-node` binary: runs a node, prints a development token, or
+//! probes a running node's `/healthz` or `/readyz` (the image's HEALTHCHECK:
+//! it has no shell and no HTTP client).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -47,6 +49,13 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// GET a path of the node at the configured listen address (0.0.0.0 is
+    /// asked on 127.0.0.1); exit status 0 for a 200, 1 otherwise.
+    Probe {
+        /// The path, e.g. /healthz (alive) or /readyz (ready).
+        #[arg(default_value = "/readyz")]
+        path: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,7 +78,38 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => serve(config),
+        Command::Probe { path } => probe(&config.listen, &path),
     }
+}
+
+/// One HTTP/1.1 GET with a short timeout; Ok only for a 200.
+fn probe(listen: &str, path: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+    let mut address: SocketAddr = listen.parse().with_context(|| format!("listen address {listen}"))?;
+    if address.ip().is_unspecified() {
+        address.set_ip(if address.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = Duration::from_secs(3);
+    let mut stream =
+        TcpStream::connect_timeout(&address, timeout).with_context(|| format!("cannot connect to {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    let status = status_line.split_whitespace().nth(1).unwrap_or("none");
+    anyhow::ensure!(status == "200", "{path} on {address} answered {status}");
+    Ok(())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! The `hubwire-node` command line: `token`, `--help`, and configuration errors.
+//! The `hubwire-node` command line: `token`, `probe`, `--help`, and configuration errors.
 
 use std::process::Command;
 
@@ -199,4 +199,49 @@ fn every_preset_starts_a_node_with_hubwire_node_dash_dash_config() {
             file.display()
         );
     }
+}
+
+#[test]
+fn probe_exits_0_for_a_ready_node_and_1_for_none_or_a_missing_path() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("hubwire-cli-probe-{}", std::process::id()));
+    let mut child = node()
+        .env("HUBWIRE_JWT_SECRET", "cli-test-secret-of-at-least-32-bytes")
+        .env("HUBWIRE_LISTEN", "127.0.0.1:0")
+        .env("HUBWIRE_DATA_DIR", &dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .map(|l| l.expect("line"))
+        .unwrap_or_default();
+    let address = line.trim_start_matches("hubwire-node listening on http://").to_owned();
+    let probe = |listen: &str, path: &str| {
+        node()
+            .env("HUBWIRE_LISTEN", listen)
+            .env("HUBWIRE_DATA_DIR", &dir)
+            .args(["probe", path])
+            .output()
+            .expect("runs")
+    };
+    let ready = probe(&address, "/readyz");
+    let alive = probe(&address.replace("127.0.0.1", "0.0.0.0"), "/healthz");
+    let missing = probe(&address, "/nothing-here");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    let gone = probe(&address, "/healthz");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ready.status.success(), "{}", String::from_utf8_lossy(&ready.stderr));
+    assert!(
+        alive.status.success(),
+        "0.0.0.0 is probed on 127.0.0.1: {}",
+        String::from_utf8_lossy(&alive.stderr)
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("answered 404"));
+    assert_eq!(gone.status.code(), Some(1), "nothing listens any more");
 }

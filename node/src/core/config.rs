@@ -235,6 +235,15 @@ config_fields! {
         workers: Option<usize> = None;
         /// Seconds graceful shutdown waits for connections to close. Default 10.
         shutdown_timeout_secs: u64 = 10;
+        /// Seconds between `/readyz` turning 503 on SIGTERM and the first client
+        /// being asked to reconnect, for load balancers that poll `/readyz`
+        /// (Kubernetes removes the pod from its endpoints during `preStop`
+        /// instead). New connections are refused from the start. Default 0.
+        shutdown_delay_secs: u64 = 0;
+        /// Connections asked to reconnect at once during graceful shutdown; the
+        /// next batch is asked once these have left (or their share of the
+        /// drain time passed). 0 = all at once. Default 500.
+        shutdown_close_batch: usize = 500;
         /// `TCP_NODELAY` on client sockets (each frame is one write). Default `true`.
         tcp_nodelay: bool = true;
         /// Server-to-client streams one connection may run at once; a stream
@@ -546,7 +555,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 52);
+        assert_eq!(Config::FIELDS.len(), 54);
     }
 
     #[test]

@@ -227,6 +227,11 @@ impl Node {
         });
     }
 
+    /// This node's id in the cluster.
+    pub fn node_id(&self) -> &NodeId {
+        self.backplane.node_id()
+    }
+
     /// Whether graceful shutdown has begun (new connections are refused).
     pub fn is_shutting_down(&self) -> bool {
         self.drain.began()
@@ -714,17 +719,51 @@ impl Node {
         Ok(self.backplane.user_in_group(hub, user, group).await?)
     }
 
-    /// Begins graceful shutdown: refuse new connections ([`Drain::hold`] gives
-    /// nothing any more), ask every client to reconnect elsewhere (Close with
-    /// `allowReconnect: true`). A connection that completes its handshake
-    /// after this is told the same by [`Node::connected`]: the drain begins
-    /// before the registry is read, and a connection checks the drain after
-    /// entering the registry, so every connection is told once either way.
+    /// Begins graceful shutdown: `/readyz` answers 503 and new connections
+    /// are refused ([`Drain::hold`] gives nothing any more). The connections
+    /// already here are asked to leave by [`Node::close_for_shutdown`]; one
+    /// whose handshake completes after this is told at once by
+    /// [`Node::connected`]: the drain begins before the registry is read, and
+    /// a connection checks the drain after entering the registry, so every
+    /// connection is told once either way.
     pub fn begin_shutdown(&self) {
         self.drain.begin();
-        for handle in self.registry.all() {
-            handle.close(shutdown_close());
+    }
+
+    /// Asks every connection to reconnect elsewhere (Close with
+    /// `allowReconnect: true`) in batches of `shutdown_close_batch`: the next
+    /// batch is asked once the previous one has left (its cluster cleanup
+    /// done) or its share of the time left has passed, so that this node's
+    /// Redis calls and the clients' reconnects to the other nodes come in
+    /// bounded waves. Returns whether every connection left before `deadline`.
+    /// Call after [`Node::begin_shutdown`].
+    pub async fn close_for_shutdown(&self, deadline: tokio::time::Instant) -> bool {
+        let all = self.registry.all();
+        let batch = match self.config.shutdown_close_batch {
+            0 => all.len().max(1),
+            n => n,
+        };
+        // Holds without a registry entry: handshakes in progress, each told by `connected`.
+        let handshaking = self.drain.live().saturating_sub(all.len());
+        let mut unasked = all.len();
+        let mut batches_left = all.len().div_ceil(batch);
+        for chunk in all.chunks(batch) {
+            for handle in chunk {
+                handle.close(shutdown_close());
+            }
+            unasked -= chunk.len();
+            tracing::info!(asked = chunk.len(), unasked, "shutdown: a batch asked to reconnect");
+            let now = tokio::time::Instant::now();
+            let share = deadline.saturating_duration_since(now) / u32::try_from(batches_left).unwrap_or(u32::MAX);
+            batches_left -= 1;
+            if !self.drain.wait_until(unasked + handshaking, now + share).await {
+                tracing::debug!(
+                    left = self.drain.live(),
+                    "shutdown batch not gone in its share of the drain time"
+                );
+            }
         }
+        self.drain.wait(deadline).await
     }
 }
 

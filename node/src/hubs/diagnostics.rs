@@ -118,6 +118,7 @@ impl Hub for DiagnosticsHub {
                         "hub": c.hub.as_str(),
                         "transport": c.transport,
                         "protocol": c.protocol.name(),
+                        "node": call.node.node_id().as_str(),
                     })))
                 }
                 "Stream" => {

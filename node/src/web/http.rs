@@ -6,12 +6,17 @@
 //! 1. The drain begins ([`Node::begin_shutdown`]): `/readyz` answers 503,
 //!    negotiate and connect answer 503, new upgrades are refused before their
 //!    101. The listener keeps accepting, so that clients get that clear answer.
-//! 2. Every connected client gets a Close with `allowReconnect: true`; one
-//!    whose handshake completes after this gets the same ([`Node::connected`]).
+//!    After `shutdown_delay_secs` (0 by default; for load balancers that poll
+//!    `/readyz`, Kubernetes uses `preStop` instead):
+//! 2. Every connected client gets a Close with `allowReconnect: true`, in
+//!    batches of `shutdown_close_batch` ([`Node::close_for_shutdown`]); one
+//!    whose handshake completes after the drain began gets the same at once
+//!    ([`Node::connected`]).
 //! 3. Wait — for events, not by polling — until every connection's hold is
 //!    dropped, which happens once its cluster cleanup (unsubscribe,
 //!    unregister, offline hook) has finished, or until `shutdown_timeout_secs`
-//!    passes: the one timeout of the drain.
+//!    (counted from step 2) passes: the one timeout of the drain; batches
+//!    share it, a batch slower than its share does not hold up the next.
 //! 4. Leave the cluster: the backplane removes what is left of this node from
 //!    the keyspace (everything, after a clean drain).
 //! 5. Stop actix: the listener closes, HTTP requests still in flight get
@@ -19,6 +24,7 @@
 //!
 //! [`Node::begin_shutdown`]: crate::core::node::Node::begin_shutdown
 //! [`Node::connected`]: crate::core::node::Node::connected
+//! [`Node::close_for_shutdown`]: crate::core::node::Node::close_for_shutdown
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -163,8 +169,9 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<O
     shutdown.await;
     tracing::info!(connections = node.registry.len(), "shutting down");
     node.begin_shutdown();
+    tokio::time::sleep(Duration::from_secs(node.config.shutdown_delay_secs)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(node.config.shutdown_timeout_secs);
-    let drained = node.drain.wait(deadline).await;
+    let drained = node.close_for_shutdown(deadline).await;
     if !drained {
         tracing::warn!(
             connections = node.registry.len(),
