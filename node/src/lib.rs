@@ -60,5 +60,6 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
         hubs: built.hubs,
         chats: built.chats,
         store: Some(store),
+        sessions: Default::default(),
     })
 }

@@ -302,6 +302,22 @@ config_fields! {
         max_handshakes_per_ip: usize = 64;
         /// Largest SignalR handshake request, in bytes. Default 4096.
         max_handshake_size: usize = 4096;
+        /// Seconds a long poll waits for something to send before it is answered
+        /// `200` with an empty body (ASP.NET Core's `LongPolling.PollTimeout`).
+        /// Default 90.
+        long_poll_timeout_secs: u64 = 90;
+        /// Seconds a long-polling client may go without a poll outstanding
+        /// before its connection is closed (ASP.NET Core's `DisconnectTimeout`).
+        /// Default 15.
+        long_poll_disconnect_secs: u64 = 15;
+        /// Development mode: the node serves the transport check page at
+        /// `/dev/` (`dev/transports.html`), which loads the SignalR browser
+        /// bundle from `dev_signalr_dir`. Never in production. Default `false`.
+        dev_mode: bool = false;
+        /// Directory holding the official SignalR browser bundle (`signalr.js`,
+        /// e.g. `e2e/node_modules/@microsoft/signalr/dist/browser`), served at
+        /// `/dev/signalr/` in development mode. Default: none.
+        dev_signalr_dir: Option<PathBuf> = None;
         /// Hub definitions (`[[hub]]` tables, `docs/hubs.md`): hubs of a built-in
         /// kind under an app's own path and names. One at `/hubs/chat` replaces
         /// the built-in chat hub. In the environment: the same tables as a JSON
@@ -452,7 +468,15 @@ impl Config {
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
     }
-    /// Write timeout (at least one second).
+    /// [`Config::long_poll_timeout_secs`] as a duration (at least a second).
+    pub fn long_poll_timeout(&self) -> Duration {
+        Duration::from_secs(self.long_poll_timeout_secs.max(1))
+    }
+    /// [`Config::long_poll_disconnect_secs`] as a duration.
+    pub fn long_poll_disconnect(&self) -> Duration {
+        Duration::from_secs(self.long_poll_disconnect_secs.max(1))
+    }
+    /// [`Config::write_timeout_secs`] as a duration (at least a second).
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs.max(1))
     }

@@ -1,0 +1,720 @@
+//! What Server-Sent Events and Long Polling share (the SignalR transport
+//! spec's "half-transports"): the client's records arrive in `POST`s, the
+//! server's leave through an SSE stream ([`super::sse`]) or through polls
+//! ([`super::long_polling`]).
+//!
+//! A connection is opened by its first `GET {hub}?id=<connectionToken>`
+//! (after negotiate; the id is required): the same checks as a WebSocket
+//! upgrade ([`super::accept`]), then a task of its own on that worker — the
+//! [`run`] of the connection — passes admission (the same node-wide caps as
+//! WebSockets), takes its user's place in the cluster, and puts the
+//! [`Session`] in this node's table, the [`Sessions`]. Every later request
+//! finds the session there by its token; a token this node does not know
+//! (never negotiated, ended — or negotiated on another node: these
+//! transports need sticky sessions) is answered 404 at once.
+//!
+//! The task is the connection's reader and writer: it reads the handshake
+//! and then the records from the `POST` bodies (streamed to it in chunks,
+//! with back-pressure, one `POST` at a time: a second one at once is 409),
+//! dispatches them, and moves what the connection's queue holds into the
+//! session's [`Outlet`], at most [`COALESCE_LIMIT`] bytes at a time. The SSE
+//! stream or the current poll takes from the outlet. A client that does not
+//! take leaves its records in the connection's bounded queue, which closes it
+//! as slow as it does a WebSocket; a long poller that does not come back for
+//! `long_poll_disconnect_secs` is closed; an SSE client silent (no `POST`, so
+//! no Ping) for `client_timeout_secs` is closed.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::{timeout, Instant};
+
+use super::accept::{self, Checked};
+use super::records::{closing_records, coalesce, dispatch_records, handshake_protocol, new_handle, COALESCE_LIMIT};
+use super::refusal::{admission_refusal, Refusal};
+use crate::core::connection::{CloseRequest, ConnectionHandle, QueueReceiver, CLOSED_WITH_ERROR};
+use crate::core::dispatch::Dispatcher;
+use crate::core::metrics::RefusalReason;
+use crate::core::node::Node;
+use crate::web::state::{authorize_token, query_value, token_from, AppState};
+use hubwire_backplane::{BackplaneError, ConnectionId, HubName, UserId};
+use hubwire_protocol::{encode_handshake_response, parse_handshake_request, HubMessage, Protocol};
+
+/// How often a connection's task checks its timers (client timeout, keep-alive, poller gone).
+const TICK: Duration = Duration::from_secs(1);
+/// Chunks of `POST` bodies that may wait for the connection's task.
+const INBOUND_CHUNKS: usize = 4;
+
+/// Which half-transport carries the server's records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Server-Sent Events: one streamed response, text only.
+    Sse,
+    /// Long Polling: one response per poll.
+    LongPolling,
+}
+
+impl Kind {
+    /// The transport's name as SignalR spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sse => "ServerSentEvents",
+            Self::LongPolling => "LongPolling",
+        }
+    }
+}
+
+/// The SSE and long-polling connections of this node, by connection token.
+#[derive(Default)]
+pub struct Sessions {
+    by_token: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Sessions {
+    /// The session of `token`, if this node has it.
+    pub(super) fn get(&self, token: &str) -> Option<Arc<Session>> {
+        self.by_token.lock().get(token).cloned()
+    }
+
+    /// Sessions on this node (ended long-polling ones included until their
+    /// last poll is answered).
+    pub fn len(&self) -> usize {
+        self.by_token.lock().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert(&self, session: &Arc<Session>) {
+        self.by_token.lock().insert(session.token.clone(), session.clone());
+    }
+
+    fn remove(&self, token: &str) {
+        self.by_token.lock().remove(token);
+    }
+}
+
+/// A one-way signal that can be awaited by anyone, before or after it is set.
+#[derive(Default)]
+pub(super) struct Flag {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Flag {
+    pub(super) fn set(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub(super) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    pub(super) async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// What a connection has to send, waiting for the SSE stream or a poll.
+#[derive(Default)]
+pub(super) struct Outlet {
+    state: Mutex<OutletState>,
+    /// Something to take, or the end.
+    filled: Notify,
+    /// Taken: there is room again (the task is its only waiter).
+    drained: Notify,
+    /// A taker saw the end.
+    end_taken: Flag,
+}
+
+#[derive(Default)]
+struct OutletState {
+    buf: BytesMut,
+    ended: bool,
+    last_push: Option<Instant>,
+}
+
+/// What a taker gets from the outlet.
+pub(super) enum Take {
+    /// Bytes of whole records.
+    Data(Bytes),
+    /// The connection ended and everything was taken.
+    End,
+}
+
+impl Outlet {
+    fn push(&self, bytes: &[u8]) {
+        let mut state = self.state.lock();
+        state.buf.extend_from_slice(bytes);
+        state.last_push = Some(Instant::now());
+        drop(state);
+        self.filled.notify_waiters();
+    }
+
+    fn has_room(&self) -> bool {
+        self.state.lock().buf.len() < COALESCE_LIMIT
+    }
+
+    /// How long since the last push (`None`: nothing pushed yet).
+    fn idle(&self) -> Option<Duration> {
+        self.state.lock().last_push.map(|at| at.elapsed())
+    }
+
+    fn end(&self) {
+        self.state.lock().ended = true;
+        self.filled.notify_waiters();
+    }
+
+    /// Waits for bytes or the end. Cancel-safe: nothing is taken unless it returns.
+    pub(super) async fn take(&self) -> Take {
+        loop {
+            let notified = self.filled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.state.lock();
+                if !state.buf.is_empty() {
+                    let data = state.buf.split().freeze();
+                    if state.buf.capacity() > COALESCE_LIMIT {
+                        state.buf = BytesMut::new();
+                    }
+                    drop(state);
+                    self.drained.notify_one();
+                    return Take::Data(data);
+                }
+                if state.ended {
+                    drop(state);
+                    self.end_taken.set();
+                    return Take::End;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Long Polling: the polls of one connection.
+pub(super) struct Polls {
+    /// One poll waits at a time; a newer one supersedes it (204).
+    pub(super) slot: tokio::sync::Mutex<()>,
+    /// The newest poll's number.
+    pub(super) generation: AtomicU64,
+    /// Wakes a waiting poll when a newer one arrives.
+    pub(super) superseded: Notify,
+    outstanding: AtomicUsize,
+    last_end: Mutex<Instant>,
+}
+
+impl Polls {
+    fn new() -> Self {
+        Self {
+            slot: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+            superseded: Notify::new(),
+            outstanding: AtomicUsize::new(0),
+            last_end: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Counts a poll as outstanding until the guard is dropped.
+    pub(super) fn begin(&self) -> Outstanding<'_> {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        Outstanding(self)
+    }
+
+    /// How long no poll has been outstanding.
+    fn gone_for(&self) -> Duration {
+        if self.outstanding.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        self.last_end.lock().elapsed()
+    }
+}
+
+/// A poll in progress ([`Polls::begin`]).
+pub(super) struct Outstanding<'a>(&'a Polls);
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        *self.0.last_end.lock() = Instant::now();
+        self.0.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Part of a `POST` body, or its end (answered once everything before it is dispatched).
+enum Inbound {
+    Chunk(Bytes),
+    End(oneshot::Sender<()>),
+}
+
+/// One SSE or long-polling connection as its HTTP requests see it.
+pub struct Session {
+    pub(super) kind: Kind,
+    token: String,
+    hub: HubName,
+    user: Option<UserId>,
+    inbound: mpsc::Sender<Inbound>,
+    /// A `POST` is being read (a second at once is refused with 409).
+    posting: AtomicBool,
+    pub(super) outlet: Outlet,
+    /// The client ended the connection (DELETE, or the SSE stream went away).
+    pub(super) stop: Flag,
+    pub(super) polls: Polls,
+}
+
+/// Frees the `POST` slot when the request ends.
+struct Posting<'a>(&'a AtomicBool);
+
+impl Drop for Posting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The `no-cache` headers of every long-polling and SSE response (ASP.NET Core's).
+pub(super) fn no_cache(response: &mut actix_web::HttpResponseBuilder) {
+    response
+        .insert_header(("cache-control", "no-cache, no-store"))
+        .insert_header(("pragma", "no-cache"))
+        .insert_header(("expires", "Thu, 01 Jan 1970 00:00:00 GMT"));
+}
+
+/// A plain-text response with `status`.
+pub(super) fn text(status: u16, body: &'static str) -> HttpResponse {
+    Refusal::new(status, "", body).response()
+}
+
+/// `GET {hub}` that is not a WebSocket upgrade: Server-Sent Events when it
+/// accepts `text/event-stream`, else a long poll.
+pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if state.hubs.at_path(req.path()).is_none() {
+        return text(404, "No hub with that name.");
+    }
+    let Some(token) = query_value(req.query_string(), "id").filter(|t| !t.is_empty()) else {
+        if state.node.is_shutting_down() {
+            return text(503, "The server is shutting down.");
+        }
+        let mut response = HttpResponse::BadRequest();
+        no_cache(&mut response);
+        return response.content_type("text/plain").body("Connection ID required");
+    };
+    let sse = req
+        .headers()
+        .get_all(actix_web::http::header::ACCEPT)
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("text/event-stream")));
+    if sse {
+        super::sse::connect(req, state, token).await
+    } else {
+        super::long_polling::poll(req, state, token).await
+    }
+}
+
+/// The session of a request after the first: by its token (400 without one,
+/// 404 unknown here), for the same hub (404) and user (401, 403).
+pub(super) fn find(req: &HttpRequest, state: &AppState) -> Result<Arc<Session>, Refusal> {
+    let Some(token) = query_value(req.query_string(), "id").filter(|t| !t.is_empty()) else {
+        return Err(Refusal::new(400, "Bad Request", "Connection ID required"));
+    };
+    let hub = state.hubs.at_path(req.path()).map(|h| HubName::from(h.name()));
+    let session = state
+        .sessions
+        .get(&token)
+        .filter(|s| hub.as_ref() == Some(&s.hub))
+        .ok_or_else(|| Refusal::new(404, "Not Found", "No Connection with that ID"))?;
+    check_user(req, &state.node, &session)?;
+    Ok(session)
+}
+
+/// The request must be authenticated as the session's user.
+pub(super) fn check_user(req: &HttpRequest, node: &Node, session: &Session) -> Result<(), Refusal> {
+    let token = token_from(req.headers(), req.query_string());
+    let principal = authorize_token(token, node, &session.hub).map_err(|_| Refusal {
+        header: Some(("www-authenticate", "Bearer")),
+        ..Refusal::new(401, "Unauthorized", "")
+    })?;
+    if principal.as_ref().map(|p| &p.user) != session.user.as_ref() {
+        node.metrics.request_refused("user_mismatch");
+        return Err(Refusal::new(
+            403,
+            "Forbidden",
+            "The connection was negotiated by another user.",
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the connection of `token` with its first `GET`: the checks of every
+/// transport, then [`run`] on a task of its own, which answers once the
+/// connection passed admission and is in the table (or was refused).
+pub(super) async fn open(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    token: String,
+    kind: Kind,
+) -> Result<Arc<Session>, HttpResponse> {
+    let node = &state.node;
+    let checked =
+        accept::check(node, &state.hubs, req.path(), req.headers(), req.query_string()).map_err(|r| r.response())?;
+    let id = accept::claim(node, &token, &checked).map_err(|r| r.response())?;
+    let (inbound, inbound_rx) = mpsc::channel(INBOUND_CHUNKS);
+    let session = Arc::new(Session {
+        kind,
+        token,
+        hub: checked.hub_name.clone(),
+        user: checked.principal.as_ref().map(|p| p.user.clone()),
+        inbound,
+        posting: AtomicBool::new(false),
+        outlet: Outlet::default(),
+        stop: Flag::default(),
+        polls: Polls::new(),
+    });
+    let (ready, ready_rx) = oneshot::channel();
+    let opening = Opening {
+        node: node.clone(),
+        sessions: state.sessions.clone(),
+        session: session.clone(),
+        checked,
+        id,
+        peer: req.peer_addr().map(|a| a.ip()),
+        ready,
+    };
+    // On this worker: the dispatcher is the worker's, as a WebSocket's is.
+    actix_web::rt::spawn(run(opening, inbound_rx));
+    match ready_rx.await {
+        Ok(Ok(())) => Ok(session),
+        Ok(Err(refusal)) => Err(refusal.response()),
+        Err(_) => Err(text(500, "The connection could not be opened.")),
+    }
+}
+
+/// `POST {hub}?id=`: the client's records. Answered 200 once they are
+/// dispatched; 409 while another `POST` of the connection is in progress.
+pub async fn post(req: HttpRequest, mut body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let session = match find(&req, &state) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.response(),
+    };
+    if session.posting.swap(true, Ordering::AcqRel) {
+        return text(409, "Another send is in progress.");
+    }
+    let _posting = Posting(&session.posting);
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            return text(400, "The request body could not be read.");
+        };
+        if session.inbound.send(Inbound::Chunk(chunk)).await.is_err() {
+            return text(404, "No Connection with that ID");
+        }
+    }
+    let (done, done_rx) = oneshot::channel();
+    if session.inbound.send(Inbound::End(done)).await.is_err() {
+        return text(404, "No Connection with that ID");
+    }
+    match done_rx.await {
+        Ok(()) => HttpResponse::Ok().content_type("text/plain").finish(),
+        Err(_) => text(404, "No Connection with that ID"),
+    }
+}
+
+/// `DELETE {hub}?id=`: a long-polling client ends its connection (202); the
+/// SSE transport has no DELETE (400), as in ASP.NET Core.
+pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let session = match find(&req, &state) {
+        Ok(session) => session,
+        Err(refusal) => return refusal.response(),
+    };
+    if session.kind != Kind::LongPolling {
+        return text(400, "Cannot terminate this connection using the DELETE endpoint.");
+    }
+    session.stop.set();
+    HttpResponse::Accepted().content_type("text/plain").finish()
+}
+
+/// What [`run`] starts from.
+struct Opening {
+    node: Arc<Node>,
+    sessions: Arc<Sessions>,
+    session: Arc<Session>,
+    checked: Checked,
+    id: ConnectionId,
+    peer: Option<IpAddr>,
+    ready: oneshot::Sender<Result<(), Refusal>>,
+}
+
+/// One SSE or long-polling connection, from admission to the end.
+async fn run(opening: Opening, mut inbound: mpsc::Receiver<Inbound>) {
+    let Opening {
+        node,
+        sessions,
+        session,
+        checked,
+        id,
+        peer,
+        ready,
+    } = opening;
+    let Checked {
+        hub,
+        hub_name,
+        principal,
+        hold: _hold,
+    } = checked;
+    let kind = session.kind;
+    let token = session.token.clone();
+    let (_socket, handshake) = match node.admission.admit(peer) {
+        Ok(permits) => permits,
+        Err(reason) => {
+            node.metrics.connections_refused.count(reason);
+            let _ = ready.send(Err(admission_refusal(reason)));
+            node.negotiations.release(&token);
+            return;
+        }
+    };
+    let user = principal.as_ref().map(|p| &p.user);
+    if let Err(e) = Box::pin(node.reserve(&id, &hub_name, user, kind.name())).await {
+        let reason = match e {
+            BackplaneError::UserLimit { .. } => RefusalReason::UserLimit,
+            BackplaneError::Unavailable(_) => RefusalReason::Backplane,
+        };
+        node.metrics.connections_refused.count(reason);
+        let _ = ready.send(Err(admission_refusal(reason)));
+        node.negotiations.release(&token);
+        return;
+    }
+    sessions.insert(&session);
+    let end = |sessions: &Sessions, node: &Node, token: &str| {
+        sessions.remove(token);
+        node.negotiations.release(token);
+    };
+    if ready.send(Ok(())).is_err() {
+        Box::pin(node.release(&id)).await;
+        end(&sessions, &node, &token);
+        return;
+    }
+    let mut buf = BytesMut::new();
+    let handshake_result = read_handshake(&node, &session, &mut inbound, &mut buf).await;
+    drop(handshake);
+    let protocol = match handshake_result {
+        Ok(protocol) if kind == Kind::Sse && protocol.is_binary() => Err(Some(format!(
+            "Cannot use the '{}' protocol on the current transport. The transport does not support 'Binary' transfer format.",
+            protocol.name()
+        ))),
+        other => other,
+    };
+    let protocol = match protocol {
+        Ok(protocol) => protocol,
+        Err(error) => {
+            if let Some(error) = error {
+                tracing::debug!(connection = %id, %error, "handshake failed");
+                session.outlet.push(&encode_handshake_response(Some(&error)));
+            }
+            session.outlet.end();
+            Box::pin(node.release(&id)).await;
+            linger(&node, &session).await;
+            end(&sessions, &node, &token);
+            return;
+        }
+    };
+    let (handle, mut queue) = new_handle(&node, id.clone(), &hub_name, principal, protocol, kind.name());
+    // Before the connection is live, so that it is the first thing the client reads.
+    session.outlet.push(&encode_handshake_response(None));
+    if let Err(e) = Box::pin(node.connected(&handle)).await {
+        tracing::debug!(connection = %id, error = %e, "could not make the connection live");
+        handle.close(CloseRequest::error("The server cannot register connections right now."));
+    }
+    handle.metrics.connections.inc();
+    handle.metrics.connections_opened.inc();
+    if node.config.close_on_token_expiry {
+        node.close_at_expiry(&handle);
+    }
+    let dispatcher = Dispatcher::new(node.clone(), hub.clone(), handle.clone());
+    let reason = serve(&node, &session, &handle, &mut queue, &dispatcher, &mut inbound, buf).await;
+    handle.close(reason.clone());
+    let request = handle.close_request().unwrap_or(reason);
+    let mut last = BytesMut::new();
+    closing_records(request, protocol, &mut queue, &mut last);
+    if !last.is_empty() {
+        session.outlet.push(&last);
+    }
+    session.outlet.end();
+    drop(queue);
+    drop(dispatcher);
+    drop(inbound);
+    handle.metrics.connections.dec();
+    Box::pin(node.disconnected(&id)).await;
+    linger(&node, &session).await;
+    end(&sessions, &node, &token);
+}
+
+/// After the end: a long-polling session stays in the table until a poll has
+/// taken what was left and its 204 (or `long_poll_disconnect_secs`), so that
+/// the client's next poll learns the connection is over rather than unknown.
+async fn linger(node: &Node, session: &Session) {
+    if session.kind == Kind::LongPolling && !session.stop.is_set() {
+        let _ = timeout(node.config.long_poll_disconnect(), async {
+            tokio::select! {
+                () = session.outlet.end_taken.wait() => {}
+                () = session.stop.wait() => {}
+            }
+        })
+        .await;
+    }
+}
+
+/// Reads the handshake request from the `POST`s; the protocol, or the error
+/// text for the client (`None`: the client went away).
+async fn read_handshake(
+    node: &Node,
+    session: &Session,
+    inbound: &mut mpsc::Receiver<Inbound>,
+    buf: &mut BytesMut,
+) -> Result<Protocol, Option<String>> {
+    let unexpected = || Some("An unexpected error occurred during connection handshake.".to_owned());
+    let limit = node.config.max_handshake_size;
+    let read = async {
+        loop {
+            match parse_handshake_request(buf) {
+                Ok(Some((request, consumed))) => {
+                    let _ = buf.split_to(consumed);
+                    return Ok(request);
+                }
+                Ok(None) if buf.len() <= limit => {}
+                Ok(None) | Err(_) => return Err(unexpected()),
+            }
+            tokio::select! {
+                next = inbound.recv() => match next {
+                    Some(Inbound::Chunk(chunk)) => buf.extend_from_slice(&chunk),
+                    Some(Inbound::End(done)) => { let _ = done.send(()); }
+                    None => return Err(None),
+                },
+                () = session.stop.wait() => return Err(None),
+            }
+        }
+    };
+    let request = match timeout(node.config.handshake_timeout(), read).await {
+        Ok(result) => result?,
+        Err(_) => return Err(Some("Handshake was canceled.".into())),
+    };
+    handshake_protocol(&request).map_err(Some)
+}
+
+/// A live connection until it must close; returns why.
+async fn serve(
+    node: &Node,
+    session: &Session,
+    handle: &Arc<ConnectionHandle>,
+    queue: &mut QueueReceiver,
+    dispatcher: &Dispatcher,
+    inbound: &mut mpsc::Receiver<Inbound>,
+    mut buf: BytesMut,
+) -> CloseRequest {
+    let limit = node.config.max_message_size;
+    // Records that came with the handshake.
+    if let Err(stop) = dispatch_records(&mut buf, limit, handle, dispatcher).await {
+        return stop.request();
+    }
+    let closing = handle.closed();
+    tokio::pin!(closing);
+    let tick = tokio::time::sleep(TICK);
+    tokio::pin!(tick);
+    let mut last_heard = Instant::now();
+    let ping = handle.protocol.encode_to_bytes(&HubMessage::Ping);
+    loop {
+        let room = session.outlet.has_room();
+        tokio::select! {
+            biased;
+            request = &mut closing => return request,
+            () = session.stop.wait() => return CloseRequest::client_left(),
+            next = inbound.recv() => {
+                last_heard = Instant::now();
+                match next {
+                    Some(Inbound::Chunk(chunk)) => {
+                        buf.extend_from_slice(&chunk);
+                        if let Err(stop) = dispatch_records(&mut buf, limit, handle, dispatcher).await {
+                            return stop.request();
+                        }
+                    }
+                    Some(Inbound::End(done)) => { let _ = done.send(()); }
+                    None => return CloseRequest::client_left(),
+                }
+            }
+            first = queue.recv(), if room => {
+                let mut out = BytesMut::new();
+                coalesce(first, queue, &mut out, &handle.metrics.delivery);
+                session.outlet.push(&out);
+            }
+            () = session.outlet.drained.notified(), if !room => {}
+            () = &mut tick => {
+                tick.as_mut().reset(Instant::now() + TICK);
+                match session.kind {
+                    Kind::Sse => {
+                        if last_heard.elapsed() >= node.config.client_timeout() {
+                            tracing::debug!(connection = %handle.id, "client timeout elapsed");
+                            return CloseRequest::error(CLOSED_WITH_ERROR);
+                        }
+                        if session.outlet.idle().is_none_or(|idle| idle >= node.config.keep_alive()) {
+                            session.outlet.push(&ping);
+                        }
+                    }
+                    // The poll is the keep-alive (the client sends no Pings).
+                    Kind::LongPolling => {
+                        if session.polls.gone_for() >= node.config.long_poll_disconnect() {
+                            tracing::debug!(connection = %handle.id, "long poller did not come back");
+                            return CloseRequest::client_left();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_outlet_hands_over_everything_pushed_then_the_end() {
+        let outlet = Outlet::default();
+        outlet.push(b"a");
+        outlet.push(b"bc");
+        assert!(matches!(outlet.take().await, Take::Data(d) if &d[..] == b"abc"));
+        assert!(outlet.has_room());
+        outlet.end();
+        assert!(!outlet.end_taken.is_set());
+        assert!(matches!(outlet.take().await, Take::End));
+        assert!(outlet.end_taken.is_set());
+    }
+
+    #[tokio::test]
+    async fn a_poll_counts_as_outstanding_until_it_ends() {
+        let polls = Polls::new();
+        let poll = polls.begin();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(polls.gone_for(), Duration::ZERO);
+        drop(poll);
+        assert!(
+            polls.gone_for() < Duration::from_millis(20),
+            "the clock restarts when the poll ends"
+        );
+    }
+}
