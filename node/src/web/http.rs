@@ -97,6 +97,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, hubs: &HubSet) {
             .route(path, web::delete().to(sessions::delete));
     }
     crate::web::rest::routes(cfg);
+    crate::web::dev::routes(cfg);
 }
 
 /// The actix application of a node: its routes behind the Origin / CORS
