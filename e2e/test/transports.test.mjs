@@ -274,6 +274,37 @@ describe('limits and cleanup', () => {
   });
 });
 
+describe('slow clients', () => {
+  e2eTest('a long poller that does not poll while messages arrive is closed by the bounded queue', async () => {
+    const small = await startNode({ name: 'transports-slow', env: { HUBWIRE_OUTBOUND_QUEUE: '8' } });
+    const token = await rawLongPoll(small, 'gina');
+    const joined = await req(hubUrl(small, token), {
+      method: 'POST',
+      headers: auth(small, 'gina'),
+      body: `{"type":1,"invocationId":"1","target":"JoinGroup","arguments":["slow"]}${RS}`,
+    });
+    assert.equal(joined.status, 200);
+    const sender = await connect(small, { user: 'henry' });
+    const big = 'x'.repeat(4000);
+    // 40 × 4 KB: more than the 64 KiB a poll takes plus the 8 records the queue holds.
+    for (let i = 0; i < 40; i++) await sender.invoke('SendToGroup', 'slow', 'Big', big);
+    const userUrl = `${small.baseUrl}/api/hubs/diagnostics/users/gina`;
+    const exists = async () =>
+      (await req(userUrl, { headers: { Authorization: `Bearer ${accessToken(small, userUrl)}` } })).status;
+    await waitFor(async () => (await exists()) === 404, { timeout: 10_000, what: 'gina to be closed as slow' });
+    const metrics = await (await req(`${small.baseUrl}/metrics`)).text();
+    assert.match(metrics, /hubwire_slow_connections_closed_total\{[^}]*reason="queue_records"[^}]*\} [1-9]/);
+    // What was taken before the close, then the Close message, then 204.
+    let body = '';
+    for (let i = 0; i < 5 && !body.includes('"type":7'); i++) {
+      const res = await req(hubUrl(small, token), { headers: auth(small, 'gina') });
+      if (res.status !== 200) break;
+      body += await res.text();
+    }
+    assert.match(body, /\{"type":7,"error":"Connection closed with an error.","allowReconnect":true\}/);
+  });
+});
+
 describe('cluster: these transports need sticky sessions', () => {
   e2eTest('a poll, a send or an event stream on the wrong node is answered 404 at once', async () => {
     const redis = await startRedis({ name: 'transports-redis' });
