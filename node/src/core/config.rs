@@ -558,7 +558,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 49);
+        assert_eq!(Config::FIELDS.len(), 53);
     }
 
     #[test]

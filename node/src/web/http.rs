@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use crate::core::hub::HubSet;
 use crate::web::negotiate::negotiate;
 use crate::web::state::AppState;
-use crate::web::transport::{sessions, websocket};
+use crate::web::transport::{connect, sessions, websocket};
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
@@ -83,7 +83,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, hubs: &HubSet) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/hubs/{hub}/negotiate", web::post().to(negotiate))
-        .route("/hubs/{hub}", web::get().to(sessions::get))
+        .route("/hubs/{hub}", web::get().to(connect::get))
         .route("/hubs/{hub}", web::post().to(sessions::post))
         .route("/hubs/{hub}", web::delete().to(sessions::delete));
     let elsewhere = hubs.paths().filter(|p| {
@@ -92,7 +92,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, hubs: &HubSet) {
     });
     for path in elsewhere {
         cfg.route(&format!("{path}/negotiate"), web::post().to(negotiate))
-            .route(path, web::get().to(sessions::get))
+            .route(path, web::get().to(connect::get))
             .route(path, web::post().to(sessions::post))
             .route(path, web::delete().to(sessions::delete));
     }

@@ -9,7 +9,7 @@ use crate::core::auth::Principal;
 use crate::core::hub::HubSet;
 use crate::core::node::Node;
 use crate::hubs::chat::ChatHub;
-use crate::web::transport::sessions::Sessions;
+use crate::web::transport::session::Sessions;
 use hubwire_backplane::HubName;
 use hubwire_store::Store;
 

@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::sessions::{check_user, no_cache, open, text, Kind, Session, Take};
+use super::session::{Kind, Session, Take};
+use super::sessions::{check_user, no_cache, open, text};
 use crate::web::state::AppState;
 
 /// A poll (`GET` without `Accept: text/event-stream`).

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::sessions::{no_cache, open, text, Kind, Session, Take};
+use super::session::{Kind, Session, Take};
+use super::sessions::{no_cache, open, text};
 use crate::web::state::AppState;
 
 /// Ends the connection when the stream goes away (the client left).
