@@ -291,7 +291,8 @@ config_fields! {
         /// socket took) before it counts as slow and is closed; one record larger
         /// than this is still accepted into an empty queue. Default 1048576.
         outbound_queue_bytes: usize = 1024 * 1024;
-        /// WebSocket connections this node holds at once, handshakes included.
+        /// Connections this node holds at once (WebSockets, SSE streams and
+        /// long-polling connections), handshakes included.
         /// Default: the process's open-file soft limit minus 64 (Redis, the
         /// database, the listener, `/healthz` and other HTTP requests).
         max_connections: Option<usize> = None;
