@@ -274,6 +274,20 @@ describe('limits and cleanup', () => {
   });
 });
 
+describe('graceful shutdown', () => {
+  e2eTest('SSE and long-polling clients are told to reconnect and the drain completes', async () => {
+    const draining = await startNode({ name: 'transports-drain' });
+    const sse = await connect(draining, { transport: HttpTransportType.ServerSentEvents, reconnectDelays: [60_000] });
+    const lp = await connect(draining, { transport: HttpTransportType.LongPolling, reconnectDelays: [60_000] });
+    await draining.stop();
+    assert.equal(draining.exitCode, 0);
+    assert.ok(!draining.logs.some((l) => l.includes('shutdown timeout')), 'the drain did not time out');
+    await waitFor(() => sse.reconnectingEvents.length > 0 && lp.reconnectingEvents.length > 0, {
+      what: 'both clients to start reconnecting (Close with allowReconnect)',
+    });
+  });
+});
+
 describe('slow clients', () => {
   e2eTest('a long poller that does not poll while messages arrive is closed by the bounded queue', async () => {
     const small = await startNode({ name: 'transports-slow', env: { HUBWIRE_OUTBOUND_QUEUE: '8' } });

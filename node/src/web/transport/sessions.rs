@@ -213,7 +213,7 @@ async fn run(opening: Opening, mut inbound: mpsc::Receiver<Inbound>) {
         hub,
         hub_name,
         principal,
-        hold: _hold,
+        hold,
     } = checked;
     let kind = session.kind;
     let token = session.token.clone();
@@ -266,6 +266,7 @@ async fn run(opening: Opening, mut inbound: mpsc::Receiver<Inbound>) {
             }
             session.outlet.end();
             Box::pin(node.release(&id)).await;
+            drop(hold);
             linger(&node, &session).await;
             end(&sessions, &node, &token);
             return;
@@ -298,6 +299,8 @@ async fn run(opening: Opening, mut inbound: mpsc::Receiver<Inbound>) {
     drop(inbound);
     handle.metrics.connections.dec();
     Box::pin(node.disconnected(&id)).await;
+    // The connection is gone from the cluster: a drain need not wait for the linger.
+    drop(hold);
     linger(&node, &session).await;
     end(&sessions, &node, &token);
 }
