@@ -5,6 +5,8 @@
 // reconnect, and the wrong-node 404 of a two-node cluster (sticky sessions).
 
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { before, describe } from 'node:test';
 
 import {
@@ -25,6 +27,8 @@ import {
 } from './harness.mjs';
 
 stopAllNodesAfter();
+
+const EXAMPLES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples');
 
 const COMBOS = [
   ['ServerSentEvents', HttpTransportType.ServerSentEvents, 'json'],
@@ -127,6 +131,29 @@ describe('official client on each transport', () => {
       assert.deepEqual(await conn.invoke('Echo', 'again'), 'again');
     });
   }
+});
+
+describe('every hub: the built-in chat hub and hub definitions at their own paths', () => {
+  e2eTest('SSE and long polling on /hubs/chat, on a definition under /hubs/ and on one at /chathub', async () => {
+    const chat = await startNode({ name: 'transports-chat' });
+    const social = await startNode({ name: 'transports-social', args: ['--config', path.join(EXAMPLES, 'social-chat', 'hubwire.toml')] });
+    const delivery = await startNode({
+      name: 'transports-delivery',
+      args: ['--config', path.join(EXAMPLES, 'delivery-messaging', 'hubwire.toml')],
+    });
+    for (const [name, transport] of [
+      ['ServerSentEvents', HttpTransportType.ServerSentEvents],
+      ['LongPolling', HttpTransportType.LongPolling],
+    ]) {
+      const onChat = await connect(chat, { hub: 'chat', transport });
+      assert.equal(await onChat.invoke('Ping'), 'pong', `${name} on /hubs/chat`);
+      const onMessaging = await connect(delivery, { url: `${delivery.baseUrl}/hubs/messaging`, transport });
+      assert.equal(await onMessaging.invoke('Ping'), 'pong', `${name} on /hubs/messaging`);
+      const onChathub = await connect(social, { url: `${social.baseUrl}/chathub`, transport });
+      assert.ok(Array.isArray(await onChathub.invoke('GetConversations')), `${name} on /chathub`);
+      await Promise.all([onChat.stop(), onMessaging.stop(), onChathub.stop()]);
+    }
+  });
 });
 
 describe('the transport spec on raw requests', () => {
