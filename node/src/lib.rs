@@ -9,9 +9,12 @@
 //! - [`hubs`]: the built-in hubs, each implementing [`core::hub::Hub`]. A new
 //!   hub goes here; a hub's rules on top of core services too (the chat
 //!   kind's offline-delivery rule, `hubs::chat::offline`, on the webhook).
-//! - [`web`] (highest): everything HTTP — negotiate, the WebSocket transport,
-//!   the REST API, CORS, token extraction, routes and [`web::http::run`]. A new
-//!   transport or REST route goes here.
+//! - [`web`] (highest): everything HTTP — negotiate, the transports
+//!   (`web::transport`: WebSockets in `websocket.rs`; Server-Sent Events in
+//!   `sse.rs` and Long Polling in `long_polling.rs`, which share
+//!   `sessions.rs`; what all three share in `accept.rs` and `records.rs`),
+//!   the REST API, CORS, token extraction, the development page, routes and
+//!   [`web::http::run`]. A new transport or REST route goes here.
 //!
 //! This file wires the three together ([`build`]); `main.rs` parses the
 //! command line and runs [`web::http::run`]. `node/tests/layers.rs` checks
@@ -66,5 +69,6 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
         hubs: built.hubs,
         chats: built.chats,
         store: Some(store),
+        sessions: Default::default(),
     })
 }

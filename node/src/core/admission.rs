@@ -1,6 +1,7 @@
-//! Admission of WebSocket upgrades, decided before the 101: a node-wide cap on
-//! upgraded sockets, and a cap on sockets still in their SignalR handshake,
-//! overall and per client address.
+//! Admission of connections, decided before the 101 of a WebSocket upgrade or
+//! the answer to the first request of an SSE / long-polling connection: a
+//! node-wide cap on connections, and a cap on those still in their SignalR
+//! handshake, overall and per client address.
 //!
 //! An admitted socket holds a [`SocketPermit`] for its whole life and a
 //! [`HandshakePermit`] until its handshake completes. A permit gives its place

@@ -300,7 +300,8 @@ config_fields! {
         /// socket took) before it counts as slow and is closed; one record larger
         /// than this is still accepted into an empty queue. Default 1048576.
         outbound_queue_bytes: usize = 1024 * 1024;
-        /// WebSocket connections this node holds at once, handshakes included.
+        /// Connections this node holds at once (WebSockets, SSE streams and
+        /// long-polling connections), handshakes included.
         /// Default: the process's open-file soft limit minus 64 (Redis, the
         /// database, the listener, `/healthz` and other HTTP requests).
         max_connections: Option<usize> = None;
@@ -323,6 +324,22 @@ config_fields! {
         /// client to reconnect, still registered (groups, user); then it is
         /// closed as usual. Default 15.
         stateful_reconnect_grace_secs: u64 = 15;
+        /// Seconds a long poll waits for something to send before it is answered
+        /// `200` with an empty body (ASP.NET Core's `LongPolling.PollTimeout`).
+        /// Default 90.
+        long_poll_timeout_secs: u64 = 90;
+        /// Seconds a long-polling client may go without a poll outstanding
+        /// before its connection is closed (ASP.NET Core's `DisconnectTimeout`).
+        /// Default 15.
+        long_poll_disconnect_secs: u64 = 15;
+        /// Development mode: the node serves the transport check page at
+        /// `/dev/` (`dev/transports.html`), which loads the SignalR browser
+        /// bundle from `dev_signalr_dir`. Never in production. Default `false`.
+        dev_mode: bool = false;
+        /// Directory holding the official SignalR browser bundle (`signalr.js`,
+        /// e.g. `e2e/node_modules/@microsoft/signalr/dist/browser`), served at
+        /// `/dev/signalr/` in development mode. Default: none.
+        dev_signalr_dir: Option<PathBuf> = None;
         /// Hub definitions (`[[hub]]` tables, `docs/hubs.md`): hubs of a built-in
         /// kind under an app's own path and names. One at `/hubs/chat` replaces
         /// the built-in chat hub. In the environment: the same tables as a JSON
@@ -473,7 +490,15 @@ impl Config {
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
     }
-    /// Write timeout (at least one second).
+    /// [`Config::long_poll_timeout_secs`] as a duration (at least a second).
+    pub fn long_poll_timeout(&self) -> Duration {
+        Duration::from_secs(self.long_poll_timeout_secs.max(1))
+    }
+    /// [`Config::long_poll_disconnect_secs`] as a duration.
+    pub fn long_poll_disconnect(&self) -> Duration {
+        Duration::from_secs(self.long_poll_disconnect_secs.max(1))
+    }
+    /// [`Config::write_timeout_secs`] as a duration (at least a second).
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_secs.max(1))
     }
@@ -555,7 +580,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 54);
+        assert_eq!(Config::FIELDS.len(), 58);
     }
 
     #[test]

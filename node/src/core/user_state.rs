@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError};
-use hubwire_backplane::{Delivery, HubName, Keyspace, NodeId, Rate, UserId};
+use hubwire_backplane::{HubName, Keyspace, NodeId, Rate, UserId};
 
 /// The window of every per-minute limit.
 pub const MINUTE: Duration = Duration::from_secs(60);
@@ -82,10 +82,5 @@ impl Node {
     /// Takes the typing indicators dead node `node` held in `hub`.
     pub async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, NodeError> {
         Ok(self.backplane.take_typing_of(hub, node).await?)
-    }
-
-    /// This node's id in the cluster.
-    pub fn node_id(&self) -> &NodeId {
-        self.backplane.node_id()
     }
 }

@@ -43,7 +43,7 @@ use tokio::net::TcpStream;
 use crate::core::hub::HubSet;
 use crate::web::negotiate::negotiate;
 use crate::web::state::AppState;
-use crate::web::transport::websocket;
+use crate::web::transport::{connect, sessions, websocket};
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
@@ -89,16 +89,21 @@ pub fn routes(cfg: &mut web::ServiceConfig, hubs: &HubSet) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/hubs/{hub}/negotiate", web::post().to(negotiate))
-        .route("/hubs/{hub}", web::get().to(websocket::connect));
+        .route("/hubs/{hub}", web::get().to(connect::get))
+        .route("/hubs/{hub}", web::post().to(sessions::post))
+        .route("/hubs/{hub}", web::delete().to(sessions::delete));
     let elsewhere = hubs.paths().filter(|p| {
         let segment = p.strip_prefix("/hubs/");
         segment.is_none_or(|s| s.contains('/'))
     });
     for path in elsewhere {
         cfg.route(&format!("{path}/negotiate"), web::post().to(negotiate))
-            .route(path, web::get().to(websocket::connect));
+            .route(path, web::get().to(connect::get))
+            .route(path, web::post().to(sessions::post))
+            .route(path, web::delete().to(sessions::delete));
     }
     crate::web::rest::routes(cfg);
+    crate::web::dev::routes(cfg);
 }
 
 /// The actix application of a node: its routes behind the Origin / CORS

@@ -7,10 +7,13 @@
 //! - [`http`]: the app state, token extraction from requests, routes and
 //!   [`http::run`] (serving, then graceful shutdown).
 //! - [`negotiate`]: `POST /hubs/{hub}/negotiate`.
-//! - [`transport`]: the WebSocket transport (RFC 6455 framing of our own).
+//! - [`transport`]: the transports — WebSockets (RFC 6455 framing of our
+//!   own), Server-Sent Events and Long Polling.
 //! - [`rest`]: the server REST API for backends (Azure SignalR compatible).
+//! - [`dev`]: development mode's transport check page.
 
 pub mod cors;
+pub mod dev;
 pub mod http;
 pub mod negotiate;
 pub mod rest;

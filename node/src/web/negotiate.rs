@@ -40,7 +40,11 @@ pub async fn negotiate(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         }
     };
     let stateful = stateful_reconnect(&req, node, &token);
-    let transports = json!([{ "transport": "WebSockets", "transferFormats": ["Text", "Binary"] }]);
+    let transports = json!([
+        { "transport": "WebSockets", "transferFormats": ["Text", "Binary"] },
+        { "transport": "ServerSentEvents", "transferFormats": ["Text"] },
+        { "transport": "LongPolling", "transferFormats": ["Text", "Binary"] },
+    ]);
     let mut body = if version >= 1 {
         json!({ "negotiateVersion": 1, "connectionId": id.as_str(), "connectionToken": token, "availableTransports": transports })
     } else {

@@ -9,6 +9,7 @@ use crate::core::auth::Principal;
 use crate::core::hub::HubSet;
 use crate::core::node::Node;
 use crate::hubs::chat::ChatHub;
+use crate::web::transport::session::Sessions;
 use hubwire_backplane::HubName;
 use hubwire_store::Store;
 
@@ -23,6 +24,8 @@ pub struct AppState {
     /// The database (conversations, messages, receipts): `/readyz` checks it.
     /// `None` only in unit tests of the web layer, which need no database.
     pub store: Option<Store>,
+    /// The Server-Sent Events and long-polling connections of this node.
+    pub sessions: Arc<Sessions>,
 }
 
 /// The value of parameter `name` in a query string.

@@ -1,6 +1,8 @@
-//! Upgrades refused before the 101: plain HTTP/1.1 responses with a short
-//! text, written on the socket by [`super::websocket`] (actix's response
-//! machinery is out of the picture once a request is handed over as an upgrade).
+//! Requests refused before a connection opens: for WebSocket upgrades, plain
+//! HTTP/1.1 responses with a short text written on the socket by
+//! [`super::websocket`] (actix's response machinery is out of the picture once
+//! a request is handed over as an upgrade); for the HTTP transports the same
+//! refusal as an actix response.
 
 use actix_http::ws::HandshakeError;
 
@@ -30,6 +32,18 @@ impl Refusal {
             header: None,
             body,
         }
+    }
+
+    /// The same refusal as an actix response (the HTTP transports' requests).
+    pub(super) fn response(&self) -> actix_web::HttpResponse {
+        let status = actix_web::http::StatusCode::from_u16(self.status)
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = actix_web::HttpResponse::build(status);
+        response.content_type("text/plain; charset=utf-8");
+        if let Some(header) = self.header {
+            response.insert_header(header);
+        }
+        response.body(self.body)
     }
 
     /// The response as sent.

@@ -31,32 +31,31 @@ use std::time::Duration;
 
 use actix_codec::{Framed, FramedParts};
 use actix_http::{h1, ws::HandshakeError, Request};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::web;
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{timeout, Instant};
 
 use super::frame::{self, Control, FrameReader, CLOSE_NORMAL, CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
+use super::records::{closing_records, coalesce, dispatch_records, handshake_protocol, new_handle, Stop};
 use super::refusal::{admission_refusal, handshake_refusal, Refusal};
 use super::resume::Stateful;
 use crate::core::admission::{HandshakePermit, SocketPermit};
 use crate::core::auth::Principal;
-use crate::core::connection::{CloseRequest, ConnectionHandle, QueueLimits, QueueReceiver, Queued, CLOSED_WITH_ERROR};
+use crate::core::connection::{CloseRequest, ConnectionHandle, QueueReceiver, Queued, CLOSED_WITH_ERROR};
 use crate::core::dispatch::Dispatcher;
 use crate::core::drain::Hold;
 use crate::core::hub::{Hub, HubSet};
 use crate::core::metrics::{RefusalReason, SlowReason};
-use crate::core::negotiations::{random_id, ClaimError};
+use crate::core::negotiations::random_id;
 use crate::core::node::Node;
-use crate::web::state::{authorize_token, query_value, token_from, AppState};
+use crate::web::state::{query_value, AppState};
 use hubwire_backplane::{BackplaneError, ConnectionId, HubName};
-use hubwire_protocol::{encode_handshake_response, parse_handshake_request, Close, FrameError, HubMessage, Protocol};
+use hubwire_protocol::{encode_handshake_response, parse_handshake_request, HubMessage, Protocol};
 
 /// The transport's name as SignalR spells it.
 pub const TRANSPORT: &str = "WebSockets";
-/// The most bytes the writer puts in one frame when coalescing queued records.
-const COALESCE_LIMIT: usize = 64 * 1024;
 /// Bytes read from a socket at a time, into the worker's shared buffer.
 const READ_CHUNK: usize = 16 * 1024;
 /// A record buffer grown past this is dropped once empty, not kept.
@@ -72,18 +71,6 @@ thread_local! {
     /// The read buffer every connection of this worker thread shares: bytes
     /// are parsed out of it before the reader awaits again.
     static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
-}
-
-/// A `GET` of a hub's path that is not a WebSocket upgrade (hubwire serves
-/// only the WebSockets transport).
-pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if state.hubs.at_path(req.path()).is_none() {
-        return HttpResponse::NotFound().body("No hub with that name.");
-    }
-    if state.node.is_shutting_down() {
-        return HttpResponse::ServiceUnavailable().body("The server is shutting down.");
-    }
-    HttpResponse::BadRequest().body("WebSocket upgrade is expected.")
 }
 
 /// A WebSocket request that may become a connection.
@@ -102,32 +89,15 @@ struct Accepted {
 }
 
 /// Checks the request as the connect endpoint must: path, WebSocket headers,
-/// hub, shutdown, token, negotiated id.
+/// then what every transport checks ([`super::accept`]), the key, the
+/// negotiated id.
 fn accept(node: &Node, hubs: &HubSet, req: &Request) -> Result<Accepted, Refusal> {
-    let hub = hubs.at_path(req.path());
-    if hub.is_none() && !req.path().starts_with("/hubs/") {
+    if hubs.at_path(req.path()).is_none() && !req.path().starts_with("/hubs/") {
         return Err(Refusal::new(404, "Not Found", ""));
     }
     actix_http::ws::verify_handshake(req.head()).map_err(handshake_refusal)?;
-    let Some(hub) = hub else {
-        return Err(Refusal::new(404, "Not Found", "No hub with that name."));
-    };
-    let hub_name = HubName::from(hub.name());
-    // Taken before anything is reserved: a drain that began refuses here,
-    // and one that begins later waits for this connection.
-    let Some(hold) = node.drain.hold() else {
-        return Err(Refusal::new(503, "Service Unavailable", "The server is shutting down."));
-    };
-    let origin = req.head().headers.get(actix_http::header::ORIGIN);
-    if !crate::web::cors::origin_allowed(&node.config.allowed_origins, origin.map(|o| o.as_bytes())) {
-        node.metrics.request_refused("origin");
-        return Err(Refusal::new(403, "Forbidden", "Origin not allowed."));
-    }
     let query = req.uri().query().unwrap_or("");
-    let principal = authorize_token(token_from(&req.head().headers, query), node, &hub_name).map_err(|_| Refusal {
-        header: Some(("www-authenticate", "Bearer")),
-        ..Refusal::new(401, "Unauthorized", "")
-    })?;
+    let checked = super::accept::check(node, hubs, req.path(), &req.head().headers, query)?;
     let key = req
         .head()
         .headers
@@ -137,34 +107,19 @@ fn accept(node: &Node, hubs: &HubSet, req: &Request) -> Result<Accepted, Refusal
     let token = query_value(query, "id");
     let resumed = token
         .as_deref()
-        .and_then(|token| super::resume::find(node, token, &hub_name, principal.as_ref()));
+        .and_then(|token| super::resume::find(node, token, &checked.hub_name, checked.principal.as_ref()));
     let resume = resumed.is_some();
     let id = match (&token, resumed) {
         (_, Some(resumed)) => resumed?,
-        (Some(token), None) => match node
-            .negotiations
-            .claim(token, &hub_name, principal.as_ref().map(|p| &p.user))
-        {
-            Ok(id) => id,
-            Err(ClaimError::WrongUser) => {
-                node.metrics.request_refused("user_mismatch");
-                return Err(Refusal::new(
-                    403,
-                    "Forbidden",
-                    "The connection was negotiated by another user.",
-                ));
-            }
-            Err(ClaimError::NotFound) => return Err(Refusal::new(404, "Not Found", "No Connection with that ID")),
-            Err(ClaimError::InUse) => return Err(Refusal::new(409, "Conflict", "Connection ID already in use")),
-        },
+        (Some(token), None) => super::accept::claim(node, token, &checked)?,
         (None, None) => ConnectionId::from(random_id()),
     };
     Ok(Accepted {
-        hub,
+        hub: checked.hub,
         id,
-        principal,
+        principal: checked.principal,
         token,
-        hold,
+        hold: checked.hold,
         accept_key: key,
         resume,
     })
@@ -430,16 +385,7 @@ impl Reader {
             Ok(result) => result?,
             Err(_) => return Err(Some("Handshake was canceled.".into())),
         };
-        let Some(protocol) = Protocol::from_name(&request.protocol) else {
-            return Err(Some(format!("The protocol '{}' is not supported.", request.protocol)));
-        };
-        if request.version > protocol.version() {
-            return Err(Some(format!(
-                "The server does not support version {} of the '{}' protocol.",
-                request.version, request.protocol
-            )));
-        }
-        Ok((protocol, request.version))
+        handshake_protocol(&request).map(|protocol| (protocol, request.version)).map_err(Some)
     }
 
     /// Reads hub messages until the connection must close; returns why.
@@ -452,7 +398,6 @@ impl Reader {
         dispatcher: &Dispatcher,
         stateful: Option<&Stateful>,
     ) -> CloseRequest {
-        let protocol = handle.protocol;
         let limit = node.config.max_message_size;
         let client_timeout = node.config.client_timeout();
         let closing = handle.closed();
@@ -464,38 +409,11 @@ impl Reader {
         tokio::pin!(silence);
         loop {
             // Records that arrived with the handshake, or in the last read.
-            loop {
-                let (message, consumed) = match protocol.next_record(&self.buf, limit) {
-                    Ok(Some((payload, consumed))) => (protocol.decode(payload), consumed),
-                    Ok(None) => break,
-                    Err(FrameError::TooLarge { .. }) => {
-                        self.shared.close_code.set(Some(CLOSE_TOO_BIG));
-                        return CloseRequest::error(CLOSED_WITH_ERROR);
-                    }
-                    Err(FrameError::InvalidLengthPrefix) => return CloseRequest::error(CLOSED_WITH_ERROR),
-                };
-                let _ = self.buf.split_to(consumed);
-                match message {
-                    Ok(Some(message)) => {
-                        handle.metrics.messages_in.inc();
-                        let message = match stateful {
-                            Some(stateful) => match stateful.take(message) {
-                                Ok(Some(message)) => message,
-                                Ok(None) => continue,
-                                Err(reason) => return reason,
-                            },
-                            None => message,
-                        };
-                        if let Err(reason) = dispatcher.handle(message).await {
-                            return reason;
-                        }
-                    }
-                    Ok(None) => {} // an unknown message type: ignored, as ASP.NET Core does
-                    Err(e) => {
-                        tracing::debug!(connection = %self.id, error = %e, "invalid hub message");
-                        return CloseRequest::error(CLOSED_WITH_ERROR);
-                    }
+            if let Err(stop) = dispatch_records(&mut self.buf, limit, handle, dispatcher, stateful).await {
+                if let Stop::TooBig = stop {
+                    self.shared.close_code.set(Some(CLOSE_TOO_BIG));
                 }
+                return stop.request();
             }
             self.trim();
             let event = tokio::select! {
@@ -556,17 +474,13 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
             return;
         }
     };
-    let (handle, queue) = ConnectionHandle::new(
+    let (handle, queue) = new_handle(
+        &node,
         id.clone(),
-        HubName::from(hub.name()),
+        &HubName::from(hub.name()),
         principal,
         protocol,
         TRANSPORT,
-        QueueLimits {
-            records: node.config.outbound_queue,
-            bytes: node.config.outbound_queue_bytes,
-        },
-        node.metrics.hub(hub.name()),
     );
     // Cluster operations are boxed: their futures (Redis calls) are large and
     // would otherwise stay part of this long-lived connection future.
@@ -846,11 +760,7 @@ async fn write(
             biased;
             request = &mut closing => {
                 if request.notify_client {
-                    while let Some(queued) = queue.try_recv() {
-                        frame.extend_from_slice(&queued.record);
-                    }
-                    let close = HubMessage::Close(Close { error: request.error, allow_reconnect: request.allow_reconnect });
-                    protocol.encode(&close, &mut frame);
+                    closing_records(request, protocol, &queue, &mut frame);
                     if write_frame(stream, opcode, &frame, limit).await.is_err() {
                         return;
                     }
@@ -888,17 +798,9 @@ async fn write(
                         write_frame(stream, opcode, &first.record, limit).await
                     }
                     Some(second) => {
-                        sending(&second);
-                        for queued in [first, second] {
-                            frame.extend_from_slice(&queued.record);
-                            delivery.observe(queued.at.elapsed().as_secs_f64());
-                        }
-                        while frame.len() < COALESCE_LIMIT {
-                            let Some(queued) = queue.try_recv() else { break };
-                            sending(&queued);
-                            frame.extend_from_slice(&queued.record);
-                            delivery.observe(queued.at.elapsed().as_secs_f64());
-                        }
+                        frame.extend_from_slice(&first.record);
+                        delivery.observe(first.at.elapsed().as_secs_f64());
+                        coalesce(second, &queue, &mut frame, delivery, sending);
                         let sent = write_frame(stream, opcode, &frame, limit).await;
                         frame.clear();
                         if frame.capacity() > KEEP_BUFFER {
