@@ -14,6 +14,8 @@
 //! - `conversations`: create (idempotent), direct conversations, participants.
 //! - `messages`: history pages, catch-up, read positions, a user's inbox.
 //! - `batching`: the group-commit task behind [`Store::append_message`].
+//! - `receipts`: the group-commit task behind [`Store::mark_read`] (read
+//!   positions coalesced per conversation and user).
 //! - [`crypto`]: AES-256-GCM of message content at rest, with key rotation.
 //! - `retention`: deleting old messages per conversation kind, one node at a time.
 //!
@@ -22,7 +24,9 @@
 //!   transaction holding it committed.
 //! - `(conversation, sender, client_message_id)` is unique: a repeated append
 //!   returns the stored message with `inserted == false`.
-//! - A read position never moves backwards.
+//! - A read position never moves backwards; a `mark_read` returns only
+//!   after the transaction holding it (or a newer position of the same
+//!   user and conversation) committed.
 //! - The store knows nothing of the node: authorisation (who may read or
 //!   send) is the caller's.
 
@@ -36,6 +40,7 @@ pub mod id;
 mod messages;
 pub mod migrations;
 pub mod models;
+mod receipts;
 mod retention;
 pub mod schema;
 
@@ -68,6 +73,7 @@ struct Inner {
     retention: Vec<(String, u32)>,
     retention_interval: Duration,
     appends: tokio::sync::mpsc::Sender<batching::Pending>,
+    reads: tokio::sync::mpsc::Sender<receipts::PendingRead>,
 }
 
 impl Store {
@@ -87,6 +93,7 @@ impl Store {
             db::Db::Sqlite(_) => 1,
         };
         let (appends, queue) = tokio::sync::mpsc::channel(config.queue_capacity);
+        let (reads, read_queue) = tokio::sync::mpsc::channel(config.queue_capacity);
         let inner = Arc::new(Inner {
             db,
             acquire_timeout: config.acquire_timeout(),
@@ -94,10 +101,18 @@ impl Store {
             retention: config.retention_days()?,
             retention_interval: Duration::from_secs(config.retention_interval_secs.max(1)),
             appends,
+            reads,
         });
         tokio::spawn(batching::run(
             batching::Committer::new(inner.db.clone(), inner.acquire_timeout, inner.cipher.clone()),
             queue,
+            config.batch_max,
+            in_flight,
+        ));
+        tokio::spawn(receipts::run(
+            inner.db.clone(),
+            inner.acquire_timeout,
+            read_queue,
             config.batch_max,
             in_flight,
         ));
