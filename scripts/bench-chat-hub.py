@@ -9,7 +9,7 @@ off, runs the scenario and prints its summary and the CPU seconds, over the chat
 (from the loadtest's "chatting" marker to its end, drain included), of the node, of the
 PostgreSQL backends serving the node's database, and of the load generator.
 """
-import json, os, socket, subprocess, sys, tempfile, time
+import json, os, shutil, socket, subprocess, sys, tempfile, time
 
 store, users, rate, seconds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 extra = sys.argv[5:]
@@ -85,3 +85,4 @@ finally:
     if db:
         time.sleep(0.5)
         subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", f"drop database if exists {db}"])
+    shutil.rmtree(data, ignore_errors=True)
