@@ -255,26 +255,30 @@ impl InsertMessages for AsyncPgConnection {
 }
 
 impl InsertMessages for SqliteConn {
-    /// Row by row (diesel-async has no multi-row insert for SQLite; each is
-    /// a call into the embedded library, no round trip), in the caller's
-    /// transaction, so still one commit.
+    /// Row by row (diesel has no multi-row upsert for SQLite; each is a call
+    /// into the embedded library, no round trip), all in one call onto the
+    /// blocking pool rather than one per row, in the caller's transaction,
+    /// so still one commit.
     async fn insert_messages(&mut self, rows: &[MessageRow]) -> QueryResult<Vec<i64>> {
-        let mut inserted = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id = diesel::insert_into(messages::table)
-                .values(row)
-                .on_conflict((
-                    messages::conversation_id,
-                    messages::sender_id,
-                    messages::client_message_id,
-                ))
-                .do_nothing()
-                .returning(messages::id)
-                .get_result::<i64>(self)
-                .await
-                .optional()?;
-            inserted.extend(id);
-        }
-        Ok(inserted)
+        let rows = rows.to_vec();
+        self.spawn_blocking(move |conn| {
+            let mut inserted = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let insert = diesel::insert_into(messages::table)
+                    .values(row)
+                    .on_conflict((
+                        messages::conversation_id,
+                        messages::sender_id,
+                        messages::client_message_id,
+                    ))
+                    .do_nothing()
+                    .returning(messages::id);
+                // diesel's synchronous `RunQueryDsl`, named: the async one is in scope too.
+                let id = diesel::RunQueryDsl::get_result::<i64>(insert, conn).optional()?;
+                inserted.extend(id);
+            }
+            Ok(inserted)
+        })
+        .await
     }
 }

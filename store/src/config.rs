@@ -38,14 +38,16 @@ pub struct StoreConfig {
     pub retention: Vec<String>,
     /// How often the retention job runs, in seconds. Default 3600.
     pub retention_interval_secs: u64,
-    /// Most appends one group commit writes in one transaction. Default 512.
+    /// Most appends (or read positions) one group commit writes in one
+    /// transaction. Default 512.
     pub batch_max: usize,
     /// Group commits that may be under way at once (one gathers while
     /// another waits for its commit); PostgreSQL only, SQLite has one
     /// writer. Default 4.
     pub commits_in_flight: usize,
-    /// Appends that may wait for the commit task before callers wait for
-    /// room (back-pressure). Default 8192.
+    /// Appends (and, in a queue of their own, read positions) that may wait
+    /// for their commit task before callers wait for room (back-pressure).
+    /// Default 8192.
     pub queue_capacity: usize,
 }
 

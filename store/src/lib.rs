@@ -17,6 +17,8 @@
 //! - [`outbox`]: the broadcast mark (`stored_by`, `broadcast_at`): batched
 //!   [`Store::mark_broadcast`], and [`Store::unbroadcast_of`] for the sweep
 //!   of a dead node's unbroadcast messages.
+//! - `receipts`: the group-commit task behind [`Store::mark_read`] (read
+//!   positions coalesced per conversation and user).
 //! - [`crypto`]: AES-256-GCM of message content at rest, with key rotation.
 //! - `retention`: deleting old messages per conversation kind, one node at a time.
 //!
@@ -25,7 +27,9 @@
 //!   transaction holding it committed.
 //! - `(conversation, sender, client_message_id)` is unique: a repeated append
 //!   returns the stored message with `inserted == false`.
-//! - A read position never moves backwards.
+//! - A read position never moves backwards; a `mark_read` returns only
+//!   after the transaction holding it (or a newer position of the same
+//!   user and conversation) committed.
 //! - A message is in the outbox (`broadcast_at` NULL) from its commit until
 //!   [`Store::mark_broadcast`]; a mark is never cleared.
 //! - The store knows nothing of the node: authorisation (who may read or
@@ -42,6 +46,7 @@ mod messages;
 pub mod migrations;
 pub mod models;
 pub mod outbox;
+mod receipts;
 mod retention;
 pub mod schema;
 
@@ -75,6 +80,7 @@ struct Inner {
     retention_interval: Duration,
     appends: tokio::sync::mpsc::Sender<batching::Pending>,
     marks: tokio::sync::mpsc::Sender<outbox::PendingMark>,
+    reads: tokio::sync::mpsc::Sender<receipts::PendingRead>,
 }
 
 impl Store {
@@ -95,6 +101,7 @@ impl Store {
         };
         let (appends, queue) = tokio::sync::mpsc::channel(config.queue_capacity);
         let (marks, mark_queue) = tokio::sync::mpsc::channel(config.queue_capacity);
+        let (reads, read_queue) = tokio::sync::mpsc::channel(config.queue_capacity);
         let inner = Arc::new(Inner {
             db,
             acquire_timeout: config.acquire_timeout(),
@@ -103,6 +110,7 @@ impl Store {
             retention_interval: Duration::from_secs(config.retention_interval_secs.max(1)),
             appends,
             marks,
+            reads,
         });
         tokio::spawn(outbox::run(
             inner.db.clone(),
@@ -114,6 +122,13 @@ impl Store {
         tokio::spawn(batching::run(
             batching::Committer::new(inner.db.clone(), inner.acquire_timeout, inner.cipher.clone()),
             queue,
+            config.batch_max,
+            in_flight,
+        ));
+        tokio::spawn(receipts::run(
+            inner.db.clone(),
+            inner.acquire_timeout,
+            read_queue,
             config.batch_max,
             in_flight,
         ));

@@ -1,4 +1,5 @@
-//! Reading messages (history pages, catch-up), read positions, and a
+//! Reading messages (history pages, catch-up), read positions (written by
+//! `receipts`), and a
 //! user's list of conversations with last message and unread count.
 //!
 //! Cursors are message ids, exclusive. Ids order by time, so a cursor works
@@ -11,14 +12,13 @@ use std::collections::HashMap;
 use diesel::dsl::{count_star, max};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
 use crate::batching::decrypt;
 use crate::db::with_conn;
-use crate::models::{now_ms, MessageRow, ReadPositionRow};
+use crate::models::{MessageRow, ReadPositionRow};
 use crate::schema::{conversations, messages, participants, read_positions};
-use crate::{Conversation, ConversationSummary, Message, MessageId, ReadPosition, Result, Store, StoreError};
+use crate::{Conversation, ConversationSummary, Message, MessageId, ReadPosition, Result, Store};
 
 diesel::define_sql_function! {
     /// `coalesce(a, b)`: `a` unless it is NULL.
@@ -87,56 +87,6 @@ impl Store {
                 .optional()?
         });
         row.map(|row| decrypt(&self.inner.cipher, row)).transpose()
-    }
-
-    /// Marks `conversation` read by `user` up to `message` (which must be a
-    /// message of it). The position only moves forward: marking an older
-    /// message leaves it. Returns the position as stored afterwards.
-    pub async fn mark_read(&self, conversation: &str, user: &str, message: MessageId) -> Result<ReadPosition> {
-        let row = ReadPositionRow {
-            conversation_id: conversation.to_owned(),
-            user_id: user.to_owned(),
-            last_read_id: message.0,
-            read_at: now_ms(),
-        };
-        let inner = &*self.inner;
-        // Three statements, each atomic on its own: the upsert alone decides
-        // (no transaction reading before writing, which SQLite would refuse
-        // under contention instead of waiting).
-        let stored = with_conn!(inner, conn => {
-            let exists = messages::table
-                .filter(messages::conversation_id.eq(conversation))
-                .filter(messages::id.eq(message.0))
-                .select(messages::id)
-                .first::<i64>(conn)
-                .await
-                .optional()?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound(format!("message {message} in conversation {conversation}")));
-            }
-            let upsert = diesel::insert_into(read_positions::table)
-                .values(&row)
-                .on_conflict((read_positions::conversation_id, read_positions::user_id))
-                .do_update()
-                .set((
-                    read_positions::last_read_id.eq(excluded(read_positions::last_read_id)),
-                    read_positions::read_at.eq(excluded(read_positions::read_at)),
-                ));
-            // `DO UPDATE ... WHERE`: only a newer message moves the position.
-            diesel::query_dsl::methods::FilterDsl::filter(upsert, read_positions::last_read_id.lt(excluded(read_positions::last_read_id)))
-                .execute(conn)
-                .await?;
-            read_positions::table
-                .filter(read_positions::conversation_id.eq(conversation))
-                .filter(read_positions::user_id.eq(user))
-                .select(ReadPositionRow::as_select())
-                .first(conn)
-                .await?
-        });
-        Ok(ReadPosition {
-            message_id: MessageId(stored.last_read_id),
-            read_at: stored.read_at,
-        })
     }
 
     /// Where `user` has read up to in `conversation`, if anywhere.

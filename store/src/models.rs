@@ -132,7 +132,7 @@ pub(crate) struct MessageRow {
 }
 
 /// A read-position row.
-#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = read_positions)]
 pub(crate) struct ReadPositionRow {
     pub conversation_id: String,

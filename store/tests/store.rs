@@ -15,6 +15,7 @@ on_both!(
     concurrent_duplicates_store_one,
     cursors_page_by_time_ordered_ids,
     read_positions_never_move_back,
+    concurrent_read_marks_coalesce_and_bad_ones_fail_alone,
     inbox_has_last_message_and_unread_counts,
     content_is_encrypted_and_keys_rotate,
     retention_deletes_only_old_messages_of_its_kind,
@@ -233,6 +234,89 @@ async fn read_positions_never_move_back(db: TestDb) {
     assert_eq!(store.read_position("c", "a").await.expect("position"), None);
     let unknown = store.mark_read("c", "b", MessageId(12345)).await;
     assert!(matches!(unknown, Err(StoreError::NotFound(_))), "{unknown:?}");
+}
+
+/// Many marks at once (group-committed together, coalesced per conversation
+/// and user): each answered with a position at least its own, the stored one
+/// the newest; a mark of a message that is not in its conversation fails
+/// alone. With the default batch and with batches of 2 (marks of one user
+/// then split over commits).
+async fn concurrent_read_marks_coalesce_and_bad_ones_fail_alone(db: TestDb) {
+    for batch_max in [StoreConfig::default().batch_max, 2] {
+        let store = db
+            .open_with(StoreConfig {
+                batch_max,
+                ..db.config()
+            })
+            .await;
+        let (c1, c2) = (format!("c1-{batch_max}"), format!("c2-{batch_max}"));
+        store
+            .create_conversation(Some(&c1), "group", &["a", "b", "c"])
+            .await
+            .expect("create");
+        store
+            .create_conversation(Some(&c2), "group", &["a", "b"])
+            .await
+            .expect("create");
+        let mut in_c1 = Vec::new();
+        for i in 0..6 {
+            in_c1.push(append(&store, message(&c1, "a", &format!("m{i}"), None)).await.id);
+        }
+        let mut in_c2 = Vec::new();
+        for i in 0..3 {
+            in_c2.push(append(&store, message(&c2, "a", &format!("n{i}"), None)).await.id);
+        }
+        // (conversation, user, message, should succeed), in a scrambled order.
+        let mut marks = Vec::new();
+        for &k in &[3, 0, 5, 1, 4, 2] {
+            marks.push((c1.clone(), "b", in_c1[k], true));
+            marks.push((c1.clone(), "c", in_c1[5 - k], true));
+        }
+        for &k in &[2, 0, 1] {
+            marks.push((c2.clone(), "b", in_c2[k], true));
+        }
+        marks.insert(4, (c1.clone(), "b", in_c2[0], false)); // a message of another conversation
+        marks.insert(9, (c1.clone(), "c", MessageId(12345), false)); // no such message
+        marks.insert(13, (c2.clone(), "a", in_c2[1], true)); // a user with a single mark
+        let tasks: Vec<_> = marks
+            .iter()
+            .cloned()
+            .map(|(conversation, user, id, _)| {
+                let store = store.clone();
+                tokio::spawn(async move { store.mark_read(&conversation, user, id).await })
+            })
+            .collect();
+        for ((conversation, user, id, good), task) in marks.iter().zip(tasks) {
+            match (task.await.expect("task"), good) {
+                (Ok(position), true) => assert!(
+                    position.message_id >= *id,
+                    "{conversation}/{user}: marked {id}, answered {}",
+                    position.message_id
+                ),
+                (Err(StoreError::NotFound(_)), false) => {}
+                (other, _) => panic!("{conversation}/{user} marking {id}: unexpected {other:?}"),
+            }
+        }
+        let position = |conversation: String, user: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .read_position(&conversation, user)
+                    .await
+                    .expect("position")
+                    .map(|p| p.message_id)
+            }
+        };
+        assert_eq!(position(c1.clone(), "b").await, Some(in_c1[5]));
+        assert_eq!(position(c1.clone(), "c").await, Some(in_c1[5]));
+        assert_eq!(position(c2.clone(), "b").await, Some(in_c2[2]));
+        assert_eq!(position(c2.clone(), "a").await, Some(in_c2[1]));
+        assert_eq!(position(c1.clone(), "a").await, None, "nobody marked for a in c1");
+        // Later, an older mark answers the stored position and leaves it.
+        let again = store.mark_read(&c1, "b", in_c1[0]).await.expect("older mark");
+        assert_eq!(again.message_id, in_c1[5]);
+        assert_eq!(position(c1.clone(), "b").await, Some(in_c1[5]));
+    }
 }
 
 async fn inbox_has_last_message_and_unread_counts(db: TestDb) {

@@ -137,6 +137,8 @@ pub async fn run(common: Common, args: ChatHubArgs) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let clock = CpuClock::start(&common.cpu_pids);
+    // A marker for drivers that measure more processes than `--cpu-pids` names.
+    eprintln!("[chat-hub] chatting");
     let tasks: Vec<_> = users
         .into_iter()
         .map(|(i, client, conversation, size)| {
