@@ -25,6 +25,7 @@
 //! - [`user_state`]: the node's methods on per-user state held cluster-wide
 //!   (rate buckets, last seen, cached read positions).
 //! - [`inbox`]: what other nodes ask of this one (the inbox task).
+//! - [`upload`]: client-to-server streams into hub methods, bounded per stream.
 //! - [`hub`]: the hub trait, the hub set, the context of an invocation.
 //! - [`dispatch`]: hub messages in, hub method calls, completions out.
 
@@ -46,4 +47,5 @@ pub mod outbound;
 pub mod proxies;
 pub mod registry;
 pub mod replay;
+pub mod upload;
 pub mod user_state;

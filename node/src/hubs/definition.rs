@@ -285,6 +285,7 @@ impl Definition {
                     min_params,
                     params: args.len(),
                     streaming: false,
+                    uploads: 0,
                 },
                 operation: index,
                 positions,

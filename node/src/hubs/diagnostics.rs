@@ -7,6 +7,10 @@
 //! anyone but the caller — need the `admin` role; group sends and
 //! `SendToCaller` are open to every caller, and `JoinGroup` honours the
 //! token's `channels` claim.
+//!
+//! `Sum(stream)` consumes a client-to-server stream of numbers
+//! (`connection.invoke("Sum", subject)`) and returns their sum: an integer
+//! while every item is one, else a float; a non-number item fails it.
 
 use std::time::Duration;
 
@@ -36,6 +40,7 @@ const METHODS: &[MethodSpec] = &[
         min_params: 2,
         params: 2,
         streaming: true,
+        uploads: 0,
     },
     method("Fail", 1),
     method("WhoAmI", 0),
@@ -48,6 +53,7 @@ const METHODS: &[MethodSpec] = &[
     method("SendToOthersInGroup", 3),
     method("SendToUser", 3),
     method("SendToConnection", 3),
+    MethodSpec::with_uploads("Sum", 0, 1),
 ];
 
 /// The largest stream `Stream(count, _)` produces.
@@ -168,10 +174,26 @@ impl Hub for DiagnosticsHub {
                     }
                     send(Target::Connection(id), vec![], 1).await
                 }
+                "Sum" => sum(call.upload()?).await.map(HubReply::Value),
                 other => Err(HubError::Internal(format!(
                     "method {other} is declared but not implemented"
                 ))),
             }
         })
     }
+}
+
+/// Adds up an uploaded stream of numbers.
+async fn sum(mut items: crate::core::upload::Upload) -> Result<Value, HubError> {
+    let mut int: Option<i64> = Some(0);
+    let mut float = 0f64;
+    while let Some(item) = items.next().await {
+        let item = item?;
+        let Some(x) = item.as_f64() else {
+            return Err(HubError::Hub(format!("Sum takes numbers, not {item}.")));
+        };
+        float += x;
+        int = int.zip(item.as_i64()).and_then(|(a, b)| a.checked_add(b));
+    }
+    Ok(int.map_or_else(|| Value::from(float), Value::from))
 }
