@@ -340,12 +340,21 @@ impl Dispatcher {
                 }
             }
             HubMessage::Completion(completion) => {
-                let error = match completion.outcome {
-                    CompletionOutcome::Error(error) => Some(error),
+                let error = match &completion.outcome {
+                    CompletionOutcome::Error(error) => Some(error.clone()),
                     CompletionOutcome::Void | CompletionOutcome::Result(_) => None,
                 };
-                if !Box::pin(self.ctx.uploads.complete(&completion.invocation_id, error)).await {
-                    tracing::debug!(connection = %self.ctx.caller.id, invocation = %completion.invocation_id, "unexpected completion ignored");
+                if self.ctx.uploads.contains(&completion.invocation_id) {
+                    Box::pin(self.ctx.uploads.complete(&completion.invocation_id, error)).await;
+                } else {
+                    let id = completion.invocation_id.clone();
+                    if !self
+                        .ctx
+                        .node
+                        .client_completion(&self.ctx.caller.hub, &self.ctx.caller.id, completion)
+                    {
+                        tracing::debug!(connection = %self.ctx.caller.id, invocation = %id, "unexpected completion ignored");
+                    }
                 }
             }
             HubMessage::StreamItem(item) => {

@@ -32,7 +32,7 @@ use crate::core::config::Config;
 use crate::core::connection::ConnectionHandle;
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeHooks};
-use crate::core::upload::Upload;
+use crate::core::upload::{Upload, UploadError};
 use hubwire_backplane::{AnyBackplane, GroupName, HubName, UserId};
 use hubwire_protocol::Value;
 
@@ -103,6 +103,12 @@ pub enum HubError {
     /// Anything else; the text is sent only with detailed errors.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<UploadError> for HubError {
+    fn from(error: UploadError) -> Self {
+        HubError::Hub(error.to_string())
+    }
 }
 
 /// The context of one invocation.

@@ -20,7 +20,6 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
-use crate::core::hub::HubError;
 use hubwire_protocol::Value;
 
 /// Items one upload holds before its client has to wait (ASP.NET Core's
@@ -30,9 +29,19 @@ pub const STREAM_BUFFER: usize = 10;
 /// One item, or the error the client completed its stream with.
 pub type UploadItem = Result<Value, String>;
 
+/// The error a client completed its stream with.
+#[derive(Debug, thiserror::Error)]
+#[error("The client's stream '{id}' failed: {error}")]
+pub struct UploadError {
+    /// The stream id.
+    pub id: String,
+    /// The client's error text.
+    pub error: String,
+}
+
 /// A stream the client uploads into a hub method: its items in order, then
-/// its end. An error the client completed it with arrives as a
-/// [`HubError::Hub`] naming the stream.
+/// its end. An error the client completed it with arrives as an
+/// [`UploadError`] (a `HubException` when a hub method passes it on).
 pub struct Upload {
     id: String,
     items: mpsc::Receiver<UploadItem>,
@@ -46,13 +55,13 @@ impl Upload {
 }
 
 impl Stream for Upload {
-    type Item = Result<Value, HubError>;
+    type Item = Result<Value, UploadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let id = self.id.clone();
-        self.items.poll_recv(cx).map(|item| {
-            item.map(|item| item.map_err(|e| HubError::Hub(format!("The client's stream '{id}' failed: {e}"))))
-        })
+        self.items
+            .poll_recv(cx)
+            .map(|item| item.map(|item| item.map_err(|error| UploadError { id, error })))
     }
 }
 
@@ -159,7 +168,7 @@ mod tests {
         let a = streams.pop().unwrap();
         let got: Vec<Value> = a.map(Result::unwrap).collect().await;
         assert_eq!(got, vec![Value::from(1), Value::from(2)]);
-        let failed: Vec<Result<Value, HubError>> = b.collect().await;
+        let failed: Vec<Result<Value, UploadError>> = b.collect().await;
         assert_eq!(failed.len(), 1);
         assert_eq!(
             failed[0].as_ref().unwrap_err().to_string(),
