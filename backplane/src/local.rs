@@ -181,7 +181,7 @@ impl Delivery for LocalBackplane {
         let inboxes: Vec<mpsc::Sender<BackplaneEvent>> = {
             let state = self.bus.state.lock();
             let channel = match (&msg.body, msg.body.target()) {
-                (ClusterBody::Ack { to, .. }, _) => Some(Channel::Node(to.clone())),
+                (ClusterBody::Ack { to, .. } | ClusterBody::Reply { to, .. }, _) => Some(Channel::Node(to.clone())),
                 (_, Some(target)) => state.channel_of(&msg.hub, target),
                 (_, None) => None,
             };

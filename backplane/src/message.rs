@@ -85,6 +85,17 @@ pub enum ClusterBody {
         /// The command's id, as the origin numbered it.
         id: CommandId,
     },
+    /// A client's answer to a server-to-client invocation another node made
+    /// (a client result): published by the node holding the connection on
+    /// the node channel of the invoking node, `to`.
+    Reply {
+        /// The node that invoked the client.
+        to: NodeId,
+        /// The connection that answered.
+        connection: ConnectionId,
+        /// The client's Completion as a JSON hub protocol record.
+        payload: Bytes,
+    },
 }
 
 /// The number an origin node gives a command it awaits an answer to; unique
@@ -92,15 +103,15 @@ pub enum ClusterBody {
 pub type CommandId = u64;
 
 impl ClusterBody {
-    /// The target the body acts on; `None` for an [`ClusterBody::Ack`], which
-    /// goes to a node, not to connections.
+    /// The target the body acts on; `None` for an [`ClusterBody::Ack`] or a
+    /// [`ClusterBody::Reply`], which go to a node, not to connections.
     pub fn target(&self) -> Option<&Target> {
         match self {
             ClusterBody::Deliver { target, .. }
             | ClusterBody::AddToGroup { target, .. }
             | ClusterBody::RemoveFromGroup { target, .. }
             | ClusterBody::Close { target, .. } => Some(target),
-            ClusterBody::Ack { .. } => None,
+            ClusterBody::Ack { .. } | ClusterBody::Reply { .. } => None,
         }
     }
 }

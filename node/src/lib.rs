@@ -16,6 +16,14 @@
 //!   the REST API, CORS, token extraction, the development page, routes and
 //!   [`web::http::run`]. A new transport or REST route goes here.
 //!
+//! The protocol features beyond plain invocations each have a module of
+//! their own in the core, with the transport's part beside the transport:
+//! stateful reconnect in `core::replay` (replay buffer, sequence ids,
+//! resumable connections) and `web::transport::resume` (a WebSocket
+//! connection outliving its socket); client results in `core::client_results`
+//! (and its table, `core::result_waiters`); client-to-server streams in
+//! `core::upload`.
+//!
 //! This file wires the three together ([`build`]); `main.rs` parses the
 //! command line and runs [`web::http::run`]. `node/tests/layers.rs` checks
 //! the rule: no module imports a layer above its own, and the modules import

@@ -10,6 +10,7 @@
 //! kind 4  Close            hub:str target except:list reason:opt-str ack:varint
 //! kind 5  NodeDown         node:str count:varint record*
 //! kind 6  Ack              hub:str to:str id:varint
+//! kind 7  Reply            hub:str to:str connection:str payload:bytes
 //! record  = id:str hub:str user:opt-str transport:str since_ms:varint
 //! target  = 0 (All) | 1 group:str | 2 user:str | 3 connection:str
 //! str     = len:varint utf-8 bytes;  bytes = len:varint bytes
@@ -69,6 +70,7 @@ pub fn encode_message(msg: &ClusterMessage) -> Bytes {
         ClusterBody::RemoveFromGroup { .. } => 3,
         ClusterBody::Close { .. } => 4,
         ClusterBody::Ack { .. } => 6,
+        ClusterBody::Reply { .. } => 7,
     };
     out.put_u8(VERSION);
     out.put_u8(kind);
@@ -96,6 +98,15 @@ pub fn encode_message(msg: &ClusterMessage) -> Bytes {
         ClusterBody::Ack { to, id } => {
             put_str(&mut out, to.as_str());
             put_varint(&mut out, *id);
+        }
+        ClusterBody::Reply {
+            to,
+            connection,
+            payload,
+        } => {
+            put_str(&mut out, to.as_str());
+            put_str(&mut out, connection.as_str());
+            put_bytes(&mut out, payload);
         }
     }
     out.freeze()
@@ -168,6 +179,16 @@ pub fn decode(frame: Bytes) -> Result<(NodeId, BackplaneEvent), DecodeError> {
             let origin = origin.clone();
             BackplaneEvent::Message(ClusterMessage { origin, hub, body })
         }
+        7 => {
+            let hub = HubName::from(r.str()?);
+            let body = ClusterBody::Reply {
+                to: NodeId::from(r.str()?),
+                connection: ConnectionId::from(r.str()?),
+                payload: r.bytes()?,
+            };
+            let origin = origin.clone();
+            BackplaneEvent::Message(ClusterMessage { origin, hub, body })
+        }
         5 => {
             let node = NodeId::from(r.str()?);
             let count = r.varint()?;
@@ -198,7 +219,7 @@ pub fn decode(frame: Bytes) -> Result<(NodeId, BackplaneEvent), DecodeError> {
 
 fn payload_len(body: &ClusterBody) -> usize {
     match body {
-        ClusterBody::Deliver { payload, .. } => payload.len(),
+        ClusterBody::Deliver { payload, .. } | ClusterBody::Reply { payload, .. } => payload.len(),
         _ => 0,
     }
 }

@@ -58,6 +58,11 @@ fn samples() -> Vec<ClusterMessage> {
             ack: None,
         }));
     }
+    out.push(message(ClusterBody::Reply {
+        to: NodeId::from("n9"),
+        connection: ConnectionId::from("c7"),
+        payload: Bytes::from_static(b"{\"type\":3,\"invocationId\":\"n1|x\",\"result\":1}\x1e"),
+    }));
     out.push(message(ClusterBody::Ack {
         to: "node-é".into(),
         id: 42,

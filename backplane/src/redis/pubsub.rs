@@ -49,7 +49,7 @@ impl Shared {
         let hub = msg.hub.clone();
         let channel = match msg.body.target() {
             None => match &msg.body {
-                ClusterBody::Ack { to, .. } => Channel::Node(to.clone()),
+                ClusterBody::Ack { to, .. } | ClusterBody::Reply { to, .. } => Channel::Node(to.clone()),
                 _ => return Ok(()),
             },
             Some(Target::All) => Channel::All(hub),

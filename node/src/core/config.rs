@@ -340,6 +340,9 @@ config_fields! {
         /// e.g. `e2e/node_modules/@microsoft/signalr/dist/browser`), served at
         /// `/dev/signalr/` in development mode. Default: none.
         dev_signalr_dir: Option<PathBuf> = None;
+        /// Seconds the server waits for a client's result (a hub method's or
+        /// the REST API's `:invoke`); then the caller gets an error. Default 30.
+        client_result_timeout_secs: u64 = 30;
         /// Hub definitions (`[[hub]]` tables, `docs/hubs.md`): hubs of a built-in
         /// kind under an app's own path and names. One at `/hubs/chat` replaces
         /// the built-in chat hub. In the environment: the same tables as a JSON
@@ -580,7 +583,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 58);
+        assert_eq!(Config::FIELDS.len(), 59);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::core::connection::{CloseRequest, ConnectionHandle};
 use crate::core::hub::{Hub, HubCall, HubError, HubReply};
 use crate::core::metrics::Limit;
 use crate::core::node::Node;
+use crate::core::upload::{OpenError, Upload, Uploads};
 use hubwire_protocol::{Completion, CompletionOutcome, HubMessage, Invocation, StreamItem};
 
 /// Invocations that may wait while one runs.
@@ -59,22 +60,24 @@ pub struct Dispatcher {
     /// Boxed: the channel allocates its slots up front, and a slot for a
     /// pointer is a twentieth of one for an `Invocation` (memory per connection).
     /// Created with the first invocation: idle connections have no runner.
-    invocations: RefCell<Option<mpsc::Sender<Box<Invocation>>>>,
+    invocations: RefCell<Option<mpsc::Sender<Box<Queued>>>>,
     streams: Streams,
 }
+
+/// An invocation waiting for the runner, with the uploads it opened.
+type Queued = (Invocation, Vec<Upload>);
 
 struct Context {
     node: Arc<Node>,
     hub: Arc<dyn Hub>,
     caller: Arc<ConnectionHandle>,
+    /// The client-to-server streams open on the connection.
+    uploads: Uploads,
 }
 
 impl Context {
     fn call(&self) -> HubCall {
-        HubCall {
-            node: self.node.clone(),
-            caller: self.caller.clone(),
-        }
+        HubCall::new(self.node.clone(), self.caller.clone())
     }
 
     /// Queues a message; `false` when the connection is closing (a full
@@ -131,10 +134,11 @@ impl Context {
                 "The client attempted to invoke the {kind} '{target}' method with {mode} invocation."
             ));
         }
-        if !invocation.stream_ids.is_empty() {
+        if invocation.stream_ids.len() != spec.uploads {
             let error = HubError::Hub(format!(
-                "Client sent {} stream(s), Hub method expects 0.",
-                invocation.stream_ids.len()
+                "Client sent {} stream(s), Hub method expects {}.",
+                invocation.stream_ids.len(),
+                spec.uploads,
             ));
             return Err(self.invocation_error(target, &error));
         }
@@ -153,12 +157,20 @@ impl Context {
         Ok(index)
     }
 
-    async fn invoke(self: Rc<Self>, invocation: Invocation) {
+    async fn invoke(self: Rc<Self>, (invocation, uploads): Queued) {
         let method = match self.validate(&invocation, false) {
             Ok(method) => method,
-            Err(text) => return self.complete(invocation.invocation_id, CompletionOutcome::Error(text)),
+            Err(text) => {
+                self.uploads.close(&invocation.stream_ids);
+                return self.complete(invocation.invocation_id, CompletionOutcome::Error(text));
+            }
         };
-        let outcome = match self.hub.invoke(self.call(), method, invocation.arguments).await {
+        let call = self.call();
+        call.uploads.borrow_mut().extend(uploads);
+        let reply = self.hub.invoke(call, method, invocation.arguments).await;
+        // Items that still come for its streams are unexpected now.
+        self.uploads.close(&invocation.stream_ids);
+        let outcome = match reply {
             Ok(HubReply::Value(value)) => CompletionOutcome::Result(value),
             Ok(HubReply::Stream(_)) => {
                 let error = HubError::Internal("a non-streaming method returned a stream".into());
@@ -271,22 +283,27 @@ impl Dispatcher {
     /// A dispatcher for `caller`.
     pub fn new(node: Arc<Node>, hub: Arc<dyn Hub>, caller: Arc<ConnectionHandle>) -> Self {
         Self {
-            ctx: Rc::new(Context { node, hub, caller }),
+            ctx: Rc::new(Context {
+                node,
+                hub,
+                caller,
+                uploads: Uploads::default(),
+            }),
             invocations: RefCell::new(None),
             streams: Rc::default(),
         }
     }
 
     /// The invocation queue, spawning its runner on the current worker the first time.
-    fn invocation_queue(&self) -> mpsc::Sender<Box<Invocation>> {
+    fn invocation_queue(&self) -> mpsc::Sender<Box<Queued>> {
         self.invocations
             .borrow_mut()
             .get_or_insert_with(|| {
-                let (invocations, mut queue) = mpsc::channel::<Box<Invocation>>(INVOCATION_QUEUE);
+                let (invocations, mut queue) = mpsc::channel::<Box<Queued>>(INVOCATION_QUEUE);
                 let runner = self.ctx.clone();
                 tokio::task::spawn_local(async move {
-                    while let Some(invocation) = queue.recv().await {
-                        runner.clone().invoke(*invocation).await;
+                    while let Some(queued) = queue.recv().await {
+                        runner.clone().invoke(*queued).await;
                     }
                 });
                 invocations
@@ -298,10 +315,14 @@ impl Dispatcher {
     pub async fn handle(&self, message: HubMessage) -> Result<(), CloseRequest> {
         match message {
             HubMessage::Invocation(invocation) => {
+                // Its uploads open now: their items follow at once.
+                let Some(uploads) = self.open_uploads(&invocation) else {
+                    return Ok(());
+                };
                 // Waiting for room is the rare case; its future is boxed so that the
                 // reader's long-lived future does not carry it (memory per connection).
                 let queue = self.invocation_queue();
-                match queue.try_send(Box::new(invocation)) {
+                match queue.try_send(Box::new((invocation, uploads))) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(invocation)) => {
                         if Box::pin(queue.send(invocation)).await.is_err() {
@@ -319,15 +340,60 @@ impl Dispatcher {
                 }
             }
             HubMessage::Completion(completion) => {
-                tracing::debug!(connection = %self.ctx.caller.id, invocation = %completion.invocation_id, "unexpected completion ignored");
+                let error = match &completion.outcome {
+                    CompletionOutcome::Error(error) => Some(error.clone()),
+                    CompletionOutcome::Void | CompletionOutcome::Result(_) => None,
+                };
+                if self.ctx.uploads.contains(&completion.invocation_id) {
+                    Box::pin(self.ctx.uploads.complete(&completion.invocation_id, error)).await;
+                } else {
+                    let id = completion.invocation_id.clone();
+                    if !self
+                        .ctx
+                        .node
+                        .client_completion(&self.ctx.caller.hub, &self.ctx.caller.id, completion)
+                    {
+                        tracing::debug!(connection = %self.ctx.caller.id, invocation = %id, "unexpected completion ignored");
+                    }
+                }
             }
             HubMessage::StreamItem(item) => {
-                tracing::debug!(connection = %self.ctx.caller.id, invocation = %item.invocation_id, "stream item for no client stream ignored");
+                // Waits while the upload is full: back-pressure onto the client.
+                if !Box::pin(self.ctx.uploads.item(&item.invocation_id, item.item)).await {
+                    // As ASP.NET Core: an item for no open stream is dropped.
+                    tracing::debug!(connection = %self.ctx.caller.id, invocation = %item.invocation_id, "stream item for no client stream ignored");
+                }
             }
             HubMessage::Close(_) => return Err(CloseRequest::client_left()),
             HubMessage::Ping | HubMessage::Ack(_) | HubMessage::Sequence(_) => {}
         }
         Ok(())
+    }
+
+    /// Opens the uploads `invocation` names; `None` (the invocation answered
+    /// with an error) beyond `max_streams_per_connection` or for an id in use.
+    fn open_uploads(&self, invocation: &Invocation) -> Option<Vec<Upload>> {
+        let ctx = &self.ctx;
+        let ids = &invocation.stream_ids;
+        if ids.is_empty() {
+            return Some(Vec::new());
+        }
+        let limit = ctx.node.config.max_streams_per_connection;
+        let running = self.streams.borrow().len() + ctx.uploads.len();
+        let error = if limit > 0 && running + ids.len() > limit {
+            ctx.node
+                .metrics
+                .refused(ctx.caller.hub.as_str(), Limit::StreamsPerConnection);
+            HubError::Hub(format!("A connection may run at most {limit} streams at once."))
+        } else {
+            match ctx.uploads.open(ids) {
+                Ok(uploads) => return Some(uploads),
+                Err(OpenError::InUse(id)) => HubError::Hub(format!("Stream ID '{id}' is already in use.")),
+            }
+        };
+        let text = ctx.invocation_error(&invocation.target, &error);
+        ctx.complete(invocation.invocation_id.clone(), CompletionOutcome::Error(text));
+        None
     }
 
     fn start_stream(&self, invocation: Invocation) {
@@ -348,7 +414,7 @@ impl Dispatcher {
                 return ctx.complete(Some(id), CompletionOutcome::Error(text));
             }
             let limit = ctx.node.config.max_streams_per_connection;
-            if limit > 0 && streams.len() >= limit {
+            if limit > 0 && streams.len() + ctx.uploads.len() >= limit {
                 drop(streams);
                 ctx.node
                     .metrics
@@ -487,6 +553,69 @@ mod tests {
         s.handle.close(CloseRequest::client_left());
         until_running(&s.handle, 0).await;
         assert!(drain(&mut s.queue).is_empty(), "stopped streams are not completed");
+    }
+
+    fn sum(id: &str, streams: &[&str]) -> HubMessage {
+        HubMessage::Invocation(Invocation {
+            invocation_id: Some(id.into()),
+            target: "Sum".into(),
+            stream_ids: streams.iter().map(|s| (*s).to_owned()).collect(),
+            ..Invocation::default()
+        })
+    }
+
+    fn item(id: &str, value: i64) -> HubMessage {
+        HubMessage::StreamItem(StreamItem {
+            invocation_id: id.into(),
+            item: Value::from(value),
+            ..StreamItem::default()
+        })
+    }
+
+    fn end(id: &str, error: Option<&str>) -> HubMessage {
+        HubMessage::Completion(Completion {
+            invocation_id: id.into(),
+            outcome: error.map_or(CompletionOutcome::Void, |e| CompletionOutcome::Error(e.into())),
+            ..Completion::default()
+        })
+    }
+
+    #[actix_web::test]
+    async fn an_upload_stream_is_consumed_by_its_method_and_its_errors_are_completions() {
+        let mut s = setup(2, 64);
+        let d = &s.dispatcher;
+        d.handle(sum("1", &["u1"])).await.unwrap();
+        for i in 1..=20 {
+            d.handle(item("u1", i)).await.unwrap();
+        }
+        d.handle(end("u1", None)).await.unwrap();
+        d.handle(item("u1", 1000)).await.unwrap(); // ended: ignored
+        d.handle(sum("2", &["u2"])).await.unwrap();
+        d.handle(item("u2", 1)).await.unwrap();
+        d.handle(end("u2", Some("client gave up"))).await.unwrap();
+        d.handle(sum("3", &[])).await.unwrap();
+        d.handle(sum("4", &["a", "b", "c"])).await.unwrap();
+        until("four completions", || s.handle.metrics.messages_out.get() >= 4).await;
+        let records = drain(&mut s.queue);
+        let by_id = |id: &str| records.iter().find(|r| r["invocationId"] == id).unwrap().clone();
+        assert_eq!(
+            by_id("1")["result"],
+            210,
+            "1 + … + 20, the eleventh item waited for room"
+        );
+        assert_eq!(
+            by_id("2")["error"],
+            "An unexpected error occurred invoking 'Sum' on the server. HubException: The client's stream 'u2' failed: client gave up"
+        );
+        assert_eq!(
+            by_id("3")["error"],
+            "An unexpected error occurred invoking 'Sum' on the server. HubException: Client sent 0 stream(s), Hub method expects 1."
+        );
+        assert_eq!(
+            by_id("4")["error"],
+            "An unexpected error occurred invoking 'Sum' on the server. HubException: A connection may run at most 2 streams at once."
+        );
+        assert!(s.handle.close_request().is_none(), "the connection stays open");
     }
 
     #[actix_web::test]

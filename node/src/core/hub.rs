@@ -18,6 +18,9 @@
 //! guards methods that reach other users.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::future::{BoxFuture, LocalBoxFuture};
@@ -29,6 +32,7 @@ use crate::core::config::Config;
 use crate::core::connection::ConnectionHandle;
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeHooks};
+use crate::core::upload::{Upload, UploadError};
 use hubwire_backplane::{AnyBackplane, GroupName, HubName, NodeId, UserId};
 use hubwire_protocol::Value;
 
@@ -43,6 +47,8 @@ pub struct MethodSpec {
     pub params: usize,
     /// Whether it returns a stream (invoked with StreamInvocation).
     pub streaming: bool,
+    /// Client-to-server streams it takes (`streamIds`), besides its arguments.
+    pub uploads: usize,
 }
 
 impl MethodSpec {
@@ -53,6 +59,19 @@ impl MethodSpec {
             min_params: params,
             params,
             streaming: false,
+            uploads: 0,
+        }
+    }
+
+    /// A non-streaming method taking `params` arguments and `uploads`
+    /// client-to-server streams ([`HubCall::upload`]).
+    pub const fn with_uploads(name: &'static str, params: usize, uploads: usize) -> Self {
+        Self {
+            name: Cow::Borrowed(name),
+            min_params: params,
+            params,
+            streaming: false,
+            uploads,
         }
     }
 
@@ -86,6 +105,12 @@ pub enum HubError {
     Internal(String),
 }
 
+impl From<UploadError> for HubError {
+    fn from(error: UploadError) -> Self {
+        HubError::Hub(error.to_string())
+    }
+}
+
 /// The context of one invocation.
 #[derive(Clone)]
 pub struct HubCall {
@@ -93,9 +118,30 @@ pub struct HubCall {
     pub node: Arc<Node>,
     /// The calling connection.
     pub caller: Arc<ConnectionHandle>,
+    /// The invocation's client-to-server streams, in `streamIds` order.
+    pub(crate) uploads: Rc<RefCell<VecDeque<Upload>>>,
 }
 
 impl HubCall {
+    /// A call by `caller` with no uploads (hub code calling hub code, tests).
+    pub fn new(node: Arc<Node>, caller: Arc<ConnectionHandle>) -> Self {
+        Self {
+            node,
+            caller,
+            uploads: Rc::default(),
+        }
+    }
+
+    /// The invocation's next client-to-server stream (the first call gets
+    /// the first of its `streamIds`); the dispatcher checked that there are
+    /// as many as the method's [`MethodSpec::uploads`].
+    pub fn upload(&self) -> Result<Upload, HubError> {
+        self.uploads
+            .borrow_mut()
+            .pop_front()
+            .ok_or_else(|| HubError::Internal("the method takes more streams than it declared".into()))
+    }
+
     /// Adds the caller to `group`, as a hub's JoinGroup does: refused when the
     /// caller's token has a `channels` claim none of whose patterns matches,
     /// and when the node's group limits refuse it.

@@ -115,6 +115,15 @@ fn on_message(node: &Arc<Node>, message: ClusterMessage) {
                 node.acks.answered(id, &origin);
             }
         }
+        ClusterBody::Reply {
+            to,
+            connection,
+            payload,
+        } => {
+            if to == *node.backplane.node_id() {
+                node.client_result_reply(&connection, &payload);
+            }
+        }
     }
 }
 

@@ -24,16 +24,21 @@
 //!   the per-channel queues cluster commands run on.
 //! - [`replay`]: stateful reconnect — a connection's replay buffer and
 //!   sequence ids, and the table of connections a new socket may resume.
+//! - [`result_waiters`]: the client results this node awaits (the table).
 //! - [`node`]: the shared state of a node and its one send API.
+//! - [`client_results`]: the node's methods that invoke a client and await
+//!   its result, here or on another node.
 //! - [`user_state`]: the node's methods on per-user state held cluster-wide
 //!   (rate buckets, last seen, cached read positions).
 //! - [`inbox`]: what other nodes ask of this one (the inbox task).
+//! - [`upload`]: client-to-server streams into hub methods, bounded per stream.
 //! - [`hub`]: the hub trait, the hub set, the context of an invocation.
 //! - [`dispatch`]: hub messages in, hub method calls, completions out.
 
 pub mod acks;
 pub mod admission;
 pub mod auth;
+pub mod client_results;
 pub mod config;
 pub mod connection;
 pub mod definition;
@@ -49,5 +54,7 @@ pub mod outbound;
 pub mod proxies;
 pub mod registry;
 pub mod replay;
+pub mod result_waiters;
+pub mod upload;
 pub mod user_state;
 pub mod webhook;

@@ -35,6 +35,7 @@ use crate::core::negotiations::{Limits, Negotiations};
 use crate::core::outbound::OutboundMessage;
 use crate::core::registry::Registry;
 use crate::core::replay::Resumes;
+use crate::core::result_waiters::ClientResults;
 use hubwire_backplane::{
     AnyBackplane, BackplaneError, Channel, ClusterBody, ClusterMessage, CommandId, ConnectionId, ConnectionRecord,
     Delivery, GroupName, HubName, Keyspace, MembershipTtl, NodeId, Target, UserId,
@@ -105,6 +106,8 @@ pub struct Node {
     pub negotiations: Negotiations,
     /// Stateful connections a reconnecting socket may resume.
     pub resumes: Resumes,
+    /// The client results this node awaits.
+    pub client_results: ClientResults,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// When the node started.
@@ -174,6 +177,7 @@ impl Node {
             hooks,
             negotiations,
             resumes: Resumes::default(),
+            client_results: ClientResults::default(),
             metrics,
             started: Instant::now(),
             drain: Drain::default(),

@@ -31,6 +31,15 @@ impl OutboundMessage {
         }
     }
 
+    /// Any hub message (a client-result invocation carries its id).
+    pub fn new(message: HubMessage) -> Self {
+        Self {
+            json: Protocol::Json.encode_to_bytes(&message),
+            message: OnceLock::from(Some(message)),
+            msgpack: OnceLock::new(),
+        }
+    }
+
     /// A message whose JSON record arrived from another node.
     pub fn from_json_record(json: Bytes) -> Self {
         Self {

@@ -368,6 +368,7 @@ impl Definition {
                     min_params,
                     params: args.len(),
                     streaming: false,
+                    uploads: 0,
                 },
                 operation: index,
                 positions,

@@ -7,6 +7,16 @@
 //! anyone but the caller — need the `admin` role; group sends and
 //! `SendToCaller` are open to every caller, and `JoinGroup` honours the
 //! token's `channels` claim.
+//!
+//! `AskCaller(method, argument)` and `AskConnection(connectionId, method,
+//! argument)` (admin for another connection, on any node) invoke a client
+//! method and return what the client's handler returned — a client result;
+//! the client's error, its disconnecting and the timeout come back as
+//! `HubException`s.
+//!
+//! `Sum(stream)` consumes a client-to-server stream of numbers
+//! (`connection.invoke("Sum", subject)`) and returns their sum: an integer
+//! while every item is one, else a float; a non-number item fails it.
 
 use std::time::Duration;
 
@@ -36,6 +46,7 @@ const METHODS: &[MethodSpec] = &[
         min_params: 2,
         params: 2,
         streaming: true,
+        uploads: 0,
     },
     method("Fail", 1),
     method("WhoAmI", 0),
@@ -48,6 +59,9 @@ const METHODS: &[MethodSpec] = &[
     method("SendToOthersInGroup", 3),
     method("SendToUser", 3),
     method("SendToConnection", 3),
+    MethodSpec::with_uploads("Sum", 0, 1),
+    method("AskCaller", 2),
+    method("AskConnection", 3),
 ];
 
 /// The largest stream `Stream(count, _)` produces.
@@ -169,10 +183,44 @@ impl Hub for DiagnosticsHub {
                     }
                     send(Target::Connection(id), vec![], 1).await
                 }
+                "Sum" => sum(call.upload()?).await.map(HubReply::Value),
+                "AskCaller" => ask(&call, me.clone(), arg_str(&args, 0)?, args.get(1).cloned()).await,
+                "AskConnection" => {
+                    let id = ConnectionId::from(arg_str(&args, 0)?);
+                    if id != me {
+                        call.require_admin(method)?;
+                    }
+                    ask(&call, id, arg_str(&args, 1)?, args.get(2).cloned()).await
+                }
                 other => Err(HubError::Internal(format!(
                     "method {other} is declared but not implemented"
                 ))),
             }
         })
     }
+}
+
+/// Adds up an uploaded stream of numbers.
+async fn sum(mut items: crate::core::upload::Upload) -> Result<Value, HubError> {
+    let mut int: Option<i64> = Some(0);
+    let mut float = 0f64;
+    while let Some(item) = items.next().await {
+        let item = item?;
+        let Some(x) = item.as_f64() else {
+            return Err(HubError::Hub(format!("Sum takes numbers, not {item}.")));
+        };
+        float += x;
+        int = int.zip(item.as_i64()).and_then(|(a, b)| a.checked_add(b));
+    }
+    Ok(int.map_or_else(|| Value::from(float), Value::from))
+}
+
+/// Invokes `method(argument)` on connection `id` and returns the client's result.
+async fn ask(call: &HubCall, id: ConnectionId, method: String, argument: Option<Value>) -> Result<HubReply, HubError> {
+    let arguments = argument.into_iter().collect();
+    call.node
+        .invoke_client(&call.caller.hub, &id, &method, arguments)
+        .await
+        .map(HubReply::Value)
+        .map_err(|e| HubError::Hub(e.to_string()))
 }

@@ -10,6 +10,7 @@
 //!
 //! Backplane failures are mapped to HTTP here and nowhere else.
 
+use crate::core::client_results::ClientResultError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
@@ -93,6 +94,12 @@ pub enum RestError {
     /// Nodes holding the connections did not confirm the command in time: 503.
     #[error("{0}")]
     NotAcknowledged(String),
+    /// The client answered a client-result invocation with an error: 400.
+    #[error("{0}")]
+    ClientFailed(String),
+    /// The client did not answer a client-result invocation in time: 504.
+    #[error("{0}")]
+    ClientTimeout(String),
     /// The request contradicts what is stored (a conversation id taken by
     /// other participants): 409.
     #[error("{0}")]
@@ -116,6 +123,19 @@ impl From<ConversationsError> for RestError {
             ConversationsError::Store(StoreError::Invalid(m)) => RestError::BadRequest(m),
             ConversationsError::Store(StoreError::NotFound(m)) => RestError::not_found(Missing::Conversation, m),
             ConversationsError::Store(e) => RestError::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<ClientResultError> for RestError {
+    fn from(error: ClientResultError) -> Self {
+        match error {
+            ClientResultError::NotFound(_) | ClientResultError::Disconnected(_) => {
+                RestError::not_found(Missing::Connection, error.to_string())
+            }
+            ClientResultError::Timeout { .. } => RestError::ClientTimeout(error.to_string()),
+            ClientResultError::Client(message) => RestError::ClientFailed(message),
+            ClientResultError::Backplane(e) => RestError::Backplane(e),
         }
     }
 }
@@ -155,6 +175,8 @@ impl RestError {
             RestError::Conflict(_) => "Error.Conversation.Conflict",
             RestError::Forbidden(_) => "Error.Conversation.NotParticipant",
             RestError::Database(_) => "Error.Database.Unavailable",
+            RestError::ClientFailed(_) => "Error.Invocation.Failed",
+            RestError::ClientTimeout(_) => "Error.Invocation.Timeout",
         }
     }
 }
@@ -173,6 +195,8 @@ impl ResponseError for RestError {
             RestError::NotAcknowledged(_) | RestError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
             RestError::Conflict(_) => StatusCode::CONFLICT,
             RestError::Forbidden(_) => StatusCode::FORBIDDEN,
+            RestError::ClientFailed(_) => StatusCode::BAD_REQUEST,
+            RestError::ClientTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 

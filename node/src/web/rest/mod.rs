@@ -68,6 +68,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/hubs/{hub}/users/{user}/:send", post().to(send::to_user))
         .route("/api/hubs/{hub}/groups/{group}/:send", post().to(send::to_group))
         .route("/api/hubs/{hub}/connections/{id}/:send", post().to(send::to_connection))
+        .route("/api/hubs/{hub}/connections/{id}/:invoke", post().to(send::invoke))
         .route("/api/hubs/{hub}/connections/{id}", head().to(connections::exists))
         .route("/api/hubs/{hub}/connections/{id}", get().to(connections::exists))
         .route("/api/hubs/{hub}/connections/{id}", delete().to(connections::close))

@@ -69,6 +69,27 @@ pub async fn to_group(
     deliver(&state, &req, &hub, target, payload).await
 }
 
+/// `POST /api/hubs/{hub}/connections/{id}/:invoke` (Azure's 2024-12-01 client
+/// result): invokes `target(arguments)` on the connection, wherever it is in
+/// the cluster, and answers 200 `{"result", "protocol"}` with the client's
+/// answer (`protocol` is `json`: the result as JSON, whatever the client
+/// speaks); 404 when the connection does not exist or closes before
+/// answering, 400 `Error.Invocation.Failed` with the client's error, 504
+/// after `client_result_timeout_secs`.
+pub async fn invoke(
+    req: HttpRequest,
+    HubRequest { state, path, hub }: HubRequest<ConnectionPath>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RestError> {
+    let message = read_message(&req, payload).await?;
+    let id = ConnectionId::from(path.id.as_str());
+    let result = state
+        .node
+        .invoke_client(&hub, &id, &message.target, message.arguments)
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "result": result, "protocol": "json" })))
+}
+
 /// `POST /api/hubs/{hub}/connections/{id}/:send`: to one connection.
 pub async fn to_connection(
     req: HttpRequest,
