@@ -52,7 +52,15 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
         store.spawn_retention();
     }
     let built = hubs::built_in(&config, &store)?;
+    let redis_round_trips = match &backplane {
+        AnyBackplane::Redis(redis) => Some(redis.round_trips()),
+        AnyBackplane::Local(_) => None,
+    };
     let node = Arc::new(built.hubs.serve(config, auth, backplane));
+    node.metrics.adopt(&store.round_trips());
+    if let Some(histogram) = redis_round_trips {
+        node.metrics.adopt(&histogram);
+    }
     node.start().await?;
     tokio::spawn(inbox::run_inbox(node.clone(), inbox));
     Ok(AppState {

@@ -68,9 +68,15 @@ struct Inner {
     retention: Vec<(String, u32)>,
     retention_interval: Duration,
     appends: tokio::sync::mpsc::Sender<batching::Pending>,
+    round_trips: prometheus::Histogram,
 }
 
 impl Store {
+    /// The histogram of this store's database calls, for `/metrics`.
+    pub fn round_trips(&self) -> prometheus::Histogram {
+        self.inner.round_trips.clone()
+    }
+
     /// Opens the configured database, runs the pending migrations and starts
     /// the commit task.
     pub async fn open(config: &StoreConfig) -> Result<Self> {
@@ -94,9 +100,15 @@ impl Store {
             retention: config.retention_days()?,
             retention_interval: Duration::from_secs(config.retention_interval_secs.max(1)),
             appends,
+            round_trips: db::round_trips(),
         });
         tokio::spawn(batching::run(
-            batching::Committer::new(inner.db.clone(), inner.acquire_timeout, inner.cipher.clone()),
+            batching::Committer::new(
+                inner.db.clone(),
+                inner.acquire_timeout,
+                inner.cipher.clone(),
+                inner.round_trips.clone(),
+            ),
             queue,
             config.batch_max,
             in_flight,

@@ -237,6 +237,10 @@ config_fields! {
         shutdown_timeout_secs: u64 = 10;
         /// `TCP_NODELAY` on client sockets (each frame is one write). Default `true`.
         tcp_nodelay: bool = true;
+        /// Log output on stderr: `text` (human-readable lines), `json` (one
+        /// JSON object per line, with `node`, `connection` and `user` fields)
+        /// or `auto` (JSON unless stderr is a terminal). Default `text`.
+        log_format: String = "text".into();
         /// Server-to-client streams one connection may run at once; a stream
         /// invocation beyond it is answered with a Completion error and the
         /// connection stays open. 0 = unlimited. Default 32.
@@ -534,7 +538,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 49);
+        assert_eq!(Config::FIELDS.len(), 50);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use prometheus::IntGauge;
+use prometheus::{Histogram, IntGauge};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::connection::{CloseRequest, ConnectionHandle};
@@ -67,6 +67,8 @@ struct Context {
     node: Arc<Node>,
     hub: Arc<dyn Hub>,
     caller: Arc<ConnectionHandle>,
+    /// `hubwire_invocation_duration_seconds` of each method, resolved on its first call.
+    durations: RefCell<Vec<Option<Histogram>>>,
 }
 
 impl Context {
@@ -158,6 +160,7 @@ impl Context {
             Ok(method) => method,
             Err(text) => return self.complete(invocation.invocation_id, CompletionOutcome::Error(text)),
         };
+        let _timer = self.duration(method).start_timer();
         let outcome = match self.hub.invoke(self.call(), method, invocation.arguments).await {
             Ok(HubReply::Value(value)) => CompletionOutcome::Result(value),
             Ok(HubReply::Stream(_)) => {
@@ -167,6 +170,20 @@ impl Context {
             Err(error) => CompletionOutcome::Error(self.invocation_error(&invocation.target, &error)),
         };
         self.complete(invocation.invocation_id, outcome);
+    }
+
+    /// The invocation duration histogram of method number `method`.
+    fn duration(&self, method: usize) -> Histogram {
+        let mut durations = self.durations.borrow_mut();
+        if durations.len() <= method {
+            durations.resize(method + 1, None);
+        }
+        durations[method]
+            .get_or_insert_with(|| {
+                let name = self.hub.methods().get(method).map_or("", |m| &m.name);
+                self.node.metrics.invocation(self.hub.name(), name)
+            })
+            .clone()
     }
 
     /// Runs one stream to its end and answers it, unless it was stopped.
@@ -271,7 +288,12 @@ impl Dispatcher {
     /// A dispatcher for `caller`.
     pub fn new(node: Arc<Node>, hub: Arc<dyn Hub>, caller: Arc<ConnectionHandle>) -> Self {
         Self {
-            ctx: Rc::new(Context { node, hub, caller }),
+            ctx: Rc::new(Context {
+                node,
+                hub,
+                caller,
+                durations: RefCell::default(),
+            }),
             invocations: RefCell::new(None),
             streams: Rc::default(),
         }

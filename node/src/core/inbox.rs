@@ -30,6 +30,9 @@ use hubwire_backplane::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, Co
 /// Reads the inbox until the backplane closes it, delivering each event.
 pub async fn run_inbox(node: Arc<Node>, mut inbox: mpsc::Receiver<BackplaneEvent>) {
     while let Some(event) = inbox.recv().await {
+        node.metrics
+            .inbox_pending
+            .set(i64::try_from(inbox.len()).unwrap_or(i64::MAX));
         match event {
             BackplaneEvent::Message(message) => on_message(&node, message),
             BackplaneEvent::NodeDown {

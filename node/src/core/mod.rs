@@ -8,6 +8,7 @@
 //!   (`[[hub]]` tables; checked and resolved in `crate::hubs::definition`).
 //! - [`proxies`], [`config`]: the configuration (TOML file + `HUBWIRE_*`
 //!   environment) and the trusted-proxy blocks it holds.
+//! - [`logging`]: the log output, plain text or JSON lines.
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - [`auth`]: user tokens (JWT) and who they stand for.
 //! - [`connection`]: one connection's handle: queue and close signal.
@@ -37,6 +38,7 @@ pub mod drain;
 pub mod hub;
 pub mod inbox;
 pub mod lanes;
+pub mod logging;
 pub mod metrics;
 pub mod negotiations;
 pub mod node;

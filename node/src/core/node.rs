@@ -717,7 +717,7 @@ impl Node {
 /// The close every client gets when its node shuts down.
 fn shutdown_close() -> CloseRequest {
     CloseRequest {
-        error: Some("Server is shutting down.".into()),
+        error: Some(crate::core::connection::SHUTDOWN_ERROR.into()),
         allow_reconnect: true,
         notify_client: true,
     }

@@ -36,6 +36,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{timeout, Instant};
+use tracing::Instrument;
 
 use super::frame::{self, Control, FrameReader, CLOSE_NORMAL, CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use super::refusal::{admission_refusal, handshake_refusal, Refusal};
@@ -45,7 +46,7 @@ use crate::core::connection::{CloseRequest, ConnectionHandle, QueueLimits, Queue
 use crate::core::dispatch::Dispatcher;
 use crate::core::drain::Hold;
 use crate::core::hub::{Hub, HubSet};
-use crate::core::metrics::{RefusalReason, SlowReason};
+use crate::core::metrics::{DisconnectReason, RefusalReason, SlowReason};
 use crate::core::negotiations::{random_id, ClaimError};
 use crate::core::node::Node;
 use crate::web::state::{authorize_token, query_value, token_from, AppState};
@@ -193,7 +194,14 @@ pub async fn upgrade(state: web::Data<AppState>, req: Request, framed: Framed<Tc
     let token = accepted.token.clone();
     // Boxed: the connection's future is large and lives as long as it does;
     // boxing keeps actix's per-socket task small.
-    Box::pin(run(node.clone(), accepted, handshake, stream, early)).await;
+    // The connection's fields on every log line it causes (docs/configuration.md, `log_format`).
+    let span = tracing::info_span!(
+        "connection",
+        connection = %accepted.id,
+        hub = accepted.hub.name(),
+        user = accepted.principal.as_ref().map(|p| p.user.as_str()),
+    );
+    Box::pin(run(node.clone(), accepted, handshake, stream, early).instrument(span)).await;
     if let Some(token) = token {
         node.negotiations.release(&token);
     }
@@ -427,6 +435,7 @@ impl Reader<'_> {
                     Err(FrameError::InvalidLengthPrefix) => return CloseRequest::error(CLOSED_WITH_ERROR),
                 };
                 let _ = self.buf.split_to(consumed);
+                handle.metrics.bytes_in.inc_by(consumed as u64);
                 match message {
                     Ok(Some(message)) => {
                         handle.metrics.messages_in.inc();
@@ -498,6 +507,7 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
                 tracing::debug!(connection = %id, %error, "handshake failed");
             }
             refuse_handshake(&stream, error.as_deref(), shared.close_code(), limit).await;
+            node.metrics.handshake_failed(hub.name());
             node.metrics.websocket_closed(shared.close_code());
             drop(reader);
             Box::pin(node.release(&id)).await;
@@ -537,8 +547,7 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
         linger(stream, &shared).await;
         return;
     }
-    handle.metrics.connections.inc();
-    handle.metrics.connections_opened.inc();
+    let open = node.metrics.open(hub.name(), TRANSPORT, protocol.name());
     if node.config.close_on_token_expiry {
         node.close_at_expiry(&handle);
     }
@@ -569,7 +578,13 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
     }
     drop(dispatcher);
     drop(reader);
-    handle.metrics.connections.dec();
+    // The first close request, so `reason` when nothing else closed it first.
+    let request = handle.close_request();
+    open.closed(
+        request
+            .as_ref()
+            .map_or(DisconnectReason::ClientClosed, CloseRequest::disconnect_reason),
+    );
     node.metrics.websocket_closed(shared.close_code());
     Box::pin(node.disconnected(&id)).await;
     linger(stream, &shared).await;
@@ -736,6 +751,7 @@ async fn write(
                     if write_frame(stream, opcode, &frame, limit).await.is_err() {
                         return;
                     }
+                    handle.metrics.bytes_out.inc_by(frame.len() as u64);
                 }
                 // Whether the client gets it is up to the client now.
                 let _ = write_close(stream, shared.close_code(), limit).await;
@@ -753,6 +769,7 @@ async fn write(
                 match queue.try_recv() {
                     None => {
                         delivery.observe(first.at.elapsed().as_secs_f64());
+                        handle.metrics.bytes_out.inc_by(first.record.len() as u64);
                         write_frame(stream, opcode, &first.record, limit).await
                     }
                     Some(second) => {
@@ -765,6 +782,7 @@ async fn write(
                             frame.extend_from_slice(&queued.record);
                             delivery.observe(queued.at.elapsed().as_secs_f64());
                         }
+                        handle.metrics.bytes_out.inc_by(frame.len() as u64);
                         let sent = write_frame(stream, opcode, &frame, limit).await;
                         frame.clear();
                         if frame.capacity() > KEEP_BUFFER {
@@ -780,7 +798,9 @@ async fn write(
                     ping.as_mut().reset(due);
                     continue;
                 }
-                let sent = write_frame(stream, opcode, &ping_record(protocol), limit).await;
+                let ping_record = ping_record(protocol);
+                handle.metrics.bytes_out.inc_by(ping_record.len() as u64);
+                let sent = write_frame(stream, opcode, &ping_record, limit).await;
                 ping.as_mut().reset(Instant::now() + keep_alive);
                 sent
             }
