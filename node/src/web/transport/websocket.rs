@@ -548,6 +548,7 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
         return;
     }
     let open = node.metrics.open(hub.name(), TRANSPORT, protocol.name());
+    tracing::debug!(protocol = protocol.name(), "connected");
     if node.config.close_on_token_expiry {
         node.close_at_expiry(&handle);
     }
@@ -580,11 +581,11 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
     drop(reader);
     // The first close request, so `reason` when nothing else closed it first.
     let request = handle.close_request();
-    open.closed(
-        request
-            .as_ref()
-            .map_or(DisconnectReason::ClientClosed, CloseRequest::disconnect_reason),
-    );
+    let reason = request
+        .as_ref()
+        .map_or(DisconnectReason::ClientClosed, CloseRequest::disconnect_reason);
+    tracing::debug!(reason = reason.label(), "disconnected");
+    open.closed(reason);
     node.metrics.websocket_closed(shared.close_code());
     Box::pin(node.disconnected(&id)).await;
     linger(stream, &shared).await;
