@@ -3,8 +3,10 @@
 //! # Layout: three layers, each depending only on the ones below it
 //! - [`core`] (lowest): configuration, tokens, connections and their registry,
 //!   sends and cluster commands ([`core::node::Node`]), the inbox of what
-//!   other nodes ask, hub dispatch and the hub trait. No HTTP, no particular
-//!   hub. A store, a rate limiter or presence goes here.
+//!   other nodes ask, hub dispatch and the hub trait, metrics
+//!   ([`core::metrics`]), log output ([`core::logging`]) and OpenTelemetry
+//!   spans with their OTLP exporter ([`core::telemetry`]). No HTTP, no
+//!   particular hub. A store, a rate limiter or presence goes here.
 //! - [`hubs`]: the built-in hubs, each implementing [`core::hub::Hub`]. A new
 //!   hub goes here.
 //! - [`web`] (highest): everything HTTP — negotiate, the WebSocket transport,
@@ -37,6 +39,15 @@ use crate::web::state::AppState;
 pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
     let auth = auth::Authenticator::from_config(&config)?;
     let node_id = NodeId::from(config.node_id.clone().unwrap_or_else(negotiations::random_id));
+    let otlp = config.otlp_endpoint.clone().or_else(|| {
+        std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty())
+    });
+    if let Some(endpoint) = otlp {
+        let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "hubwire".into());
+        crate::core::telemetry::install(&endpoint, &service, node_id.as_str())?;
+    }
     let (backplane, inbox) = match config.redis_backplane(&node_id) {
         None => {
             let (backplane, inbox) = LocalBackplane::single(node_id);

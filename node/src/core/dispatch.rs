@@ -161,7 +161,14 @@ impl Context {
             Err(text) => return self.complete(invocation.invocation_id, CompletionOutcome::Error(text)),
         };
         let _timer = self.duration(method).start_timer();
-        let outcome = match self.hub.invoke(self.call(), method, invocation.arguments).await {
+        let mut span = crate::core::telemetry::invocation(
+            self.hub.name(),
+            &invocation.target,
+            invocation.headers.get("traceparent").map(String::as_str),
+        );
+        let context = span.as_ref().map(crate::core::telemetry::Span::context);
+        let call = self.hub.invoke(self.call(), method, invocation.arguments);
+        let outcome = match crate::core::telemetry::within(context, call).await {
             Ok(HubReply::Value(value)) => CompletionOutcome::Result(value),
             Ok(HubReply::Stream(_)) => {
                 let error = HubError::Internal("a non-streaming method returned a stream".into());
@@ -169,6 +176,9 @@ impl Context {
             }
             Err(error) => CompletionOutcome::Error(self.invocation_error(&invocation.target, &error)),
         };
+        if let (Some(span), CompletionOutcome::Error(text)) = (span.as_mut(), &outcome) {
+            span.fail(text.clone());
+        }
         self.complete(invocation.invocation_id, outcome);
     }
 

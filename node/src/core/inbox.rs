@@ -55,8 +55,13 @@ fn on_message(node: &Arc<Node>, message: ClusterMessage) {
             target,
             except,
             payload,
+            trace,
         } => {
-            node.deliver_local(&hub, &target, &except, &OutboundMessage::from_json_record(payload));
+            let mut span = crate::core::telemetry::delivery(hub.as_str(), trace.as_deref());
+            let delivered = node.deliver_local(&hub, &target, &except, &OutboundMessage::from_json_record(payload));
+            if let Some(span) = span.as_mut() {
+                span.set("hubwire.recipients", delivered as u64);
+            }
         }
         ClusterBody::AddToGroup { target, group, ack } => {
             let mut first = false;

@@ -9,6 +9,7 @@
 //! - [`proxies`], [`config`]: the configuration (TOML file + `HUBWIRE_*`
 //!   environment) and the trusted-proxy blocks it holds.
 //! - [`logging`]: the log output, plain text or JSON lines.
+//! - [`telemetry`]: OpenTelemetry spans and their OTLP/HTTP exporter.
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - [`auth`]: user tokens (JWT) and who they stand for.
 //! - [`connection`]: one connection's handle: queue and close signal.
@@ -45,4 +46,5 @@ pub mod node;
 pub mod outbound;
 pub mod proxies;
 pub mod registry;
+pub mod telemetry;
 pub mod user_state;

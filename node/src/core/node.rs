@@ -34,6 +34,7 @@ use crate::core::metrics::{Limit, Metrics};
 use crate::core::negotiations::{Limits, Negotiations};
 use crate::core::outbound::OutboundMessage;
 use crate::core::registry::Registry;
+use crate::core::telemetry::Kind;
 use hubwire_backplane::{
     AnyBackplane, BackplaneError, Channel, ClusterBody, ClusterMessage, CommandId, ConnectionId, ConnectionRecord,
     Delivery, GroupName, HubName, Keyspace, MembershipTtl, NodeId, Target, UserId,
@@ -240,12 +241,23 @@ impl Node {
         }
         let held_here = matches!(&target, Target::Connection(id) if self.registry.get(id).is_some());
         if !held_here {
+            // Within a traced invocation: a span for the publish, whose
+            // context the receiving nodes continue.
+            let publish = crate::core::telemetry::current().and_then(|parent| {
+                let mut span = crate::core::telemetry::span("PUBLISH", Kind::Producer, Some(parent))?;
+                span.set("db.system.name", "redis");
+                span.set("messaging.system", "redis");
+                span.set("messaging.operation.type", "publish");
+                Some(span)
+            });
             let body = ClusterBody::Deliver {
                 target: target.clone(),
                 except: except.clone(),
                 payload: message.json().clone(),
+                trace: publish.as_ref().map(|span| span.context().traceparent()),
             };
             self.publish(hub, body).await?;
+            drop(publish);
         }
         if order == SendOrder::PublishFirst {
             self.deliver_local(hub, &target, &except, &message);

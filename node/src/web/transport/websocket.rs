@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_codec::{Framed, FramedParts};
-use actix_http::{h1, ws::HandshakeError, Request};
+use actix_http::{h1, ws::HandshakeError, HttpMessage as _, Request};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
@@ -179,6 +179,22 @@ pub async fn upgrade(state: web::Data<AppState>, req: Request, framed: Framed<Tc
     // head, and an unmoved local would keep it for the connection's life.
     let early = BytesMut::from(&read_buf[..]);
     drop(read_buf);
+    // The connect span (`GET {hub path}`, for the connection's life) when tracing is on.
+    let mut connect_span = crate::core::telemetry::enabled()
+        .then(|| {
+            let parent = req
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::core::telemetry::TraceContext::parse);
+            let name = format!("GET {}", req.path());
+            let mut span = crate::core::telemetry::span(name, crate::core::telemetry::Kind::Server, parent)?;
+            span.set("http.request.method", "GET");
+            span.set("url.path", req.path());
+            span.set("signalr.transport", "websockets");
+            Some(span)
+        })
+        .flatten();
     // Boxed: the checks and the 101 are a passing phase, and their state would
     // otherwise stay part of actix's per-socket task for the connection's life
     // (memory per connection).
@@ -201,7 +217,12 @@ pub async fn upgrade(state: web::Data<AppState>, req: Request, framed: Framed<Tc
         hub = accepted.hub.name(),
         user = accepted.principal.as_ref().map(|p| p.user.as_str()),
     );
+    if let Some(connect_span) = connect_span.as_mut() {
+        connect_span.set("http.response.status_code", 101u16);
+        connect_span.set("rpc.service", accepted.hub.name().to_owned());
+    }
     Box::pin(run(node.clone(), accepted, handshake, stream, early).instrument(span)).await;
+    drop(connect_span);
     if let Some(token) = token {
         node.negotiations.release(&token);
     }
