@@ -175,6 +175,16 @@ describe('OTLP traces from two nodes', () => {
     assert.equal(rest.kind, 2);
     assert.equal(rest.attributes['http.response.status_code'], '202');
     assert.ok(cluster.receiver.requests.every((r) => r.url === '/v1/traces' && r.type === 'application/json'));
+    // Probes and scrapes are not traced.
+    assert.equal((await fetch(`${n1.baseUrl}/healthz`)).status, 200);
+    assert.equal((await fetch(`${n1.baseUrl}/metrics`)).status, 200);
+    await fetch(`${n1.baseUrl}/hubs/diagnostics/negotiate?negotiateVersion=1`, { method: 'POST' });
+    const marker = spans.length;
+    await waitFor(() => spans.slice(marker).some((s) => s.name === 'POST /hubs/{hub}/negotiate'), {
+      timeout: 10_000,
+      what: 'the span of the request after the probes',
+    });
+    assert.ok(!spans.some((s) => s.attributes['url.path'] === '/healthz' || s.attributes['url.path'] === '/metrics'));
   });
 });
 

@@ -118,7 +118,8 @@ pub fn app(
         .configure(|cfg| routes(cfg, &hubs))
 }
 
-/// A server span per HTTP request (negotiate, the REST API, health) when
+/// A server span per HTTP request (negotiate, the REST API; not the probes
+/// and scrapes of `/healthz`, `/readyz`, `/metrics`, nor `/api/health`) when
 /// tracing is on: `{method} {route}`, as ASP.NET Core's hosting names them,
 /// the parent from the request's `traceparent`; sends a REST call makes
 /// carry its context to other nodes.
@@ -126,7 +127,12 @@ async fn traced(
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if !telemetry::enabled() {
+    if !telemetry::enabled()
+        || matches!(
+            req.path(),
+            "/healthz" | "/readyz" | "/metrics" | "/api/health" | "/api/v1/health"
+        )
+    {
         return next.call(req).await;
     }
     let parent = req
