@@ -46,6 +46,9 @@ pub enum ClusterBody {
         except: Vec<ConnectionId>,
         /// Opaque to the backplane.
         payload: Bytes,
+        /// The W3C `traceparent` of the span that sent it, so that the
+        /// receiving nodes continue the trace; `None` when tracing is off.
+        trace: Option<String>,
     },
     /// Add the target's local connections (a connection or a user's) to a group.
     AddToGroup {

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { before, describe } from 'node:test';
 
 import { connect, e2eTest, negotiate, rawWs, record, rejectionOf, startNode, stopAllNodesAfter, waitFor } from './harness.mjs';
+import { metricSum } from './raw-upgrade.mjs';
 
 stopAllNodesAfter();
 
@@ -106,7 +107,7 @@ describe('server-to-client streams', () => {
       timeout: 20_000,
       what: 'every stream of the closed connections to end',
     });
-    await waitFor(async () => (await metric(node, `hubwire_connections{hub="${HUB}"}`)) === 0, {
+    await waitFor(async () => (await metricSum(node, 'hubwire_connections', `hub="${HUB}"`)) === 0, {
       timeout: 20_000,
       what: 'the connections to be gone',
     });

@@ -104,12 +104,13 @@ export async function metric(node, name, labels = '') {
   return line ? Number(line.slice(series.length + 1)) : 0;
 }
 
-/** The sum of every series of `name` (all label values). */
-export async function metricSum(node, name) {
+/** The sum of every series of `name` (all label values; with `labels`, e.g. `hub="diagnostics"`, those whose labels contain it). */
+export async function metricSum(node, name, labels = '') {
   const res = await withTimeout(fetch(`${node.baseUrl}/metrics`), 5_000, 'GET /metrics');
   const text = await res.text();
   return text
     .split('\n')
     .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .filter((l) => !labels || l.slice(0, l.lastIndexOf(' ')).includes(labels))
     .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }

@@ -43,7 +43,7 @@ async function slowReader(node, user, invocations) {
   return upgrade;
 }
 
-const connections = (node) => metric(node, 'hubwire_connections', 'hub="diagnostics"');
+const connections = (node) => metricSum(node, 'hubwire_connections', 'hub="diagnostics"');
 const queuedBytes = (node) => metric(node, 'hubwire_outbound_queued_bytes');
 const slowClosed = (node, reason) =>
   metric(node, 'hubwire_slow_connections_closed_total', `hub="diagnostics",reason="${reason}"`);

@@ -3,9 +3,11 @@
 //! # Layout: three layers, each depending only on the ones below it
 //! - [`core`] (lowest): configuration, tokens, connections and their registry,
 //!   sends and cluster commands ([`core::node::Node`]), the inbox of what
-//!   other nodes ask, hub dispatch and the hub trait. No HTTP, no particular
-//!   hub. A store, a rate limiter or presence goes here; so does the signed
-//!   webhook sender ([`core::webhook`]: bounded queue, timeout, retries).
+//!   other nodes ask, hub dispatch and the hub trait, metrics
+//!   ([`core::metrics`]), log output ([`core::logging`]) and OpenTelemetry
+//!   spans with their OTLP exporter ([`core::telemetry`]). No HTTP, no
+//!   particular hub. A store, a rate limiter or presence goes here; so does the
+//!   signed webhook sender ([`core::webhook`]: bounded queue, timeout, retries).
 //! - [`hubs`]: the built-in hubs, each implementing [`core::hub::Hub`]. A new
 //!   hub goes here; a hub's rules on top of core services too (the chat
 //!   kind's offline-delivery rule, `hubs::chat::offline`, on the webhook).
@@ -51,6 +53,15 @@ use crate::web::state::AppState;
 pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
     let auth = auth::Authenticator::from_config(&config)?;
     let node_id = NodeId::from(config.node_id.clone().unwrap_or_else(negotiations::random_id));
+    let otlp = config.otlp_endpoint.clone().or_else(|| {
+        std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty())
+    });
+    if let Some(endpoint) = otlp {
+        let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "hubwire".into());
+        crate::core::telemetry::install(&endpoint, &service, node_id.as_str())?;
+    }
     let (backplane, inbox) = match config.redis_backplane(&node_id) {
         None => {
             let (backplane, inbox) = LocalBackplane::single(node_id);
@@ -66,7 +77,15 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
         store.spawn_retention();
     }
     let built = hubs::built_in(&config, &store)?;
+    let redis_round_trips = match &backplane {
+        AnyBackplane::Redis(redis) => Some(redis.round_trips()),
+        AnyBackplane::Local(_) => None,
+    };
     let node = Arc::new(built.hubs.serve(config, auth, backplane));
+    node.metrics.adopt(&store.round_trips());
+    if let Some(histogram) = redis_round_trips {
+        node.metrics.adopt(&histogram);
+    }
     node.start().await?;
     for chat in &built.chats {
         chat.start(&node);

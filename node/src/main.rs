@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use hubwire_node::core::auth::{Authenticator, Claims};
 use hubwire_node::core::config::Config;
+use hubwire_node::core::logging::{self, LogFormat};
 
 /// A SignalR-compatible hub server node. Configuration comes from the file
 /// given with --config (TOML) and from HUBWIRE_* environment variables; see
@@ -112,11 +113,13 @@ fn probe(listen: &str, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+fn serve(mut config: Config) -> anyhow::Result<()> {
+    // The id is settled here so that every log line can carry it.
+    let node = config
+        .node_id
+        .get_or_insert_with(hubwire_node::core::negotiations::random_id)
+        .clone();
+    logging::init(LogFormat::resolve(&config.log_format)?, &node);
     let listener = TcpListener::bind(&config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;

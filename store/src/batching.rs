@@ -63,17 +63,19 @@ pub(crate) struct Committer {
     db: Db,
     acquire_timeout: Duration,
     cipher: Cipher,
+    pub(crate) round_trips: prometheus::Histogram,
     /// A std mutex: held only to number a batch, never across an await.
     ids: Arc<Mutex<IdGenerator>>,
 }
 
 impl Committer {
     /// A committer writing through `db`.
-    pub(crate) fn new(db: Db, acquire_timeout: Duration, cipher: Cipher) -> Self {
+    pub(crate) fn new(db: Db, acquire_timeout: Duration, cipher: Cipher, round_trips: prometheus::Histogram) -> Self {
         Self {
             db,
             acquire_timeout,
             cipher,
+            round_trips,
             ids: Arc::default(),
         }
     }

@@ -30,6 +30,20 @@ pub enum Backend {
     Sqlite,
 }
 
+/// The histogram of database calls (`hubwire_database_duration_seconds`),
+/// one per store, adopted by the node's `/metrics`.
+pub(crate) fn round_trips() -> prometheus::Histogram {
+    let opts = prometheus::HistogramOpts::new(
+        "hubwire_database_duration_seconds",
+        "Seconds one store call took (pool checkout and queries of one connection)",
+    )
+    .buckets(vec![
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ]);
+    // The options are constants; they cannot be invalid.
+    prometheus::Histogram::with_opts(opts).unwrap_or_else(|e| panic!("histogram: {e}"))
+}
+
 /// A pool of one back end.
 #[derive(Clone)]
 pub(crate) enum Db {
@@ -41,7 +55,9 @@ pub(crate) enum Db {
 /// (the same source compiled for both), inside an `async` fn returning
 /// [`crate::Result`].
 macro_rules! with_conn {
-    ($store:expr, $conn:ident => $body:expr) => {
+    ($store:expr, $conn:ident => $body:expr) => {{
+        // Observed when the call ends, however it ends (checkout wait included).
+        let _round_trip = $store.round_trips.start_timer();
         match &$store.db {
             $crate::db::Db::Postgres(pool) => {
                 let mut object = $crate::db::checkout_postgres(pool, $store.acquire_timeout).await?;
@@ -54,7 +70,7 @@ macro_rules! with_conn {
                 $body
             }
         }
-    };
+    }};
 }
 pub(crate) use with_conn;
 

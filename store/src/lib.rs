@@ -81,9 +81,15 @@ struct Inner {
     appends: tokio::sync::mpsc::Sender<batching::Pending>,
     marks: tokio::sync::mpsc::Sender<outbox::PendingMark>,
     reads: tokio::sync::mpsc::Sender<receipts::PendingRead>,
+    round_trips: prometheus::Histogram,
 }
 
 impl Store {
+    /// The histogram of this store's database calls, for `/metrics`.
+    pub fn round_trips(&self) -> prometheus::Histogram {
+        self.inner.round_trips.clone()
+    }
+
     /// Opens the configured database, runs the pending migrations and starts
     /// the commit task.
     pub async fn open(config: &StoreConfig) -> Result<Self> {
@@ -111,16 +117,23 @@ impl Store {
             appends,
             marks,
             reads,
+            round_trips: db::round_trips(),
         });
         tokio::spawn(outbox::run(
             inner.db.clone(),
             inner.acquire_timeout,
+            inner.round_trips.clone(),
             mark_queue,
             config.batch_max,
             in_flight,
         ));
         tokio::spawn(batching::run(
-            batching::Committer::new(inner.db.clone(), inner.acquire_timeout, inner.cipher.clone()),
+            batching::Committer::new(
+                inner.db.clone(),
+                inner.acquire_timeout,
+                inner.cipher.clone(),
+                inner.round_trips.clone(),
+            ),
             queue,
             config.batch_max,
             in_flight,

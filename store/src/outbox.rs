@@ -72,11 +72,16 @@ impl Store {
 pub(crate) async fn run(
     db: Db,
     acquire_timeout: std::time::Duration,
+    round_trips: prometheus::Histogram,
     mut queue: mpsc::Receiver<PendingMark>,
     batch_max: usize,
     in_flight: usize,
 ) {
-    let marker = Arc::new(Marker { db, acquire_timeout });
+    let marker = Arc::new(Marker {
+        db,
+        acquire_timeout,
+        round_trips,
+    });
     let slots = Arc::new(Semaphore::new(in_flight.max(1)));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -105,6 +110,8 @@ pub(crate) async fn run(
 struct Marker {
     db: Db,
     acquire_timeout: std::time::Duration,
+    /// `hubwire_database_duration_seconds`, shared with the store.
+    round_trips: prometheus::Histogram,
 }
 
 impl Marker {

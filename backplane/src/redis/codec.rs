@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! frame   = version:u8 (2) kind:u8 origin:str body
-//! kind 1  Deliver          hub:str target except:list payload:bytes
+//! kind 1  Deliver          hub:str target except:list payload:bytes trace:opt-str
 //! kind 2  AddToGroup       hub:str target group:str ack:varint
 //! kind 3  RemoveFromGroup  hub:str target group:str ack:varint
 //! kind 4  Close            hub:str target except:list reason:opt-str ack:varint
@@ -19,8 +19,9 @@
 //! ```
 //!
 //! Version 2 added the command ids and `Ack` (acknowledged group and close
-//! commands): nodes of version 1 and 2 refuse each other's frames, so a
-//! cluster is upgraded by replacing all its nodes, not one by one.
+//! commands), version 3 the trace context of a `Deliver` (a W3C
+//! `traceparent`): nodes of different versions refuse each other's frames,
+//! so a cluster is upgraded by replacing all its nodes, not one by one.
 //!
 //! # Invariants
 //! - Decoding never panics and never trusts a length: every read is checked
@@ -33,7 +34,7 @@ use crate::message::{BackplaneEvent, ClusterBody, ClusterMessage, Target};
 use crate::names::{ConnectionId, HubName, NodeId, UserId};
 use crate::ConnectionRecord;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 /// Why a received frame could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -80,9 +81,12 @@ pub fn encode_message(msg: &ClusterMessage) -> Bytes {
         put_target(&mut out, target);
     }
     match &msg.body {
-        ClusterBody::Deliver { except, payload, .. } => {
+        ClusterBody::Deliver {
+            except, payload, trace, ..
+        } => {
             put_list(&mut out, except);
             put_bytes(&mut out, payload);
+            put_opt(&mut out, trace.as_deref());
         }
         ClusterBody::AddToGroup { group, ack, .. } | ClusterBody::RemoveFromGroup { group, ack, .. } => {
             put_str(&mut out, group.as_str());
@@ -149,6 +153,7 @@ pub fn decode(frame: Bytes) -> Result<(NodeId, BackplaneEvent), DecodeError> {
                     target,
                     except: r.list()?,
                     payload: r.bytes()?,
+                    trace: r.opt()?,
                 },
                 2 => ClusterBody::AddToGroup {
                     target,

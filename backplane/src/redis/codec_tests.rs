@@ -24,11 +24,13 @@ fn samples() -> Vec<ClusterMessage> {
             target: target.clone(),
             except: vec!["c2".into(), "c3".into()],
             payload: Bytes::from_static(b"{\"type\":1}\x1e"),
+            trace: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         }));
         out.push(message(ClusterBody::Deliver {
             target: target.clone(),
             except: Vec::new(),
             payload: Bytes::from(vec![0u8; 300]),
+            trace: None,
         }));
         out.push(message(ClusterBody::AddToGroup {
             target: target.clone(),
@@ -120,9 +122,10 @@ fn a_group_send_is_compact() {
         target: Target::Group("room-42".into()),
         except: Vec::new(),
         payload: Bytes::from_static(b"0123456789"),
+        trace: None,
     });
-    // version, kind, 3 strings with one-byte lengths, target tag, count, payload.
-    assert_eq!(encode_message(&msg).len(), 2 + 7 + 5 + 1 + 8 + 1 + 11);
+    // version, kind, 3 strings with one-byte lengths, target tag, count, payload, no trace.
+    assert_eq!(encode_message(&msg).len(), 2 + 7 + 5 + 1 + 8 + 1 + 11 + 1);
 }
 
 #[test]
@@ -131,6 +134,7 @@ fn the_payload_is_a_slice_of_the_frame() {
         target: Target::All,
         except: Vec::new(),
         payload: Bytes::from(vec![7u8; 1000]),
+        trace: None,
     });
     let frame = encode_message(&msg);
     let range = frame.as_ptr_range();
@@ -170,6 +174,13 @@ fn malformed_frames_are_refused() {
         Err(DecodeError::Version(1)),
         "frames without command ids"
     );
+    let mut untraced = frame.clone();
+    untraced[0] = 2;
+    assert_eq!(
+        decode(untraced.into()),
+        Err(DecodeError::Version(2)),
+        "frames without trace context"
+    );
 
     let mut kind = frame.clone();
     kind[1] = 77;
@@ -180,16 +191,16 @@ fn malformed_frames_are_refused() {
     assert_eq!(decode(trailing.into()), Err(DecodeError::Trailing(1)));
 
     // version, kind, origin "x", hub "h", target tag 9.
-    let target = vec![2, 1, 1, b'x', 1, b'h', 9];
+    let target = vec![3, 1, 1, b'x', 1, b'h', 9];
     assert_eq!(decode(target.into()), Err(DecodeError::Target(9)));
 
-    let utf8 = vec![2, 1, 1, 0xff];
+    let utf8 = vec![3, 1, 1, 0xff];
     assert_eq!(decode(utf8.into()), Err(DecodeError::Utf8));
 
-    let varint = vec![2, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+    let varint = vec![3, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
     assert_eq!(decode(varint.into()), Err(DecodeError::Varint));
 
-    let huge_length = vec![2, 1, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    let huge_length = vec![3, 1, 0xff, 0xff, 0xff, 0xff, 0x0f];
     assert_eq!(decode(huge_length.into()), Err(DecodeError::Truncated));
 }
 
@@ -215,6 +226,7 @@ proptest! {
                 target: Target::Group(group.into()),
                 except: except.into_iter().map(ConnectionId::from).collect(),
                 payload: payload.into(),
+                trace: None,
             },
         };
         let (_, event) = decode(encode_message(&msg)).expect("decodes");

@@ -89,6 +89,8 @@ struct Shared {
     /// Hubs this process has recorded in `<p>:hubs` since the last resync.
     known_hubs: Mutex<std::collections::HashSet<HubName>>,
     counters: Counters,
+    /// `hubwire_redis_duration_seconds`: every call through [`Shared::call`].
+    round_trips: prometheus::Histogram,
     /// Set when the keyspace may not match memory; cleared by a resync.
     needs_resync: AtomicBool,
     /// A resync is writing this node back: not ready until it is done.
@@ -132,6 +134,7 @@ impl RedisBackplane {
             subscriptions: Mutex::default(),
             known_hubs: Mutex::default(),
             counters: Counters::default(),
+            round_trips: stats::round_trips(),
             needs_resync: AtomicBool::new(false),
             resyncing: AtomicBool::new(false),
             wake: Notify::new(),
@@ -161,6 +164,11 @@ impl RedisBackplane {
             tasks: Mutex::new(tasks),
         };
         Ok((backplane, receiver))
+    }
+
+    /// The histogram of Redis calls, for `/metrics`.
+    pub fn round_trips(&self) -> prometheus::Histogram {
+        self.shared.round_trips.clone()
     }
 
     /// The counters since start, for `/metrics`.
@@ -232,6 +240,7 @@ impl Shared {
         } else if !connected {
             format!("{what}: not connected to Redis")
         } else {
+            let _round_trip = self.round_trips.start_timer();
             match tokio::time::timeout(self.config.command_timeout, call).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) => format!("{what}: {e}"),

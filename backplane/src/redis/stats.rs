@@ -42,6 +42,19 @@ pub struct RedisStats {
     pub inbox_full: u64,
 }
 
+/// The histogram of Redis calls (one per backplane).
+pub(super) fn round_trips() -> prometheus::Histogram {
+    let opts = prometheus::HistogramOpts::new(
+        "hubwire_redis_duration_seconds",
+        "Seconds one Redis call took (command, script or publish), failures included",
+    )
+    .buckets(vec![
+        0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    ]);
+    // The options are constants; they cannot be invalid.
+    prometheus::Histogram::with_opts(opts).unwrap_or_else(|e| panic!("histogram: {e}"))
+}
+
 impl Counters {
     pub(super) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);

@@ -248,6 +248,7 @@ pub fn deliver(origin: &NodeId, hub: &str, target: Target, payload: &'static str
             target,
             except: vec![ConnectionId::from("nobody")],
             payload: Bytes::from_static(payload.as_bytes()),
+            trace: None,
         },
     }
 }

@@ -119,6 +119,7 @@ impl Node {
                         target: Target::Connection(connection.clone()),
                         except: Vec::new(),
                         payload: message.json().clone(),
+                        trace: None,
                     },
                 })
                 .await?;

@@ -246,6 +246,14 @@ config_fields! {
         shutdown_close_batch: usize = 500;
         /// `TCP_NODELAY` on client sockets (each frame is one write). Default `true`.
         tcp_nodelay: bool = true;
+        /// Log output on stderr: `text` (human-readable lines), `json` (one
+        /// JSON object per line, with `node`, `connection` and `user` fields)
+        /// or `auto` (JSON unless stderr is a terminal). Default `text`.
+        log_format: String = "text".into();
+        /// OTLP/HTTP endpoint traces are exported to (`http://collector:4318`;
+        /// spans go to `/v1/traces` under it, JSON bodies). Absent:
+        /// `OTEL_EXPORTER_OTLP_ENDPOINT` if set, else no tracing. Default: absent.
+        otlp_endpoint: Option<String> = None;
         /// Server-to-client streams one connection may run at once; a stream
         /// invocation beyond it is answered with a Completion error and the
         /// connection stays open. 0 = unlimited. Default 32.
@@ -583,7 +591,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 59);
+        assert_eq!(Config::FIELDS.len(), 61);
     }
 
     #[test]

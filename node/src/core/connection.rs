@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::core::auth::Principal;
-use crate::core::metrics::{HubMetrics, SlowReason};
+use crate::core::metrics::{DisconnectReason, HubMetrics, SlowReason};
 use hubwire_backplane::{ConnectionId, HubName, UserId};
 use hubwire_protocol::Protocol;
 
@@ -32,6 +32,9 @@ pub const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
 /// The error text of a connection closed because its token expired
 /// (`close_on_token_expiry`).
 pub const TOKEN_EXPIRED: &str = "Connection closed with an error: the access token expired.";
+
+/// The error text of the Close every client gets when its node shuts down.
+pub const SHUTDOWN_ERROR: &str = "Server is shutting down.";
 
 /// Why and how a connection is being closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +48,17 @@ pub struct CloseRequest {
 }
 
 impl CloseRequest {
+    /// The `reason` label of `hubwire_disconnects_total` for this request.
+    pub fn disconnect_reason(&self) -> DisconnectReason {
+        match self.error.as_deref() {
+            _ if !self.notify_client => DisconnectReason::ClientClosed,
+            Some(TOKEN_EXPIRED) => DisconnectReason::TokenExpired,
+            Some(SHUTDOWN_ERROR) => DisconnectReason::Shutdown,
+            Some(CLOSED_WITH_ERROR) => DisconnectReason::Error,
+            _ => DisconnectReason::Closed,
+        }
+    }
+
     /// The client went away; nothing is sent.
     pub fn client_left() -> Self {
         Self {

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use prometheus::IntGauge;
+use prometheus::{Histogram, IntGauge};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::connection::{CloseRequest, ConnectionHandle};
@@ -73,6 +73,8 @@ struct Context {
     caller: Arc<ConnectionHandle>,
     /// The client-to-server streams open on the connection.
     uploads: Uploads,
+    /// `hubwire_invocation_duration_seconds` of each method, resolved on its first call.
+    durations: RefCell<Vec<Option<Histogram>>>,
 }
 
 impl Context {
@@ -165,9 +167,17 @@ impl Context {
                 return self.complete(invocation.invocation_id, CompletionOutcome::Error(text));
             }
         };
+        let _timer = self.duration(method).start_timer();
+        let mut span = crate::core::telemetry::invocation(
+            self.hub.name(),
+            &invocation.target,
+            invocation.headers.get("traceparent").map(String::as_str),
+        );
+        let context = span.as_ref().map(crate::core::telemetry::Span::context);
         let call = self.call();
         call.uploads.borrow_mut().extend(uploads);
-        let reply = self.hub.invoke(call, method, invocation.arguments).await;
+        let invoked = self.hub.invoke(call, method, invocation.arguments);
+        let reply = crate::core::telemetry::within(context, invoked).await;
         // Items that still come for its streams are unexpected now.
         self.uploads.close(&invocation.stream_ids);
         let outcome = match reply {
@@ -178,7 +188,24 @@ impl Context {
             }
             Err(error) => CompletionOutcome::Error(self.invocation_error(&invocation.target, &error)),
         };
+        if let (Some(span), CompletionOutcome::Error(text)) = (span.as_mut(), &outcome) {
+            span.fail(text.clone());
+        }
         self.complete(invocation.invocation_id, outcome);
+    }
+
+    /// The invocation duration histogram of method number `method`.
+    fn duration(&self, method: usize) -> Histogram {
+        let mut durations = self.durations.borrow_mut();
+        if durations.len() <= method {
+            durations.resize(method + 1, None);
+        }
+        durations[method]
+            .get_or_insert_with(|| {
+                let name = self.hub.methods().get(method).map_or("", |m| &m.name);
+                self.node.metrics.invocation(self.hub.name(), name)
+            })
+            .clone()
     }
 
     /// Runs one stream to its end and answers it, unless it was stopped.
@@ -288,6 +315,7 @@ impl Dispatcher {
                 hub,
                 caller,
                 uploads: Uploads::default(),
+                durations: RefCell::default(),
             }),
             invocations: RefCell::new(None),
             streams: Rc::default(),

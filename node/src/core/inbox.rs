@@ -30,6 +30,9 @@ use hubwire_backplane::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, Co
 /// Reads the inbox until the backplane closes it, delivering each event.
 pub async fn run_inbox(node: Arc<Node>, mut inbox: mpsc::Receiver<BackplaneEvent>) {
     while let Some(event) = inbox.recv().await {
+        node.metrics
+            .inbox_pending
+            .set(i64::try_from(inbox.len()).unwrap_or(i64::MAX));
         match event {
             BackplaneEvent::Message(message) => on_message(&node, message),
             BackplaneEvent::NodeDown {
@@ -52,8 +55,13 @@ fn on_message(node: &Arc<Node>, message: ClusterMessage) {
             target,
             except,
             payload,
+            trace,
         } => {
-            node.deliver_local(&hub, &target, &except, &OutboundMessage::from_json_record(payload));
+            let mut span = crate::core::telemetry::delivery(hub.as_str(), trace.as_deref());
+            let delivered = node.deliver_local(&hub, &target, &except, &OutboundMessage::from_json_record(payload));
+            if let Some(span) = span.as_mut() {
+                span.set("hubwire.recipients", delivered as u64);
+            }
         }
         ClusterBody::AddToGroup { target, group, ack } => {
             let mut first = false;

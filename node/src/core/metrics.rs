@@ -5,6 +5,7 @@
 //! All names start with `hubwire_`.
 
 use std::fmt::Write;
+use std::time::Instant;
 
 use crate::core::webhook::WebhookCounters;
 use hubwire_backplane::{AnyBackplane, Delivery};
@@ -18,8 +19,16 @@ pub struct Metrics {
     registry: Registry,
     connections: IntGaugeVec,
     connections_opened: IntCounterVec,
+    disconnects: IntCounterVec,
+    connection_duration: HistogramVec,
+    handshakes_failed: IntCounterVec,
     messages_in: IntCounterVec,
     messages_out: IntCounterVec,
+    bytes_in: IntCounterVec,
+    bytes_out: IntCounterVec,
+    invocation_duration: HistogramVec,
+    /// Backplane events received and not yet handled by the inbox task.
+    pub inbox_pending: IntGauge,
     slow_closed: IntCounterVec,
     delivery: HistogramVec,
     streams_running: IntGaugeVec,
@@ -70,6 +79,17 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 7] = [
+        Limit::StreamsPerConnection,
+        Limit::GroupNameLength,
+        Limit::GroupsPerConnection,
+        Limit::ChannelsClaim,
+        Limit::AdminRole,
+        Limit::MessageRate,
+        Limit::TypingRate,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -84,6 +104,15 @@ impl Limit {
         }
     }
 }
+
+/// The `reason` values of `hubwire_requests_refused_total`.
+const REQUEST_REFUSALS: [&str; 5] = [
+    "negotiate_user_limit",
+    "negotiate_node_limit",
+    "user_mismatch",
+    "origin",
+    "token_expired",
+];
 
 /// Why a connection was closed as too slow (the `reason` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,17 +172,87 @@ impl Refusals {
     }
 }
 
+/// Why a connection ended (the `reason` label of `hubwire_disconnects_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client closed or went away.
+    ClientClosed,
+    /// The server closed it with an error (protocol error, client timeout, too slow).
+    Error,
+    /// The node shut down (drain).
+    Shutdown,
+    /// Its access token expired (`close_on_token_expiry`).
+    TokenExpired,
+    /// A hub or the REST API closed it.
+    Closed,
+}
+
+impl DisconnectReason {
+    /// Every reason.
+    pub const ALL: [DisconnectReason; 5] = [
+        Self::ClientClosed,
+        Self::Error,
+        Self::Shutdown,
+        Self::TokenExpired,
+        Self::Closed,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::Error => "error",
+            Self::Shutdown => "shutdown",
+            Self::TokenExpired => "token_expired",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// One open connection in `hubwire_connections`; [`OpenConnection::closed`]
+/// counts its end by reason and its duration. Dropped unclosed, it only
+/// leaves the gauge.
+pub struct OpenConnection {
+    active: IntGauge,
+    disconnects: IntCounterVec,
+    duration: Histogram,
+    hub: String,
+    transport: &'static str,
+    since: Instant,
+    ended: bool,
+}
+
+impl OpenConnection {
+    /// Counts the end of the connection.
+    pub fn closed(mut self, reason: DisconnectReason) {
+        self.ended = true;
+        self.active.dec();
+        self.disconnects
+            .with_label_values(&[self.hub.as_str(), self.transport, reason.label()])
+            .inc();
+        self.duration.observe(self.since.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.active.dec();
+        }
+    }
+}
+
 /// The series of one hub, held by each of its connections.
 #[derive(Clone)]
 pub struct HubMetrics {
-    /// Open connections.
-    pub connections: IntGauge,
-    /// Connections opened since start.
-    pub connections_opened: IntCounter,
     /// Hub messages received from clients.
     pub messages_in: IntCounter,
     /// Records queued to clients.
     pub messages_out: IntCounter,
+    /// Bytes of hub messages received from clients (SignalR records, framing excluded).
+    pub bytes_in: IntCounter,
+    /// Bytes of WebSocket payload written to clients (records, pings, Close).
+    pub bytes_out: IntCounter,
     /// Connections closed as too slow, by reason.
     pub slow_closed: SlowCloses,
     /// Seconds a record waited in its connection queue before the writer took it.
@@ -189,12 +288,64 @@ impl Metrics {
         let hub = &["hub"];
         let gauge = |name, help| IntGaugeVec::new(opts(name, help), hub).map(|g| register(&registry, g));
         let counter = |name, help| IntCounterVec::new(opts(name, help), hub).map(|c| register(&registry, c));
+        let connection = &["hub", "transport", "protocol"];
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+                .map(|h| register(&registry, h))
+        };
         let built = (|| -> prometheus::Result<Self> {
             Ok(Self {
-                connections: gauge("hubwire_connections", "Open connections")?,
-                connections_opened: counter("hubwire_connections_opened_total", "Connections opened")?,
+                connections: register(
+                    &registry,
+                    IntGaugeVec::new(opts("hubwire_connections", "Open connections (handshake completed)"), connection)?,
+                ),
+                connections_opened: register(
+                    &registry,
+                    IntCounterVec::new(
+                        opts("hubwire_connections_opened_total", "Connections whose handshake completed"),
+                        connection,
+                    )?,
+                ),
+                disconnects: register(
+                    &registry,
+                    IntCounterVec::new(
+                        opts("hubwire_disconnects_total", "Connections ended, by reason"),
+                        &["hub", "transport", "reason"],
+                    )?,
+                ),
+                connection_duration: histogram(
+                    "hubwire_connection_duration_seconds",
+                    "Seconds from a completed handshake to the connection's end",
+                    &["hub", "transport"],
+                    &[1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 86400.0],
+                )?,
+                handshakes_failed: counter(
+                    "hubwire_handshakes_failed_total",
+                    "Upgraded sockets whose SignalR handshake failed or timed out",
+                )?,
                 messages_in: counter("hubwire_messages_in_total", "Hub messages received from clients")?,
                 messages_out: counter("hubwire_messages_out_total", "Records queued to clients")?,
+                bytes_in: counter(
+                    "hubwire_received_bytes_total",
+                    "Bytes of hub messages received from clients",
+                )?,
+                bytes_out: counter(
+                    "hubwire_sent_bytes_total",
+                    "Bytes of WebSocket payload written to clients",
+                )?,
+                invocation_duration: histogram(
+                    "hubwire_invocation_duration_seconds",
+                    "Seconds a hub method invocation ran, from dispatch to its result",
+                    &["hub", "method"],
+                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                )?,
+                inbox_pending: register(
+                    &registry,
+                    IntGauge::new(
+                        "hubwire_backplane_inbox_pending",
+                        "Backplane messages received and waiting for the inbox task (the node's lag behind the cluster)",
+                    )?,
+                ),
                 slow_closed: IntCounterVec::new(
                     opts(
                         "hubwire_slow_connections_closed_total",
@@ -318,16 +469,29 @@ impl Metrics {
                 registry: registry.clone(),
             })
         })();
-        built.unwrap_or_else(|e| panic!("metric definition: {e}"))
+        let metrics = built.unwrap_or_else(|e| panic!("metric definition: {e}"));
+        // Known label values are exposed at 0 from the start, so that a
+        // scrape shows every series before it first moves (docs/metrics.md).
+        for reason in REQUEST_REFUSALS {
+            metrics.requests_refused.with_label_values(&[reason]);
+        }
+        for code in [1000u16, 1002, 1007, 1009] {
+            metrics.websocket_closes.with_label_values(&[code.to_string().as_str()]);
+        }
+        metrics
     }
 
     /// The series of one hub.
     pub fn hub(&self, hub: &str) -> HubMetrics {
+        for limit in Limit::ALL {
+            self.limit_refusals.with_label_values(&[hub, limit.as_str()]);
+        }
+        self.handshakes_failed.with_label_values(&[hub]);
         HubMetrics {
-            connections: self.connections.with_label_values(&[hub]),
-            connections_opened: self.connections_opened.with_label_values(&[hub]),
             messages_in: self.messages_in.with_label_values(&[hub]),
             messages_out: self.messages_out.with_label_values(&[hub]),
+            bytes_in: self.bytes_in.with_label_values(&[hub]),
+            bytes_out: self.bytes_out.with_label_values(&[hub]),
             slow_closed: SlowCloses(
                 [
                     SlowReason::QueueRecords,
@@ -339,6 +503,46 @@ impl Metrics {
             delivery: self.delivery.with_label_values(&[hub]),
             streams_running: self.streams_running.with_label_values(&[hub]),
             queued_bytes: self.queued_bytes.clone(),
+        }
+    }
+
+    /// Counts a connection open (its handshake completed) until the returned
+    /// guard is closed or dropped.
+    pub fn open(&self, hub: &str, transport: &'static str, protocol: &'static str) -> OpenConnection {
+        let active = self.connections.with_label_values(&[hub, transport, protocol]);
+        active.inc();
+        self.connections_opened
+            .with_label_values(&[hub, transport, protocol])
+            .inc();
+        for reason in DisconnectReason::ALL {
+            self.disconnects.with_label_values(&[hub, transport, reason.label()]);
+        }
+        OpenConnection {
+            active,
+            disconnects: self.disconnects.clone(),
+            duration: self.connection_duration.with_label_values(&[hub, transport]),
+            hub: hub.to_owned(),
+            transport,
+            since: Instant::now(),
+            ended: false,
+        }
+    }
+
+    /// Counts a SignalR handshake that failed in `hub`.
+    pub fn handshake_failed(&self, hub: &str) {
+        self.handshakes_failed.with_label_values(&[hub]).inc();
+    }
+
+    /// The invocation duration histogram of `method` in `hub` (callers cache it).
+    pub fn invocation(&self, hub: &str, method: &str) -> Histogram {
+        self.invocation_duration.with_label_values(&[hub, method])
+    }
+
+    /// Adds a collector kept elsewhere (the store's and the Redis backplane's
+    /// round-trip histograms) to what `/metrics` renders.
+    pub fn adopt<C: prometheus::core::Collector + Clone + 'static>(&self, collector: &C) {
+        if let Err(e) = self.registry.register(Box::new(collector.clone())) {
+            tracing::warn!(error = %e, "metric not adopted");
         }
     }
 
@@ -428,11 +632,24 @@ mod tests {
     fn hub_series_appear_in_the_text_output() {
         let metrics = Metrics::new();
         let chat = metrics.hub("chat");
-        chat.connections.inc();
+        let open = metrics.open("chat", "WebSockets", "json");
         chat.messages_in.inc_by(3);
         let (local, _inbox) = LocalBackplane::single(NodeId::from("n"));
         let text = metrics.render(&AnyBackplane::Local(local));
-        assert!(text.contains("hubwire_connections{hub=\"chat\"} 1"), "{text}");
+        assert!(
+            text.contains("hubwire_connections{hub=\"chat\",protocol=\"json\",transport=\"WebSockets\"} 1"),
+            "{text}"
+        );
+        open.closed(DisconnectReason::Shutdown);
+        let text = metrics.render(&AnyBackplane::Local(LocalBackplane::single(NodeId::from("n")).0));
+        assert!(
+            text.contains("hubwire_connections{hub=\"chat\",protocol=\"json\",transport=\"WebSockets\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubwire_disconnects_total{hub=\"chat\",reason=\"shutdown\",transport=\"WebSockets\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("hubwire_messages_in_total{hub=\"chat\"} 3"), "{text}");
         assert!(text.contains("hubwire_backplane_ready 1"), "{text}");
         chat.slow_closed.get(SlowReason::WriteTimeout).inc();

@@ -11,6 +11,8 @@
 //! - [`webhook`]: signed JSON POSTs to a configured URL from a bounded
 //!   queue, with a timeout, retries and back-off (the chat kind's
 //!   offline-delivery hook).
+//! - [`logging`]: the log output, plain text or JSON lines.
+//! - [`telemetry`]: OpenTelemetry spans and their OTLP/HTTP exporter.
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - [`auth`]: user tokens (JWT) and who they stand for.
 //! - [`connection`]: one connection's handle: queue and close signal.
@@ -47,6 +49,7 @@ pub mod drain;
 pub mod hub;
 pub mod inbox;
 pub mod lanes;
+pub mod logging;
 pub mod metrics;
 pub mod negotiations;
 pub mod node;
@@ -56,5 +59,6 @@ pub mod registry;
 pub mod replay;
 pub mod result_waiters;
 pub mod upload;
+pub mod telemetry;
 pub mod user_state;
 pub mod webhook;

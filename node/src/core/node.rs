@@ -36,6 +36,7 @@ use crate::core::outbound::OutboundMessage;
 use crate::core::registry::Registry;
 use crate::core::replay::Resumes;
 use crate::core::result_waiters::ClientResults;
+use crate::core::telemetry::Kind;
 use hubwire_backplane::{
     AnyBackplane, BackplaneError, Channel, ClusterBody, ClusterMessage, CommandId, ConnectionId, ConnectionRecord,
     Delivery, GroupName, HubName, Keyspace, MembershipTtl, NodeId, Target, UserId,
@@ -261,12 +262,23 @@ impl Node {
         }
         let held_here = matches!(&target, Target::Connection(id) if self.registry.get(id).is_some());
         if !held_here {
+            // Within a traced invocation: a span for the publish, whose
+            // context the receiving nodes continue.
+            let publish = crate::core::telemetry::current().and_then(|parent| {
+                let mut span = crate::core::telemetry::span("PUBLISH", Kind::Producer, Some(parent))?;
+                span.set("db.system.name", "redis");
+                span.set("messaging.system", "redis");
+                span.set("messaging.operation.type", "publish");
+                Some(span)
+            });
             let body = ClusterBody::Deliver {
                 target: target.clone(),
                 except: except.clone(),
                 payload: message.json().clone(),
+                trace: publish.as_ref().map(|span| span.context().traceparent()),
             };
             self.publish(hub, body).await?;
+            drop(publish);
         }
         if order == SendOrder::PublishFirst {
             self.deliver_local(hub, &target, &except, &message);
@@ -774,7 +786,7 @@ impl Node {
 /// The close every client gets when its node shuts down.
 fn shutdown_close() -> CloseRequest {
     CloseRequest {
-        error: Some("Server is shutting down.".into()),
+        error: Some(crate::core::connection::SHUTDOWN_ERROR.into()),
         allow_reconnect: true,
         notify_client: true,
     }

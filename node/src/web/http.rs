@@ -41,6 +41,7 @@ use actix_web::{web, App, HttpResponse};
 use tokio::net::TcpStream;
 
 use crate::core::hub::HubSet;
+use crate::core::telemetry::{self, Kind, TraceContext};
 use crate::web::negotiate::negotiate;
 use crate::web::state::AppState;
 use crate::web::transport::{connect, sessions, websocket};
@@ -123,8 +124,49 @@ pub fn app(
     App::new()
         .app_data(state)
         .wrap(from_fn(crate::web::cors::cors))
+        .wrap(from_fn(traced))
         .wrap(crate::web::cors::security_headers())
         .configure(|cfg| routes(cfg, &hubs))
+}
+
+/// A server span per HTTP request (negotiate, the REST API; not the probes
+/// and scrapes of `/healthz`, `/readyz`, `/metrics`, nor `/api/health`) when
+/// tracing is on: `{method} {route}`, as ASP.NET Core's hosting names them,
+/// the parent from the request's `traceparent`; sends a REST call makes
+/// carry its context to other nodes.
+async fn traced(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !telemetry::enabled()
+        || matches!(
+            req.path(),
+            "/healthz" | "/readyz" | "/metrics" | "/api/health" | "/api/v1/health"
+        )
+    {
+        return next.call(req).await;
+    }
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse);
+    let route = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let mut span = telemetry::span(format!("{} {route}", req.method()), Kind::Server, parent);
+    if let Some(span) = span.as_mut() {
+        span.set("http.request.method", req.method().as_str());
+        span.set("http.route", route);
+        span.set("url.path", req.path());
+    }
+    let context = span.as_ref().map(telemetry::Span::context);
+    let response = telemetry::within(context, next.call(req)).await;
+    if let (Some(span), Ok(response)) = (span.as_mut(), &response) {
+        span.set("http.response.status_code", response.status().as_u16());
+        if response.status().is_server_error() {
+            span.fail(response.status().to_string());
+        }
+    }
+    response
 }
 
 /// How long `/readyz` waits for the database's answer.

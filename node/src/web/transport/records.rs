@@ -69,6 +69,7 @@ pub(super) async fn dispatch_records(
             Err(FrameError::InvalidLengthPrefix) => return Err(Stop::Close(CloseRequest::error(CLOSED_WITH_ERROR))),
         };
         let _ = buf.split_to(consumed);
+        handle.metrics.bytes_in.inc_by(consumed as u64);
         match message {
             Ok(Some(message)) => {
                 handle.metrics.messages_in.inc();

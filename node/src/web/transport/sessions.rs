@@ -42,6 +42,7 @@ use super::session::{Flag, Inbound, Outlet, Polls, Posting, Session};
 pub use super::session::{Kind, Sessions};
 use crate::core::connection::{CloseRequest, ConnectionHandle, QueueReceiver, CLOSED_WITH_ERROR};
 use crate::core::dispatch::Dispatcher;
+use crate::core::metrics::DisconnectReason;
 use crate::core::metrics::RefusalReason;
 use crate::core::node::Node;
 use crate::web::state::{authorize_token, query_value, token_from, AppState};
@@ -279,8 +280,7 @@ async fn run(opening: Opening, mut inbound: mpsc::Receiver<Inbound>) {
         tracing::debug!(connection = %id, error = %e, "could not make the connection live");
         handle.close(CloseRequest::error("The server cannot register connections right now."));
     }
-    handle.metrics.connections.inc();
-    handle.metrics.connections_opened.inc();
+    let open = node.metrics.open(hub_name.as_str(), kind.name(), protocol.name());
     if node.config.close_on_token_expiry {
         node.close_at_expiry(&handle);
     }
@@ -297,7 +297,8 @@ async fn run(opening: Opening, mut inbound: mpsc::Receiver<Inbound>) {
     drop(queue);
     drop(dispatcher);
     drop(inbound);
-    handle.metrics.connections.dec();
+    // The first close request, so `reason` when nothing else closed it first.
+    open.closed(handle.close_request().map_or(DisconnectReason::ClientClosed, |r| r.disconnect_reason()));
     Box::pin(node.disconnected(&id)).await;
     // The connection is gone from the cluster: a drain need not wait for the linger.
     drop(hold);

@@ -30,12 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_codec::{Framed, FramedParts};
-use actix_http::{h1, ws::HandshakeError, Request};
+use actix_http::{h1, ws::HandshakeError, HttpMessage as _, Request};
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{timeout, Instant};
+use tracing::Instrument;
 
 use super::frame::{self, Control, FrameReader, CLOSE_NORMAL, CLOSE_TOO_BIG, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
 use super::records::{closing_records, coalesce, dispatch_records, handshake_protocol, new_handle, Stop};
@@ -47,7 +48,7 @@ use crate::core::connection::{CloseRequest, ConnectionHandle, QueueReceiver, Que
 use crate::core::dispatch::Dispatcher;
 use crate::core::drain::Hold;
 use crate::core::hub::{Hub, HubSet};
-use crate::core::metrics::{RefusalReason, SlowReason};
+use crate::core::metrics::{DisconnectReason, RefusalReason, SlowReason};
 use crate::core::negotiations::random_id;
 use crate::core::node::Node;
 use crate::web::state::{query_value, AppState};
@@ -143,6 +144,22 @@ pub async fn upgrade(state: web::Data<AppState>, req: Request, framed: Framed<Tc
     // head, and an unmoved local would keep it for the connection's life.
     let early = BytesMut::from(&read_buf[..]);
     drop(read_buf);
+    // The connect span (`GET {hub path}`, for the connection's life) when tracing is on.
+    let mut connect_span = crate::core::telemetry::enabled()
+        .then(|| {
+            let parent = req
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::core::telemetry::TraceContext::parse);
+            let name = format!("GET {}", req.path());
+            let mut span = crate::core::telemetry::span(name, crate::core::telemetry::Kind::Server, parent)?;
+            span.set("http.request.method", "GET");
+            span.set("url.path", req.path());
+            span.set("signalr.transport", "websockets");
+            Some(span)
+        })
+        .flatten();
     // Boxed: the checks and the 101 are a passing phase, and their state would
     // otherwise stay part of actix's per-socket task for the connection's life
     // (memory per connection).
@@ -162,7 +179,19 @@ pub async fn upgrade(state: web::Data<AppState>, req: Request, framed: Framed<Tc
     let token = accepted.token.clone();
     // Boxed: the connection's future is large and lives as long as it does;
     // boxing keeps actix's per-socket task small.
-    Box::pin(run(node.clone(), accepted, handshake, stream, early)).await;
+    // The connection's fields on every log line it causes (docs/configuration.md, `log_format`).
+    let span = tracing::info_span!(
+        "connection",
+        connection = %accepted.id,
+        hub = accepted.hub.name(),
+        user = accepted.principal.as_ref().map(|p| p.user.as_str()),
+    );
+    if let Some(connect_span) = connect_span.as_mut() {
+        connect_span.set("http.response.status_code", 101u16);
+        connect_span.set("rpc.service", accepted.hub.name().to_owned());
+    }
+    Box::pin(run(node.clone(), accepted, handshake, stream, early).instrument(span)).await;
+    drop(connect_span);
     if let Some(token) = token {
         node.negotiations.release(&token);
     }
@@ -467,6 +496,7 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
                 tracing::debug!(connection = %id, %error, "handshake failed");
             }
             refuse_handshake(&stream, error.as_deref(), shared.close_code(), limit).await;
+            node.metrics.handshake_failed(hub.name());
             node.metrics.websocket_closed(shared.close_code());
             drop(reader);
             Box::pin(node.release(&id)).await;
@@ -502,8 +532,8 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
         linger(stream, &shared).await;
         return;
     }
-    handle.metrics.connections.inc();
-    handle.metrics.connections_opened.inc();
+    let open = node.metrics.open(hub.name(), TRANSPORT, protocol.name());
+    tracing::debug!(protocol = protocol.name(), "connected");
     if node.config.close_on_token_expiry {
         node.close_at_expiry(&handle);
     }
@@ -583,7 +613,13 @@ async fn run(node: Arc<Node>, accepted: Accepted, handshake: HandshakePermit<'_>
     drop(dispatcher);
     drop(reader);
     drop(queue);
-    handle.metrics.connections.dec();
+    // The first close request, so `reason` when nothing else closed it first.
+    let request = handle.close_request();
+    let reason = request
+        .as_ref()
+        .map_or(DisconnectReason::ClientClosed, CloseRequest::disconnect_reason);
+    tracing::debug!(reason = reason.label(), "disconnected");
+    open.closed(reason);
     Box::pin(node.disconnected(&id)).await;
     linger(stream, &shared).await;
 }
@@ -764,6 +800,7 @@ async fn write(
                     if write_frame(stream, opcode, &frame, limit).await.is_err() {
                         return;
                     }
+                    handle.metrics.bytes_out.inc_by(frame.len() as u64);
                 }
                 // Whether the client gets it is up to the client now.
                 let _ = write_close(stream, shared.close_code(), limit).await;
@@ -795,12 +832,14 @@ async fn write(
                 match queue.try_recv() {
                     None => {
                         delivery.observe(first.at.elapsed().as_secs_f64());
+                        handle.metrics.bytes_out.inc_by(first.record.len() as u64);
                         write_frame(stream, opcode, &first.record, limit).await
                     }
                     Some(second) => {
                         frame.extend_from_slice(&first.record);
                         delivery.observe(first.at.elapsed().as_secs_f64());
                         coalesce(second, &queue, &mut frame, delivery, sending);
+                        handle.metrics.bytes_out.inc_by(frame.len() as u64);
                         let sent = write_frame(stream, opcode, &frame, limit).await;
                         frame.clear();
                         if frame.capacity() > KEEP_BUFFER {
@@ -816,7 +855,9 @@ async fn write(
                     ping.as_mut().reset(due);
                     continue;
                 }
-                let sent = write_frame(stream, opcode, &ping_record(protocol), limit).await;
+                let ping_record = ping_record(protocol);
+                handle.metrics.bytes_out.inc_by(ping_record.len() as u64);
+                let sent = write_frame(stream, opcode, &ping_record, limit).await;
                 ping.as_mut().reset(Instant::now() + keep_alive);
                 sent
             }

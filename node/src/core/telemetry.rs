@@ -1,0 +1,424 @@
+//! OpenTelemetry traces, exported over OTLP/HTTP with JSON bodies when
+//! `otlp_endpoint` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) is set; off and free
+//! when not: [`span`] returns `None` after one atomic load, and nothing is
+//! allocated.
+//!
+//! A small exporter of its own rather than the `opentelemetry` crates
+//! (docs/decisions.md): spans are plain records ([`Span`]), ended on drop,
+//! queued to one task that posts them in batches to `{endpoint}/v1/traces`
+//! over HTTP/1.1 (`http://` only; a full queue drops spans rather than wait).
+//! Trace context comes in and goes out as W3C `traceparent` strings — read
+//! from an invocation's `headers` the way ASP.NET Core's SignalR server does.
+//!
+//! The exporter is process-wide (as OpenTelemetry's global tracer provider
+//! is): [`install`] once per process; the first call wins.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Spans waiting for the exporter; more are dropped.
+const QUEUE: usize = 4096;
+/// Spans per OTLP request at most.
+const BATCH: usize = 512;
+/// How long the exporter gathers a batch.
+const LINGER: Duration = Duration::from_millis(200);
+
+static EXPORTER: OnceLock<Exporter> = OnceLock::new();
+
+struct Exporter {
+    spans: mpsc::Sender<Span>,
+}
+
+/// A W3C trace context: the trace and the span a new span is a child of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The trace id.
+    pub trace_id: [u8; 16],
+    /// The parent span's id.
+    pub span_id: [u8; 8],
+    /// The sampled flag.
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; `None` for anything else or all-zero ids.
+    pub fn parse(traceparent: &str) -> Option<Self> {
+        let mut parts = traceparent.trim().split('-');
+        let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        let trace_id: [u8; 16] = hex(trace)?;
+        let span_id: [u8; 8] = hex(span)?;
+        let [flags]: [u8; 1] = hex(flags)?;
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        Some(Self {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    /// The `traceparent` value.
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            to_hex(&self.trace_id),
+            to_hex(&self.span_id),
+            u8::from(self.sampled)
+        )
+    }
+}
+
+fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// OTLP span kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Handles a request (negotiate, connect, a hub invocation, a REST call).
+    Server = 2,
+    /// Calls out (Redis, the database).
+    Client = 3,
+    /// Sends a message to other nodes.
+    Producer = 4,
+    /// Handles a message from another node.
+    Consumer = 5,
+}
+
+/// One span; ended and queued for export when dropped.
+pub struct Span {
+    context: TraceContext,
+    parent: Option<[u8; 8]>,
+    name: String,
+    kind: Kind,
+    start: u128,
+    attributes: Vec<(&'static str, Value)>,
+    error: Option<String>,
+}
+
+impl Span {
+    /// The context a child of this span (or another node continuing it) takes.
+    pub fn context(&self) -> TraceContext {
+        self.context
+    }
+
+    /// Sets an attribute.
+    pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
+        self.attributes.push((key, value.into()));
+    }
+
+    /// Marks the span failed (status ERROR) with `message`.
+    pub fn fail(&mut self, message: impl Into<String>) {
+        self.error = Some(message.into());
+    }
+
+    fn to_otlp(&self, end: u128) -> Value {
+        let attributes: Vec<Value> = self.attributes.iter().map(|(k, v)| attribute(k, v)).collect();
+        let mut span = json!({
+            "traceId": to_hex(&self.context.trace_id),
+            "spanId": to_hex(&self.context.span_id),
+            "name": self.name,
+            "kind": self.kind as u8,
+            "startTimeUnixNano": self.start.to_string(),
+            "endTimeUnixNano": end.to_string(),
+            "attributes": attributes,
+            "status": match &self.error {
+                None => json!({}),
+                Some(message) => json!({ "code": 2, "message": message }),
+            },
+        });
+        if let Some(parent) = self.parent {
+            span["parentSpanId"] = Value::String(to_hex(&parent));
+        }
+        span
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        if let Some(exporter) = EXPORTER.get() {
+            let ended = Span {
+                context: self.context,
+                parent: self.parent,
+                name: std::mem::take(&mut self.name),
+                kind: self.kind,
+                start: self.start,
+                attributes: std::mem::take(&mut self.attributes),
+                error: self.error.take(),
+            };
+            // Spans are lost rather than waited for when the exporter lags.
+            let _ = exporter.spans.try_send(ended);
+        }
+    }
+}
+
+fn attribute(key: &str, value: &Value) -> Value {
+    let value = match value {
+        Value::Bool(b) => json!({ "boolValue": b }),
+        Value::Number(n) if n.is_i64() || n.is_u64() => json!({ "intValue": n.to_string() }),
+        Value::Number(n) => json!({ "doubleValue": n }),
+        Value::String(s) => json!({ "stringValue": s }),
+        other => json!({ "stringValue": other.to_string() }),
+    };
+    json!({ "key": key, "value": value })
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+}
+
+tokio::task_local! {
+    /// The span a hub invocation runs in, for what it sends to other nodes.
+    static CURRENT: Option<TraceContext>;
+}
+
+/// Runs `work` with `context` as the current trace context ([`current`]).
+pub async fn within<F: std::future::Future>(context: Option<TraceContext>, work: F) -> F::Output {
+    CURRENT.scope(context, work).await
+}
+
+/// The trace context of the invocation running on this task, if any.
+pub fn current() -> Option<TraceContext> {
+    CURRENT.try_with(|c| *c).ok().flatten()
+}
+
+/// The span of a send another node published (`{hub}/deliver`, consumer
+/// kind), continuing the trace of the span that sent it.
+pub fn delivery(hub: &str, traceparent: Option<&str>) -> Option<Span> {
+    let parent = traceparent.and_then(TraceContext::parse)?;
+    let mut span = span(format!("{hub}/deliver"), Kind::Consumer, Some(parent))?;
+    span.set("rpc.system", "signalr");
+    span.set("rpc.service", hub);
+    span.set("messaging.system", "redis");
+    span.set("messaging.operation.type", "receive");
+    Some(span)
+}
+
+/// Whether traces are exported.
+pub fn enabled() -> bool {
+    EXPORTER.get().is_some()
+}
+
+/// Starts a span named `name`, a child of `parent` (else the root of a new
+/// trace); `None` when tracing is off.
+pub fn span(name: impl Into<String>, kind: Kind, parent: Option<TraceContext>) -> Option<Span> {
+    EXPORTER.get()?;
+    let mut span_id = [0u8; 8];
+    let mut rng = rand::rng();
+    rng.fill_bytes(&mut span_id);
+    let context = match parent {
+        Some(parent) => TraceContext { span_id, ..parent },
+        None => {
+            let mut trace_id = [0u8; 16];
+            rng.fill_bytes(&mut trace_id);
+            TraceContext {
+                trace_id,
+                span_id,
+                sampled: true,
+            }
+        }
+    };
+    Some(Span {
+        context,
+        parent: parent.map(|p| p.span_id),
+        name: name.into(),
+        kind,
+        start: now_nanos(),
+        attributes: Vec::new(),
+        error: None,
+    })
+}
+
+/// The span of a hub method invocation, named and attributed as ASP.NET
+/// Core's SignalR server names its `InvocationIn` activity: `{hub}/{method}`,
+/// server kind, `rpc.system = signalr`, `rpc.service` = the hub,
+/// `rpc.method` = the method; its parent from the invocation's `traceparent`
+/// header, if any.
+pub fn invocation(hub: &str, method: &str, traceparent: Option<&str>) -> Option<Span> {
+    let parent = traceparent.and_then(TraceContext::parse);
+    let mut span = span(format!("{hub}/{method}"), Kind::Server, parent)?;
+    span.set("rpc.system", "signalr");
+    span.set("rpc.service", hub);
+    span.set("rpc.method", method);
+    Some(span)
+}
+
+/// Starts exporting to `endpoint` (the OTLP base URL, `http://host:4318`;
+/// spans go to `{endpoint}/v1/traces`) as `service.name` = `service` and
+/// `service.instance.id` = `node`. Only the first call of a process counts.
+pub fn install(endpoint: &str, service: &str, node: &str) -> anyhow::Result<()> {
+    let target = Target::parse(endpoint)?;
+    if EXPORTER.get().is_some() {
+        return Ok(());
+    }
+    let (spans, queue) = mpsc::channel(QUEUE);
+    if EXPORTER.set(Exporter { spans }).is_ok() {
+        let resource = json!({ "attributes": [
+            attribute("service.name", &Value::from(service)),
+            attribute("service.instance.id", &Value::from(node)),
+        ]});
+        tokio::spawn(export(target, resource, queue));
+    }
+    Ok(())
+}
+
+/// Where the exporter posts.
+struct Target {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Target {
+    fn parse(endpoint: &str) -> anyhow::Result<Self> {
+        let url = url::Url::parse(endpoint).map_err(|e| anyhow::anyhow!("otlp_endpoint {endpoint:?}: {e}"))?;
+        if url.scheme() != "http" {
+            anyhow::bail!("otlp_endpoint {endpoint:?}: only http:// is supported (put a collector beside the node)");
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| anyhow::anyhow!("otlp_endpoint {endpoint:?} has no host"))?
+            .to_owned();
+        Ok(Self {
+            host,
+            port: url.port().unwrap_or(80),
+            path: format!("{}/v1/traces", url.path().trim_end_matches('/')),
+        })
+    }
+}
+
+async fn export(target: Target, resource: Value, mut queue: mpsc::Receiver<Span>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first.to_otlp(now_nanos()));
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(span)) => batch.push(span.to_otlp(now_nanos())),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let body = json!({ "resourceSpans": [{
+            "resource": resource,
+            "scopeSpans": [{ "scope": { "name": "hubwire-node" }, "spans": std::mem::take(&mut batch) }],
+        }]});
+        if let Err(e) = post(&target, body.to_string().as_bytes()).await {
+            tracing::debug!(error = %e, "OTLP export failed; spans dropped");
+        }
+    }
+}
+
+async fn post(target: &Target, body: &[u8]) -> std::io::Result<()> {
+    let connect = tokio::net::TcpStream::connect((target.host.as_str(), target.port));
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), connect).await??;
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        target.path,
+        target.host,
+        target.port,
+        body.len()
+    );
+    let exchange = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        let mut status = [0u8; 12];
+        stream.read_exact(&mut status).await?;
+        if !status.starts_with(b"HTTP/1.1 2") && !status.starts_with(b"HTTP/1.0 2") {
+            return Err(std::io::Error::other(format!(
+                "collector answered {}",
+                String::from_utf8_lossy(&status)
+            )));
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange).await?
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_refuses_what_is_not_one() {
+        let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = TraceContext::parse(text).unwrap();
+        assert!(context.sampled);
+        assert_eq!(context.traceparent(), text);
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473x-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn spans_encode_as_otlp_json() {
+        let parent = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let mut span = Span {
+            context: TraceContext {
+                span_id: [1; 8],
+                ..parent
+            },
+            parent: Some(parent.span_id),
+            name: "chat/SendMessage".into(),
+            kind: Kind::Server,
+            start: 5,
+            attributes: vec![("rpc.system", "signalr".into()), ("n", 3.into())],
+            error: None,
+        };
+        span.fail("boom");
+        let otlp = span.to_otlp(9);
+        assert_eq!(otlp["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(otlp["parentSpanId"], "00f067aa0ba902b7");
+        assert_eq!(otlp["spanId"], "0101010101010101");
+        assert_eq!(otlp["kind"], 2);
+        assert_eq!(otlp["endTimeUnixNano"], "9");
+        assert_eq!(otlp["attributes"][0]["value"]["stringValue"], "signalr");
+        assert_eq!(otlp["attributes"][1]["value"]["intValue"], "3");
+        assert_eq!(otlp["status"]["code"], 2);
+    }
+
+    #[test]
+    fn only_http_endpoints_are_accepted() {
+        let target = Target::parse("http://collector:4318/").unwrap();
+        assert_eq!(
+            (target.host.as_str(), target.port, target.path.as_str()),
+            ("collector", 4318, "/v1/traces")
+        );
+        assert!(Target::parse("https://collector:4318").is_err());
+        assert!(Target::parse("collector:4318").is_err());
+    }
+}
