@@ -66,6 +66,42 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Takes the broadcast of those of `ids` that are not marked: marks
+    /// them now, in one statement, and returns the ids it marked. Of nodes
+    /// racing to broadcast one unmarked message again (a repeat, a dead
+    /// node's sweep), one takes it.
+    pub async fn take_broadcast(&self, ids: &[MessageId]) -> Result<Vec<MessageId>> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let now = now_ms();
+        let inner = &*self.inner;
+        let taken: Vec<i64> = with_conn!(inner, conn => {
+            diesel::update(messages::table)
+                .filter(messages::id.eq_any(&ids))
+                .filter(messages::broadcast_at.is_null())
+                .set(messages::broadcast_at.eq(now))
+                .returning(messages::id)
+                .get_results(conn)
+                .await?
+        });
+        Ok(taken.into_iter().map(MessageId).collect())
+    }
+
+    /// Gives a taken broadcast back (it failed): the message is unmarked
+    /// again, for a later repeat or sweep.
+    pub async fn untake_broadcast(&self, id: MessageId) -> Result<()> {
+        let inner = &*self.inner;
+        with_conn!(inner, conn => {
+            diesel::update(messages::table)
+                .filter(messages::id.eq(id.0))
+                .set(messages::broadcast_at.eq(None::<i64>))
+                .execute(conn)
+                .await?;
+        });
+        Ok(())
+    }
+}
+
 /// The mark task: takes what is queued (up to `batch_max`) and writes it as
 /// one update, with up to `in_flight` updates at once; runs until every
 /// [`Store`] handle is gone.

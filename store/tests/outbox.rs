@@ -10,6 +10,7 @@ on_both!(
     unmarked_messages_are_listed_per_node_until_marked,
     many_marks_at_once_all_commit,
     a_repeat_returns_the_mark,
+    one_of_racing_takers_takes_a_message,
     message_type_is_stored_and_read_back,
 );
 
@@ -156,4 +157,39 @@ async fn message_type_is_stored_and_read_back(db: TestDb) {
     let inbox = store.conversations_of("ben").await.expect("inbox");
     let newest = inbox[0].last_message.as_ref().expect("a last message");
     assert_eq!(newest.message_type.as_deref(), Some("Location"));
+}
+
+async fn one_of_racing_takers_takes_a_message(db: TestDb) {
+    let store = db.open().await;
+    store
+        .create_conversation(Some("c"), "group", &["ann"])
+        .await
+        .expect("create");
+    let mut stored = Vec::new();
+    for i in 0..3 {
+        stored.push(append(&store, by(Some("dead"), "c", &format!("k{i}"))).await.0);
+    }
+    store.mark_broadcast(stored[2].id).await.expect("mark");
+    let all = ids(&stored);
+    let takers = (0..8).map(|_| {
+        let (store, all) = (store.clone(), all.clone());
+        tokio::spawn(async move { store.take_broadcast(&all).await })
+    });
+    let mut taken: Vec<MessageId> = Vec::new();
+    for taker in futures_util::future::join_all(takers).await {
+        taken.extend(taker.expect("task").expect("take"));
+    }
+    taken.sort();
+    assert_eq!(
+        taken,
+        all[..2].to_vec(),
+        "each unmarked message taken once, the marked one never"
+    );
+    assert!(store.unbroadcast_of("dead", None, 10).await.expect("list").is_empty());
+    store.untake_broadcast(all[0]).await.expect("untake");
+    assert_eq!(
+        ids(&store.unbroadcast_of("dead", None, 10).await.expect("list")),
+        vec![all[0]],
+        "back in the outbox"
+    );
 }

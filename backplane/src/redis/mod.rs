@@ -8,6 +8,8 @@
 //! - `keyspace`: connections, groups and users on top of the scripts.
 //! - `user_state`: rate buckets (`take_token.lua`), last seen, cached read
 //!   positions.
+//! - `typing`: the typing indicators each node holds (a hash per hub and
+//!   node), taken by the sweeper of a dead node.
 //! - `pubsub`: publishing, subscriptions (with a delayed unsubscribe), receiving.
 //! - `liveness`: heartbeats, dead-node sweeps, and the resync after an outage.
 //! - `memory`: the connections this node registered, to write back after an

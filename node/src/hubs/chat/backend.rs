@@ -172,9 +172,10 @@ impl ChatHub {
             .await?;
         let fields = message_fields(&message, post.sender_name.as_deref(), None);
         let sender = UserId::from(post.sender_id);
-        if chat.claim_broadcast(&message, inserted) {
+        let claim = chat.claim_broadcast(&message, inserted).await;
+        if claim.broadcasts() {
             let sent = chat.broadcast(node, &fields, None, &sender, vec![]).await;
-            chat.broadcast_done(message.id, sent.is_ok());
+            chat.broadcast_done(message.id, claim, sent.is_ok());
             sent?;
             chat.offline_delivery(node, &fields, None);
         }

@@ -181,7 +181,8 @@ impl Chat {
         let sender_name = call.caller.principal.as_ref().and_then(|p| p.name.clone());
         let fields = message_fields(&message, sender_name.as_deref(), recipient.as_deref());
         // A new message, or a repeat of one whose broadcast is not marked done.
-        if self.claim_broadcast(&message, inserted) {
+        let claim = self.claim_broadcast(&message, inserted).await;
+        if claim.broadcasts() {
             // The caller hears its own message as `message_sent`; with that
             // event off, as the rest of the group does.
             let except = match recipient {
@@ -192,7 +193,7 @@ impl Chat {
             let sent = self
                 .broadcast(&call.node, &fields, recipient.as_deref(), &user, except)
                 .await;
-            self.broadcast_done(message.id, sent.is_ok());
+            self.broadcast_done(message.id, claim, sent.is_ok());
             sent?;
             self.offline_delivery(&call.node, &fields, recipient.as_deref());
         }

@@ -9,9 +9,12 @@
 //! - by the node that sweeps a dead node ([`Chat::take_over`]), which also
 //!   announces the end of the typing indicators the dead node held.
 //!
-//! A message broadcast just before its node died, and not yet marked, is
-//! thus broadcast twice: delivery is at least once, and clients tell
-//! messages apart by id (see docs/decisions.md).
+//! Either first takes the message in the store (marks it where it is still
+//! unmarked, [`hubwire_store::Store::take_broadcast`]), so that of a repeat
+//! and a sweep racing on two nodes one broadcasts it. A message broadcast
+//! just before its node died, and not yet marked, is thus broadcast twice:
+//! delivery is at least once, and clients tell messages apart by id (see
+//! docs/decisions.md).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,30 +56,79 @@ impl Outbox {
     }
 }
 
+/// How a call broadcasts a stored message, if it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Not by this call: broadcast (or being broadcast) already.
+    No,
+    /// A new message: broadcast it, then mark it.
+    New,
+    /// An unmarked message taken (marked) in the store by this call, of
+    /// the nodes that may race for it: broadcast it, untake it on failure.
+    Taken,
+}
+
+impl Claim {
+    /// Whether the call broadcasts.
+    pub fn broadcasts(self) -> bool {
+        self != Claim::No
+    }
+}
+
 impl Chat {
-    /// Whether this call broadcasts `message` (as the store returned it):
-    /// a new one always; a repeat when its mark is missing and this node is
-    /// not already broadcasting or marking it. A true answer is a claim:
-    /// follow it with [`Chat::broadcast_done`].
-    pub(super) fn claim_broadcast(&self, message: &Message, inserted: bool) -> bool {
-        (inserted || message.broadcast_at.is_none()) && self.outbox.claim(message.id)
+    /// Whether this call broadcasts `message` (as the store returned it): a
+    /// new one always; a repeat when its mark is missing, this node is not
+    /// already broadcasting or marking it, and it takes it in the store
+    /// first (one of a repeat and a sweep on two nodes does). Follow a
+    /// claim with [`Chat::broadcast_done`].
+    pub(super) async fn claim_broadcast(&self, message: &Message, inserted: bool) -> Claim {
+        if inserted {
+            self.outbox.claim(message.id);
+            return Claim::New;
+        }
+        if message.broadcast_at.is_some() || !self.outbox.claim(message.id) {
+            return Claim::No;
+        }
+        match self.store.take_broadcast(&[message.id]).await {
+            Ok(taken) if taken.contains(&message.id) => Claim::Taken,
+            Ok(_) => {
+                self.outbox.release(message.id);
+                Claim::No
+            }
+            Err(e) => {
+                tracing::warn!(message = %message.id, error = %e, "could not take an unmarked message's broadcast");
+                self.outbox.release(message.id);
+                Claim::No
+            }
+        }
     }
 
-    /// Ends a claim: on success the mark is written (in the background; the
-    /// claim lasts until it is committed), on failure the claim is dropped
-    /// so that a repeat broadcasts it again.
-    pub(super) fn broadcast_done(&self, id: MessageId, ok: bool) {
-        if !ok {
-            self.outbox.release(id);
-            return;
-        }
+    /// Ends a claim. A new message's mark is written on success (in the
+    /// background; the claim lasts until it is committed); a failed taken
+    /// one is unmarked again, so that a repeat or a sweep broadcasts it.
+    pub(super) fn broadcast_done(&self, id: MessageId, claim: Claim, ok: bool) {
         let (store, outbox) = (self.store.clone(), self.outbox.clone());
-        tokio::spawn(async move {
-            if let Err(e) = store.mark_broadcast(id).await {
-                tracing::warn!(message = %id, error = %e, "could not mark a message broadcast");
+        match (claim, ok) {
+            (Claim::No, _) => {}
+            (Claim::New, false) => outbox.release(id),
+            (Claim::Taken, true) => outbox.release(id),
+            (Claim::New, true) => {
+                tokio::spawn(async move {
+                    if let Err(e) = store.mark_broadcast(id).await {
+                        tracing::warn!(message = %id, error = %e, "could not mark a message broadcast");
+                    }
+                    outbox.release(id);
+                });
             }
-            outbox.release(id);
-        });
+            (Claim::Taken, false) => {
+                tokio::spawn(async move {
+                    if let Err(e) = store.untake_broadcast(id).await {
+                        tracing::warn!(message = %id, error = %e, "could not unmark a message whose broadcast failed");
+                    }
+                    outbox.release(id);
+                });
+            }
+        }
     }
 
     /// Node `dead` died and this node swept it: announce the end of the
@@ -110,14 +162,29 @@ impl Chat {
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             let full = page.len() == SWEEP_PAGE;
-            for message in page {
-                if !self.claim_broadcast(&message, false) {
+            // Of this page, what no broadcast of this node holds, taken in the
+            // store in one statement (a repeat on another node may take some).
+            let candidates: Vec<Message> = page.into_iter().filter(|m| self.outbox.claim(m.id)).collect();
+            let ids: Vec<MessageId> = candidates.iter().map(|m| m.id).collect();
+            let taken: HashSet<MessageId> = match self.store.take_broadcast(&ids).await {
+                Ok(taken) => taken.into_iter().collect(),
+                Err(e) => {
+                    ids.iter().for_each(|id| self.outbox.release(*id));
+                    return Err(e.into());
+                }
+            };
+            for message in candidates {
+                if !taken.contains(&message.id) {
+                    self.outbox.release(message.id);
                     continue;
                 }
                 let recipient = match recipients.get(&message.conversation_id) {
                     Some(known) => known.clone(),
                     None => {
-                        let found = self.direct_recipient(&message).await?;
+                        let found = self.direct_recipient(&message).await.unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "could not read a conversation; broadcasting to its group");
+                            None
+                        });
                         recipients.insert(message.conversation_id.clone(), found.clone());
                         found
                     }
@@ -130,7 +197,7 @@ impl Chat {
                 if let Err(e) = &sent {
                     tracing::warn!(message = %message.id, error = %e, "could not broadcast a dead node's message");
                 }
-                self.broadcast_done(message.id, sent.is_ok());
+                self.broadcast_done(message.id, Claim::Taken, sent.is_ok());
                 count += 1;
             }
             if !full {
