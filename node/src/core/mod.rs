@@ -58,7 +58,7 @@ pub mod proxies;
 pub mod registry;
 pub mod replay;
 pub mod result_waiters;
-pub mod upload;
 pub mod telemetry;
+pub mod upload;
 pub mod user_state;
 pub mod webhook;

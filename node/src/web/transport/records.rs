@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use prometheus::Histogram;
 
-use crate::core::connection::{CloseRequest, ConnectionHandle, QueueLimits, QueueReceiver, Queued, CLOSED_WITH_ERROR};
 use super::resume::Stateful;
+use crate::core::connection::{CloseRequest, ConnectionHandle, QueueLimits, QueueReceiver, Queued, CLOSED_WITH_ERROR};
 use crate::core::dispatch::Dispatcher;
 use crate::core::node::Node;
 use hubwire_backplane::{ConnectionId, HubName};
@@ -137,12 +137,7 @@ pub(super) fn coalesce(
 
 /// Appends everything still queued and, if the client is to be told, the
 /// Close message of `request` to `out`: what a closing connection sends last.
-pub(super) fn closing_records(
-    request: CloseRequest,
-    protocol: Protocol,
-    queue: &QueueReceiver,
-    out: &mut BytesMut,
-) {
+pub(super) fn closing_records(request: CloseRequest, protocol: Protocol, queue: &QueueReceiver, out: &mut BytesMut) {
     if !request.notify_client {
         return;
     }

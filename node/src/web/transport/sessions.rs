@@ -289,7 +289,7 @@ async fn run(opening: Opening, mut inbound: mpsc::Receiver<Inbound>) {
     handle.close(reason.clone());
     let request = handle.close_request().unwrap_or(reason);
     let mut last = BytesMut::new();
-    closing_records(request, protocol, &mut queue, &mut last);
+    closing_records(request, protocol, &queue, &mut last);
     if !last.is_empty() {
         session.outlet.push(&last);
     }
@@ -298,7 +298,11 @@ async fn run(opening: Opening, mut inbound: mpsc::Receiver<Inbound>) {
     drop(dispatcher);
     drop(inbound);
     // The first close request, so `reason` when nothing else closed it first.
-    open.closed(handle.close_request().map_or(DisconnectReason::ClientClosed, |r| r.disconnect_reason()));
+    open.closed(
+        handle
+            .close_request()
+            .map_or(DisconnectReason::ClientClosed, |r| r.disconnect_reason()),
+    );
     Box::pin(node.disconnected(&id)).await;
     // The connection is gone from the cluster: a drain need not wait for the linger.
     drop(hold);

@@ -414,7 +414,9 @@ impl Reader {
             Ok(result) => result?,
             Err(_) => return Err(Some("Handshake was canceled.".into())),
         };
-        handshake_protocol(&request).map(|protocol| (protocol, request.version)).map_err(Some)
+        handshake_protocol(&request)
+            .map(|protocol| (protocol, request.version))
+            .map_err(Some)
     }
 
     /// Reads hub messages until the connection must close; returns why.
