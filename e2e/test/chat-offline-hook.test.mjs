@@ -11,6 +11,7 @@ import http from 'node:http';
 import { after, before, describe } from 'node:test';
 
 import { delay, e2eTest, record, stopAllNodesAfter, waitFor } from './harness.mjs';
+import { documentedMetrics, scrape } from './prometheus.mjs';
 import { chatApi, chatClient, createConversation, GRACE_MS, metric, startChatCluster, unique } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
@@ -150,5 +151,13 @@ describe('the offline-delivery hook on two nodes', () => {
     await delay(GRACE_MS * 2);
     assert.equal(forMessage(online.id).length, 0, 'no POST for a recipient with a live connection');
     assert.equal((await outcome(n1, 'queued')) - start.queued, 1, 'nothing more queued');
+
+    // The hook's counter, exposed only where a hook is configured, is documented as it is.
+    const doc = documentedMetrics().get('hubwire_webhook_total');
+    assert.ok(doc?.conditional, 'docs/metrics.md lists hubwire_webhook_total as conditional');
+    const { families, samples } = await scrape(n1);
+    assert.equal(families.get('hubwire_webhook_total'), doc.type);
+    const labels = new Set(samples.filter((x) => x.name === 'hubwire_webhook_total').flatMap((x) => Object.keys(x.labels)));
+    assert.deepEqual([...labels].sort(), [...doc.labels].sort());
   });
 });

@@ -21,7 +21,9 @@ export function documentedMetrics() {
     if (!m) continue;
     const labels = m[3].trim() === '—' ? [] : m[3].split(',').map((l) => l.trim()).filter(Boolean);
     if (metrics.has(m[1])) throw new Error(`docs/metrics.md lists ${m[1]} twice`);
-    metrics.set(m[1], { type: m[2], labels });
+    // A row that says "(only with `…`)" is a metric that exists once that is configured.
+    const conditional = /\(only with `[a-z_]+`/.test(line);
+    metrics.set(m[1], { type: m[2], labels, conditional });
   }
   return metrics;
 }
