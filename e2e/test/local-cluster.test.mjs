@@ -17,7 +17,7 @@ import { nginxInstalled, processGone, startLocalCluster } from './local-cluster.
 // Events and long polling need the stickiness most (several requests per
 // connection): add them here once the node serves them, e.g.
 //   HttpTransportType.ServerSentEvents, HttpTransportType.LongPolling,
-const TRANSPORTS = [HttpTransportType.WebSockets];
+const TRANSPORTS = [HttpTransportType.WebSockets, HttpTransportType.ServerSentEvents, HttpTransportType.LongPolling];
 const transportName = (t) => HttpTransportType[t];
 
 const CLIENTS = 9;
