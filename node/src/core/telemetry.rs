@@ -32,7 +32,9 @@ const LINGER: Duration = Duration::from_millis(200);
 static EXPORTER: OnceLock<Exporter> = OnceLock::new();
 
 struct Exporter {
-    spans: mpsc::Sender<Span>,
+    /// Ended spans, already in OTLP's JSON shape (so nothing queued is a
+    /// `Span` whose drop would queue it again).
+    spans: mpsc::Sender<Value>,
 }
 
 /// A W3C trace context: the trace and the span a new span is a child of.
@@ -161,17 +163,8 @@ impl Span {
 impl Drop for Span {
     fn drop(&mut self) {
         if let Some(exporter) = EXPORTER.get() {
-            let ended = Span {
-                context: self.context,
-                parent: self.parent,
-                name: std::mem::take(&mut self.name),
-                kind: self.kind,
-                start: self.start,
-                attributes: std::mem::take(&mut self.attributes),
-                error: self.error.take(),
-            };
-            // Spans are lost rather than waited for when the exporter lags.
-            let _ = exporter.spans.try_send(ended);
+            // Ended now; spans are lost rather than waited for when the exporter lags.
+            let _ = exporter.spans.try_send(self.to_otlp(now_nanos()));
         }
     }
 }
@@ -314,14 +307,14 @@ impl Target {
     }
 }
 
-async fn export(target: Target, resource: Value, mut queue: mpsc::Receiver<Span>) {
+async fn export(target: Target, resource: Value, mut queue: mpsc::Receiver<Value>) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = queue.recv().await {
-        batch.push(first.to_otlp(now_nanos()));
+        batch.push(first);
         let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
             match tokio::time::timeout_at(deadline, queue.recv()).await {
-                Ok(Some(span)) => batch.push(span.to_otlp(now_nanos())),
+                Ok(Some(span)) => batch.push(span),
                 Ok(None) | Err(_) => break,
             }
         }
