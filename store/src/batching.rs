@@ -81,27 +81,43 @@ impl Committer {
     }
 }
 
-/// The commit task: takes what is queued as one batch and writes it, with
-/// up to `in_flight` batches committing at once (while one waits for its
-/// commit, the next gathers and starts); runs until every [`Store`] handle
-/// is gone and the last batch is answered.
-pub(crate) async fn run(committer: Committer, mut queue: mpsc::Receiver<Pending>, batch_max: usize, in_flight: usize) {
-    let slots = Arc::new(Semaphore::new(in_flight));
+/// The group-commit loop every batched write shares (messages here, read
+/// positions in `receipts`, broadcast marks in `outbox`): takes what is
+/// queued, up to `batch_max`, as one batch and hands it to `commit`, with up
+/// to `in_flight` batches committing at once (while one waits for its
+/// commit, the next gathers and starts); runs until every sender is gone
+/// and the last batch is answered.
+pub(crate) async fn gather<T, F, Fut>(mut queue: mpsc::Receiver<T>, batch_max: usize, in_flight: usize, commit: F)
+where
+    T: Send + 'static,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
     loop {
         // Closed only when this task drops it, below.
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
         let mut batch = Vec::with_capacity(batch_max);
-        if queue.recv_many(&mut batch, batch_max).await == 0 {
+        if queue.recv_many(&mut batch, batch_max.max(1)).await == 0 {
             break;
         }
-        let committer = committer.clone();
+        let work = commit(batch);
         tokio::spawn(async move {
-            committer.commit(batch).await;
+            work.await;
             drop(slot);
         });
     }
+}
+
+/// The commit task of messages ([`gather`] over [`Committer::commit`]).
+pub(crate) async fn run(committer: Committer, queue: mpsc::Receiver<Pending>, batch_max: usize, in_flight: usize) {
+    gather(queue, batch_max, in_flight, move |batch| {
+        let committer = committer.clone();
+        async move { committer.commit(batch).await }
+    })
+    .await;
 }
 
 /// The key that makes appends duplicates of each other.

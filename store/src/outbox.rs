@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::batching::decrypt;
 use crate::db::{with_conn, Db};
@@ -109,7 +109,7 @@ pub(crate) async fn run(
     db: Db,
     acquire_timeout: std::time::Duration,
     round_trips: prometheus::Histogram,
-    mut queue: mpsc::Receiver<PendingMark>,
+    queue: mpsc::Receiver<PendingMark>,
     batch_max: usize,
     in_flight: usize,
 ) {
@@ -118,17 +118,9 @@ pub(crate) async fn run(
         acquire_timeout,
         round_trips,
     });
-    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let mut batch = Vec::with_capacity(batch_max);
-        if queue.recv_many(&mut batch, batch_max.max(1)).await == 0 {
-            break;
-        }
+    crate::batching::gather(queue, batch_max, in_flight, move |batch: Vec<PendingMark>| {
         let marker = marker.clone();
-        tokio::spawn(async move {
+        async move {
             let ids: Vec<i64> = batch.iter().map(|m| m.id.0).collect();
             let result = marker.mark(&ids).await;
             if let Err(e) = &result {
@@ -138,9 +130,9 @@ pub(crate) async fn run(
                 // A caller that stopped waiting needs no answer.
                 let _ = pending.reply.send(result.clone());
             }
-            drop(slot);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 struct Marker {

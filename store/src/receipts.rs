@@ -14,13 +14,12 @@
 //! in flight on PostgreSQL lock their rows in the same order (no deadlock).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{checkout_postgres, checkout_sqlite, Db};
 use crate::models::{now_ms, ReadPositionRow};
@@ -60,25 +59,15 @@ impl Store {
 pub(crate) async fn run(
     db: Db,
     acquire_timeout: Duration,
-    mut queue: mpsc::Receiver<PendingRead>,
+    queue: mpsc::Receiver<PendingRead>,
     batch_max: usize,
     in_flight: usize,
 ) {
-    let slots = Arc::new(Semaphore::new(in_flight));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let mut batch = Vec::with_capacity(batch_max);
-        if queue.recv_many(&mut batch, batch_max).await == 0 {
-            break;
-        }
+    crate::batching::gather(queue, batch_max, in_flight, move |batch| {
         let db = db.clone();
-        tokio::spawn(async move {
-            commit(&db, acquire_timeout, batch).await;
-            drop(slot);
-        });
-    }
+        async move { commit(&db, acquire_timeout, batch).await }
+    })
+    .await;
 }
 
 /// (conversation, user): one read position.
