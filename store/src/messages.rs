@@ -192,7 +192,7 @@ impl Store {
         Ok(out)
     }
 
-    fn decrypt_all(&self, rows: Vec<MessageRow>) -> Result<Vec<Message>> {
+    pub(crate) fn decrypt_all(&self, rows: Vec<MessageRow>) -> Result<Vec<Message>> {
         rows.into_iter().map(|row| decrypt(&self.inner.cipher, row)).collect()
     }
 }

@@ -18,7 +18,6 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batching::decrypt;
 use crate::db::{with_conn, Db};
 use crate::models::{now_ms, MessageRow};
 use crate::schema::messages;
@@ -62,7 +61,7 @@ impl Store {
                 .load(conn)
                 .await?
         });
-        rows.into_iter().map(|row| decrypt(&inner.cipher, row)).collect()
+        self.decrypt_all(rows)
     }
 }
 

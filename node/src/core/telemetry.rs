@@ -19,7 +19,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Spans waiting for the exporter; more are dropped.
@@ -267,7 +266,7 @@ pub fn invocation(hub: &str, method: &str, traceparent: Option<&str>) -> Option<
 /// spans go to `{endpoint}/v1/traces`) as `service.name` = `service` and
 /// `service.instance.id` = `node`. Only the first call of a process counts.
 pub fn install(endpoint: &str, service: &str, node: &str) -> anyhow::Result<()> {
-    let target = Target::parse(endpoint)?;
+    let target = traces_url(endpoint)?;
     if EXPORTER.get().is_some() {
         return Ok(());
     }
@@ -282,32 +281,21 @@ pub fn install(endpoint: &str, service: &str, node: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Where the exporter posts.
-struct Target {
-    host: String,
-    port: u16,
-    path: String,
-}
-
-impl Target {
-    fn parse(endpoint: &str) -> anyhow::Result<Self> {
-        let url = url::Url::parse(endpoint).map_err(|e| anyhow::anyhow!("otlp_endpoint {endpoint:?}: {e}"))?;
-        if url.scheme() != "http" {
-            anyhow::bail!("otlp_endpoint {endpoint:?}: only http:// is supported (put a collector beside the node)");
-        }
-        let host = url
-            .host_str()
-            .ok_or_else(|| anyhow::anyhow!("otlp_endpoint {endpoint:?} has no host"))?
-            .to_owned();
-        Ok(Self {
-            host,
-            port: url.port().unwrap_or(80),
-            path: format!("{}/v1/traces", url.path().trim_end_matches('/')),
-        })
+/// Where the exporter posts: `{endpoint}/v1/traces`, `http://` only.
+fn traces_url(endpoint: &str) -> anyhow::Result<url::Url> {
+    let url = url::Url::parse(endpoint).map_err(|e| anyhow::anyhow!("otlp_endpoint {endpoint:?}: {e}"))?;
+    if url.scheme() != "http" {
+        anyhow::bail!("otlp_endpoint {endpoint:?}: only http:// is supported (put a collector beside the node)");
     }
+    if url.host_str().is_none() {
+        anyhow::bail!("otlp_endpoint {endpoint:?} has no host");
+    }
+    let mut traces = url.clone();
+    traces.set_path(&format!("{}/v1/traces", url.path().trim_end_matches('/')));
+    Ok(traces)
 }
 
-async fn export(target: Target, resource: Value, mut queue: mpsc::Receiver<Value>) {
+async fn export(target: url::Url, resource: Value, mut queue: mpsc::Receiver<Value>) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = queue.recv().await {
         batch.push(first);
@@ -328,30 +316,14 @@ async fn export(target: Target, resource: Value, mut queue: mpsc::Receiver<Value
     }
 }
 
-async fn post(target: &Target, body: &[u8]) -> std::io::Result<()> {
-    let connect = tokio::net::TcpStream::connect((target.host.as_str(), target.port));
-    let mut stream = tokio::time::timeout(Duration::from_secs(5), connect).await??;
-    let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        target.path,
-        target.host,
-        target.port,
-        body.len()
-    );
-    let exchange = async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body).await?;
-        let mut status = [0u8; 12];
-        stream.read_exact(&mut status).await?;
-        if !status.starts_with(b"HTTP/1.1 2") && !status.starts_with(b"HTTP/1.0 2") {
-            return Err(std::io::Error::other(format!(
-                "collector answered {}",
-                String::from_utf8_lossy(&status)
-            )));
-        }
-        Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange).await?
+/// One export, through the node's HTTP client ([`crate::core::webhook::post_json`]).
+async fn post(target: &url::Url, body: &[u8]) -> std::io::Result<()> {
+    let exchange = crate::core::webhook::post_json(target, &[], body);
+    match tokio::time::timeout(Duration::from_secs(10), exchange).await? {
+        Ok(status) if (200..300).contains(&status) => Ok(()),
+        Ok(status) => Err(std::io::Error::other(format!("collector answered {status}"))),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -406,12 +378,16 @@ mod tests {
 
     #[test]
     fn only_http_endpoints_are_accepted() {
-        let target = Target::parse("http://collector:4318/").unwrap();
+        let target = traces_url("http://collector:4318/").unwrap();
         assert_eq!(
-            (target.host.as_str(), target.port, target.path.as_str()),
+            (
+                target.host_str().unwrap(),
+                target.port_or_known_default().unwrap(),
+                target.path()
+            ),
             ("collector", 4318, "/v1/traces")
         );
-        assert!(Target::parse("https://collector:4318").is_err());
-        assert!(Target::parse("collector:4318").is_err());
+        assert!(traces_url("https://collector:4318").is_err());
+        assert!(traces_url("collector:4318").is_err());
     }
 }

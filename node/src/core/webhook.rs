@@ -156,7 +156,15 @@ async fn deliver(config: &WebhookConfig, counters: &WebhookCounters, job: &Job) 
     for attempt in 1..=config.retries.saturating_add(1) {
         let outcome = tokio::time::timeout(
             config.timeout,
-            post(&config.url, &job.body, &signature, &job.delivery, attempt),
+            post_json(
+                &config.url,
+                &[
+                    ("X-Hubwire-Signature", &signature),
+                    ("X-Hubwire-Delivery", &job.delivery),
+                    ("X-Hubwire-Attempt", &attempt.to_string()),
+                ],
+                &job.body,
+            ),
         )
         .await;
         let error = match outcome {
@@ -195,8 +203,10 @@ pub fn signature(key: &[u8], body: &[u8]) -> String {
     hex
 }
 
-/// One POST of `body` to `url`: the answer's status code.
-async fn post(url: &url::Url, body: &[u8], signature: &str, delivery: &str, attempt: u32) -> std::io::Result<u16> {
+/// One HTTP/1.1 `POST` of the JSON `body` to the `http://` `url`, with the
+/// `extra` headers: the answer's status code. The node's one HTTP client
+/// (this hook, and the OTLP exporter in `core::telemetry`).
+pub(crate) async fn post_json(url: &url::Url, extra: &[(&str, &str)], body: &[u8]) -> std::io::Result<u16> {
     let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let host = url.host_str().ok_or_else(|| invalid("no host"))?;
     let port = url.port_or_known_default().unwrap_or(80);
@@ -210,10 +220,14 @@ async fn post(url: &url::Url, body: &[u8], signature: &str, delivery: &str, atte
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     };
-    let head = format!(
-        "POST {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: hubwire\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Hubwire-Signature: {signature}\r\nX-Hubwire-Delivery: {delivery}\r\nX-Hubwire-Attempt: {attempt}\r\nConnection: close\r\n\r\n",
+    let mut head = format!(
+        "POST {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: hubwire\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
     );
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
     stream.flush().await?;
