@@ -79,6 +79,13 @@ try:
     print(f"CPU s: node {node_s:.2f}, postgres {pg_s:.2f}, server {server:.2f}, "
           f"loadtest {r['cpu']['loadtest_seconds']:.2f}; server CPU per persisted message "
           f"{1e6 * server / max(persisted, 1):.0f} us")
+    if os.environ.get("BENCH_METRICS"):
+        import urllib.request
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        wanted = os.environ["BENCH_METRICS"].split(",")
+        for line in text.splitlines():
+            if not line.startswith("#") and any(w in line for w in wanted):
+                print(line)
 finally:
     node.terminate()
     node.wait()

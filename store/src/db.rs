@@ -105,8 +105,16 @@ pub(crate) fn postgres_pool(url: &str, config: &StoreConfig) -> Result<Db> {
     Ok(Db::Postgres(pool))
 }
 
-/// The SQLite pool on `data_dir/hubwire.db` (the directory is created).
-pub(crate) fn sqlite_pool(config: &StoreConfig) -> Result<Db> {
+/// The SQLite pools on `data_dir/hubwire.db` (the directory is created): one
+/// for every call, and the writer — one connection of its own that the
+/// batched writes (messages, read positions, broadcast marks) share.
+///
+/// One writer because SQLite has one write lock: batch loops on several
+/// connections would only wait for each other (sleeping in the busy
+/// handler), and in WAL mode a connection whose file another one changed
+/// drops its whole page cache at its next transaction, so rotating writes
+/// over the pool re-read the tables' pages on every batch (docs/decisions.md).
+pub(crate) fn sqlite_pools(config: &StoreConfig) -> Result<(Db, Db)> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", config.data_dir.display())))?;
     let path = config.sqlite_path();
@@ -114,28 +122,34 @@ pub(crate) fn sqlite_pool(config: &StoreConfig) -> Result<Db> {
         .to_str()
         .ok_or_else(|| StoreError::Config(format!("{} is not UTF-8", path.display())))?
         .to_owned();
-    let setup = format!(
-        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;",
-        config.sqlite_busy_timeout_ms
-    );
-    let mut manager_config = ManagerConfig::default();
-    manager_config.recycling_method = RecyclingMethod::Fast;
-    manager_config.custom_setup = Box::new(move |url| {
-        let setup = setup.clone();
-        let url = url.to_owned();
-        async move {
-            let mut conn = SqliteConn::establish(&url).await?;
-            conn.batch_execute(&setup)
-                .await
-                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
-            Ok(conn)
-        }
-        .boxed()
-    });
-    let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url, manager_config);
-    let pool = Pool::builder(manager)
-        .max_size(config.pool_size.min(4))
-        .build()
-        .map_err(|e| StoreError::Config(e.to_string()))?;
-    Ok(Db::Sqlite(pool))
+    let pool = |size: usize| -> Result<Db> {
+        // 32 MiB of page cache per connection, and pages read through a map
+        // of the file rather than one `pread` each.
+        let setup = format!(
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;",
+            config.sqlite_busy_timeout_ms
+        );
+        let mut manager_config = ManagerConfig::default();
+        manager_config.recycling_method = RecyclingMethod::Fast;
+        manager_config.custom_setup = Box::new(move |url| {
+            let setup = setup.clone();
+            let url = url.to_owned();
+            async move {
+                let mut conn = SqliteConn::establish(&url).await?;
+                conn.batch_execute(&setup)
+                    .await
+                    .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+                Ok(conn)
+            }
+            .boxed()
+        });
+        let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(url.clone(), manager_config);
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Db::Sqlite(pool))
+    };
+    Ok((pool(config.pool_size.min(4))?, pool(1)?))
 }

@@ -95,9 +95,13 @@ impl Store {
     pub async fn open(config: &StoreConfig) -> Result<Self> {
         config.validate()?;
         let cipher = Cipher::from_config(&config.encryption_keys)?;
-        let db = match config.postgres_url() {
-            Some(url) => db::postgres_pool(url, config)?,
-            None => db::sqlite_pool(config)?,
+        // PostgreSQL's batched writes share the pool; SQLite's have a writer.
+        let (db, writer) = match config.postgres_url() {
+            Some(url) => {
+                let pool = db::postgres_pool(url, config)?;
+                (pool.clone(), pool)
+            }
+            None => db::sqlite_pools(config)?,
         };
         migrations::run(config).await?;
         // SQLite has one writer at a time: batches in flight would only queue on its lock.
@@ -120,7 +124,7 @@ impl Store {
             round_trips: db::round_trips(),
         });
         tokio::spawn(outbox::run(
-            inner.db.clone(),
+            writer.clone(),
             inner.acquire_timeout,
             inner.round_trips.clone(),
             mark_queue,
@@ -129,7 +133,7 @@ impl Store {
         ));
         tokio::spawn(batching::run(
             batching::Committer::new(
-                inner.db.clone(),
+                writer.clone(),
                 inner.acquire_timeout,
                 inner.cipher.clone(),
                 inner.round_trips.clone(),
@@ -139,7 +143,7 @@ impl Store {
             in_flight,
         ));
         tokio::spawn(receipts::run(
-            inner.db.clone(),
+            writer,
             inner.acquire_timeout,
             read_queue,
             config.batch_max,

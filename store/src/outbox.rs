@@ -101,9 +101,14 @@ impl Store {
     }
 }
 
-/// The mark task: takes what is queued (up to `batch_max`) and writes it as
-/// one update, with up to `in_flight` updates at once; runs until every
-/// [`Store`] handle is gone.
+/// How long a mark waits for others to share its update: marks are off the
+/// send's path (nobody waits for them but the outbox's claim), so under load
+/// one update marks a few hundred messages instead of a few each.
+const MARK_LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The mark task: takes what is queued (up to `batch_max`, waiting
+/// [`MARK_LINGER`] for more) and writes it as one update, with up to
+/// `in_flight` updates at once; runs until every [`Store`] handle is gone.
 pub(crate) async fn run(
     db: Db,
     acquire_timeout: std::time::Duration,
@@ -117,20 +122,26 @@ pub(crate) async fn run(
         acquire_timeout,
         round_trips,
     });
-    crate::batching::gather(queue, batch_max, in_flight, move |batch: Vec<PendingMark>| {
-        let marker = marker.clone();
-        async move {
-            let ids: Vec<i64> = batch.iter().map(|m| m.id.0).collect();
-            let result = marker.mark(&ids).await;
-            if let Err(e) = &result {
-                tracing::warn!(error = %e, messages = ids.len(), "could not mark messages broadcast");
+    crate::batching::gather(
+        queue,
+        batch_max,
+        in_flight,
+        MARK_LINGER,
+        move |batch: Vec<PendingMark>| {
+            let marker = marker.clone();
+            async move {
+                let ids: Vec<i64> = batch.iter().map(|m| m.id.0).collect();
+                let result = marker.mark(&ids).await;
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, messages = ids.len(), "could not mark messages broadcast");
+                }
+                for pending in batch {
+                    // A caller that stopped waiting needs no answer.
+                    let _ = pending.reply.send(result.clone());
+                }
             }
-            for pending in batch {
-                // A caller that stopped waiting needs no answer.
-                let _ = pending.reply.send(result.clone());
-            }
-        }
-    })
+        },
+    )
     .await;
 }
 

@@ -63,7 +63,7 @@ pub(crate) async fn run(
     batch_max: usize,
     in_flight: usize,
 ) {
-    crate::batching::gather(queue, batch_max, in_flight, move |batch| {
+    crate::batching::gather(queue, batch_max, in_flight, Duration::ZERO, move |batch| {
         let db = db.clone();
         async move { commit(&db, acquire_timeout, batch).await }
     })
