@@ -5,8 +5,11 @@
 // (rpc.system = signalr, rpc.service, rpc.method) with the test's span as its
 // parent, its publish a child of it, and the delivery on the second node a
 // child of the publish — the same trace id on both nodes. Negotiate, the
-// connect and REST calls have their spans too; without an endpoint a node
-// exports nothing.
+// connect and REST calls have their spans too. A chat hub's store calls
+// (PostgreSQL) and Redis keyspace commands are client spans of the invocation,
+// REST call or WebSocket connection that made them (db.system.name,
+// db.operation.name, ...).
+// Without an endpoint a node exports nothing.
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -27,6 +30,7 @@ import {
   stopAllNodesAfter,
   waitFor,
 } from './harness.mjs';
+import { startPostgres } from './postgres.mjs';
 
 stopAllNodesAfter();
 
@@ -77,12 +81,13 @@ describe('OTLP traces from two nodes', () => {
   before(async () => {
     cluster.receiver = await startReceiver();
     cluster.redis = await startRedis({ name: 'tracing-redis' });
+    cluster.postgres = await startPostgres();
     Object.assign(
       cluster,
       await startCluster(cluster.redis, {
         size: 2,
         name: 'tracing',
-        env: { HUBWIRE_OTLP_ENDPOINT: cluster.receiver.url },
+        env: { HUBWIRE_OTLP_ENDPOINT: cluster.receiver.url, HUBWIRE_DATABASE_URL: cluster.postgres.url },
       }),
     );
   });
@@ -90,6 +95,7 @@ describe('OTLP traces from two nodes', () => {
     await closeAllClients();
     await Promise.all((cluster.nodes ?? []).map((n) => n.stop()));
     await cluster.redis?.stop();
+    cluster.postgres?.stop();
     await cluster.receiver?.close();
   });
 
@@ -191,6 +197,150 @@ describe('OTLP traces from two nodes', () => {
       what: 'the span of the request after the probes',
     });
     assert.ok(!spans.some((s) => s.attributes['url.path'] === '/healthz' || s.attributes['url.path'] === '/metrics'));
+  });
+  e2eTest('store calls and Redis commands are client spans of the invocation, REST call or connection', async () => {
+    const [n1] = cluster.nodes;
+    const { spans } = cluster.receiver;
+    const suffix = hex(3);
+    const [alice, bob] = [`trace-alice-${suffix}`, `trace-bob-${suffix}`];
+    const ofTrace = (traceId) => spans.filter((s) => s.traceId === traceId);
+    const named = (traceId, name) => ofTrace(traceId).filter((s) => s.name === name);
+
+    // A REST call of the backend: the conversation's insert is a child of its span.
+    const restTrace = hex(16);
+    const path = '/api/hubs/chat/conversations';
+    const res = await fetch(`${n1.baseUrl}${path}`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${accessToken(n1, `http://127.0.0.1${path}`)}`,
+        'Content-Type': 'application/json',
+        traceparent: `00-${restTrace}-${hex(8)}-01`,
+      },
+      body: JSON.stringify({ participants: [alice, bob] }),
+    });
+    assert.equal(res.status, 201, await res.clone().text());
+    const conversation = (await res.json()).id;
+
+    const connectTrace = hex(16);
+    const raw = await rawWs(n1, `/hubs/chat?access_token=${encodeURIComponent(n1.token({ sub: alice }))}`, {
+      headers: { traceparent: `00-${connectTrace}-${hex(8)}-01` },
+    });
+    await raw.handshake();
+    const invoke = async (invocationId, target, args, traceId) => {
+      raw.sendMessage({
+        type: 1,
+        invocationId,
+        target,
+        arguments: args,
+        headers: { traceparent: `00-${traceId}-${hex(8)}-01` },
+      });
+      const completion = await raw.waitMessage((m) => m.type === 3 && m.invocationId === invocationId);
+      assert.equal(completion.error, undefined, JSON.stringify(completion));
+      return completion;
+    };
+    const joinTrace = hex(16);
+    await invoke('1', 'JoinConversation', [conversation], joinTrace);
+    const sendTrace = hex(16);
+    const sent = await invoke('2', 'SendMessage', [conversation, 'traced', `client-${suffix}`], sendTrace);
+    assert.equal(sent.result.content, 'traced');
+
+    await waitFor(
+      () =>
+        named(restTrace, 'INSERT conversations').length > 0 &&
+        named(joinTrace, 'chat/JoinConversation').length > 0 &&
+        named(joinTrace, 'EVALSHA join_group').length > 0 &&
+        named(sendTrace, 'chat/SendMessage').length > 0 &&
+        named(sendTrace, 'INSERT messages').length > 0,
+      { timeout: 10_000, what: 'the store and Redis spans of the REST call and both invocations' },
+    );
+    // A span is exported once: a second export would show here after the exporters' linger.
+    await delay(1_500);
+    for (const traceId of [restTrace, joinTrace, sendTrace]) {
+      const ids = ofTrace(traceId).map((s) => s.spanId);
+      assert.equal(new Set(ids).size, ids.length, `each span once: ${ofTrace(traceId).map((s) => s.name)}`);
+    }
+
+    // The message's insert: a PostgreSQL client span inside SendMessage, its batch counted.
+    const send = named(sendTrace, 'chat/SendMessage');
+    assert.equal(send.length, 1);
+    const inserts = named(sendTrace, 'INSERT messages');
+    assert.equal(inserts.length, 1, 'one insert span');
+    const [insert] = inserts;
+    assert.equal(insert.kind, 3, 'client span');
+    assert.equal(insert.parentSpanId, send[0].spanId, 'a child of the invocation');
+    assert.equal(insert.attributes['db.system.name'], 'postgresql');
+    assert.equal(insert.attributes['db.operation.name'], 'INSERT');
+    assert.equal(insert.attributes['db.collection.name'], 'messages');
+    assert.equal(insert.attributes['code.function.name'], 'append_message');
+    assert.ok(Number(insert.attributes['db.operation.batch.size']) >= 1, JSON.stringify(insert.attributes));
+    assert.equal(insert.resource['service.instance.id'], send[0].resource['service.instance.id']);
+    assert.ok(BigInt(insert.startTimeUnixNano) >= BigInt(send[0].startTimeUnixNano), 'starts within the invocation');
+    assert.ok(BigInt(insert.endTimeUnixNano) <= BigInt(send[0].endTimeUnixNano), 'ends within the invocation');
+    // Its rate limit is a Redis script, a child too; its publish keeps the one producer span.
+    const rate = named(sendTrace, 'EVALSHA take_token');
+    assert.equal(rate.length, 1, `spans of the send: ${ofTrace(sendTrace).map((s) => s.name)}`);
+    assert.equal(rate[0].parentSpanId, send[0].spanId);
+    assert.equal(rate[0].attributes['db.stored_procedure.name'], 'take_token');
+    const publishes = ofTrace(sendTrace).filter((s) => s.name === 'PUBLISH' || s.attributes['db.operation.name'] === 'PUBLISH');
+    assert.ok(publishes.length > 0, 'the sends are published');
+    assert.ok(publishes.every((s) => s.kind === 4), 'only the producer spans, no client span beside them');
+    for (const span of ofTrace(sendTrace).filter((s) => s.spanId !== send[0].spanId)) {
+      assert.ok(span.parentSpanId, `${span.name} has a parent`);
+    }
+
+    // JoinConversation: the group add is a Redis keyspace script, a child of the invocation.
+    const join = named(joinTrace, 'chat/JoinConversation');
+    assert.equal(join.length, 1);
+    const added = named(joinTrace, 'EVALSHA join_group');
+    assert.equal(added.length, 1, 'one group-add span');
+    assert.equal(added[0].kind, 3, 'client span');
+    assert.equal(added[0].parentSpanId, join[0].spanId, 'a child of the invocation');
+    assert.equal(added[0].attributes['db.system.name'], 'redis');
+    assert.equal(added[0].attributes['db.operation.name'], 'EVALSHA');
+    assert.equal(added[0].attributes['db.stored_procedure.name'], 'join_group');
+    // Its room check reads the connection's groups: a plain keyspace command.
+    const room = named(joinTrace, 'SMEMBERS');
+    assert.equal(room.length, 1, `spans of the join: ${ofTrace(joinTrace).map((s) => s.name)}`);
+    assert.equal(room[0].kind, 3);
+    assert.equal(room[0].parentSpanId, join[0].spanId);
+    assert.equal(room[0].attributes['db.system.name'], 'redis');
+    assert.equal(room[0].attributes['db.operation.name'], 'SMEMBERS');
+    assert.equal(room[0].attributes['db.stored_procedure.name'], undefined);
+    // Its participant check is a store read of the same trace.
+    const check = ofTrace(joinTrace).find((s) => s.attributes['db.collection.name'] === 'participants');
+    assert.ok(check, `spans of the join: ${ofTrace(joinTrace).map((s) => s.name)}`);
+    assert.equal(check.attributes['db.operation.name'], 'SELECT');
+    assert.equal(check.parentSpanId, join[0].spanId);
+
+    // The REST call's insert of the conversation.
+    const rest = ofTrace(restTrace).find((s) => s.name.startsWith('POST /api/'));
+    assert.ok(rest, `spans of the REST call: ${ofTrace(restTrace).map((s) => s.name)}`);
+    const created = named(restTrace, 'INSERT conversations');
+    assert.equal(created.length, 1);
+    assert.equal(created[0].parentSpanId, rest.spanId, 'a child of the REST span');
+    assert.equal(created[0].attributes['db.system.name'], 'postgresql');
+    assert.equal(created[0].attributes['code.function.name'], 'create_conversation');
+
+    // The connection's registration in the keyspace is a child of its connect
+    // span, exported when the connection ends.
+    raw.close();
+    await waitFor(() => named(connectTrace, 'GET /hubs/chat').length > 0, {
+      timeout: 10_000,
+      what: 'the connect span',
+    });
+    await delay(1_500);
+    const connectSpan = named(connectTrace, 'GET /hubs/chat');
+    assert.equal(connectSpan.length, 1);
+    const registered = named(connectTrace, 'EVALSHA register');
+    assert.equal(registered.length, 1, `spans of the connection: ${ofTrace(connectTrace).map((s) => s.name)}`);
+    assert.equal(registered[0].parentSpanId, connectSpan[0].spanId, 'a child of the connect span');
+    assert.equal(registered[0].attributes['db.system.name'], 'redis');
+    assert.equal(registered[0].attributes['db.stored_procedure.name'], 'register');
+    const unregistered = named(connectTrace, 'EVALSHA unregister');
+    assert.equal(unregistered.length, 1, 'its removal too');
+    assert.equal(unregistered[0].parentSpanId, connectSpan[0].spanId);
+    const connectIds = ofTrace(connectTrace).map((s) => s.spanId);
+    assert.equal(new Set(connectIds).size, connectIds.length, 'each span of the connection once');
   });
 });
 

@@ -73,6 +73,14 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
         }
     };
     let store = Store::open(&config.store()).await?;
+    // Spans of store calls and Redis commands, only when traces are exported
+    // (otherwise neither has an observer: one atomic load per call).
+    if crate::core::telemetry::enabled() {
+        store.observe(Arc::new(crate::core::telemetry::StoreSpans));
+        if let AnyBackplane::Redis(redis) = &backplane {
+            redis.observe(Arc::new(crate::core::telemetry::RedisSpans));
+        }
+    }
     if !config.message_retention.is_empty() {
         store.spawn_retention();
     }

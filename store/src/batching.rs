@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::db::{with_conn, Db, SqliteConn};
 use crate::id::IdGenerator;
 use crate::models::{now_ms, MessageRow};
+use crate::observe::Observation;
 use crate::schema::messages;
 use crate::{Cipher, Message, MessageId, NewMessage, Result, Store, StoreError};
 
@@ -33,7 +34,26 @@ type Appended = Result<(Message, bool)>;
 /// One queued append.
 pub(crate) struct Pending {
     message: NewMessage,
-    reply: oneshot::Sender<Appended>,
+    reply: oneshot::Sender<Batched<Appended>>,
+}
+
+/// A queued call's answer and the number of calls of its batch (for its
+/// observer, `observe`).
+pub(crate) type Batched<T> = (T, usize);
+
+/// Waits for the answer of a queued call and tells `observation` its batch.
+pub(crate) async fn answered<T>(
+    mut observation: Observation,
+    answer: oneshot::Receiver<Batched<Result<T>>>,
+) -> Result<T> {
+    let result = match answer.await {
+        Ok((result, size)) => {
+            observation.batch(size);
+            result
+        }
+        Err(_) => Err(StoreError::Closed),
+    };
+    observation.outcome(result)
 }
 
 impl Store {
@@ -47,13 +67,13 @@ impl Store {
             serde_json::from_str::<serde::de::IgnoredAny>(attachments)
                 .map_err(|e| StoreError::Invalid(format!("attachments are not JSON: {e}")))?;
         }
+        // Observed from the queue to the commit of its batch.
+        let observation = self.observation("INSERT", "messages", "append_message");
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .appends
-            .send(Pending { message, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        if self.inner.appends.send(Pending { message, reply }).await.is_err() {
+            return observation.outcome(Err(StoreError::Closed));
+        }
+        answered(observation, answer).await
     }
 }
 
@@ -142,9 +162,10 @@ type DedupKey = (String, String, String);
 impl Committer {
     /// Writes one batch and answers its callers.
     async fn commit(&self, batch: Vec<Pending>) {
+        let size = batch.len();
         // The first append of each key is written; the others follow it.
         let mut leaders: Vec<Pending> = Vec::with_capacity(batch.len());
-        let mut followers: Vec<(usize, oneshot::Sender<Appended>)> = Vec::new();
+        let mut followers: Vec<(usize, oneshot::Sender<Batched<Appended>>)> = Vec::new();
         let mut first_of: HashMap<DedupKey, usize> = HashMap::new();
         for pending in batch {
             let key = pending.message.client_message_id.as_ref().map(|client_id| {
@@ -183,10 +204,10 @@ impl Committer {
         for (leader, reply) in followers {
             let result = results[leader].clone().map(|(message, _)| (message, false));
             // A caller that stopped waiting (cancelled) needs no answer.
-            let _ = reply.send(result);
+            let _ = reply.send((result, size));
         }
         for (pending, result) in leaders.into_iter().zip(results) {
-            let _ = pending.reply.send(result);
+            let _ = pending.reply.send((result, size));
         }
     }
 

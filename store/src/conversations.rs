@@ -29,71 +29,77 @@ impl Store {
         kind: &str,
         participants: &[&str],
     ) -> Result<Conversation> {
-        let id = match id {
-            Some("") => return Err(StoreError::Invalid("empty conversation id".into())),
-            Some(id) => id.to_owned(),
-            None => generated_id(),
-        };
-        if kind.is_empty() {
-            return Err(StoreError::Invalid("empty conversation kind".into()));
-        }
-        let wanted: BTreeSet<&str> = participants.iter().copied().collect();
-        let now = now_ms();
-        let row = ConversationRow {
-            id: id.clone(),
-            kind: kind.to_owned(),
-            created_at: now,
-        };
-        let members: Vec<Participant> = wanted
-            .iter()
-            .map(|user| Participant {
-                conversation_id: id.clone(),
-                user_id: (*user).to_owned(),
-                joined_at: now,
-            })
-            .collect();
-        let inner = &*self.inner;
-        let stored = with_conn!(inner, conn => {
-            conn.transaction(async |conn| {
-                let inserted = diesel::insert_into(conversations::table)
-                    .values(&row)
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-                if inserted == 1 {
-                    // One row at a time: diesel-async has no multi-row insert
-                    // for SQLite, and conversations are created rarely.
-                    for member in &members {
-                        diesel::insert_into(participants::table)
-                            .values(member)
-                            .execute(conn)
-                            .await?;
-                    }
-                }
-                load_conversation!(conn, &id).await
-            })
-            .await?
-        });
-        let stored = stored.ok_or_else(|| StoreError::NotFound(format!("conversation {id}")))?;
-        let same = stored.kind == kind
-            && stored
-                .participants
+        self.observed("INSERT", "conversations", "create_conversation", async {
+            let id = match id {
+                Some("") => return Err(StoreError::Invalid("empty conversation id".into())),
+                Some(id) => id.to_owned(),
+                None => generated_id(),
+            };
+            if kind.is_empty() {
+                return Err(StoreError::Invalid("empty conversation kind".into()));
+            }
+            let wanted: BTreeSet<&str> = participants.iter().copied().collect();
+            let now = now_ms();
+            let row = ConversationRow {
+                id: id.clone(),
+                kind: kind.to_owned(),
+                created_at: now,
+            };
+            let members: Vec<Participant> = wanted
                 .iter()
-                .map(String::as_str)
-                .eq(wanted.iter().copied());
-        if !same {
-            return Err(StoreError::Conflict(format!(
-                "conversation {id} exists as {:?} with participants {:?}",
-                stored.kind, stored.participants
-            )));
-        }
-        Ok(stored)
+                .map(|user| Participant {
+                    conversation_id: id.clone(),
+                    user_id: (*user).to_owned(),
+                    joined_at: now,
+                })
+                .collect();
+            let inner = &*self.inner;
+            let stored = with_conn!(inner, conn => {
+                conn.transaction(async |conn| {
+                    let inserted = diesel::insert_into(conversations::table)
+                        .values(&row)
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
+                    if inserted == 1 {
+                        // One row at a time: diesel-async has no multi-row insert
+                        // for SQLite, and conversations are created rarely.
+                        for member in &members {
+                            diesel::insert_into(participants::table)
+                                .values(member)
+                                .execute(conn)
+                                .await?;
+                        }
+                    }
+                    load_conversation!(conn, &id).await
+                })
+                .await?
+            });
+            let stored = stored.ok_or_else(|| StoreError::NotFound(format!("conversation {id}")))?;
+            let same = stored.kind == kind
+                && stored
+                    .participants
+                    .iter()
+                    .map(String::as_str)
+                    .eq(wanted.iter().copied());
+            if !same {
+                return Err(StoreError::Conflict(format!(
+                    "conversation {id} exists as {:?} with participants {:?}",
+                    stored.kind, stored.participants
+                )));
+            }
+            Ok(stored)
+        })
+        .await
     }
 
     /// The conversation `id` with its participants, if it exists.
     pub async fn get_conversation(&self, id: &str) -> Result<Option<Conversation>> {
-        let inner = &*self.inner;
-        with_conn!(inner, conn => load_conversation!(conn, id).await)
+        self.observed("SELECT", "conversations", "get_conversation", async {
+            let inner = &*self.inner;
+            with_conn!(inner, conn => load_conversation!(conn, id).await)
+        })
+        .await
     }
 
     /// The one direct conversation of users `a` and `b` (in either order),
@@ -113,69 +119,81 @@ impl Store {
 
     /// Adds `user` to `conversation`: `true` if they were not in it.
     pub async fn add_participant(&self, conversation: &str, user: &str) -> Result<bool> {
-        let row = Participant {
-            conversation_id: conversation.to_owned(),
-            user_id: user.to_owned(),
-            joined_at: now_ms(),
-        };
-        let inner = &*self.inner;
-        let added: Result<usize> = with_conn!(inner, conn => {
-            diesel::insert_into(participants::table)
-                .values(&row)
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await
-                .map_err(StoreError::from)
-        });
-        match added {
-            Ok(n) => Ok(n == 1),
-            Err(e) if e.is_foreign_key() => Err(StoreError::NotFound(format!("conversation {conversation}"))),
-            Err(e) => Err(e),
-        }
+        self.observed("INSERT", "participants", "add_participant", async {
+            let row = Participant {
+                conversation_id: conversation.to_owned(),
+                user_id: user.to_owned(),
+                joined_at: now_ms(),
+            };
+            let inner = &*self.inner;
+            let added: Result<usize> = with_conn!(inner, conn => {
+                diesel::insert_into(participants::table)
+                    .values(&row)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await
+                    .map_err(StoreError::from)
+            });
+            match added {
+                Ok(n) => Ok(n == 1),
+                Err(e) if e.is_foreign_key() => Err(StoreError::NotFound(format!("conversation {conversation}"))),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     /// Removes `user` from `conversation`: `true` if they were in it.
     pub async fn remove_participant(&self, conversation: &str, user: &str) -> Result<bool> {
-        let inner = &*self.inner;
-        let removed = with_conn!(inner, conn => {
-            diesel::delete(
-                participants::table
-                    .filter(participants::conversation_id.eq(conversation))
-                    .filter(participants::user_id.eq(user)),
-            )
-            .execute(conn)
-            .await?
-        });
-        Ok(removed == 1)
+        self.observed("DELETE", "participants", "remove_participant", async {
+            let inner = &*self.inner;
+            let removed = with_conn!(inner, conn => {
+                diesel::delete(
+                    participants::table
+                        .filter(participants::conversation_id.eq(conversation))
+                        .filter(participants::user_id.eq(user)),
+                )
+                .execute(conn)
+                .await?
+            });
+            Ok(removed == 1)
+        })
+        .await
     }
 
     /// Whether `user` takes part in `conversation`.
     pub async fn is_participant(&self, conversation: &str, user: &str) -> Result<bool> {
-        let inner = &*self.inner;
-        let found = with_conn!(inner, conn => {
-            participants::table
-                .filter(participants::conversation_id.eq(conversation))
-                .filter(participants::user_id.eq(user))
-                .select(participants::user_id)
-                .first::<String>(conn)
-                .await
-                .optional()?
-        });
-        Ok(found.is_some())
+        self.observed("SELECT", "participants", "is_participant", async {
+            let inner = &*self.inner;
+            let found = with_conn!(inner, conn => {
+                participants::table
+                    .filter(participants::conversation_id.eq(conversation))
+                    .filter(participants::user_id.eq(user))
+                    .select(participants::user_id)
+                    .first::<String>(conn)
+                    .await
+                    .optional()?
+            });
+            Ok(found.is_some())
+        })
+        .await
     }
 
     /// The participants of `conversation`, by user id.
     pub async fn participants(&self, conversation: &str) -> Result<Vec<Participant>> {
-        let inner = &*self.inner;
-        let rows = with_conn!(inner, conn => {
-            participants::table
-                .filter(participants::conversation_id.eq(conversation))
-                .order(participants::user_id)
-                .select(Participant::as_select())
-                .load(conn)
-                .await?
-        });
-        Ok(rows)
+        self.observed("SELECT", "participants", "participants", async {
+            let inner = &*self.inner;
+            let rows = with_conn!(inner, conn => {
+                participants::table
+                    .filter(participants::conversation_id.eq(conversation))
+                    .order(participants::user_id)
+                    .select(Participant::as_select())
+                    .load(conn)
+                    .await?
+            });
+            Ok(rows)
+        })
+        .await
     }
 }
 

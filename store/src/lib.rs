@@ -21,6 +21,8 @@
 //!   positions coalesced per conversation and user).
 //! - [`crypto`]: AES-256-GCM of message content at rest, with key rotation.
 //! - `retention`: deleting old messages per conversation kind, one node at a time.
+//! - [`observe`]: the [`observe::Observer`] told of each call (the node's
+//!   trace spans), installed by [`Store::observe`].
 //!
 //! # Invariants
 //! - A message is acknowledged (its `append_message` returns) only after the
@@ -45,6 +47,7 @@ pub mod id;
 mod messages;
 pub mod migrations;
 pub mod models;
+pub mod observe;
 pub mod outbox;
 mod receipts;
 mod retention;
@@ -82,6 +85,8 @@ struct Inner {
     marks: tokio::sync::mpsc::Sender<outbox::PendingMark>,
     reads: tokio::sync::mpsc::Sender<receipts::PendingRead>,
     round_trips: prometheus::Histogram,
+    /// Told of each call ([`Store::observe`]); none until installed.
+    observer: std::sync::OnceLock<Arc<dyn observe::Observer>>,
 }
 
 impl Store {
@@ -122,6 +127,7 @@ impl Store {
             marks,
             reads,
             round_trips: db::round_trips(),
+            observer: std::sync::OnceLock::new(),
         });
         tokio::spawn(outbox::run(
             writer.clone(),

@@ -18,6 +18,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batching::{answered, Batched};
 use crate::db::{with_conn, Db};
 use crate::models::{now_ms, MessageRow};
 use crate::schema::messages;
@@ -26,7 +27,7 @@ use crate::{Message, MessageId, Result, Store, StoreError};
 /// One queued mark.
 pub(crate) struct PendingMark {
     id: MessageId,
-    reply: oneshot::Sender<Result<()>>,
+    reply: oneshot::Sender<Batched<Result<()>>>,
 }
 
 impl Store {
@@ -34,34 +35,37 @@ impl Store {
     /// returns once the mark is committed. Marks of many callers share one
     /// statement.
     pub async fn mark_broadcast(&self, id: MessageId) -> Result<()> {
+        // Observed from the queue to the commit of its batch.
+        let observation = self.observation("UPDATE", "messages", "mark_broadcast");
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .marks
-            .send(PendingMark { id, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        if self.inner.marks.send(PendingMark { id, reply }).await.is_err() {
+            return observation.outcome(Err(StoreError::Closed));
+        }
+        answered(observation, answer).await
     }
 
     /// Up to `limit` messages `node` stored and did not mark broadcast,
     /// oldest first, after `after` (the last id of the previous page; none:
     /// from the first).
     pub async fn unbroadcast_of(&self, node: &str, after: Option<MessageId>, limit: usize) -> Result<Vec<Message>> {
-        let after = after.map_or(i64::MIN, |id| id.0);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let inner = &*self.inner;
-        let rows: Vec<MessageRow> = with_conn!(inner, conn => {
-            messages::table
-                .filter(messages::stored_by.eq(node))
-                .filter(messages::broadcast_at.is_null())
-                .filter(messages::id.gt(after))
-                .order(messages::id.asc())
-                .limit(limit)
-                .select(MessageRow::as_select())
-                .load(conn)
-                .await?
-        });
-        self.decrypt_all(rows)
+        self.observed("SELECT", "messages", "unbroadcast_of", async {
+            let after = after.map_or(i64::MIN, |id| id.0);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let inner = &*self.inner;
+            let rows: Vec<MessageRow> = with_conn!(inner, conn => {
+                messages::table
+                    .filter(messages::stored_by.eq(node))
+                    .filter(messages::broadcast_at.is_null())
+                    .filter(messages::id.gt(after))
+                    .order(messages::id.asc())
+                    .limit(limit)
+                    .select(MessageRow::as_select())
+                    .load(conn)
+                    .await?
+            });
+            self.decrypt_all(rows)
+        })
+        .await
     }
 }
 
@@ -71,33 +75,39 @@ impl Store {
     /// racing to broadcast one unmarked message again (a repeat, a dead
     /// node's sweep), one takes it.
     pub async fn take_broadcast(&self, ids: &[MessageId]) -> Result<Vec<MessageId>> {
-        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-        let now = now_ms();
-        let inner = &*self.inner;
-        let taken: Vec<i64> = with_conn!(inner, conn => {
-            diesel::update(messages::table)
-                .filter(messages::id.eq_any(&ids))
-                .filter(messages::broadcast_at.is_null())
-                .set(messages::broadcast_at.eq(now))
-                .returning(messages::id)
-                .get_results(conn)
-                .await?
-        });
-        Ok(taken.into_iter().map(MessageId).collect())
+        self.observed("UPDATE", "messages", "take_broadcast", async {
+            let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+            let now = now_ms();
+            let inner = &*self.inner;
+            let taken: Vec<i64> = with_conn!(inner, conn => {
+                diesel::update(messages::table)
+                    .filter(messages::id.eq_any(&ids))
+                    .filter(messages::broadcast_at.is_null())
+                    .set(messages::broadcast_at.eq(now))
+                    .returning(messages::id)
+                    .get_results(conn)
+                    .await?
+            });
+            Ok(taken.into_iter().map(MessageId).collect())
+        })
+        .await
     }
 
     /// Gives a taken broadcast back (it failed): the message is unmarked
     /// again, for a later repeat or sweep.
     pub async fn untake_broadcast(&self, id: MessageId) -> Result<()> {
-        let inner = &*self.inner;
-        with_conn!(inner, conn => {
-            diesel::update(messages::table)
-                .filter(messages::id.eq(id.0))
-                .set(messages::broadcast_at.eq(None::<i64>))
-                .execute(conn)
-                .await?;
-        });
-        Ok(())
+        self.observed("UPDATE", "messages", "untake_broadcast", async {
+            let inner = &*self.inner;
+            with_conn!(inner, conn => {
+                diesel::update(messages::table)
+                    .filter(messages::id.eq(id.0))
+                    .set(messages::broadcast_at.eq(None::<i64>))
+                    .execute(conn)
+                    .await?;
+            });
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -135,9 +145,10 @@ pub(crate) async fn run(
                 if let Err(e) = &result {
                     tracing::warn!(error = %e, messages = ids.len(), "could not mark messages broadcast");
                 }
+                let size = batch.len();
                 for pending in batch {
                     // A caller that stopped waiting needs no answer.
-                    let _ = pending.reply.send(result.clone());
+                    let _ = pending.reply.send((result.clone(), size));
                 }
             }
         },

@@ -21,6 +21,7 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batching::{answered, Batched};
 use crate::db::{checkout_postgres, checkout_sqlite, Db};
 use crate::models::{now_ms, ReadPositionRow};
 use crate::schema::{messages, read_positions};
@@ -29,7 +30,7 @@ use crate::{MessageId, ReadPosition, Result, Store, StoreError};
 /// One queued mark.
 pub(crate) struct PendingRead {
     row: ReadPositionRow,
-    reply: oneshot::Sender<Result<ReadPosition>>,
+    reply: oneshot::Sender<Batched<Result<ReadPosition>>>,
 }
 
 impl Store {
@@ -44,13 +45,13 @@ impl Store {
             last_read_id: message.0,
             read_at: now_ms(),
         };
+        // Observed from the queue to the commit of its batch.
+        let observation = self.observation("INSERT", "read_positions", "mark_read");
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .reads
-            .send(PendingRead { row, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        if self.inner.reads.send(PendingRead { row, reply }).await.is_err() {
+            return observation.outcome(Err(StoreError::Closed));
+        }
+        answered(observation, answer).await
     }
 }
 
@@ -75,6 +76,7 @@ type Key = (String, String);
 
 /// Writes one batch and answers its callers.
 async fn commit(db: &Db, acquire_timeout: Duration, batch: Vec<PendingRead>) {
+    let size = batch.len();
     let (rows, replies): (Vec<ReadPositionRow>, Vec<_>) = batch.into_iter().map(|p| (p.row, p.reply)).unzip();
     let outcome = match db {
         Db::Postgres(pool) => match checkout_postgres(pool, acquire_timeout).await {
@@ -94,7 +96,7 @@ async fn commit(db: &Db, acquire_timeout: Duration, batch: Vec<PendingRead>) {
     match outcome {
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+                let _ = reply.send((Err(e.clone()), size));
             }
         }
         Ok((existing, stored)) => {
@@ -121,7 +123,7 @@ async fn commit(db: &Db, acquire_timeout: Duration, batch: Vec<PendingRead>) {
                     }
                 };
                 // A caller that stopped waiting (cancelled) needs no answer.
-                let _ = reply.send(answer);
+                let _ = reply.send((answer, size));
             }
         }
     }

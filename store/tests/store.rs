@@ -20,6 +20,7 @@ on_both!(
     content_is_encrypted_and_keys_rotate,
     retention_deletes_only_old_messages_of_its_kind,
     bad_appends_fail_alone,
+    calls_are_observed_with_their_batches_and_failures,
 );
 
 fn message(conversation: &str, sender: &str, content: &str, client_id: Option<&str>) -> NewMessage {
@@ -468,4 +469,103 @@ async fn bad_appends_fail_alone(db: TestDb) {
     let mut good = message("c", "a", "with file", None);
     good.attachments = Some(r#"[{"url":"https://x/y.png"}]"#.into());
     assert_eq!(append(&store, good.clone()).await.attachments, good.attachments);
+}
+
+/// What [`Recorder`] saw of one call.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    call: Option<hubwire_store::observe::Call>,
+    batch: Option<usize>,
+    failed: Option<String>,
+    ended: bool,
+}
+
+type Log = std::sync::Arc<std::sync::Mutex<Vec<Seen>>>;
+
+/// An observer that records every call.
+#[derive(Clone, Default)]
+struct Recorder(Log);
+
+/// One call's record in the log.
+struct Recording(Log, usize);
+
+impl hubwire_store::observe::Observer for Recorder {
+    fn call(&self, call: &hubwire_store::observe::Call) -> Option<Box<dyn hubwire_store::observe::Observed>> {
+        let mut seen = self.0.lock().expect("recorder");
+        seen.push(Seen {
+            call: Some(*call),
+            ..Seen::default()
+        });
+        Some(Box::new(Recording(self.0.clone(), seen.len() - 1)))
+    }
+}
+
+impl hubwire_store::observe::Observed for Recording {
+    fn batch(&mut self, size: usize) {
+        self.0.lock().expect("recorder")[self.1].batch = Some(size);
+    }
+    fn failed(&mut self, error: &StoreError) {
+        self.0.lock().expect("recorder")[self.1].failed = Some(error.to_string());
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.0.lock().expect("recorder")[self.1].ended = true;
+    }
+}
+
+/// Each call tells the observer its operation, table and method, ends its
+/// observation when it returns, reports a failure, and a group-committed
+/// append its batch (concurrent appends share batches: every size is at
+/// least 1, at most the appends in flight).
+async fn calls_are_observed_with_their_batches_and_failures(db: TestDb) {
+    let store = db.open().await;
+    let recorder = Recorder::default();
+    store.observe(std::sync::Arc::new(recorder.clone()));
+    store
+        .create_conversation(Some("observed"), "group", &["a", "b"])
+        .await
+        .expect("create");
+    let appends: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append_message(message("observed", "a", &format!("m{i}"), None))
+                    .await
+            })
+        })
+        .collect();
+    for task in appends {
+        task.await.expect("task").expect("append");
+    }
+    let missing = store.append_message(message("nosuch", "a", "lost", None)).await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+    assert!(store.get_conversation("observed").await.expect("get").is_some());
+    let seen = recorder.0.lock().expect("recorder").clone();
+    let backend = store.backend();
+    let calls: Vec<(&str, &str, &str)> = seen
+        .iter()
+        .map(|s| s.call.map(|c| (c.operation, c.collection, c.method)).expect("call"))
+        .collect();
+    let mut expected = vec![("INSERT", "conversations", "create_conversation")];
+    expected.extend([("INSERT", "messages", "append_message"); 9]);
+    expected.push(("SELECT", "conversations", "get_conversation"));
+    assert_eq!(calls, expected);
+    assert!(seen.iter().all(|s| s.ended), "every observation ended: {seen:?}");
+    assert!(seen.iter().all(|s| s.call.map(|c| c.backend) == Some(backend)));
+    for append in &seen[1..9] {
+        let batch = append.batch.expect("an append's batch");
+        assert!((1..=8).contains(&batch), "{append:?}");
+        assert_eq!(append.failed, None);
+    }
+    assert_eq!(seen[9].batch, Some(1), "the lone failed append: {:?}", seen[9]);
+    assert!(
+        seen[9].failed.as_deref().is_some_and(|e| e.contains("not found")),
+        "{:?}",
+        seen[9]
+    );
+    assert_eq!((seen[0].batch, seen[10].batch), (None, None), "not group-committed");
+    assert_eq!((&seen[0].failed, &seen[10].failed), (&None, &None));
 }

@@ -12,6 +12,8 @@
 //!   node), taken by the sweeper of a dead node.
 //! - `pubsub`: publishing, subscriptions (with a delayed unsubscribe), receiving.
 //! - `liveness`: heartbeats, dead-node sweeps, and the resync after an outage.
+//! - [`observe`]: the [`CommandObserver`] told of each command (the node's
+//!   trace spans), installed by [`RedisBackplane::observe`].
 //! - `memory`: the connections this node registered, to write back after an
 //!   outage (their groups are read from the node's registry then, through
 //!   [`LocalMembership`]).
@@ -36,6 +38,7 @@ mod keyspace;
 mod liveness;
 mod memory;
 pub mod names;
+pub mod observe;
 mod pubsub;
 mod scripts;
 mod stats;
@@ -59,6 +62,7 @@ use crate::{BackplaneError, ConnectionRecord, Delivery, Keyspace, LocalMembershi
 
 pub use config::{ConnectError, RedisConfig};
 pub use names::RedisNames;
+pub use observe::{Command, CommandObserver, Observed};
 pub use stats::RedisStats;
 
 use memory::Memory;
@@ -93,6 +97,8 @@ struct Shared {
     counters: Counters,
     /// `hubwire_redis_duration_seconds`: every call through [`Shared::call`].
     round_trips: prometheus::Histogram,
+    /// Told of every call through [`Shared::call`] ([`RedisBackplane::observe`]).
+    observer: std::sync::OnceLock<Arc<dyn CommandObserver>>,
     /// Set when the keyspace may not match memory; cleared by a resync.
     needs_resync: AtomicBool,
     /// A resync is writing this node back: not ready until it is done.
@@ -137,6 +143,7 @@ impl RedisBackplane {
             known_hubs: Mutex::default(),
             counters: Counters::default(),
             round_trips: stats::round_trips(),
+            observer: std::sync::OnceLock::new(),
             needs_resync: AtomicBool::new(false),
             resyncing: AtomicBool::new(false),
             wake: Notify::new(),
@@ -185,6 +192,13 @@ impl RedisBackplane {
     pub fn attach_membership(&self, membership: Arc<dyn LocalMembership>) {
         // A second owner would be a wiring mistake; the first one stays.
         let _ = self.shared.membership.set(membership);
+    }
+
+    /// Tells `observer` of every Redis command from now on (the node's trace
+    /// spans; [`observe`]). Only the first call counts.
+    pub fn observe(&self, observer: Arc<dyn CommandObserver>) {
+        // A second observer would be a wiring mistake; the first one stays.
+        let _ = self.shared.observer.set(observer);
     }
 
     /// The names this backplane uses (for operators and tests).
@@ -237,6 +251,18 @@ impl Shared {
         what: &str,
         call: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, BackplaneError> {
+        self.observed(connected, Command::plain(what), call).await
+    }
+
+    /// [`Shared::call_with`] of `command`, told to the observer, if any.
+    async fn observed<T>(
+        &self,
+        connected: bool,
+        command: Command<'_>,
+        call: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, BackplaneError> {
+        let mut observed = self.observer.get().and_then(|observer| observer.command(&command));
+        let what = command.what;
         let failure = if self.closed.load(Ordering::Relaxed) {
             format!("{what}: the backplane is shut down")
         } else if !connected {
@@ -250,12 +276,21 @@ impl Shared {
             }
         };
         Counters::bump(&self.counters.redis_errors);
+        if let Some(observed) = observed.as_mut() {
+            observed.failed(&failure);
+        }
         Err(BackplaneError::Unavailable(failure))
     }
 
-    /// Runs a Lua script through [`Shared::call`].
+    /// Runs a Lua script through [`Shared::call`] (observed as its `EVALSHA`).
     async fn script(&self, script: &LuaScript, keys: Vec<String>, args: Vec<String>) -> Result<Value, BackplaneError> {
-        self.call(script.name(), script.run(&self.client, keys, args)).await
+        let connected = self.client.is_connected();
+        self.observed(
+            connected,
+            Command::script(script.name()),
+            script.run(&self.client, keys, args),
+        )
+        .await
     }
 
     /// Notes that a keyspace write may not have reached Redis.

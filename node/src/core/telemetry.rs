@@ -262,6 +262,84 @@ pub fn invocation(hub: &str, method: &str, traceparent: Option<&str>) -> Option<
     Some(span)
 }
 
+/// Spans of store calls made within a traced invocation or request
+/// ([`hubwire_store::Store::observe`]): `{operation} {table}`, client kind,
+/// as OpenTelemetry's database conventions name them — `db.system.name`
+/// (`postgresql` / `sqlite`), `db.operation.name`, `db.collection.name`,
+/// `code.function.name` (the store method), `db.operation.batch.size` for a
+/// call that was group-committed; a child of [`current`]. Calls with no
+/// traced parent (sweeps, the outbox's background marks) have none.
+pub struct StoreSpans;
+
+impl hubwire_store::observe::Observer for StoreSpans {
+    fn call(&self, call: &hubwire_store::observe::Call) -> Option<Box<dyn hubwire_store::observe::Observed>> {
+        let parent = current()?;
+        let name = format!("{} {}", call.operation, call.collection);
+        let mut span = span(name, Kind::Client, Some(parent))?;
+        span.set(
+            "db.system.name",
+            match call.backend {
+                hubwire_store::Backend::Postgres => "postgresql",
+                hubwire_store::Backend::Sqlite => "sqlite",
+            },
+        );
+        span.set("db.operation.name", call.operation);
+        span.set("db.collection.name", call.collection);
+        span.set("code.function.name", call.method);
+        Some(Box::new(span))
+    }
+}
+
+impl hubwire_store::observe::Observed for Span {
+    fn batch(&mut self, size: usize) {
+        self.set("db.operation.batch.size", size);
+    }
+
+    fn failed(&mut self, error: &hubwire_store::StoreError) {
+        self.fail(error.to_string());
+    }
+}
+
+/// Spans of the Redis commands made within a traced invocation or request
+/// ([`hubwire_backplane::RedisBackplane::observe`]): the command (`SADD`,
+/// `HGET`; `EVALSHA {script}` for a keyspace script), client kind,
+/// `db.system.name = redis`, `db.operation.name` = the command,
+/// `db.stored_procedure.name` = the script, `hubwire.redis.call` = what the
+/// call is for; a child of [`current`]. Publishes are left to the node's own
+/// `PUBLISH` producer span (whose context travels to the other nodes);
+/// commands with no traced parent (heartbeats, sweeps, resyncs) have none.
+pub struct RedisSpans;
+
+impl hubwire_backplane::redis::CommandObserver for RedisSpans {
+    fn command(
+        &self,
+        command: &hubwire_backplane::redis::Command<'_>,
+    ) -> Option<Box<dyn hubwire_backplane::redis::Observed>> {
+        if matches!(command.name, "PUBLISH" | "SPUBLISH") {
+            return None;
+        }
+        let parent = current()?;
+        let name = match command.script {
+            Some(script) => format!("{} {script}", command.name),
+            None => command.name.to_owned(),
+        };
+        let mut span = span(name, Kind::Client, Some(parent))?;
+        span.set("db.system.name", "redis");
+        span.set("db.operation.name", command.name.to_owned());
+        if let Some(script) = command.script {
+            span.set("db.stored_procedure.name", script.to_owned());
+        }
+        span.set("hubwire.redis.call", command.what.to_owned());
+        Some(Box::new(span))
+    }
+}
+
+impl hubwire_backplane::redis::Observed for Span {
+    fn failed(&mut self, error: &str) {
+        self.fail(error);
+    }
+}
+
 /// Starts exporting to `endpoint` (the OTLP base URL, `http://host:4318`;
 /// spans go to `{endpoint}/v1/traces`) as `service.name` = `service` and
 /// `service.instance.id` = `node`. Only the first call of a process counts.

@@ -160,15 +160,20 @@ pub async fn upgrade(state: web::Data<AppState>, req: Request, framed: Framed<Tc
             Some(span)
         })
         .flatten();
+    // The connection's own work (its registration in the keyspace, joining
+    // its user's groups, its removal) runs in the connect span's context, so
+    // that its store calls and Redis commands are children of it.
+    let context = connect_span.as_ref().map(crate::core::telemetry::Span::context);
     // Boxed: the checks and the 101 are a passing phase, and their state would
     // otherwise stay part of actix's per-socket task for the connection's life
     // (memory per connection).
+    let opened = crate::core::telemetry::within(context, open(&node, &state.hubs, req, stream));
     let Some(Opened {
         accepted,
         socket: _socket,
         handshake,
         stream,
-    }) = Box::pin(open(&node, &state.hubs, req, stream)).await
+    }) = Box::pin(opened).await
     else {
         return;
     };
@@ -190,7 +195,8 @@ pub async fn upgrade(state: web::Data<AppState>, req: Request, framed: Framed<Tc
         connect_span.set("http.response.status_code", 101u16);
         connect_span.set("rpc.service", accepted.hub.name().to_owned());
     }
-    Box::pin(run(node.clone(), accepted, handshake, stream, early).instrument(span)).await;
+    let running = run(node.clone(), accepted, handshake, stream, early).instrument(span);
+    Box::pin(crate::core::telemetry::within(context, running)).await;
     drop(connect_span);
     if let Some(token) = token {
         node.negotiations.release(&token);
