@@ -179,6 +179,31 @@ impl Store {
         .await
     }
 
+    /// The users who share a conversation with `user` (`user` excluded),
+    /// each once: whom presence in "conversations" mode tells (one query; not
+    /// the inbox, whose last messages and unread counts it does not need).
+    pub async fn partners_of(&self, user: &str) -> Result<Vec<String>> {
+        self.observed("SELECT", "participants", "partners_of", async {
+            let inner = &*self.inner;
+            let mine = diesel::alias!(participants as mine);
+            let theirs = mine
+                .filter(mine.field(participants::user_id).eq(user))
+                .select(mine.field(participants::conversation_id));
+            let rows = with_conn!(inner, conn => {
+                participants::table
+                    .filter(participants::conversation_id.eq_any(theirs))
+                    .filter(participants::user_id.ne(user))
+                    .select(participants::user_id)
+                    .distinct()
+                    .order(participants::user_id)
+                    .load::<String>(conn)
+                    .await?
+            });
+            Ok(rows)
+        })
+        .await
+    }
+
     /// The participants of `conversation`, by user id.
     pub async fn participants(&self, conversation: &str) -> Result<Vec<Participant>> {
         self.observed("SELECT", "participants", "participants", async {

@@ -111,13 +111,15 @@ impl Store {
     }
 }
 
-/// How long a mark waits for others to share its update: marks are off the
-/// send's path (nobody waits for them but the outbox's claim), so under load
-/// one update marks a few hundred messages instead of a few each.
+/// How long marks taken under load wait for others to share their update:
+/// marks are off the send's path (nobody waits for them but the outbox's
+/// claim), so under load one update marks a few hundred messages instead of
+/// a few each. A mark that comes alone is written at once, so that a repeat
+/// sent right after the first send (on another node) finds it marked.
 const MARK_LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// The mark task: takes what is queued (up to `batch_max`, waiting
-/// [`MARK_LINGER`] for more) and writes it as one update, with up to
+/// The mark task: takes what is queued (up to `batch_max`, under load
+/// waiting [`MARK_LINGER`] for more) and writes it as one update, with up to
 /// `in_flight` updates at once; runs until every [`Store`] handle is gone.
 pub(crate) async fn run(
     db: Db,

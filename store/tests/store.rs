@@ -117,6 +117,22 @@ async fn participants_come_and_go(db: TestDb) {
     assert!(!store.is_participant("c", "b").await.expect("is"));
     let missing = store.add_participant("nope", "b").await;
     assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+    // Partners: everyone who shares a conversation, once, not the user.
+    store
+        .create_conversation(Some("d"), "group", &["a", "c", "e"])
+        .await
+        .expect("create d");
+    store
+        .create_conversation(Some("f"), "group", &["c", "a", "g"])
+        .await
+        .expect("create f");
+    store
+        .create_conversation(Some("h"), "group", &["x", "y"])
+        .await
+        .expect("create h");
+    assert_eq!(store.partners_of("a").await.expect("partners"), vec!["c", "e", "g"]);
+    assert_eq!(store.partners_of("x").await.expect("partners"), vec!["y"]);
+    assert!(store.partners_of("nobody").await.expect("partners").is_empty());
 }
 
 async fn client_message_id_deduplicates(db: TestDb) {

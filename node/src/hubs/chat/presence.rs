@@ -14,8 +14,6 @@
 //! Last seen is the keyspace's too (written with that last removal, kept 30
 //! days, the same on every node), or now while the user is online.
 
-use std::collections::BTreeSet;
-
 use serde_json::{json, Value};
 
 use super::catalog::Event;
@@ -85,12 +83,7 @@ impl Chat {
             PresenceAudience::Everyone => self.emit(node, event, Target::All, vec![], &fields).await?,
             PresenceAudience::Others => self.emit(node, event, Target::All, except, &fields).await?,
             PresenceAudience::Conversations => {
-                let mut others = BTreeSet::new();
-                for summary in self.store.conversations_of(user.as_str()).await? {
-                    others.extend(summary.conversation.participants);
-                }
-                others.remove(user.as_str());
-                for other in others {
+                for other in self.store.partners_of(user.as_str()).await? {
                     let target = Target::User(UserId::from(other));
                     self.emit(node, event, target, except.clone(), &fields).await?;
                 }
