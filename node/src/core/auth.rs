@@ -41,6 +41,8 @@ pub struct Principal {
     pub channels: Vec<String>,
     /// The `exp` claim, seconds since the Unix epoch.
     pub expires: u64,
+    /// A picture URL (the backend hook's `picture`; tokens carry none).
+    pub picture: Option<String>,
 }
 
 impl Principal {
@@ -95,7 +97,7 @@ fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
 /// A claim that may be one string or a list of strings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(untagged)]
-enum OneOrMany {
+pub(crate) enum OneOrMany {
     #[default]
     None,
     One(String),
@@ -103,7 +105,7 @@ enum OneOrMany {
 }
 
 impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
+    pub(crate) fn into_vec(self) -> Vec<String> {
         match self {
             OneOrMany::None => Vec::new(),
             OneOrMany::One(s) => vec![s],
@@ -277,6 +279,7 @@ impl Authenticator {
             tenant: c.tenant,
             roles: c.roles.into_vec(),
             channels: c.channels.into_vec(),
+            picture: None,
         })
     }
 
@@ -374,6 +377,7 @@ mod tests {
             roles: vec![],
             channels: vec![],
             expires: 0,
+            picture: None,
         };
         assert!(principal.may_join("anything"), "no claim: unrestricted");
         principal.channels = vec!["room-*".into(), "lobby".into(), "a*b*c".into(), "*-ü".into()];

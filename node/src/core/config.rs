@@ -351,6 +351,27 @@ config_fields! {
         /// Seconds the server waits for a client's result (a hub method's or
         /// the REST API's `:invoke`); then the caller gets an error. Default 30.
         client_result_timeout_secs: u64 = 30;
+        /// The app's backend (`http://app:5000`): the base URL of the hooks
+        /// hub definitions name in their `backend` table (authentication,
+        /// authorisation; `docs/hubs.md`). Default: none.
+        backend_url: Option<String> = None;
+        /// HMAC-SHA256 key signing every backend hook request
+        /// (`X-Hubwire-Signature`). Default: none (unsigned).
+        backend_secret: Option<String> = None;
+        /// Milliseconds a backend hook call may take; then the request is
+        /// refused (503 for authentication, the hub's refusal for
+        /// authorisation). Default 3000.
+        backend_timeout_ms: u64 = 3000;
+        /// Seconds an authentication answer (a principal or a refusal) is
+        /// reused for the same credentials (never beyond the principal's
+        /// `expiresIn`); 0 = not cached. Default 60.
+        backend_auth_cache_secs: u64 = 60;
+        /// Seconds an authorisation answer is reused for the same user,
+        /// method, group and arguments; 0 = not cached. Default 10.
+        backend_authorize_cache_secs: u64 = 10;
+        /// Answers each of the two backend caches holds at most (the oldest
+        /// go first). Default 10000.
+        backend_cache_entries: usize = 10_000;
         /// Hub definitions (`[[hub]]` tables, `docs/hubs.md`): hubs of a built-in
         /// kind under an app's own path and names. One at `/hubs/chat` replaces
         /// the built-in chat hub. In the environment: the same tables as a JSON
@@ -446,6 +467,24 @@ impl Config {
                 field: "trusted_proxies (HUBWIRE_TRUSTED_PROXIES)",
                 reason,
             })?;
+        }
+        if let Some(backend) = &self.backend_url {
+            crate::core::webhook::check_url(backend).map_err(|reason| ConfigError::Invalid {
+                field: "backend_url (HUBWIRE_BACKEND_URL)",
+                reason,
+            })?;
+        }
+        if let Some(secret) = self.backend_secret.as_deref().filter(|k| k.len() < 16) {
+            return Err(ConfigError::Invalid {
+                field: "backend_secret (HUBWIRE_BACKEND_SECRET)",
+                reason: format!("{} bytes is too short: at least 16", secret.len()),
+            });
+        }
+        if self.backend_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                field: "backend_timeout_ms (HUBWIRE_BACKEND_TIMEOUT_MS)",
+                reason: "must be positive".into(),
+            });
         }
         if let Some(public) = &self.public_url {
             let usable = url::Url::parse(public)
@@ -591,7 +630,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 61);
+        assert_eq!(Config::FIELDS.len(), 67);
     }
 
     #[test]

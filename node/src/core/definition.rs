@@ -23,7 +23,9 @@
 //! - `limits` (content length, id lengths, attachments, participants,
 //!   typing expiry, catch-up size, connections per user, rates);
 //! - `offline_hook`: where messages for users with no live connection are
-//!   POSTed (`crate::hubs::chat::offline`).
+//!   POSTed (`crate::hubs::chat::offline`);
+//! - `backend`: the paths of the app's authentication and authorisation
+//!   hooks under the node's `backend_url` (`crate::core::backend`).
 
 use std::collections::BTreeMap;
 
@@ -66,6 +68,25 @@ pub struct HubTable {
     pub limits: LimitsTable,
     /// The offline-delivery hook; absent: none.
     pub offline_hook: Option<OfflineHookTable>,
+    /// The app's backend hooks of this hub (authentication, authorisation:
+    /// `crate::core::backend`); absent: none.
+    pub backend: Option<BackendTable>,
+}
+
+/// The backend hooks of a hub: paths under the node's `backend_url`
+/// (`docs/hubs.md`, "The backend hooks").
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTable {
+    /// The authentication hook's path (`/hubwire/authenticate`): requests
+    /// without a valid JWT are authenticated by it. Absent: none.
+    pub authenticate: Option<String>,
+    /// Ask the authentication hook even when the request carries a valid
+    /// JWT. Default `false`.
+    pub authenticate_always: Option<bool>,
+    /// The authorisation hook's path (`/hubwire/authorize`): joins and
+    /// subscriptions are allowed only when it says so. Absent: none.
+    pub authorize: Option<String>,
 }
 
 /// The offline-delivery hook of a chat hub: each new message whose

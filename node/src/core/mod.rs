@@ -6,15 +6,18 @@
 //! # Layout, lowest first (a module uses only modules above it in this list)
 //! - [`definition`]: hub definitions as the configuration writes them
 //!   (`[[hub]]` tables; checked and resolved in `crate::hubs::definition`).
-//! - [`proxies`], [`config`]: the configuration (TOML file + `HUBWIRE_*`
-//!   environment) and the trusted-proxy blocks it holds.
 //! - [`webhook`]: signed JSON POSTs to a configured URL from a bounded
 //!   queue, with a timeout, retries and back-off (the chat kind's
-//!   offline-delivery hook).
+//!   offline-delivery hook); the node's one HTTP client.
+//! - [`proxies`], [`config`]: the configuration (TOML file + `HUBWIRE_*`
+//!   environment) and the trusted-proxy blocks it holds.
 //! - [`logging`]: the log output, plain text or JSON lines.
 //! - [`telemetry`]: OpenTelemetry spans and their OTLP/HTTP exporter.
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - [`auth`]: user tokens (JWT) and who they stand for.
+//! - [`backend`]: the app's backend hooks — authentication of requests
+//!   without a valid JWT, authorisation of joins and subscriptions — cached
+//!   and bounded by a timeout.
 //! - [`connection`]: one connection's handle: queue and close signal.
 //! - [`outbound`]: a message encoded once per protocol for many recipients.
 //! - [`registry`]: this node's connections by hub, group and user — the one
@@ -40,6 +43,7 @@
 pub mod acks;
 pub mod admission;
 pub mod auth;
+pub mod backend;
 pub mod client_results;
 pub mod config;
 pub mod connection;

@@ -93,6 +93,8 @@ pub struct Node {
     pub config: Config,
     /// Verifies user tokens.
     pub auth: Authenticator,
+    /// The app's backend hooks (authentication, authorisation).
+    pub backend: crate::core::backend::Backend,
     /// Cross-node delivery and the shared keyspace: reached only through the
     /// node's methods from outside the core.
     pub(in crate::core) backplane: AnyBackplane,
@@ -170,6 +172,7 @@ impl Node {
         backplane.attach_membership(registry.clone());
         Self {
             admission: Admission::new(&config, &metrics),
+            backend: crate::core::backend::Backend::from_config(&config),
             config,
             auth,
             backplane,

@@ -218,6 +218,7 @@ mod tests {
             roles: vec![],
             channels: vec![],
             expires: u64::MAX,
+            picture: None,
         });
         ConnectionHandle::new(
             id.into(),

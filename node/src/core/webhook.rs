@@ -205,9 +205,124 @@ pub fn signature(key: &[u8], body: &[u8]) -> String {
 
 /// One HTTP/1.1 `POST` of the JSON `body` to the `http://` `url`, with the
 /// `extra` headers: the answer's status code. The node's one HTTP client
-/// (this hook, and the OTLP exporter in `core::telemetry`).
+/// (this hook, the OTLP exporter in `core::telemetry`, and with
+/// [`post_json_answer`] the backend hooks of `core::backend`).
 pub(crate) async fn post_json(url: &url::Url, extra: &[(&str, &str)], body: &[u8]) -> std::io::Result<u16> {
-    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let mut stream = send_post(url, extra, body).await?;
+    let mut answer = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = answer.windows(2).position(|w| w == b"\r\n") {
+            return status_of(&answer[..end]).ok_or_else(|| invalid("not an HTTP status line"));
+        }
+        if answer.len() > MAX_STATUS_LINE {
+            return Err(invalid("status line too long"));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(invalid("connection closed before a status line"));
+        }
+        answer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// [`post_json`], reading the whole answer: its status code and body (by
+/// `Content-Length`, chunked, or up to the end of the connection), which
+/// may not exceed `max_body` bytes.
+pub(crate) async fn post_json_answer(
+    url: &url::Url,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    max_body: usize,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = send_post(url, extra, body).await?;
+    let mut answer = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        let done = n == 0;
+        answer.extend_from_slice(&chunk[..n]);
+        if answer.len() > MAX_STATUS_LINE + max_body {
+            return Err(invalid("answer too long"));
+        }
+        if let Some(parsed) = parse_answer(&answer, done)? {
+            return Ok(parsed);
+        }
+        if done {
+            return Err(invalid("connection closed before the answer was complete"));
+        }
+    }
+}
+
+/// The status and body of a complete HTTP/1.1 answer in `bytes`; `None`
+/// while more is needed (`ended`: the connection closed, so a body without
+/// a length ends here).
+fn parse_answer(bytes: &[u8], ended: bool) -> std::io::Result<Option<(u16, Vec<u8>)>> {
+    let Some(head_end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if bytes.len() > MAX_STATUS_LINE {
+            return Err(invalid("answer head too long"));
+        }
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| invalid("answer head is not text"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| status_of(l.as_bytes()))
+        .ok_or_else(|| invalid("not an HTTP status line"))?;
+    let (mut length, mut chunked) = (None, false);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.parse::<usize>().map_err(|_| invalid("bad Content-Length"))?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().contains("chunked");
+        }
+    }
+    let rest = &bytes[head_end + 4..];
+    if chunked {
+        return Ok(dechunk(rest)?.map(|body| (status, body)));
+    }
+    match length {
+        Some(length) if rest.len() >= length => Ok(Some((status, rest[..length].to_vec()))),
+        Some(_) if ended => Err(invalid("connection closed inside the body")),
+        Some(_) => Ok(None),
+        None if ended || status == 204 || status == 304 => Ok(Some((status, rest.to_vec()))),
+        None => Ok(None),
+    }
+}
+
+/// A chunked body decoded, `None` until its last chunk is in.
+fn dechunk(mut rest: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| invalid("bad chunk size"))?;
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
+        let data = &rest[line_end + 2..];
+        if size == 0 {
+            return Ok(Some(body));
+        }
+        if data.len() < size + 2 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&data[..size]);
+        rest = &data[size + 2..];
+    }
+}
+
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Connects to `url` and writes the `POST` (`Connection: close`).
+async fn send_post(url: &url::Url, extra: &[(&str, &str)], body: &[u8]) -> std::io::Result<TcpStream> {
     let host = url.host_str().ok_or_else(|| invalid("no host"))?;
     let port = url.port_or_known_default().unwrap_or(80);
     let mut stream = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
@@ -231,21 +346,7 @@ pub(crate) async fn post_json(url: &url::Url, extra: &[(&str, &str)], body: &[u8
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
     stream.flush().await?;
-    let mut answer = Vec::with_capacity(256);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(end) = answer.windows(2).position(|w| w == b"\r\n") {
-            return status_of(&answer[..end]).ok_or_else(|| invalid("not an HTTP status line"));
-        }
-        if answer.len() > MAX_STATUS_LINE {
-            return Err(invalid("status line too long"));
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(invalid("connection closed before a status line"));
-        }
-        answer.extend_from_slice(&chunk[..n]);
-    }
+    Ok(stream)
 }
 
 /// The code of a status line `HTTP/1.x NNN reason`.
@@ -281,6 +382,25 @@ mod tests {
         assert!(status_of(b"HTTP/1.1 204 No Content") == Some(204));
         assert!(status_of(b"HTTP/1.0 500").is_some());
         assert!(status_of(b"SSH-2.0").is_none());
+    }
+
+    #[test]
+    fn answers_are_read_by_length_chunked_or_to_the_end() {
+        let sized = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{}{}extra";
+        assert_eq!(parse_answer(sized, false).unwrap(), Some((200, b"{}{}".to_vec())));
+        assert_eq!(parse_answer(&sized[..30], false).unwrap(), None);
+        let chunked =
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{\"\r\n3;x=y\r\na\":\r\n2\r\n1}\r\n0\r\n\r\n";
+        assert_eq!(
+            parse_answer(chunked, false).unwrap(),
+            Some((200, br#"{"a":1}"#.to_vec()))
+        );
+        assert_eq!(parse_answer(&chunked[..60], false).unwrap(), None);
+        let no_length = b"HTTP/1.1 403 Forbidden\r\n\r\nno";
+        assert_eq!(parse_answer(no_length, false).unwrap(), None);
+        assert_eq!(parse_answer(no_length, true).unwrap(), Some((403, b"no".to_vec())));
+        assert!(parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab", true).is_err());
+        assert!(parse_answer(b"SSH-2.0\r\n\r\n", true).is_err());
     }
 
     fn counters() -> WebhookCounters {

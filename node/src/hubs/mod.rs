@@ -55,6 +55,7 @@ pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, Defini
             HubKind::Chat => &chat::catalog::CATALOG,
         };
         let def = Definition::resolve(table, catalog)?;
+        check_backend(config, table)?;
         let taken = resolved
             .iter()
             .find(|(_, d)| d.name.eq_ignore_ascii_case(&def.name) || d.path.eq_ignore_ascii_case(&def.path));
@@ -80,6 +81,33 @@ pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, Defini
     Ok(resolved)
 }
 
+/// A definition's `backend` hooks need the node's `backend_url` and must
+/// be paths under it.
+fn check_backend(config: &Config, table: &HubTable) -> Result<(), DefinitionError> {
+    let Some(backend) = &table.backend else {
+        return Ok(());
+    };
+    let error = |field: &str, reason: String| DefinitionError {
+        hub: table.path.clone(),
+        field: format!("backend.{field}"),
+        reason,
+    };
+    for (field, path) in [
+        ("authenticate", &backend.authenticate),
+        ("authorize", &backend.authorize),
+    ] {
+        let Some(path) = path else { continue };
+        let Some(base) = config.backend_url.as_deref().and_then(|u| url::Url::parse(u).ok()) else {
+            return Err(error(
+                field,
+                "a hook needs the node's backend_url (HUBWIRE_BACKEND_URL)".into(),
+            ));
+        };
+        crate::core::backend::hook_url(&base, path).map_err(|reason| error(field, reason))?;
+    }
+    Ok(())
+}
+
 /// The built-in chat hub's table: MISSION.md's names, all defaults.
 fn default_chat() -> HubTable {
     HubTable {
@@ -92,6 +120,7 @@ fn default_chat() -> HubTable {
         refusals: Default::default(),
         limits: Default::default(),
         offline_hook: None,
+        backend: None,
     }
 }
 

@@ -18,7 +18,7 @@ pub async fn negotiate(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     if node.is_shutting_down() {
         return HttpResponse::ServiceUnavailable().body("The server is shutting down.");
     }
-    let principal = match authorize_connection(&req, node, &hub) {
+    let principal = match authorize_connection(&req, node, &hub, None).await {
         Ok(principal) => principal,
         Err(refused) => return refused.response(),
     };

@@ -3,9 +3,13 @@
 
 use std::sync::Arc;
 
+use std::net::IpAddr;
+
+use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::core::auth::Principal;
+use crate::core::backend::{AuthAnswer, Credentials};
 use crate::core::hub::HubSet;
 use crate::core::node::Node;
 use crate::hubs::chat::ChatHub;
@@ -43,7 +47,7 @@ pub fn request_token(req: &HttpRequest) -> Option<String> {
 
 /// The bearer token of a request given by its headers and query string:
 /// `Authorization: Bearer` first, then the `access_token` query parameter.
-pub fn token_from(headers: &actix_web::http::header::HeaderMap, query: &str) -> Option<String> {
+pub fn token_from(headers: &HeaderMap, query: &str) -> Option<String> {
     if let Some(value) = headers.get(actix_web::http::header::AUTHORIZATION) {
         if let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
             return Some(token.trim().to_owned());
@@ -52,36 +56,123 @@ pub fn token_from(headers: &actix_web::http::header::HeaderMap, query: &str) -> 
     query_value(query, "access_token")
 }
 
-/// A connection request without a valid token for a hub that requires one.
-#[derive(Debug)]
-pub struct Unauthorized;
+/// Why a negotiate or connect request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthorized {
+    /// No valid token, and the backend (if asked) did not sign it in: 401.
+    Unauthenticated,
+    /// The backend's authentication hook refused it: 403.
+    Forbidden,
+    /// The backend's authentication hook could not be asked in time: 503.
+    Unavailable,
+}
 
 impl Unauthorized {
-    /// The 401 response, with the `WWW-Authenticate` challenge.
-    pub fn response(&self) -> HttpResponse {
-        HttpResponse::Unauthorized()
-            .insert_header(("WWW-Authenticate", "Bearer"))
-            .finish()
+    /// The status code.
+    pub fn status(self) -> u16 {
+        match self {
+            Unauthorized::Unauthenticated => 401,
+            Unauthorized::Forbidden => 403,
+            Unauthorized::Unavailable => 503,
+        }
     }
+
+    /// The response: 401 with the `WWW-Authenticate` challenge, 403, 503.
+    pub fn response(self) -> HttpResponse {
+        match self {
+            Unauthorized::Unauthenticated => HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer"))
+                .finish(),
+            Unauthorized::Forbidden => HttpResponse::Forbidden().body("Forbidden."),
+            Unauthorized::Unavailable => {
+                HttpResponse::ServiceUnavailable().body("The authentication backend is unavailable.")
+            }
+        }
+    }
+}
+
+/// What of a request authentication looks at.
+pub struct RequestAuth<'a> {
+    /// Its headers.
+    pub headers: &'a HeaderMap,
+    /// Its query string.
+    pub query: &'a str,
+    /// The client's address.
+    pub peer: Option<IpAddr>,
+    /// The transport (`WebSockets`, ...); none for negotiate.
+    pub transport: Option<&'a str>,
 }
 
 /// Authenticates a negotiate or connect request for `hub`: the user, or `None`
 /// for an anonymous hub without a token.
-pub fn authorize_connection(req: &HttpRequest, node: &Node, hub: &HubName) -> Result<Option<Principal>, Unauthorized> {
-    authorize_token(request_token(req), node, hub)
+pub async fn authorize_connection(
+    req: &HttpRequest,
+    node: &Node,
+    hub: &HubName,
+    transport: Option<&str>,
+) -> Result<Option<Principal>, Unauthorized> {
+    let request = RequestAuth {
+        headers: req.headers(),
+        query: req.query_string(),
+        peer: req.peer_addr().map(|a| a.ip()),
+        transport,
+    };
+    authenticate(&request, node, hub).await
 }
 
-/// [`authorize_connection`] for a token already taken from the request.
-pub fn authorize_token(token: Option<String>, node: &Node, hub: &HubName) -> Result<Option<Principal>, Unauthorized> {
-    match token {
-        Some(token) => match node.auth.verify(&token) {
-            Ok(principal) => Ok(Some(principal)),
-            Err(e) => {
-                tracing::debug!(error = %e, hub = %hub, "connection refused");
-                Err(Unauthorized)
+/// Authenticates `request` for `hub`: a valid JWT (`Authorization: Bearer`
+/// or `access_token`) stands for its user; without one — or always, with
+/// `authenticate_always` — a hub with an authentication hook asks the
+/// app's backend (`crate::core::backend`), whose 401 leaves an anonymous
+/// hub anonymous. Otherwise an anonymous hub takes the request without a
+/// user, and any other refuses it.
+pub async fn authenticate(
+    request: &RequestAuth<'_>,
+    node: &Node,
+    hub: &HubName,
+) -> Result<Option<Principal>, Unauthorized> {
+    let token = token_from(request.headers, request.query);
+    let hook = node.backend.authenticates(hub.as_str());
+    if let Some(token) = &token {
+        if hook != Some(true) {
+            match node.auth.verify(token) {
+                Ok(principal) => return Ok(Some(principal)),
+                Err(e) if hook.is_none() => {
+                    tracing::debug!(error = %e, hub = %hub, "connection refused");
+                    return Err(Unauthorized::Unauthenticated);
+                }
+                Err(e) => tracing::debug!(error = %e, hub = %hub, "no valid token: asking the backend"),
             }
-        },
-        None if node.config.hub_is_anonymous(hub.as_str()) => Ok(None),
-        None => Err(Unauthorized),
+        }
+    }
+    let anonymous = node.config.hub_is_anonymous(hub.as_str());
+    if hook.is_none() {
+        return if anonymous {
+            Ok(None)
+        } else {
+            Err(Unauthorized::Unauthenticated)
+        };
+    }
+    let header = |name: actix_web::http::header::HeaderName| request.headers.get(name).and_then(|v| v.to_str().ok());
+    let credentials = Credentials {
+        cookie: header(actix_web::http::header::COOKIE),
+        authorization: header(actix_web::http::header::AUTHORIZATION),
+        access_token: token.as_deref(),
+        remote_addr: request.peer,
+        transport: request.transport,
+    };
+    match node.backend.authenticate(hub.as_str(), &credentials).await {
+        Ok(AuthAnswer::Accepted(principal)) => Ok(Some(principal)),
+        Ok(AuthAnswer::Unauthorized) if anonymous => Ok(None),
+        Ok(AuthAnswer::Unauthorized) => Err(Unauthorized::Unauthenticated),
+        Ok(AuthAnswer::Forbidden) => {
+            node.metrics.request_refused("backend_forbidden");
+            Err(Unauthorized::Forbidden)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, hub = %hub, "authentication backend unavailable: refusing the request");
+            node.metrics.request_refused("backend_unavailable");
+            Err(Unauthorized::Unavailable)
+        }
     }
 }

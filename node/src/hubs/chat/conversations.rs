@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::catalog::Event;
 use super::payload::{self, iso8601, message_fields};
-use super::{caller_user, optional_text, text, Chat, Failure, Refusal};
+use super::{caller_user, optional_text, text, Chat, Failure, Invocation, Refusal};
 use crate::core::hub::{HubCall, HubError};
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError};
@@ -55,13 +55,20 @@ impl Chat {
 
     /// `join_conversation(conversationId, afterMessageId?)`: participants
     /// only; joins the group, tells the group, returns the messages after
-    /// the cursor (none without one; `0` means from the first).
-    pub(super) async fn join(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, Failure> {
+    /// the cursor (none without one; `0` means from the first). With an
+    /// authorisation hook (`asked`), the backend must allow it too.
+    pub(super) async fn join(
+        &self,
+        call: &HubCall,
+        args: &BoundArgs,
+        asked: Option<&Invocation>,
+    ) -> Result<Value, Failure> {
         let user = caller_user(call)?;
         let conversation = self.conversation_arg(call, args)?;
         let after = message_id(args, "afterMessageId")?;
         self.check_participant(&conversation, &user).await?;
         let group = self.group(&conversation);
+        self.check_backend(call, &user, group.as_str(), asked).await?;
         call.join_group(&group).await?;
         let fields = payload::fields([
             ("conversationId", json!(conversation)),

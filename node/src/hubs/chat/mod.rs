@@ -292,14 +292,20 @@ impl Chat {
         Ok(conversation)
     }
 
-    async fn run(self: Arc<Self>, call: HubCall, op: Op, args: BoundArgs) -> Result<Value, Failure> {
+    async fn run(
+        self: Arc<Self>,
+        call: HubCall,
+        op: Op,
+        args: BoundArgs,
+        asked: Option<Invocation>,
+    ) -> Result<Value, Failure> {
         if let Some(user) = call.caller.user() {
             self.check_length(&call.node, Bounded::UserId, user.as_str())?;
         }
         match op {
             Op::Ping => Ok(Value::from("pong")),
             Op::GetPresence => self.get_presence(&call, &args).await,
-            Op::JoinConversation => self.join(&call, &args).await,
+            Op::JoinConversation => self.join(&call, &args, asked.as_ref()).await,
             Op::LeaveConversation => self.leave(&call, &args).await,
             Op::SendMessage => self.send(&call, &args, false).await,
             Op::SendDirectMessage => self.send(&call, &args, true).await,
@@ -308,6 +314,43 @@ impl Chat {
             Op::MarkAsRead => self.mark_read(&call, &args).await,
             Op::GetConversations => self.get_conversations(&call).await,
             Op::UpdatePresence => self.update_presence(&call, &args).await,
+        }
+    }
+}
+
+/// A client's invocation as the backend's authorisation hook is told of it.
+pub(super) struct Invocation {
+    /// The method as the client named it.
+    method: String,
+    /// Its arguments as sent.
+    arguments: Vec<Value>,
+}
+
+impl Chat {
+    /// With `asked` (the hub names an authorisation hook), asks the
+    /// backend whether `user` may join `group`: a denial, and a backend
+    /// that cannot answer (logged), refuse as a non-participant.
+    async fn check_backend(
+        &self,
+        call: &HubCall,
+        user: &UserId,
+        group: &str,
+        asked: Option<&Invocation>,
+    ) -> Result<(), Failure> {
+        let Some(asked) = asked else {
+            return Ok(());
+        };
+        let backend = &call.node.backend;
+        match backend
+            .authorize(self.hub.as_str(), user, &asked.method, group, &asked.arguments)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Failure::Refused(Refusal::NotParticipant)),
+            Err(e) => {
+                tracing::warn!(user = %user, group, error = %e, "authorisation backend unavailable: refusing the join");
+                Err(Failure::Refused(Refusal::NotParticipant))
+            }
         }
     }
 }
@@ -358,9 +401,16 @@ impl Hub for ChatHub {
         let Some((bound, op)) = bound.and_then(|b| Some((b, Op::of(b.operation)?))) else {
             return Box::pin(async move { Err(HubError::Internal(format!("no method number {method}"))) });
         };
+        // What the backend's authorisation hook is told of a join: the
+        // method as the client named it and its arguments as sent.
+        let asked =
+            (matches!(op, Op::JoinConversation) && call.node.backend.authorizes(&chat.def.name)).then(|| Invocation {
+                method: bound.spec.name.to_string(),
+                arguments: args.clone(),
+            });
         let args = chat.def.bind(&CATALOG, bound, args);
         Box::pin(async move {
-            match chat.clone().run(call.clone(), op, args).await {
+            match chat.clone().run(call.clone(), op, args, asked).await {
                 Ok(value) => Ok(HubReply::Value(value)),
                 Err(Failure::Refused(refusal)) => chat.refuse(&call, refusal).await,
                 Err(Failure::Error(error)) => Err(error),

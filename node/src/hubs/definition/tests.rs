@@ -431,3 +431,25 @@ fn an_offline_hook_needs_an_http_url_and_a_long_enough_secret() {
     ));
     assert_eq!(queue.field, "offline_hook.queue");
 }
+
+#[test]
+fn backend_hooks_need_the_backend_url_and_paths_under_it() {
+    let hooked = |backend: &str| table(&format!("kind = \"chat\"\npath = \"/chathub\"\n[backend]\n{backend}\n"));
+    let mut config = Config {
+        hub: vec![hooked("authenticate = \"/hubwire/authenticate\"")],
+        ..Config::default()
+    };
+    let error = definitions(&config).expect_err("no backend_url");
+    assert_eq!(error.field, "backend.authenticate");
+    assert!(error.reason.contains("backend_url"), "{}", error.reason);
+    config.backend_url = Some("http://app:5000/api".into());
+    assert!(definitions(&config).is_ok());
+    let backend = crate::core::backend::Backend::from_config(&config);
+    assert_eq!(backend.authenticates("chathub"), Some(false));
+    assert!(!backend.authorizes("chathub"), "no authorize hook named");
+    config.hub = vec![hooked("authorize = \"hubwire/authorize\"")];
+    let error = definitions(&config).expect_err("a relative path");
+    assert_eq!(error.field, "backend.authorize");
+    let typo = toml::from_str::<HubTable>("kind = \"chat\"\npath = \"/x\"\n[backend]\nauthenticat = \"/x\"\n");
+    assert!(typo.unwrap_err().to_string().contains("authenticat"));
+}

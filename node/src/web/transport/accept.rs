@@ -14,7 +14,7 @@ use crate::core::drain::Hold;
 use crate::core::hub::{Hub, HubSet};
 use crate::core::negotiations::ClaimError;
 use crate::core::node::Node;
-use crate::web::state::{authorize_token, token_from};
+use crate::web::state::{authenticate, RequestAuth, Unauthorized};
 use hubwire_backplane::{ConnectionId, HubName};
 
 /// A request that may open a connection to `hub`.
@@ -27,13 +27,16 @@ pub(super) struct Checked {
 }
 
 /// The hub served at `path` (404), not draining (503), an allowed Origin
-/// (403), a valid token or an anonymous hub (401).
-pub(super) fn check(
+/// (403), a valid token, the backend's principal or an anonymous hub (401;
+/// 403 and 503 from the backend: [`authenticate`]).
+pub(super) async fn check(
     node: &Node,
     hubs: &HubSet,
     path: &str,
     headers: &HeaderMap,
     query: &str,
+    peer: Option<std::net::IpAddr>,
+    transport: &str,
 ) -> Result<Checked, Refusal> {
     let Some(hub) = hubs.at_path(path) else {
         return Err(Refusal::new(404, "Not Found", "No hub with that name."));
@@ -49,16 +52,33 @@ pub(super) fn check(
         node.metrics.request_refused("origin");
         return Err(Refusal::new(403, "Forbidden", "Origin not allowed."));
     }
-    let principal = authorize_token(token_from(headers, query), node, &hub_name).map_err(|_| Refusal {
-        header: Some(("www-authenticate", "Bearer")),
-        ..Refusal::new(401, "Unauthorized", "")
-    })?;
+    let request = RequestAuth {
+        headers,
+        query,
+        peer,
+        transport: Some(transport),
+    };
+    let principal = authenticate(&request, node, &hub_name).await.map_err(refusal)?;
     Ok(Checked {
         hub,
         hub_name,
         principal,
         hold,
     })
+}
+
+/// The refusal of a request [`authenticate`] refused.
+pub(super) fn refusal(refused: Unauthorized) -> Refusal {
+    match refused {
+        Unauthorized::Unauthenticated => Refusal {
+            header: Some(("www-authenticate", "Bearer")),
+            ..Refusal::new(401, "Unauthorized", "")
+        },
+        Unauthorized::Forbidden => Refusal::new(403, "Forbidden", "Forbidden."),
+        Unauthorized::Unavailable => {
+            Refusal::new(503, "Service Unavailable", "The authentication backend is unavailable.")
+        }
+    }
 }
 
 /// Claims the negotiated connection of `token` for `checked`'s user: its id,

@@ -29,7 +29,7 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>, token: String) -
     if session.kind != Kind::LongPolling {
         return text(400, "Cannot change transports mid-connection");
     }
-    if let Err(refusal) = check_user(&req, &state.node, &session) {
+    if let Err(refusal) = check_user(&req, &state.node, &session).await {
         return refusal.response();
     }
     let mut response = answer(&session, state.node.config.long_poll_timeout()).await;

@@ -45,7 +45,7 @@ use crate::core::dispatch::Dispatcher;
 use crate::core::metrics::DisconnectReason;
 use crate::core::metrics::RefusalReason;
 use crate::core::node::Node;
-use crate::web::state::{authorize_token, query_value, token_from, AppState};
+use crate::web::state::{authenticate, query_value, AppState, RequestAuth};
 use hubwire_backplane::{BackplaneError, ConnectionId, HubName};
 use hubwire_protocol::{encode_handshake_response, parse_handshake_request, HubMessage, Protocol};
 
@@ -69,7 +69,7 @@ pub(super) fn text(status: u16, body: &'static str) -> HttpResponse {
 
 /// The session of a request after the first: by its token (400 without one,
 /// 404 unknown here), for the same hub (404) and user (401, 403).
-pub(super) fn find(req: &HttpRequest, state: &AppState) -> Result<Arc<Session>, Refusal> {
+pub(super) async fn find(req: &HttpRequest, state: &AppState) -> Result<Arc<Session>, Refusal> {
     let Some(token) = query_value(req.query_string(), "id").filter(|t| !t.is_empty()) else {
         return Err(Refusal::new(400, "Bad Request", "Connection ID required"));
     };
@@ -79,17 +79,21 @@ pub(super) fn find(req: &HttpRequest, state: &AppState) -> Result<Arc<Session>, 
         .get(&token)
         .filter(|s| hub.as_ref() == Some(&s.hub))
         .ok_or_else(|| Refusal::new(404, "Not Found", "No Connection with that ID"))?;
-    check_user(req, &state.node, &session)?;
+    check_user(req, &state.node, &session).await?;
     Ok(session)
 }
 
 /// The request must be authenticated as the session's user.
-pub(super) fn check_user(req: &HttpRequest, node: &Node, session: &Session) -> Result<(), Refusal> {
-    let token = token_from(req.headers(), req.query_string());
-    let principal = authorize_token(token, node, &session.hub).map_err(|_| Refusal {
-        header: Some(("www-authenticate", "Bearer")),
-        ..Refusal::new(401, "Unauthorized", "")
-    })?;
+pub(super) async fn check_user(req: &HttpRequest, node: &Node, session: &Session) -> Result<(), Refusal> {
+    let request = RequestAuth {
+        headers: req.headers(),
+        query: req.query_string(),
+        peer: req.peer_addr().map(|a| a.ip()),
+        transport: Some(session.kind.name()),
+    };
+    let principal = authenticate(&request, node, &session.hub)
+        .await
+        .map_err(accept::refusal)?;
     if principal.as_ref().map(|p| &p.user) != session.user.as_ref() {
         node.metrics.request_refused("user_mismatch");
         return Err(Refusal::new(
@@ -111,8 +115,18 @@ pub(super) async fn open(
     kind: Kind,
 ) -> Result<Arc<Session>, HttpResponse> {
     let node = &state.node;
-    let checked =
-        accept::check(node, &state.hubs, req.path(), req.headers(), req.query_string()).map_err(|r| r.response())?;
+    let peer = req.peer_addr().map(|a| a.ip());
+    let checked = accept::check(
+        node,
+        &state.hubs,
+        req.path(),
+        req.headers(),
+        req.query_string(),
+        peer,
+        kind.name(),
+    )
+    .await
+    .map_err(|r| r.response())?;
     let id = accept::claim(node, &token, &checked).map_err(|r| r.response())?;
     let (inbound, inbound_rx) = mpsc::channel(INBOUND_CHUNKS);
     let session = Arc::new(Session {
@@ -148,7 +162,7 @@ pub(super) async fn open(
 /// `POST {hub}?id=`: the client's records. Answered 200 once they are
 /// dispatched; 409 while another `POST` of the connection is in progress.
 pub async fn post(req: HttpRequest, mut body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
-    let session = match find(&req, &state) {
+    let session = match find(&req, &state).await {
         Ok(session) => session,
         Err(refusal) => return refusal.response(),
     };
@@ -177,7 +191,7 @@ pub async fn post(req: HttpRequest, mut body: web::Payload, state: web::Data<App
 /// `DELETE {hub}?id=`: a long-polling client ends its connection (202); the
 /// SSE transport has no DELETE (400), as in ASP.NET Core.
 pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let session = match find(&req, &state) {
+    let session = match find(&req, &state).await {
         Ok(session) => session,
         Err(refusal) => return refusal.response(),
     };

@@ -92,13 +92,19 @@ struct Accepted {
 /// Checks the request as the connect endpoint must: path, WebSocket headers,
 /// then what every transport checks ([`super::accept`]), the key, the
 /// negotiated id.
-fn accept(node: &Node, hubs: &HubSet, req: &Request) -> Result<Accepted, Refusal> {
+async fn accept(
+    node: &Node,
+    hubs: &HubSet,
+    req: &Request,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Accepted, Refusal> {
     if hubs.at_path(req.path()).is_none() && !req.path().starts_with("/hubs/") {
         return Err(Refusal::new(404, "Not Found", ""));
     }
     actix_http::ws::verify_handshake(req.head()).map_err(handshake_refusal)?;
     let query = req.uri().query().unwrap_or("");
-    let checked = super::accept::check(node, hubs, req.path(), &req.head().headers, query)?;
+    let headers = &req.head().headers;
+    let checked = super::accept::check(node, hubs, req.path(), headers, query, peer, TRANSPORT).await?;
     let key = req
         .head()
         .headers
@@ -217,9 +223,10 @@ struct Opened<'a> {
 async fn open<'a>(node: &'a Node, hubs: &HubSet, req: Request, stream: TcpStream) -> Option<Opened<'a>> {
     let limit = WriteLimit::new(node);
     // Admission first: it is the cheapest check, and a refused socket claims nothing.
-    let admitted = node.admission.admit(stream.peer_addr().ok().map(|a| a.ip()));
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let admitted = node.admission.admit(peer);
     let accepted = match admitted {
-        Ok(permits) => accept(node, hubs, &req).map(|accepted| (permits, accepted)),
+        Ok(permits) => accept(node, hubs, &req, peer).await.map(|accepted| (permits, accepted)),
         Err(reason) => {
             node.metrics.connections_refused.count(reason);
             Err(admission_refusal(reason))
@@ -922,22 +929,34 @@ mod tests {
             ..crate::core::config::Config::default()
         };
         let AppState { node, hubs, .. } = crate::build(config).await.unwrap();
-        let status = |uri: &str| accept(&node, &hubs, &upgrade_request(uri)).err().map(|r| r.status);
-        assert_eq!(status("/other"), Some(404));
-        assert_eq!(status("/hubs/nope"), Some(404));
-        assert_eq!(status("/hubs/diagnostics"), Some(401), "no token");
-        assert_eq!(status("/hubs/diagnostics?access_token=garbage"), Some(401));
+        let (node, hubs) = (&node, &hubs);
+        let status = |uri: String| async move {
+            accept(node, hubs, &upgrade_request(&uri), None)
+                .await
+                .err()
+                .map(|r| r.status)
+        };
+        assert_eq!(status("/other".into()).await, Some(404));
+        assert_eq!(status("/hubs/nope".into()).await, Some(404));
+        assert_eq!(status("/hubs/diagnostics".into()).await, Some(401), "no token");
+        assert_eq!(status("/hubs/diagnostics?access_token=garbage".into()).await, Some(401));
         let token = node.auth.issue(&crate::core::auth::Claims::new("alice", 60)).unwrap();
         let with_token = format!("/hubs/diagnostics?access_token={token}");
-        let accepted = accept(&node, &hubs, &upgrade_request(&with_token)).ok().unwrap();
+        let accepted = accept(node, hubs, &upgrade_request(&with_token), None)
+            .await
+            .ok()
+            .unwrap();
         // RFC 6455's own example key and answer.
         assert_eq!(&accepted.accept_key, b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(accepted.principal.unwrap().user.as_str(), "alice");
-        assert_eq!(status(&format!("{with_token}&id=unknown")), Some(404));
+        assert_eq!(status(format!("{with_token}&id=unknown")).await, Some(404));
         let plain = actix_http::test::TestRequest::with_uri(&with_token).finish();
-        assert_eq!(accept(&node, &hubs, &plain).err().map(|r| r.status), Some(400));
+        assert_eq!(
+            accept(node, hubs, &plain, None).await.err().map(|r| r.status),
+            Some(400)
+        );
 
         node.begin_shutdown();
-        assert_eq!(status(&with_token), Some(503));
+        assert_eq!(status(with_token).await, Some(503));
     }
 }
