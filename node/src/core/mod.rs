@@ -16,6 +16,8 @@
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - [`auth`]: user tokens (JWT) and who they stand for.
 //! - [`connection`]: one connection's handle: queue and close signal.
+//! - [`upstream`]: Azure SignalR Service's serverless upstream — connection
+//!   events and invocations of methods a hub lacks, POSTed to the backend.
 //! - [`outbound`]: a message encoded once per protocol for many recipients.
 //! - [`registry`]: this node's connections by hub, group and user — the one
 //!   owner of local group membership.
@@ -60,5 +62,6 @@ pub mod replay;
 pub mod result_waiters;
 pub mod telemetry;
 pub mod upload;
+pub mod upstream;
 pub mod user_state;
 pub mod webhook;

@@ -76,10 +76,14 @@ pub fn authorize_token(token: Option<String>, node: &Node, hub: &HubName) -> Res
     match token {
         Some(token) => match node.auth.verify(&token) {
             Ok(principal) => Ok(Some(principal)),
-            Err(e) => {
-                tracing::debug!(error = %e, hub = %hub, "connection refused");
-                Err(Unauthorized)
-            }
+            // Else an Azure client token, signed with the access key.
+            Err(e) => match crate::web::azure::verify_client_token(&token, node, hub) {
+                Ok(principal) => Ok(principal),
+                Err(azure) => {
+                    tracing::debug!(error = %e, azure = %azure, hub = %hub, "connection refused");
+                    Err(Unauthorized)
+                }
+            },
         },
         None if node.config.hub_is_anonymous(hub.as_str()) => Ok(None),
         None => Err(Unauthorized),
