@@ -99,8 +99,14 @@ impl Peer {
 
     /// Sends `value` to be echoed and waits for it to come back.
     pub async fn echo(&mut self, value: Value) -> Result<Value, ClientError> {
+        self.echo_by("Echo", value).await
+    }
+
+    /// [`Peer::echo`] through hub method `method` (hubwire only; e.g. one the
+    /// hub lacks, forwarded to an upstream that echoes).
+    pub async fn echo_by(&mut self, method: &str, value: Value) -> Result<Value, ClientError> {
         match self {
-            Self::Hubwire(c) => c.invoke("Echo", vec![value]).await,
+            Self::Hubwire(c) => c.invoke(method, vec![value]).await,
             Self::SocketIo(c) => Ok(c
                 .call("echo", vec![value])
                 .await?

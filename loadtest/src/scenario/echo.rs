@@ -27,6 +27,10 @@ pub struct EchoArgs {
     /// Size of the echoed string, in bytes.
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
+    /// The hub method invoked (hubwire only): `Echo`, or a method the hub
+    /// lacks, forwarded to an upstream (`scripts/bench-upstream.sh`).
+    #[arg(long, default_value = "Echo")]
+    pub method: String,
 }
 
 /// The result of an echo run.
@@ -60,11 +64,12 @@ pub async fn run(common: Common, args: EchoArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|(_, mut client)| {
             let (stop, done, errors, payload) = (stop.clone(), done.clone(), errors.clone(), payload.clone());
+            let method = args.method.clone();
             tokio::spawn(async move {
                 let mut latencies = Latencies::default();
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    match client.echo(json!(payload)).await {
+                    match client.echo_by(&method, json!(payload)).await {
                         Ok(_) => {
                             latencies.record(t.elapsed().as_micros() as u64);
                             done.fetch_add(1, Ordering::Relaxed);

@@ -377,6 +377,20 @@ config_fields! {
         /// the built-in chat hub. In the environment: the same tables as a JSON
         /// array. Default: none (the built-in `/hubs/chat` with MISSION's names).
         hub: Vec<HubTable> = Vec::new();
+        /// Azure SignalR Service upstream (serverless mode, `docs/rest-api.md`):
+        /// an `http://` URL template with `{hub}`, `{category}` and `{event}`.
+        /// When set, every hub POSTs its connections' `connected` /
+        /// `disconnected` events and invocations of methods it does not define
+        /// there, signed with `access_key`. Default: none (unknown methods are
+        /// refused as before).
+        upstream_url: Option<String> = None;
+        /// Milliseconds an upstream request may take (connect, send, whole
+        /// answer); then the invocation gets an error Completion. Default 5000.
+        upstream_timeout_ms: u64 = 5000;
+        /// Invocations one connection may have waiting on the upstream at once;
+        /// more wait for one of them to finish (the connection's other
+        /// invocations queue behind). Default 4.
+        upstream_concurrency: usize = 4;
     }
 }
 
@@ -485,6 +499,16 @@ impl Config {
                 field: "backend_timeout_ms (HUBWIRE_BACKEND_TIMEOUT_MS)",
                 reason: "must be positive".into(),
             });
+        }
+        if let Some(upstream) = &self.upstream_url {
+            let sample = upstream
+                .replace("{hub}", "hub")
+                .replace("{category}", "messages")
+                .replace("{event}", "event");
+            crate::core::webhook::check_url(&sample).map_err(|reason| ConfigError::Invalid {
+                field: "upstream_url (HUBWIRE_UPSTREAM_URL)",
+                reason,
+            })?;
         }
         if let Some(public) = &self.public_url {
             let usable = url::Url::parse(public)
@@ -630,7 +654,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 67);
+        assert_eq!(Config::FIELDS.len(), 70);
     }
 
     #[test]

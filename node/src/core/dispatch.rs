@@ -13,6 +13,11 @@
 //! keep the worker from everyone else's, and a connection runs at most
 //! `max_streams_per_connection` at once: beyond it a stream invocation is
 //! answered with a Completion error and the connection stays open.
+//!
+//! With an upstream configured (`core::upstream`), an invocation of a method
+//! the hub does not define is not refused but forwarded: it runs on a task of
+//! its own, at most `upstream_concurrency` per connection at once, and its
+//! Completion is the upstream's answer (or an error; the connection stays).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -75,6 +80,8 @@ struct Context {
     uploads: Uploads,
     /// `hubwire_invocation_duration_seconds` of each method, resolved on its first call.
     durations: RefCell<Vec<Option<Histogram>>>,
+    /// Permits of the invocations forwarded to the upstream at once.
+    upstream: Arc<tokio::sync::Semaphore>,
 }
 
 impl Context {
@@ -160,6 +167,9 @@ impl Context {
     }
 
     async fn invoke(self: Rc<Self>, (invocation, uploads): Queued) {
+        if self.hub.method(&invocation.target).is_none() && crate::core::upstream::configured(&self.node.config) {
+            return self.forward(invocation, uploads).await;
+        }
         let method = match self.validate(&invocation, false) {
             Ok(method) => method,
             Err(text) => {
@@ -192,6 +202,29 @@ impl Context {
             span.fail(text.clone());
         }
         self.complete(invocation.invocation_id, outcome);
+    }
+
+    /// Forwards an invocation of a method the hub lacks to the upstream
+    /// (`core::upstream`) on a task of its own, once one of the connection's
+    /// `upstream_concurrency` permits is free (the runner waits for it, so
+    /// later invocations queue behind).
+    async fn forward(self: Rc<Self>, invocation: Invocation, uploads: Vec<Upload>) {
+        if !uploads.is_empty() {
+            self.uploads.close(&invocation.stream_ids);
+            let error = HubError::Hub("Client streams cannot be forwarded to the upstream.".into());
+            let text = self.invocation_error(&invocation.target, &error);
+            return self.complete(invocation.invocation_id, CompletionOutcome::Error(text));
+        }
+        let Ok(permit) = self.upstream.clone().acquire_owned().await else {
+            return;
+        };
+        let ctx = self.clone();
+        tokio::task::spawn_local(async move {
+            let id = invocation.invocation_id.clone();
+            let outcome = crate::core::upstream::invoke(&ctx.node.config, &ctx.caller, invocation).await;
+            drop(permit);
+            ctx.complete(id, outcome);
+        });
     }
 
     /// The invocation duration histogram of method number `method`.
@@ -309,6 +342,7 @@ impl Context {
 impl Dispatcher {
     /// A dispatcher for `caller`.
     pub fn new(node: Arc<Node>, hub: Arc<dyn Hub>, caller: Arc<ConnectionHandle>) -> Self {
+        let node_upstream_concurrency = node.config.upstream_concurrency.max(1);
         Self {
             ctx: Rc::new(Context {
                 node,
@@ -316,6 +350,7 @@ impl Dispatcher {
                 caller,
                 uploads: Uploads::default(),
                 durations: RefCell::default(),
+                upstream: Arc::new(tokio::sync::Semaphore::new(node_upstream_concurrency)),
             }),
             invocations: RefCell::new(None),
             streams: Rc::default(),

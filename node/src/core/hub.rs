@@ -258,6 +258,13 @@ impl HubSet {
             .find(|(_, h)| h.name().eq_ignore_ascii_case(name))
             .map(|(_, h)| h.clone())
     }
+    /// The path of the hub named `name` (case-insensitively).
+    pub fn path_of(&self, name: &str) -> Option<&str> {
+        self.hubs
+            .iter()
+            .find(|(_, h)| h.name().eq_ignore_ascii_case(name))
+            .map(|(p, _)| p.as_str())
+    }
     /// The hub served at `path` (case-insensitively, a trailing `/` ignored).
     pub fn at_path(&self, path: &str) -> Option<Arc<dyn Hub>> {
         let path = path.strip_suffix('/').unwrap_or(path);

@@ -19,6 +19,8 @@
 //!   without a valid JWT, authorisation of joins and subscriptions — cached
 //!   and bounded by a timeout.
 //! - [`connection`]: one connection's handle: queue and close signal.
+//! - [`upstream`]: Azure SignalR Service's serverless upstream — connection
+//!   events and invocations of methods a hub lacks, POSTed to the backend.
 //! - [`outbound`]: a message encoded once per protocol for many recipients.
 //! - [`registry`]: this node's connections by hub, group and user — the one
 //!   owner of local group membership.
@@ -64,5 +66,6 @@ pub mod replay;
 pub mod result_waiters;
 pub mod telemetry;
 pub mod upload;
+pub mod upstream;
 pub mod user_state;
 pub mod webhook;

@@ -416,6 +416,10 @@ impl Node {
             self.join_local(&group, handle).await?;
         }
         tokio::spawn(self.hooks.connected(self.clone(), handle.clone()));
+        if crate::core::upstream::configured(&self.config) {
+            let (node, handle) = (self.clone(), handle.clone());
+            tokio::spawn(async move { crate::core::upstream::event(&node.config, &handle, "connected").await });
+        }
         Ok(())
     }
 
@@ -448,6 +452,10 @@ impl Node {
             }
         };
         self.hooks.disconnected(self.clone(), removed.handle.clone()).await;
+        if crate::core::upstream::configured(&self.config) {
+            let (node, handle) = (self.clone(), removed.handle.clone());
+            tokio::spawn(async move { crate::core::upstream::event(&node.config, &handle, "disconnected").await });
+        }
         if let Some(user) = gone {
             self.hooks.user_offline(self.clone(), hub.clone(), user).await;
         }

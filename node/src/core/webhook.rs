@@ -204,11 +204,12 @@ pub fn signature(key: &[u8], body: &[u8]) -> String {
 }
 
 /// One HTTP/1.1 `POST` of the JSON `body` to the `http://` `url`, with the
-/// `extra` headers: the answer's status code. The node's one HTTP client
-/// (this hook, the OTLP exporter in `core::telemetry`, and with
-/// [`post_json_answer`] the backend hooks of `core::backend`).
+/// `extra` headers: the answer's status code (the rest of the answer is not
+/// read). The node's one HTTP client (this hook, the OTLP exporter in
+/// `core::telemetry`, [`post`] for the upstream of `core::upstream` and
+/// [`post_json_answer`] for the backend hooks of `core::backend`).
 pub(crate) async fn post_json(url: &url::Url, extra: &[(&str, &str)], body: &[u8]) -> std::io::Result<u16> {
-    let mut stream = send_post(url, extra, body).await?;
+    let mut stream = send(url, "application/json", extra, body).await?;
     let mut answer = Vec::with_capacity(256);
     let mut chunk = [0u8; 1024];
     loop {
@@ -226,103 +227,155 @@ pub(crate) async fn post_json(url: &url::Url, extra: &[(&str, &str)], body: &[u8
     }
 }
 
-/// [`post_json`], reading the whole answer: its status code and body (by
-/// `Content-Length`, chunked, or up to the end of the connection), which
-/// may not exceed `max_body` bytes.
+/// [`post`] of a JSON `body`: the answer's status code and body (the
+/// backend hooks of `core::backend`).
 pub(crate) async fn post_json_answer(
     url: &url::Url,
     extra: &[(&str, &str)],
     body: &[u8],
     max_body: usize,
 ) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut stream = send_post(url, extra, body).await?;
-    let mut answer = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        let done = n == 0;
-        answer.extend_from_slice(&chunk[..n]);
-        if answer.len() > MAX_STATUS_LINE + max_body {
-            return Err(invalid("answer too long"));
-        }
-        if let Some(parsed) = parse_answer(&answer, done)? {
-            return Ok(parsed);
-        }
-        if done {
-            return Err(invalid("connection closed before the answer was complete"));
-        }
-    }
+    let answer = post(url, "application/json", extra, body, max_body).await?;
+    Ok((answer.status, answer.body))
 }
 
-/// The status and body of a complete HTTP/1.1 answer in `bytes`; `None`
-/// while more is needed (`ended`: the connection closed, so a body without
-/// a length ends here).
-fn parse_answer(bytes: &[u8], ended: bool) -> std::io::Result<Option<(u16, Vec<u8>)>> {
-    let Some(head_end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        if bytes.len() > MAX_STATUS_LINE {
+/// A whole HTTP answer, as [`post`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+/// One HTTP/1.1 `POST` of `body` as `content_type` to the `http://` `url`
+/// with the `extra` headers, and the whole answer: its status, content type
+/// and body (by `Content-Length`, chunked, or up to the end of the
+/// connection), at most `max_body` bytes of body (more is an error).
+pub(crate) async fn post(
+    url: &url::Url,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    max_body: usize,
+) -> std::io::Result<Answer> {
+    let mut stream = send(url, content_type, extra, body).await?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        if buf.len() > MAX_STATUS_LINE * 4 {
             return Err(invalid("answer head too long"));
         }
-        return Ok(None);
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(invalid("connection closed before the answer's head"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
     };
-    let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| invalid("answer head is not text"))?;
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| invalid("answer head is not text"))?;
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
         .and_then(|l| status_of(l.as_bytes()))
         .ok_or_else(|| invalid("not an HTTP status line"))?;
-    let (mut length, mut chunked) = (None, false);
+    let (mut length, mut chunked, mut content_type) = (None, false, None);
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        let value = value.trim();
+        let (name, value) = (name.trim(), value.trim());
         if name.eq_ignore_ascii_case("content-length") {
             length = Some(value.parse::<usize>().map_err(|_| invalid("bad Content-Length"))?);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.to_ascii_lowercase().contains("chunked");
+        } else if name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value.to_owned());
         }
     }
-    let rest = &bytes[head_end + 4..];
-    if chunked {
-        return Ok(dechunk(rest)?.map(|body| (status, body)));
-    }
-    match length {
-        Some(length) if rest.len() >= length => Ok(Some((status, rest[..length].to_vec()))),
-        Some(_) if ended => Err(invalid("connection closed inside the body")),
-        Some(_) => Ok(None),
-        None if ended || status == 204 || status == 304 => Ok(Some((status, rest.to_vec()))),
-        None => Ok(None),
-    }
+    let mut rest = buf.split_off(head_end + 4);
+    let too_large = || invalid("answer body too large");
+    let no_body = status == 204 || status == 304 || (100..200).contains(&status);
+    let body = if no_body {
+        Vec::new()
+    } else if chunked {
+        let mut body = Vec::new();
+        loop {
+            // One chunk: its size line, its bytes, CRLF.
+            let line_end = loop {
+                if let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+                    break end;
+                }
+                read_more(&mut stream, &mut rest, &mut chunk, max_body).await?;
+            };
+            let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| invalid("bad chunk size"))?;
+            let size_text = size_text.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
+            if size == 0 {
+                break body;
+            }
+            if body.len() + size > max_body {
+                return Err(too_large());
+            }
+            while rest.len() < line_end + 2 + size + 2 {
+                read_more(&mut stream, &mut rest, &mut chunk, max_body + 64).await?;
+            }
+            body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+            rest.drain(..line_end + 2 + size + 2);
+        }
+    } else if let Some(length) = length {
+        if length > max_body {
+            return Err(too_large());
+        }
+        while rest.len() < length {
+            read_more(&mut stream, &mut rest, &mut chunk, max_body).await?;
+        }
+        rest.truncate(length);
+        rest
+    } else {
+        // Neither: the body ends with the connection (`Connection: close`).
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break rest;
+            }
+            rest.extend_from_slice(&chunk[..n]);
+            if rest.len() > max_body {
+                return Err(too_large());
+            }
+        }
+    };
+    Ok(Answer {
+        status,
+        content_type,
+        body,
+    })
 }
 
-/// A chunked body decoded, `None` until its last chunk is in.
-fn dechunk(mut rest: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
-    let mut body = Vec::new();
-    loop {
-        let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
-            return Ok(None);
-        };
-        let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| invalid("bad chunk size"))?;
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
-        let data = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(Some(body));
-        }
-        if data.len() < size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&data[..size]);
-        rest = &data[size + 2..];
+/// Reads more of the answer into `buf`: an error at the end of the
+/// connection or beyond `max` bytes.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, chunk: &mut [u8], max: usize) -> std::io::Result<()> {
+    let n = stream.read(chunk).await?;
+    if n == 0 {
+        return Err(invalid("connection closed inside the answer's body"));
     }
+    buf.extend_from_slice(&chunk[..n]);
+    if buf.len() > max.saturating_add(MAX_STATUS_LINE) {
+        return Err(invalid("answer body too large"));
+    }
+    Ok(())
 }
 
 fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
 }
 
-/// Connects to `url` and writes the `POST` (`Connection: close`).
-async fn send_post(url: &url::Url, extra: &[(&str, &str)], body: &[u8]) -> std::io::Result<TcpStream> {
+/// Connects to `url` and sends the request; the stream to read the answer from.
+async fn send(url: &url::Url, content_type: &str, extra: &[(&str, &str)], body: &[u8]) -> std::io::Result<TcpStream> {
     let host = url.host_str().ok_or_else(|| invalid("no host"))?;
     let port = url.port_or_known_default().unwrap_or(80);
     let mut stream = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
@@ -336,15 +389,17 @@ async fn send_post(url: &url::Url, extra: &[(&str, &str)], body: &[u8]) -> std::
         None => host.to_owned(),
     };
     let mut head = format!(
-        "POST {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: hubwire\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        "POST {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: hubwire\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in extra {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("Connection: close\r\n\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
+    // One write for head and (small) body: one segment where it fits.
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request).await?;
     stream.flush().await?;
     Ok(stream)
 }
@@ -382,25 +437,6 @@ mod tests {
         assert!(status_of(b"HTTP/1.1 204 No Content") == Some(204));
         assert!(status_of(b"HTTP/1.0 500").is_some());
         assert!(status_of(b"SSH-2.0").is_none());
-    }
-
-    #[test]
-    fn answers_are_read_by_length_chunked_or_to_the_end() {
-        let sized = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{}{}extra";
-        assert_eq!(parse_answer(sized, false).unwrap(), Some((200, b"{}{}".to_vec())));
-        assert_eq!(parse_answer(&sized[..30], false).unwrap(), None);
-        let chunked =
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{\"\r\n3;x=y\r\na\":\r\n2\r\n1}\r\n0\r\n\r\n";
-        assert_eq!(
-            parse_answer(chunked, false).unwrap(),
-            Some((200, br#"{"a":1}"#.to_vec()))
-        );
-        assert_eq!(parse_answer(&chunked[..60], false).unwrap(), None);
-        let no_length = b"HTTP/1.1 403 Forbidden\r\n\r\nno";
-        assert_eq!(parse_answer(no_length, false).unwrap(), None);
-        assert_eq!(parse_answer(no_length, true).unwrap(), Some((403, b"no".to_vec())));
-        assert!(parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab", true).is_err());
-        assert!(parse_answer(b"SSH-2.0\r\n\r\n", true).is_err());
     }
 
     fn counters() -> WebhookCounters {
@@ -514,5 +550,46 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!((counters.retried.get(), counters.delivered.get()), (1, 0));
+    }
+
+    /// Answers one request with `answer` (raw bytes), then closes.
+    async fn answering(answer: &'static [u8]) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await.unwrap();
+            socket.write_all(answer).await.unwrap();
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn post_reads_the_whole_answer_by_length_chunks_or_close() {
+        let cases: [(&'static [u8], u16, &[u8]); 3] = [
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n[1,2]extra",
+                200,
+                b"[1,2]",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+                200,
+                b"abcde",
+            ),
+            (b"HTTP/1.0 500 Oops\r\n\r\nuntil close", 500, b"until close"),
+        ];
+        for (answer, status, body) in cases {
+            let port = answering(answer).await;
+            let url = check_url(&format!("http://127.0.0.1:{port}/x")).unwrap();
+            let got = post(&url, "application/x-msgpack", &[("X-A", "1")], b"\x01", 1024)
+                .await
+                .unwrap();
+            assert_eq!((got.status, got.body.as_slice()), (status, body));
+        }
+        let port = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n").await;
+        let url = check_url(&format!("http://127.0.0.1:{port}/x")).unwrap();
+        assert!(post(&url, "application/json", &[], b"{}", 1024).await.is_err());
     }
 }

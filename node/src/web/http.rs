@@ -36,7 +36,7 @@ use actix_http::{h1, HttpService, Request};
 use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_web::body::MessageBody;
 use actix_web::dev::{AppConfig, ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse};
 use tokio::net::TcpStream;
 
@@ -107,6 +107,24 @@ pub fn routes(cfg: &mut web::ServiceConfig, hubs: &HubSet) {
     crate::web::dev::routes(cfg);
 }
 
+/// Middleware: Azure's `/client/...?hub=<hub>` requests reach the hub's own
+/// routes (`crate::web::azure`).
+async fn client_paths(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.path().starts_with("/client") {
+        let target = req
+            .app_data::<web::Data<AppState>>()
+            .and_then(|state| crate::web::azure::rewritten(&state.hubs, req.uri()));
+        if let Some(uri) = target {
+            req.match_info_mut().get_mut().update(&uri);
+            req.head_mut().uri = uri;
+        }
+    }
+    next.call(req).await
+}
+
 /// The actix application of a node: its routes behind the Origin / CORS
 /// check and the security headers ([`crate::web::cors`]).
 pub fn app(
@@ -123,6 +141,7 @@ pub fn app(
     let hubs = state.hubs.clone();
     App::new()
         .app_data(state)
+        .wrap(from_fn(client_paths))
         .wrap(from_fn(crate::web::cors::cors))
         .wrap(from_fn(traced))
         .wrap(crate::web::cors::security_headers())
@@ -199,8 +218,11 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<O
             HttpService::build()
                 .tcp_nodelay(nodelay)
                 .upgrade(fn_service(
-                    move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+                    move |(mut req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
                         let state = upgrades.clone();
+                        if let Some(uri) = crate::web::azure::rewritten(&state.hubs, req.uri()) {
+                            req.head_mut().uri = uri;
+                        }
                         async move {
                             websocket::upgrade(state, req, framed).await;
                             Ok::<_, Infallible>(())

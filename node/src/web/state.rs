@@ -135,13 +135,19 @@ pub async fn authenticate(
     let hook = node.backend.authenticates(hub.as_str());
     if let Some(token) = &token {
         if hook != Some(true) {
-            match node.auth.verify(token) {
-                Ok(principal) => return Ok(Some(principal)),
-                Err(e) if hook.is_none() => {
-                    tracing::debug!(error = %e, hub = %hub, "connection refused");
+            // A JWT of ours, else an Azure client token signed with the access key.
+            let verified = node
+                .auth
+                .verify(token)
+                .map(Some)
+                .or_else(|e| crate::web::azure::verify_client_token(token, node, hub).map_err(|azure| (e, azure)));
+            match verified {
+                Ok(principal) => return Ok(principal),
+                Err((e, azure)) if hook.is_none() => {
+                    tracing::debug!(error = %e, azure = %azure, hub = %hub, "connection refused");
                     return Err(Unauthorized::Unauthenticated);
                 }
-                Err(e) => tracing::debug!(error = %e, hub = %hub, "no valid token: asking the backend"),
+                Err((e, _)) => tracing::debug!(error = %e, hub = %hub, "no valid token: asking the backend"),
             }
         }
     }

@@ -214,6 +214,16 @@ impl RequestUrl {
         }
     }
 
+    /// `scheme://host[:port]` (the port only when not the scheme's default).
+    pub fn origin(&self) -> String {
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        if self.port == default {
+            format!("{}://{}", self.scheme, self.host)
+        } else {
+            format!("{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+
     /// Whether the audience `aud` names this URL (see the module docs).
     pub fn matches(&self, aud: &str) -> bool {
         let Ok(aud) = url::Url::parse(aud) else {

@@ -11,6 +11,7 @@
 //! - [`params`]: path segments, query parameters, hub resolution, and
 //!   [`params::HubRequest`], the extractor every hub route starts with.
 //! - [`send`], [`connections`], [`groups`], [`users`]: Azure's operations.
+//! - [`azure`]: `:generateToken`, client tokens for Azure's `/client/` URL.
 //! - [`query`]: hubwire's cluster-wide listings and counts.
 //! - [`conversations`]: conversations and participants of chat hubs.
 //! - [`error`]: error bodies and `x-ms-error-code`, and the one place where
@@ -22,6 +23,7 @@
 //! 204 on newer paths answer 202, as the v1 API specifies.
 
 pub mod auth;
+pub mod azure;
 pub mod body;
 pub mod connections;
 pub mod conversations;
@@ -69,6 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/hubs/{hub}/groups/{group}/:send", post().to(send::to_group))
         .route("/api/hubs/{hub}/connections/{id}/:send", post().to(send::to_connection))
         .route("/api/hubs/{hub}/connections/{id}/:invoke", post().to(send::invoke))
+        .route("/api/hubs/{hub}/:generateToken", post().to(azure::generate_token))
         .route("/api/hubs/{hub}/connections/{id}", head().to(connections::exists))
         .route("/api/hubs/{hub}/connections/{id}", get().to(connections::exists))
         .route("/api/hubs/{hub}/connections/{id}", delete().to(connections::close))
