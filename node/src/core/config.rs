@@ -356,6 +356,10 @@ config_fields! {
         /// the built-in chat hub. In the environment: the same tables as a JSON
         /// array. Default: none (the built-in `/hubs/chat` with MISSION's names).
         hub: Vec<HubTable> = Vec::new();
+        /// The most messages one REST batch send (`POST
+        /// /api/hubs/{hub}/:sendBatch`) may carry; more answer 400. Must be
+        /// positive. Default 1000.
+        rest_batch_max_messages: usize = 1000;
     }
 }
 
@@ -446,6 +450,12 @@ impl Config {
                 field: "trusted_proxies (HUBWIRE_TRUSTED_PROXIES)",
                 reason,
             })?;
+        }
+        if self.rest_batch_max_messages == 0 {
+            return Err(ConfigError::Invalid {
+                field: "rest_batch_max_messages (HUBWIRE_REST_BATCH_MAX_MESSAGES)",
+                reason: "must be positive".into(),
+            });
         }
         if let Some(public) = &self.public_url {
             let usable = url::Url::parse(public)
@@ -591,7 +601,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 61);
+        assert_eq!(Config::FIELDS.len(), 62);
     }
 
     #[test]

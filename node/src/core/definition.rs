@@ -23,7 +23,10 @@
 //! - `limits` (content length, id lengths, attachments, participants,
 //!   typing expiry, catch-up size, connections per user, rates);
 //! - `offline_hook`: where messages for users with no live connection are
-//!   POSTed (`crate::hubs::chat::offline`).
+//!   POSTed (`crate::hubs::chat::offline`);
+//! - `groups`: the settings of a hub of the groups kind (groups joined on
+//!   connect, subscribe / unsubscribe / relay / ping methods), its only
+//!   settings (`crate::hubs::groups`).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +39,9 @@ pub enum HubKind {
     /// Conversations: messages persisted then broadcast, typing, receipts,
     /// presence (`crate::hubs::chat`).
     Chat,
+    /// Subscriptions: groups joined on connect, subscribe / unsubscribe
+    /// methods, relays of a client's call to a group (`crate::hubs::groups`).
+    Groups,
 }
 
 /// One `[[hub]]` table.
@@ -66,6 +72,75 @@ pub struct HubTable {
     pub limits: LimitsTable,
     /// The offline-delivery hook; absent: none.
     pub offline_hook: Option<OfflineHookTable>,
+    /// The settings of a `groups` hub (required for that kind, refused for
+    /// others).
+    pub groups: Option<GroupsTable>,
+}
+
+/// The `groups` sub-table of a hub of the groups kind (`docs/hubs.md`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsTable {
+    /// Group templates every connection joins when it connects
+    /// (`vkey-{userId}`, `system-notifications`); placeholders from the
+    /// token: `{userId}`, `{name}`, `{tenant}`, and `{connectionId}`.
+    #[serde(default)]
+    pub on_connect: Vec<String>,
+    /// The client methods.
+    #[serde(default)]
+    pub methods: Vec<GroupMethodTable>,
+    /// A role the token's `roles` must hold to connect at all (negotiate
+    /// and connect answer 401 otherwise). Default: none, every signed-in
+    /// user (and anonymous ones on an `anonymous_hubs` hub).
+    pub connect_role: Option<String>,
+}
+
+/// What a method of a groups hub does.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupAction {
+    /// Adds the caller to the method's group.
+    Subscribe,
+    /// Removes the caller from it.
+    Unsubscribe,
+    /// Sends the method's arguments as an event to its group.
+    Relay,
+    /// Answers `"pong"`.
+    Ping,
+}
+
+/// One client method of a groups hub.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMethodTable {
+    /// The name clients invoke (matched case-insensitively).
+    pub name: String,
+    /// What it does.
+    pub action: GroupAction,
+    /// The group template (subscribe, unsubscribe, relay): the token's
+    /// placeholders and the method's arguments (`video-{requestId}`).
+    pub group: Option<String>,
+    /// The name of the one argument of subscribe / unsubscribe (its
+    /// placeholder in `group`). Default `id`.
+    pub argument: Option<String>,
+    /// The `HubException` text of an empty or missing argument. Default
+    /// `{argument} is required`.
+    pub required: Option<String>,
+    /// Who may subscribe or relay: `any` (a signed-in user), `role:NAME`
+    /// (the token's `roles` holds NAME), `channels` (the token's `channels`
+    /// claim matches the group). Required for subscribe and relay.
+    pub allow: Option<String>,
+    /// The `HubException` text of a refusal by `allow`. Default `Access
+    /// denied.`
+    pub denied: Option<String>,
+    /// The event a relay sends. Default: the method's name.
+    pub event: Option<String>,
+    /// A relay's arguments, by name, all required; the event carries them in
+    /// this order.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Whether a relay skips the caller's own connection. Default `false`.
+    pub except_caller: Option<bool>,
 }
 
 /// The offline-delivery hook of a chat hub: each new message whose

@@ -75,13 +75,17 @@ pub fn authorize_connection(req: &HttpRequest, node: &Node, hub: &HubName) -> Re
 pub fn authorize_token(token: Option<String>, node: &Node, hub: &HubName) -> Result<Option<Principal>, Unauthorized> {
     match token {
         Some(token) => match node.auth.verify(&token) {
+            Ok(principal) if !node.admits(hub, Some(&principal)) => {
+                tracing::debug!(hub = %hub, user = %principal.user, "connection refused by the hub's connect rule");
+                Err(Unauthorized)
+            }
             Ok(principal) => Ok(Some(principal)),
             Err(e) => {
                 tracing::debug!(error = %e, hub = %hub, "connection refused");
                 Err(Unauthorized)
             }
         },
-        None if node.config.hub_is_anonymous(hub.as_str()) => Ok(None),
+        None if node.config.hub_is_anonymous(hub.as_str()) && node.admits(hub, None) => Ok(None),
         None => Err(Unauthorized),
     }
 }

@@ -12,6 +12,7 @@
 //!   [`params::HubRequest`], the extractor every hub route starts with.
 //! - [`send`], [`connections`], [`groups`], [`users`]: Azure's operations.
 //! - [`query`]: hubwire's cluster-wide listings and counts.
+//! - [`batch`]: many sends in one request (`:sendBatch`).
 //! - [`conversations`]: conversations and participants of chat hubs.
 //! - [`error`]: error bodies and `x-ms-error-code`, and the one place where
 //!   backplane errors become HTTP statuses.
@@ -22,6 +23,7 @@
 //! 204 on newer paths answer 202, as the v1 API specifies.
 
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod connections;
 pub mod conversations;
@@ -119,6 +121,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             delete().to(users::remove_from_all_groups),
         );
     // hubwire extensions.
+    cfg.route("/api/hubs/{hub}/:sendBatch", post().to(batch::send_batch));
     cfg.route("/api/hubs/{hub}/count", get().to(query::hub_count))
         .route("/api/hubs/{hub}/nodes", get().to(query::node_counts))
         .route("/api/hubs/{hub}/groups/{group}/users", get().to(query::group_users))
