@@ -173,3 +173,66 @@ fn pet_services_offline_hook_resolves_once_uncommented() {
     assert_eq!(hook.retries, 3);
     assert!(preset("pet-services").offline_hook.is_none(), "off as shipped");
 }
+
+/// Seed 003 (AI gateway): eight hubs of the groups kind with the seed's
+/// paths, methods and group templates.
+#[test]
+fn the_ai_gateway_preset_has_seed_003s_hubs_and_groups() {
+    use hubwire_node::core::definition::HubKind;
+    use hubwire_node::hubs::groups::definition::{Action, Allow, GroupsDefinition};
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ai-gateway/hubwire.toml");
+    let config: Config = toml::from_str(&std::fs::read_to_string(&file).expect("preset")).expect("parses");
+    config.validate().expect("valid");
+    assert!(file.with_file_name("README.md").exists());
+    let defs: Vec<GroupsDefinition> = config
+        .hub
+        .iter()
+        .map(|t| {
+            assert_eq!(t.kind, HubKind::Groups, "{}", t.path);
+            GroupsDefinition::resolve(t).unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let paths: Vec<_> = defs.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/hubs/video-generation",
+            "/hubs/image-generation",
+            "/hubs/tasks",
+            "/hubs/spend-notifications",
+            "/hubs/notifications",
+            "/hubs/webhooks",
+            "/hubs/navigation-state",
+            "/hubs/admin-notifications",
+        ]
+    );
+    let video = &defs[0];
+    let Action::Subscribe {
+        required,
+        allow,
+        argument,
+        ..
+    } = &video.methods[0].action
+    else {
+        panic!("SubscribeToVideoGeneration subscribes");
+    };
+    assert_eq!(video.methods[0].spec.name, "SubscribeToVideoGeneration");
+    assert_eq!(
+        (required.as_str(), argument.as_str()),
+        ("Request ID is required", "requestId")
+    );
+    assert_eq!(*allow, Allow::Any);
+    assert_eq!(video.methods[1].spec.name, "UnsubscribeFromVideoGeneration");
+    assert_eq!(defs[3].on_connect.len(), 1);
+    assert_eq!(defs[7].connect_role.as_deref(), Some("admin"));
+    let Action::Relay {
+        event, except_caller, ..
+    } = &defs[6].methods[0].action
+    else {
+        panic!("UpdateNavigation relays");
+    };
+    assert_eq!((event.as_str(), *except_caller), ("NavigationUpdated", false));
+    // The whole configuration resolves (no name clashes, the built-in chat hub kept).
+    let all = hubwire_node::hubs::definitions(&config).expect("resolves");
+    assert_eq!(all.len(), 9);
+}

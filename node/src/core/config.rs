@@ -391,6 +391,10 @@ config_fields! {
         /// more wait for one of them to finish (the connection's other
         /// invocations queue behind). Default 4.
         upstream_concurrency: usize = 4;
+        /// The most messages one REST batch send (`POST
+        /// /api/hubs/{hub}/:sendBatch`) may carry; more answer 400. Must be
+        /// positive. Default 1000.
+        rest_batch_max_messages: usize = 1000;
     }
 }
 
@@ -509,6 +513,12 @@ impl Config {
                 field: "upstream_url (HUBWIRE_UPSTREAM_URL)",
                 reason,
             })?;
+        }
+        if self.rest_batch_max_messages == 0 {
+            return Err(ConfigError::Invalid {
+                field: "rest_batch_max_messages (HUBWIRE_REST_BATCH_MAX_MESSAGES)",
+                reason: "must be positive".into(),
+            });
         }
         if let Some(public) = &self.public_url {
             let usable = url::Url::parse(public)
@@ -654,7 +664,7 @@ mod tests {
         let expected: Vec<String> = Config::FIELDS.iter().map(|f| env_name(f)).collect();
         assert_eq!(asked.into_inner(), expected);
         assert!(expected.contains(&"HUBWIRE_MAX_PENDING_NEGOTIATIONS_PER_USER".to_owned()));
-        assert_eq!(Config::FIELDS.len(), 70);
+        assert_eq!(Config::FIELDS.len(), 71);
     }
 
     #[test]

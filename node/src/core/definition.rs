@@ -26,6 +26,9 @@
 //!   POSTed (`crate::hubs::chat::offline`);
 //! - `backend`: the paths of the app's authentication and authorisation
 //!   hooks under the node's `backend_url` (`crate::core::backend`).
+//! - `groups`: the settings of a hub of the groups kind (groups joined on
+//!   connect, subscribe / unsubscribe / relay / ping methods), its only
+//!   settings (`crate::hubs::groups`).
 
 use std::collections::BTreeMap;
 
@@ -38,6 +41,9 @@ pub enum HubKind {
     /// Conversations: messages persisted then broadcast, typing, receipts,
     /// presence (`crate::hubs::chat`).
     Chat,
+    /// Subscriptions: groups joined on connect, subscribe / unsubscribe
+    /// methods, relays of a client's call to a group (`crate::hubs::groups`).
+    Groups,
 }
 
 /// One `[[hub]]` table.
@@ -71,6 +77,9 @@ pub struct HubTable {
     /// The app's backend hooks of this hub (authentication, authorisation:
     /// `crate::core::backend`); absent: none.
     pub backend: Option<BackendTable>,
+    /// The settings of a `groups` hub (required for that kind, refused for
+    /// others).
+    pub groups: Option<GroupsTable>,
 }
 
 /// The backend hooks of a hub: paths under the node's `backend_url`
@@ -87,6 +96,72 @@ pub struct BackendTable {
     /// The authorisation hook's path (`/hubwire/authorize`): joins and
     /// subscriptions are allowed only when it says so. Absent: none.
     pub authorize: Option<String>,
+}
+
+/// The `groups` sub-table of a hub of the groups kind (`docs/hubs.md`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsTable {
+    /// Group templates every connection joins when it connects
+    /// (`vkey-{userId}`, `system-notifications`); placeholders from the
+    /// token: `{userId}`, `{name}`, `{tenant}`, and `{connectionId}`.
+    #[serde(default)]
+    pub on_connect: Vec<String>,
+    /// The client methods.
+    #[serde(default)]
+    pub methods: Vec<GroupMethodTable>,
+    /// A role the token's `roles` must hold to connect at all (negotiate
+    /// and connect answer 401 otherwise). Default: none, every signed-in
+    /// user (and anonymous ones on an `anonymous_hubs` hub).
+    pub connect_role: Option<String>,
+}
+
+/// What a method of a groups hub does.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupAction {
+    /// Adds the caller to the method's group.
+    Subscribe,
+    /// Removes the caller from it.
+    Unsubscribe,
+    /// Sends the method's arguments as an event to its group.
+    Relay,
+    /// Answers `"pong"`.
+    Ping,
+}
+
+/// One client method of a groups hub.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMethodTable {
+    /// The name clients invoke (matched case-insensitively).
+    pub name: String,
+    /// What it does.
+    pub action: GroupAction,
+    /// The group template (subscribe, unsubscribe, relay): the token's
+    /// placeholders and the method's arguments (`video-{requestId}`).
+    pub group: Option<String>,
+    /// The name of the one argument of subscribe / unsubscribe (its
+    /// placeholder in `group`). Default `id`.
+    pub argument: Option<String>,
+    /// The `HubException` text of an empty or missing argument. Default
+    /// `{argument} is required`.
+    pub required: Option<String>,
+    /// Who may subscribe or relay: `any` (a signed-in user), `role:NAME`
+    /// (the token's `roles` holds NAME), `channels` (the token's `channels`
+    /// claim matches the group). Required for subscribe and relay.
+    pub allow: Option<String>,
+    /// The `HubException` text of a refusal by `allow`. Default `Access
+    /// denied.`
+    pub denied: Option<String>,
+    /// The event a relay sends. Default: the method's name.
+    pub event: Option<String>,
+    /// A relay's arguments, by name, all required; the event carries them in
+    /// this order.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Whether a relay skips the caller's own connection. Default `false`.
+    pub except_caller: Option<bool>,
 }
 
 /// The offline-delivery hook of a chat hub: each new message whose

@@ -27,7 +27,7 @@ use futures_util::future::{BoxFuture, LocalBoxFuture};
 use futures_util::stream::LocalBoxStream;
 
 use crate::core::auth::Authenticator;
-use crate::core::auth::ADMIN_ROLE;
+use crate::core::auth::{Principal, ADMIN_ROLE};
 use crate::core::config::Config;
 use crate::core::connection::ConnectionHandle;
 use crate::core::metrics::Limit;
@@ -225,6 +225,21 @@ pub trait Hub: Send + Sync {
         None
     }
 
+    /// The groups a connection joins as it goes live, before its handshake
+    /// is answered (the groups kind's `on_connect`). None by default.
+    fn groups_on_connect(&self, caller: &ConnectionHandle) -> Vec<GroupName> {
+        let _ = caller;
+        Vec::new()
+    }
+
+    /// Whether a connection of `principal` (none: anonymous) may connect,
+    /// its token already verified; refused ones are answered 401. All by
+    /// default.
+    fn admits(&self, principal: Option<&Principal>) -> bool {
+        let _ = principal;
+        true
+    }
+
     /// Looks a method up by name, case-insensitively: its number and spec.
     fn method(&self, name: &str) -> Option<(usize, &MethodSpec)> {
         self.methods()
@@ -308,6 +323,16 @@ pub fn arg_u64(args: &[Value], i: usize) -> Result<u64, HubError> {
 impl NodeHooks for HubSet {
     fn max_connections_per_user(&self, hub: &HubName) -> Option<usize> {
         self.get(hub.as_str())?.max_connections_per_user()
+    }
+
+    fn admits(&self, hub: &HubName, principal: Option<&Principal>) -> bool {
+        self.get(hub.as_str()).is_none_or(|h| h.admits(principal))
+    }
+
+    fn groups_on_connect(&self, handle: &ConnectionHandle) -> Vec<GroupName> {
+        self.get(handle.hub.as_str())
+            .map(|h| h.groups_on_connect(handle))
+            .unwrap_or_default()
     }
 
     fn connected(&self, node: Arc<Node>, handle: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {

@@ -25,7 +25,7 @@ use futures_util::future::BoxFuture;
 
 use crate::core::acks::{Acks, Unanswered};
 use crate::core::admission::Admission;
-use crate::core::auth::Authenticator;
+use crate::core::auth::{Authenticator, Principal};
 use crate::core::config::Config;
 use crate::core::connection::{CloseRequest, ConnectionHandle, TOKEN_EXPIRED};
 use crate::core::drain::Drain;
@@ -154,6 +154,18 @@ pub trait NodeHooks: Send + Sync {
         let _ = hub;
         None
     }
+    /// The groups a connection joins as it goes live, before the
+    /// connection hook (none by default).
+    fn groups_on_connect(&self, handle: &ConnectionHandle) -> Vec<GroupName> {
+        let _ = handle;
+        Vec::new()
+    }
+    /// Whether `hub` admits a connection of `principal` (its token already
+    /// verified; none: anonymous). All by default.
+    fn admits(&self, hub: &HubName, principal: Option<&Principal>) -> bool {
+        let _ = (hub, principal);
+        true
+    }
 }
 
 impl Node {
@@ -233,6 +245,12 @@ impl Node {
                 _ = handle.closed() => {}
             }
         });
+    }
+
+    /// Whether `hub` admits a connection of `principal` (a hub's own
+    /// connect rule, e.g. a groups hub's `connect_role`).
+    pub fn admits(&self, hub: &HubName, principal: Option<&Principal>) -> bool {
+        self.hooks.admits(hub, principal)
     }
 
     /// This node's id in the cluster.
@@ -414,6 +432,15 @@ impl Node {
         }
         for group in self.backplane.connection_groups(&handle.hub, &handle.id).await? {
             self.join_local(&group, handle).await?;
+        }
+        for group in self.hooks.groups_on_connect(handle) {
+            match self.add_to_group(&handle.hub, &group, &handle.id).await {
+                Ok(_) => {}
+                Err(NodeError::Backplane(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(connection = %handle.id, group = %group, error = %e, "on-connect group not joined")
+                }
+            }
         }
         tokio::spawn(self.hooks.connected(self.clone(), handle.clone()));
         if crate::core::upstream::configured(&self.config) {

@@ -6,11 +6,14 @@
 //! - [`definition`]: hub definitions (`[[hub]]` tables) checked against a
 //!   kind's catalog and resolved, and the payload shaping they imply.
 //! - [`chat`]: the chat kind (conversations, typing, receipts, presence).
+//! - [`groups`]: the groups kind (groups joined on connect, subscribe /
+//!   unsubscribe, relays to a group).
 //! - [`diagnostics`]: the diagnostics hub (tests and operations).
 
 pub mod chat;
 pub mod definition;
 pub mod diagnostics;
+pub mod groups;
 
 use std::sync::Arc;
 
@@ -42,18 +45,37 @@ impl BuiltIn {
     }
 }
 
+/// The built-in hubs made from definitions: each is served unless a
+/// `[[hub]]` table (of any kind) is at its path, which replaces it.
+fn built_in_tables() -> Vec<HubTable> {
+    vec![default_chat()]
+}
+
 /// The definitions of a configuration, checked: its `[[hub]]` tables, and
-/// the built-in `/hubs/chat` unless one of them is at that path.
+/// each built-in hub ([`built_in_tables`]) unless one of them is at its path.
 pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, DefinitionError> {
     let mut tables: Vec<HubTable> = config.hub.clone();
-    if !tables.iter().any(|t| t.path.eq_ignore_ascii_case(CHAT_PATH)) {
-        tables.insert(0, default_chat());
+    for (i, builtin) in built_in_tables().into_iter().enumerate() {
+        if !tables.iter().any(|t| t.path.eq_ignore_ascii_case(&builtin.path)) {
+            tables.insert(i, builtin);
+        }
     }
     let mut resolved: Vec<(HubKind, Definition)> = Vec::new();
     for table in &tables {
         let catalog = match table.kind {
             HubKind::Chat => &chat::catalog::CATALOG,
+            HubKind::Groups => &groups::definition::NO_CATALOG,
         };
+        if table.kind == HubKind::Chat && table.groups.is_some() {
+            return Err(DefinitionError {
+                hub: table.path.clone(),
+                field: "groups".into(),
+                reason: "a setting of the groups kind, not of chat".into(),
+            });
+        }
+        if table.kind == HubKind::Groups {
+            groups::definition::GroupsDefinition::resolve(table)?;
+        }
         let def = Definition::resolve(table, catalog)?;
         check_backend(config, table)?;
         let taken = resolved
@@ -121,6 +143,7 @@ fn default_chat() -> HubTable {
         limits: Default::default(),
         offline_hook: None,
         backend: None,
+        groups: None,
     }
 }
 
@@ -138,6 +161,15 @@ pub fn built_in(config: &Config, store: &Store) -> Result<BuiltIn, DefinitionErr
                 let hub = ChatHub::new(def, store.clone());
                 built.hubs = std::mem::take(&mut built.hubs).at(path, Arc::new(hub.clone()));
                 built.chats.push(hub);
+            }
+            HubKind::Groups => {
+                let table = config.hub.iter().find(|t| t.path.eq_ignore_ascii_case(&def.path));
+                let resolved = match table {
+                    Some(table) => groups::definition::GroupsDefinition::resolve(table)?,
+                    None => continue, // every groups hub comes from the configuration
+                };
+                let hub = groups::GroupsHub::new(resolved);
+                built.hubs = std::mem::take(&mut built.hubs).at(def.path.clone(), Arc::new(hub));
             }
         }
     }

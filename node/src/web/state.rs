@@ -131,6 +131,17 @@ pub async fn authenticate(
     node: &Node,
     hub: &HubName,
 ) -> Result<Option<Principal>, Unauthorized> {
+    let principal = identify(request, node, hub).await?;
+    // The hub's own connect rule (a groups hub's `connect_role`).
+    if !node.admits(hub, principal.as_ref()) {
+        tracing::debug!(hub = %hub, "connection refused by the hub's connect rule");
+        return Err(Unauthorized::Unauthenticated);
+    }
+    Ok(principal)
+}
+
+/// Who `request` is for `hub` (see [`authenticate`]), before the hub's own rule.
+async fn identify(request: &RequestAuth<'_>, node: &Node, hub: &HubName) -> Result<Option<Principal>, Unauthorized> {
     let token = token_from(request.headers, request.query);
     let hook = node.backend.authenticates(hub.as_str());
     if let Some(token) = &token {

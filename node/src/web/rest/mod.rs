@@ -13,6 +13,7 @@
 //! - [`send`], [`connections`], [`groups`], [`users`]: Azure's operations.
 //! - [`azure`]: `:generateToken`, client tokens for Azure's `/client/` URL.
 //! - [`query`]: hubwire's cluster-wide listings and counts.
+//! - [`batch`]: many sends in one request (`:sendBatch`).
 //! - [`conversations`]: conversations and participants of chat hubs.
 //! - [`error`]: error bodies and `x-ms-error-code`, and the one place where
 //!   backplane errors become HTTP statuses.
@@ -24,6 +25,7 @@
 
 pub mod auth;
 pub mod azure;
+pub mod batch;
 pub mod body;
 pub mod connections;
 pub mod conversations;
@@ -122,6 +124,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             delete().to(users::remove_from_all_groups),
         );
     // hubwire extensions.
+    cfg.route("/api/hubs/{hub}/:sendBatch", post().to(batch::send_batch));
     cfg.route("/api/hubs/{hub}/count", get().to(query::hub_count))
         .route("/api/hubs/{hub}/nodes", get().to(query::node_counts))
         .route("/api/hubs/{hub}/groups/{group}/users", get().to(query::group_users))

@@ -1,0 +1,243 @@
+//! The groups kind: subscriptions. A connection joins the definition's
+//! `on_connect` groups when it connects (`vkey-{userId}`,
+//! `system-notifications`); its methods subscribe to and unsubscribe from
+//! groups made from a template and an argument (`video-{requestId}`), relay
+//! the caller's arguments as an event to a group (`UpdateNavigation(state)`
+//! → `NavigationUpdated(state)` to `vkey-{userId}`), or answer a ping. What
+//! the app's backend publishes goes through the REST API's group, user and
+//! batch sends: those events need no declaration.
+//!
+//! # Layout
+//! - [`definition`]: the `groups` table checked and resolved: templates,
+//!   authorisation rules, method specs.
+//! - this file: [`GroupsHub`], the hub that runs a [`GroupsDefinition`].
+//!
+//! # Rules
+//! - On-connect groups are joined before the connection is live (before its
+//!   handshake is answered): an event published to them right after the
+//!   client's `start()` resolved reaches it. A template whose placeholder
+//!   the token does not fill (no `tenant`, an anonymous caller) is skipped.
+//! - A subscribe or unsubscribe whose argument is missing, `null`, empty or
+//!   only whitespace is refused with the definition's `required` text; a
+//!   subscribe or relay the `allow` rule refuses with its `denied` text. Both
+//!   are `HubException`s, always shown to the client.
+//! - `connect_role`: only tokens with that role connect (negotiate and
+//!   connect answer 401 to others).
+//! - Joining honours the token's `channels` claim whatever the rule
+//!   ([`HubCall::join_group`]), and the node's group limits.
+//!
+//! # Extension point: the backend rule
+//! `allow = "backend"` (ask the app's backend, `{hub, userId, method, group,
+//! arguments}` with the group already rendered) is refused at start until
+//! the backend authorisation hook exists: it becomes a variant of
+//! [`definition::Allow`], checked in `Inner::run` where the other rules are,
+//! after the group name is made and before the join or relay.
+
+pub mod definition;
+
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+use serde_json::Value;
+
+use crate::core::auth::Principal;
+use crate::core::connection::ConnectionHandle;
+use crate::core::hub::{Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::core::node::SendOrder;
+use definition::{Action, Fill, GroupsDefinition};
+use hubwire_backplane::{GroupName, HubName, Target};
+
+/// A hub of the groups kind.
+#[derive(Clone)]
+pub struct GroupsHub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    def: GroupsDefinition,
+    specs: Vec<MethodSpec>,
+    hub: HubName,
+}
+
+impl GroupsHub {
+    /// A groups hub serving `def`.
+    pub fn new(def: GroupsDefinition) -> Self {
+        let specs = def.methods.iter().map(|m| m.spec.clone()).collect();
+        let hub = HubName::from(def.name.as_str());
+        Self {
+            inner: Arc::new(Inner { def, specs, hub }),
+        }
+    }
+
+    /// The definition it serves.
+    pub fn definition(&self) -> &GroupsDefinition {
+        &self.inner.def
+    }
+}
+
+/// The argument as text: a string or a number; `None` when missing, `null`
+/// or blank; a binding error for anything else.
+fn argument_text(value: Option<&Value>) -> Result<Option<String>, HubError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(HubError::Binding(format!("the argument must be a string, got {other}"))),
+    }
+}
+
+/// The text a relay argument fills a placeholder with.
+fn placeholder_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Inner {
+    async fn run(&self, call: &HubCall, action: &Action, args: Vec<Value>) -> Result<Value, HubError> {
+        let principal = call.caller.principal.as_ref();
+        let connection = call.caller.id.as_str();
+        match action {
+            Action::Ping => Ok(Value::from("pong")),
+            Action::Subscribe {
+                group,
+                argument,
+                required,
+                allow,
+                denied,
+            } => {
+                let value = argument_text(args.first())?.ok_or_else(|| HubError::Hub(required.clone()))?;
+                let fill_args = [(argument.as_str(), value)];
+                let fill = Fill {
+                    principal,
+                    connection,
+                    args: &fill_args,
+                };
+                let name = group.render(&fill).map_err(|_| HubError::Hub(denied.clone()))?;
+                if !allow.allows(principal, &name) {
+                    return Err(HubError::Hub(denied.clone()));
+                }
+                call.join_group(&GroupName::from(name)).await?;
+                Ok(Value::Null)
+            }
+            Action::Unsubscribe {
+                group,
+                argument,
+                required,
+            } => {
+                let value = argument_text(args.first())?.ok_or_else(|| HubError::Hub(required.clone()))?;
+                let fill_args = [(argument.as_str(), value)];
+                let fill = Fill {
+                    principal,
+                    connection,
+                    args: &fill_args,
+                };
+                // A group the caller could not be in (an unfilled placeholder): nothing to leave.
+                if let Ok(name) = group.render(&fill) {
+                    call.node
+                        .remove_from_group(&self.hub, &GroupName::from(name), &call.caller.id)
+                        .await
+                        .map_err(|e| HubError::Hub(e.to_string()))?;
+                }
+                Ok(Value::Null)
+            }
+            Action::Relay {
+                group,
+                args: names,
+                event,
+                allow,
+                denied,
+                except_caller,
+            } => {
+                let fill_args: Vec<(&str, String)> = names
+                    .iter()
+                    .map(String::as_str)
+                    .zip(args.iter().map(placeholder_text))
+                    .collect();
+                let fill = Fill {
+                    principal,
+                    connection,
+                    args: &fill_args,
+                };
+                let name = group.render(&fill).map_err(|_| HubError::Hub(denied.clone()))?;
+                if !allow.allows(principal, &name) {
+                    return Err(HubError::Hub(denied.clone()));
+                }
+                let except = if *except_caller {
+                    vec![call.caller.id.clone()]
+                } else {
+                    vec![]
+                };
+                call.node
+                    .send(
+                        &self.hub,
+                        Target::Group(GroupName::from(name)),
+                        except,
+                        (event, args),
+                        SendOrder::LocalFirst,
+                    )
+                    .await
+                    .map_err(|e| HubError::Hub(e.to_string()))?;
+                Ok(Value::Null)
+            }
+        }
+    }
+}
+
+impl Hub for GroupsHub {
+    fn name(&self) -> &str {
+        &self.inner.def.name
+    }
+
+    fn methods(&self) -> &[MethodSpec] {
+        &self.inner.specs
+    }
+
+    fn invoke(
+        &self,
+        call: HubCall,
+        method: usize,
+        args: Vec<Value>,
+    ) -> LocalBoxFuture<'static, Result<HubReply, HubError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let Some(m) = inner.def.methods.get(method) else {
+                return Err(HubError::Internal(format!("no method number {method}")));
+            };
+            inner.run(&call, &m.action, args).await.map(HubReply::Value)
+        })
+    }
+
+    fn admits(&self, principal: Option<&Principal>) -> bool {
+        match &self.inner.def.connect_role {
+            None => true,
+            Some(role) => principal.is_some_and(|p| p.has_role(role)),
+        }
+    }
+
+    fn groups_on_connect(&self, caller: &ConnectionHandle) -> Vec<GroupName> {
+        let fill = Fill {
+            principal: caller.principal.as_ref(),
+            connection: caller.id.as_str(),
+            args: &[],
+        };
+        self.inner
+            .def
+            .on_connect
+            .iter()
+            .filter_map(|t| match t.render(&fill) {
+                Ok(name) => Some(GroupName::from(name)),
+                Err(missing) => {
+                    tracing::debug!(hub = %self.inner.hub, placeholder = %missing, "on-connect group skipped: the token does not fill it");
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
