@@ -98,11 +98,15 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
     for chat in &built.chats {
         chat.start(&node);
     }
+    for hub in &built.notifications {
+        hub.start();
+    }
     tokio::spawn(inbox::run_inbox(node.clone(), inbox));
     Ok(AppState {
         node,
         hubs: built.hubs,
         chats: built.chats,
+        notifications: built.notifications,
         store: Some(store),
         sessions: Default::default(),
     })

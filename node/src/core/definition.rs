@@ -23,7 +23,9 @@
 //! - `limits` (content length, id lengths, attachments, participants,
 //!   typing expiry, catch-up size, connections per user, rates);
 //! - `offline_hook`: where messages for users with no live connection are
-//!   POSTed (`crate::hubs::chat::offline`).
+//!   POSTed (`crate::hubs::chat::offline`);
+//! - `notifications`: the notifications kind's retention, group templates
+//!   and sizes (`crate::hubs::notifications`).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +38,10 @@ pub enum HubKind {
     /// Conversations: messages persisted then broadcast, typing, receipts,
     /// presence (`crate::hubs::chat`).
     Chat,
+    /// Notifications persisted then sent to a user, tenant, channel or
+    /// everyone; acknowledged / read state synced to the user's sessions
+    /// (`crate::hubs::notifications`).
+    Notifications,
 }
 
 /// One `[[hub]]` table.
@@ -66,6 +72,32 @@ pub struct HubTable {
     pub limits: LimitsTable,
     /// The offline-delivery hook; absent: none.
     pub offline_hook: Option<OfflineHookTable>,
+    /// The settings of a hub of the notifications kind; absent: defaults.
+    pub notifications: Option<NotificationsTable>,
+}
+
+/// `[hub.notifications]`: what only the notifications kind has.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsTable {
+    /// Days a notification is kept (0: forever). Default 30.
+    pub retention_days: Option<u32>,
+    /// The group of a tenant's connections, with `{id}` for the tenant.
+    /// Default `tenant_{id}`.
+    pub tenant_group: Option<String>,
+    /// The group of a channel's subscribers, with `{id}` for the channel.
+    /// Default `channel_{id}`.
+    pub channel_group: Option<String>,
+    /// The most notifications of one REST batch. Default 100.
+    pub max_batch: Option<usize>,
+    /// The most notifications `GetUnreadNotifications` returns. Default 100.
+    pub max_unread: Option<usize>,
+    /// The longest title, in characters. Default 256.
+    pub max_title_chars: Option<usize>,
+    /// The longest body, in characters. Default 4000.
+    pub max_body_chars: Option<usize>,
+    /// The most bytes of a notification's `data`, as JSON. Default 16384.
+    pub max_data_bytes: Option<usize>,
 }
 
 /// The offline-delivery hook of a chat hub: each new message whose
@@ -261,5 +293,13 @@ mod tests {
         assert!(unknown.unwrap_err().to_string().contains("colour"));
         let kind = toml::from_str::<HubTable>("kind = \"rooms\"\npath = \"/x\"");
         assert!(kind.unwrap_err().to_string().contains("rooms"));
+        let notifications: HubTable = toml::from_str(
+            "kind = \"notifications\"\npath = \"/n\"\n[notifications]\nretention_days = 7\ntenant_group = \"t:{id}\"",
+        )
+        .unwrap();
+        assert_eq!(notifications.kind, HubKind::Notifications);
+        let settings = notifications.notifications.unwrap();
+        assert_eq!(settings.retention_days, Some(7));
+        assert_eq!(settings.tenant_group.as_deref(), Some("t:{id}"));
     }
 }

@@ -6,11 +6,14 @@
 //! - [`definition`]: hub definitions (`[[hub]]` tables) checked against a
 //!   kind's catalog and resolved, and the payload shaping they imply.
 //! - [`chat`]: the chat kind (conversations, typing, receipts, presence).
+//! - [`notifications`]: the notifications kind (persisted notifications to
+//!   users, tenants, channels, everyone; acknowledged / read state).
 //! - [`diagnostics`]: the diagnostics hub (tests and operations).
 
 pub mod chat;
 pub mod definition;
 pub mod diagnostics;
+pub mod notifications;
 
 use std::sync::Arc;
 
@@ -23,6 +26,8 @@ use hubwire_store::Store;
 
 /// The path of the built-in chat hub.
 pub const CHAT_PATH: &str = "/hubs/chat";
+/// The path of the built-in notifications hub.
+pub const NOTIFICATIONS_PATH: &str = "/hubs/notifications";
 
 /// The hubs a node serves, and its chat hubs by name for the REST API.
 #[derive(Clone, Default)]
@@ -31,6 +36,8 @@ pub struct BuiltIn {
     pub hubs: HubSet,
     /// The hubs of the chat kind.
     pub chats: Vec<ChatHub>,
+    /// The hubs of the notifications kind.
+    pub notifications: Vec<notifications::NotificationsHub>,
 }
 
 impl BuiltIn {
@@ -43,17 +50,31 @@ impl BuiltIn {
 }
 
 /// The definitions of a configuration, checked: its `[[hub]]` tables, and
-/// the built-in `/hubs/chat` unless one of them is at that path.
+/// the built-in `/hubs/chat` and `/hubs/notifications` unless one of them is
+/// at that path.
 pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, DefinitionError> {
     let mut tables: Vec<HubTable> = config.hub.clone();
     if !tables.iter().any(|t| t.path.eq_ignore_ascii_case(CHAT_PATH)) {
         tables.insert(0, default_chat());
     }
+    if !tables.iter().any(|t| t.path.eq_ignore_ascii_case(NOTIFICATIONS_PATH)) {
+        tables.push(default_table(HubKind::Notifications, NOTIFICATIONS_PATH));
+    }
     let mut resolved: Vec<(HubKind, Definition)> = Vec::new();
     for table in &tables {
         let catalog = match table.kind {
             HubKind::Chat => &chat::catalog::CATALOG,
+            HubKind::Notifications => &notifications::catalog::CATALOG,
         };
+        if table.kind == HubKind::Notifications {
+            notifications::Settings::resolve(table)?;
+        } else if table.notifications.is_some() {
+            return Err(DefinitionError {
+                hub: table.path.clone(),
+                field: "notifications".into(),
+                reason: "only a hub of kind \"notifications\" has these settings".into(),
+            });
+        }
         let def = Definition::resolve(table, catalog)?;
         let taken = resolved
             .iter()
@@ -82,9 +103,14 @@ pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, Defini
 
 /// The built-in chat hub's table: MISSION.md's names, all defaults.
 fn default_chat() -> HubTable {
+    default_table(HubKind::Chat, CHAT_PATH)
+}
+
+/// A built-in hub's table: MISSION.md's names, all defaults.
+fn default_table(kind: HubKind, path: &str) -> HubTable {
     HubTable {
-        kind: HubKind::Chat,
-        path: CHAT_PATH.into(),
+        kind,
+        path: path.into(),
         methods: None,
         events: Default::default(),
         conversation_group: None,
@@ -92,6 +118,7 @@ fn default_chat() -> HubTable {
         refusals: Default::default(),
         limits: Default::default(),
         offline_hook: None,
+        notifications: None,
     }
 }
 
@@ -109,6 +136,15 @@ pub fn built_in(config: &Config, store: &Store) -> Result<BuiltIn, DefinitionErr
                 let hub = ChatHub::new(def, store.clone());
                 built.hubs = std::mem::take(&mut built.hubs).at(path, Arc::new(hub.clone()));
                 built.chats.push(hub);
+            }
+            HubKind::Notifications => {
+                let table = config.hub.iter().find(|t| t.path.eq_ignore_ascii_case(&def.path));
+                let table = table.cloned().unwrap_or_else(|| default_table(kind, &def.path));
+                let settings = notifications::Settings::resolve(&table)?;
+                let path = def.path.clone();
+                let hub = notifications::NotificationsHub::new(def, settings, store.clone());
+                built.hubs = std::mem::take(&mut built.hubs).at(path, Arc::new(hub.clone()));
+                built.notifications.push(hub);
             }
         }
     }

@@ -13,6 +13,7 @@
 //! - [`send`], [`connections`], [`groups`], [`users`]: Azure's operations.
 //! - [`query`]: hubwire's cluster-wide listings and counts.
 //! - [`conversations`]: conversations and participants of chat hubs.
+//! - [`notifications`]: notifications of notifications hubs.
 //! - [`error`]: error bodies and `x-ms-error-code`, and the one place where
 //!   backplane errors become HTTP statuses.
 //!
@@ -27,6 +28,7 @@ pub mod connections;
 pub mod conversations;
 pub mod error;
 pub mod groups;
+pub mod notifications;
 pub mod params;
 pub mod query;
 pub mod send;
@@ -134,6 +136,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             get().to(conversations::inbox),
         )
         .route("/api/hubs/{hub}/presence", get().to(conversations::presence))
+        .route("/api/hubs/{hub}/notifications", post().to(notifications::create))
+        .route(
+            "/api/hubs/{hub}/users/{user}/notifications",
+            get().to(notifications::of_user),
+        )
         .route("/api/hubs/{hub}/conversations/{id}", get().to(conversations::get))
         .route(
             "/api/hubs/{hub}/conversations/{id}/messages",
