@@ -15,7 +15,7 @@ use std::sync::{Mutex, PoisonError};
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
 use crate::db::{checkout_postgres, with_conn, Db};
@@ -252,7 +252,7 @@ enum Change {
 }
 
 impl Store {
-    /// Stores `batch`; returns them with their ids (in order).
+    /// Stores `batch` in one transaction; returns them with their ids (in order).
     pub async fn create_notifications(&self, batch: &[NewNotification]) -> Result<Vec<Notification>> {
         self.observed("INSERT", "notifications", "create_notifications", async {
             if batch.is_empty() {
@@ -282,14 +282,20 @@ impl Store {
                 })
                 .collect();
             let inner = &*self.inner;
+            let rows = &rows;
             with_conn!(inner, conn => {
-                // Row by row: SQLite's diesel has no multi-row insert of optional values.
-                for row in &rows {
-                    diesel::insert_into(notifications::table)
-                        .values(row)
-                        .execute(conn)
-                        .await?;
-                }
+                // One transaction, row by row (SQLite's diesel has no multi-row
+                // insert of optional values): a batch is stored whole or not at all.
+                conn.transaction(async |conn| {
+                    for row in rows {
+                        diesel::insert_into(notifications::table)
+                            .values(row)
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await?;
             });
             Ok(batch
                 .iter()
