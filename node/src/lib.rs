@@ -10,7 +10,8 @@
 //!   signed webhook sender ([`core::webhook`]: bounded queue, timeout, retries).
 //! - [`hubs`]: the built-in hubs, each implementing [`core::hub::Hub`]. A new
 //!   hub goes here; a hub's rules on top of core services too (the chat
-//!   kind's offline-delivery rule, `hubs::chat::offline`, on the webhook).
+//!   kind's offline-delivery rule, `hubs::chat::offline`, on the webhook;
+//!   the notifications kind, `hubs::notifications`).
 //! - [`web`] (highest): everything HTTP — negotiate, the transports
 //!   (`web::transport`: WebSockets in `websocket.rs`; Server-Sent Events in
 //!   `sse.rs` and Long Polling in `long_polling.rs`, which share
@@ -98,11 +99,15 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
     for chat in &built.chats {
         chat.start(&node);
     }
+    for hub in &built.notifications {
+        hub.start();
+    }
     tokio::spawn(inbox::run_inbox(node.clone(), inbox));
     Ok(AppState {
         node,
         hubs: built.hubs,
         chats: built.chats,
+        notifications: built.notifications,
         store: Some(store),
         sessions: Default::default(),
     })

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use hubwire_node::core::config::Config;
+use hubwire_node::core::definition::HubKind;
 use hubwire_node::hubs::chat::catalog::{Event, CATALOG};
 use hubwire_node::hubs::definition::Definition;
 use serde_json::{json, Map, Value};
@@ -14,14 +15,15 @@ fn preset(app: &str) -> Definition {
     let text = std::fs::read_to_string(&file).expect("preset");
     let config: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     config.validate().expect("valid");
-    assert_eq!(config.hub.len(), 1, "{app}: one hub");
+    let chats: Vec<_> = config.hub.iter().filter(|t| t.kind == HubKind::Chat).collect();
+    assert_eq!(chats.len(), 1, "{app}: one chat hub");
     assert!(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("../examples/{app}/README.md"))
             .exists(),
         "{app} has a README"
     );
-    Definition::resolve(&config.hub[0], &CATALOG).unwrap_or_else(|e| panic!("{app}: {e}"))
+    Definition::resolve(chats[0], &CATALOG).unwrap_or_else(|e| panic!("{app}: {e}"))
 }
 
 /// Method name -> (operation, min arguments, max arguments).
@@ -235,4 +237,47 @@ fn the_ai_gateway_preset_has_seed_003s_hubs_and_groups() {
     // The whole configuration resolves (no name clashes, the built-in chat hub kept).
     let all = hubwire_node::hubs::definitions(&config).expect("resolves");
     assert_eq!(all.len(), 9);
+}
+
+#[test]
+fn delivery_messaging_keeps_its_notification_hub() {
+    use hubwire_node::hubs::notifications::{catalog, Settings};
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/delivery-messaging/hubwire.toml");
+    let config: Config = toml::from_str(&std::fs::read_to_string(&file).expect("preset")).expect("parses");
+    let table = config
+        .hub
+        .iter()
+        .find(|t| t.kind == HubKind::Notifications)
+        .expect("the NotificationHub");
+    let def = Definition::resolve(table, &catalog::CATALOG).expect("resolves");
+    assert_eq!(
+        (def.path.as_str(), def.name.as_str()),
+        ("/hubs/notifications", "notifications")
+    );
+    let names: Vec<_> = def.methods.iter().map(|m| m.spec.name.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "AcknowledgeNotification",
+            "MarkAsRead",
+            "SubscribeToChannel",
+            "UnsubscribeFromChannel",
+            "Ping",
+            "GetUnreadNotifications"
+        ]
+    );
+    let events: Vec<_> = def.events.iter().map(|e| e.name.as_deref()).collect();
+    assert_eq!(
+        events,
+        [
+            Some("ReceiveNotification"),
+            Some("ReceiveNotificationBatch"),
+            Some("NotificationAcknowledged"),
+            Some("NotificationRead")
+        ]
+    );
+    let settings = Settings::resolve(table).expect("settings");
+    assert_eq!(settings.retention_days, 30);
+    assert_eq!(settings.tenant_group_of("listo"), "tenant:listo");
+    assert_eq!(settings.channel_group_of("orders"), "channel:orders");
 }

@@ -72,6 +72,11 @@ pub struct IdGenerator {
 }
 
 impl IdGenerator {
+    /// A generator that has handed out nothing yet.
+    pub const fn new() -> Self {
+        Self { last: 0 }
+    }
+
     /// The next id for a message made at `now_ms` (Unix milliseconds): the
     /// millisecond with random low bits, or one more than the last id when
     /// that is not larger.

@@ -20,6 +20,9 @@
 //! - `receipts`: the group-commit task behind [`Store::mark_read`] (read
 //!   positions coalesced per conversation and user).
 //! - [`crypto`]: AES-256-GCM of message content at rest, with key rotation.
+//! - [`notifications`]: the notifications hub kind's notifications (by
+//!   audience: user, tenant, channel, all), each user's acknowledged / read
+//!   state, and their retention.
 //! - `retention`: deleting old messages per conversation kind, one node at a time.
 //! - [`observe`]: the [`observe::Observer`] told of each call (the node's
 //!   trace spans), installed by [`Store::observe`].
@@ -47,6 +50,7 @@ pub mod id;
 mod messages;
 pub mod migrations;
 pub mod models;
+pub mod notifications;
 pub mod observe;
 pub mod outbox;
 mod receipts;
@@ -64,6 +68,7 @@ pub use db::Backend;
 pub use error::{Result, StoreError};
 pub use id::MessageId;
 pub use models::{Conversation, ConversationSummary, Message, NewMessage, Participant, ReadPosition};
+pub use notifications::{Audience, NewNotification, Notification, Recipient, NOTIFICATION_RETENTION_LOCK};
 pub use retention::RETENTION_LOCK;
 
 /// A handle on the store; cheap to clone, shared by all tasks.

@@ -67,6 +67,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Notifications of the notifications hub kind.
+    notifications (id) {
+        /// Time-ordered id (as message ids, [`crate::id`]).
+        id -> BigInt,
+        /// The hub's name.
+        hub -> Text,
+        /// `user`, `tenant`, `channel` or `all`.
+        audience -> Text,
+        /// The user id, tenant or channel; empty for `all`.
+        audience_id -> Text,
+        /// The notification's type.
+        kind -> Text,
+        /// Its title.
+        title -> Text,
+        /// Its body.
+        body -> Nullable<Text>,
+        /// JSON text.
+        data -> Nullable<Text>,
+        /// Unix milliseconds.
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One user's state of one notification.
+    notification_states (notification_id, user_id) {
+        /// The notification.
+        notification_id -> BigInt,
+        /// The user.
+        user_id -> Text,
+        /// Unix milliseconds; none: not acknowledged.
+        acknowledged_at -> Nullable<BigInt>,
+        /// Unix milliseconds; none: not read.
+        read_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(notifications, notification_states);
+
 diesel::joinable!(participants -> conversations (conversation_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(read_positions -> conversations (conversation_id));

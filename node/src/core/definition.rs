@@ -29,6 +29,8 @@
 //! - `groups`: the settings of a hub of the groups kind (groups joined on
 //!   connect, subscribe / unsubscribe / relay / ping methods), its only
 //!   settings (`crate::hubs::groups`).
+//! - `notifications`: the notifications kind's retention, group templates
+//!   and sizes (`crate::hubs::notifications`).
 
 use std::collections::BTreeMap;
 
@@ -44,6 +46,10 @@ pub enum HubKind {
     /// Subscriptions: groups joined on connect, subscribe / unsubscribe
     /// methods, relays of a client's call to a group (`crate::hubs::groups`).
     Groups,
+    /// Notifications persisted then sent to a user, tenant, channel or
+    /// everyone; acknowledged / read state synced to the user's sessions
+    /// (`crate::hubs::notifications`).
+    Notifications,
 }
 
 /// One `[[hub]]` table.
@@ -80,6 +86,8 @@ pub struct HubTable {
     /// The settings of a `groups` hub (required for that kind, refused for
     /// others).
     pub groups: Option<GroupsTable>,
+    /// The settings of a hub of the notifications kind; absent: defaults.
+    pub notifications: Option<NotificationsTable>,
 }
 
 /// The backend hooks of a hub: paths under the node's `backend_url`
@@ -162,6 +170,30 @@ pub struct GroupMethodTable {
     pub args: Vec<String>,
     /// Whether a relay skips the caller's own connection. Default `false`.
     pub except_caller: Option<bool>,
+}
+
+/// `[hub.notifications]`: what only the notifications kind has.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsTable {
+    /// Days a notification is kept (0: forever). Default 30.
+    pub retention_days: Option<u32>,
+    /// The group of a tenant's connections, with `{id}` for the tenant.
+    /// Default `tenant_{id}`.
+    pub tenant_group: Option<String>,
+    /// The group of a channel's subscribers, with `{id}` for the channel.
+    /// Default `channel_{id}`.
+    pub channel_group: Option<String>,
+    /// The most notifications of one REST batch. Default 100.
+    pub max_batch: Option<usize>,
+    /// The most notifications `GetUnreadNotifications` returns. Default 100.
+    pub max_unread: Option<usize>,
+    /// The longest title, in characters. Default 256.
+    pub max_title_chars: Option<usize>,
+    /// The longest body, in characters. Default 4000.
+    pub max_body_chars: Option<usize>,
+    /// The most bytes of a notification's `data`, as JSON. Default 16384.
+    pub max_data_bytes: Option<usize>,
 }
 
 /// The offline-delivery hook of a chat hub: each new message whose
@@ -357,5 +389,13 @@ mod tests {
         assert!(unknown.unwrap_err().to_string().contains("colour"));
         let kind = toml::from_str::<HubTable>("kind = \"rooms\"\npath = \"/x\"");
         assert!(kind.unwrap_err().to_string().contains("rooms"));
+        let notifications: HubTable = toml::from_str(
+            "kind = \"notifications\"\npath = \"/n\"\n[notifications]\nretention_days = 7\ntenant_group = \"t:{id}\"",
+        )
+        .unwrap();
+        assert_eq!(notifications.kind, HubKind::Notifications);
+        let settings = notifications.notifications.unwrap();
+        assert_eq!(settings.retention_days, Some(7));
+        assert_eq!(settings.tenant_group.as_deref(), Some("t:{id}"));
     }
 }

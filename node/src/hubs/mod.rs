@@ -8,12 +8,15 @@
 //! - [`chat`]: the chat kind (conversations, typing, receipts, presence).
 //! - [`groups`]: the groups kind (groups joined on connect, subscribe /
 //!   unsubscribe, relays to a group).
+//! - [`notifications`]: the notifications kind (persisted notifications to
+//!   users, tenants, channels, everyone; acknowledged / read state).
 //! - [`diagnostics`]: the diagnostics hub (tests and operations).
 
 pub mod chat;
 pub mod definition;
 pub mod diagnostics;
 pub mod groups;
+pub mod notifications;
 
 use std::sync::Arc;
 
@@ -26,6 +29,8 @@ use hubwire_store::Store;
 
 /// The path of the built-in chat hub.
 pub const CHAT_PATH: &str = "/hubs/chat";
+/// The path of the built-in notifications hub.
+pub const NOTIFICATIONS_PATH: &str = "/hubs/notifications";
 
 /// The hubs a node serves, and its chat hubs by name for the REST API.
 #[derive(Clone, Default)]
@@ -34,6 +39,8 @@ pub struct BuiltIn {
     pub hubs: HubSet,
     /// The hubs of the chat kind.
     pub chats: Vec<ChatHub>,
+    /// The hubs of the notifications kind.
+    pub notifications: Vec<notifications::NotificationsHub>,
 }
 
 impl BuiltIn {
@@ -48,7 +55,10 @@ impl BuiltIn {
 /// The built-in hubs made from definitions: each is served unless a
 /// `[[hub]]` table (of any kind) is at its path, which replaces it.
 fn built_in_tables() -> Vec<HubTable> {
-    vec![default_chat()]
+    vec![
+        default_chat(),
+        default_table(HubKind::Notifications, NOTIFICATIONS_PATH),
+    ]
 }
 
 /// The definitions of a configuration, checked: its `[[hub]]` tables, and
@@ -65,16 +75,26 @@ pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, Defini
         let catalog = match table.kind {
             HubKind::Chat => &chat::catalog::CATALOG,
             HubKind::Groups => &groups::definition::NO_CATALOG,
+            HubKind::Notifications => &notifications::catalog::CATALOG,
         };
-        if table.kind == HubKind::Chat && table.groups.is_some() {
+        if table.kind != HubKind::Groups && table.groups.is_some() {
             return Err(DefinitionError {
                 hub: table.path.clone(),
                 field: "groups".into(),
-                reason: "a setting of the groups kind, not of chat".into(),
+                reason: "a setting of the groups kind only".into(),
             });
         }
         if table.kind == HubKind::Groups {
             groups::definition::GroupsDefinition::resolve(table)?;
+        }
+        if table.kind == HubKind::Notifications {
+            notifications::Settings::resolve(table)?;
+        } else if table.notifications.is_some() {
+            return Err(DefinitionError {
+                hub: table.path.clone(),
+                field: "notifications".into(),
+                reason: "only a hub of kind \"notifications\" has these settings".into(),
+            });
         }
         let def = Definition::resolve(table, catalog)?;
         check_backend(config, table)?;
@@ -132,9 +152,14 @@ fn check_backend(config: &Config, table: &HubTable) -> Result<(), DefinitionErro
 
 /// The built-in chat hub's table: MISSION.md's names, all defaults.
 fn default_chat() -> HubTable {
+    default_table(HubKind::Chat, CHAT_PATH)
+}
+
+/// A built-in hub's table: MISSION.md's names, all defaults.
+fn default_table(kind: HubKind, path: &str) -> HubTable {
     HubTable {
-        kind: HubKind::Chat,
-        path: CHAT_PATH.into(),
+        kind,
+        path: path.into(),
         methods: None,
         events: Default::default(),
         conversation_group: None,
@@ -144,6 +169,7 @@ fn default_chat() -> HubTable {
         offline_hook: None,
         backend: None,
         groups: None,
+        notifications: None,
     }
 }
 
@@ -170,6 +196,15 @@ pub fn built_in(config: &Config, store: &Store) -> Result<BuiltIn, DefinitionErr
                 };
                 let hub = groups::GroupsHub::new(resolved);
                 built.hubs = std::mem::take(&mut built.hubs).at(def.path.clone(), Arc::new(hub));
+            }
+            HubKind::Notifications => {
+                let table = config.hub.iter().find(|t| t.path.eq_ignore_ascii_case(&def.path));
+                let table = table.cloned().unwrap_or_else(|| default_table(kind, &def.path));
+                let settings = notifications::Settings::resolve(&table)?;
+                let path = def.path.clone();
+                let hub = notifications::NotificationsHub::new(def, settings, store.clone());
+                built.hubs = std::mem::take(&mut built.hubs).at(path, Arc::new(hub.clone()));
+                built.notifications.push(hub);
             }
         }
     }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub hubs: HubSet,
     /// The hubs of the chat kind among them (the REST API's conversations).
     pub chats: Vec<ChatHub>,
+    /// The hubs of the notifications kind (the REST API's notifications).
+    pub notifications: Vec<crate::hubs::notifications::NotificationsHub>,
     /// The database (conversations, messages, receipts): `/readyz` checks it.
     /// `None` only in unit tests of the web layer, which need no database.
     pub store: Option<Store>,

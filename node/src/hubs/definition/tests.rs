@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 use crate::core::config::Config;
+use crate::core::definition::HubKind;
 use crate::hubs::chat::catalog::{Event, Op, CATALOG};
 use crate::hubs::definitions;
 
@@ -282,7 +283,7 @@ fn the_configurations_hubs_replace_the_built_in_chat_at_its_path_and_names_diffe
     .unwrap();
     let defs = definitions(&config).unwrap();
     let paths: Vec<_> = defs.iter().map(|(_, d)| d.path.as_str()).collect();
-    assert_eq!(paths, ["/hubs/chat", "/chathub"]);
+    assert_eq!(paths, ["/hubs/chat", "/chathub", "/hubs/notifications"]);
 
     let replaced: Config = toml::from_str(
         r#"
@@ -294,8 +295,53 @@ fn the_configurations_hubs_replace_the_built_in_chat_at_its_path_and_names_diffe
     )
     .unwrap();
     let defs = definitions(&replaced).unwrap();
-    assert_eq!(defs.len(), 1);
+    assert_eq!(
+        defs.len(),
+        2,
+        "the chat hub replaced, the built-in notifications hub kept"
+    );
     assert_eq!(defs[0].1.group_of("x"), "x");
+
+    let notifications: Config = toml::from_str(
+        r#"
+        [[hub]]
+        kind = "notifications"
+        path = "/hubs/notifications"
+        methods = [{ name = "Ack", operation = "acknowledge_notification", args = ["notificationId"] }]
+        [hub.notifications]
+        retention_days = 7
+        "#,
+    )
+    .unwrap();
+    let defs = definitions(&notifications).unwrap();
+    assert_eq!(defs.len(), 2);
+    assert_eq!(defs[1].0, HubKind::Notifications);
+    assert_eq!(defs[1].1.methods[0].spec.name, "Ack");
+
+    let misplaced: Config = toml::from_str(
+        r#"
+        [[hub]]
+        kind = "chat"
+        path = "/hubs/chat"
+        [hub.notifications]
+        retention_days = 7
+        "#,
+    )
+    .unwrap();
+    let error = definitions(&misplaced).unwrap_err();
+    assert_eq!(error.field, "notifications");
+
+    let wrong_op: Config = toml::from_str(
+        r#"
+        [[hub]]
+        kind = "notifications"
+        path = "/hubs/alerts"
+        methods = [{ name = "Send", operation = "send_message", args = ["conversationId", "content"] }]
+        "#,
+    )
+    .unwrap();
+    let error = definitions(&wrong_op).unwrap_err();
+    assert!(error.reason.contains("acknowledge_notification"), "{}", error.reason);
 
     let clash: Config = toml::from_str(
         r#"

@@ -15,6 +15,7 @@
 //! - [`query`]: hubwire's cluster-wide listings and counts.
 //! - [`batch`]: many sends in one request (`:sendBatch`).
 //! - [`conversations`]: conversations and participants of chat hubs.
+//! - [`notifications`]: notifications of notifications hubs.
 //! - [`error`]: error bodies and `x-ms-error-code`, and the one place where
 //!   backplane errors become HTTP statuses.
 //!
@@ -31,6 +32,7 @@ pub mod connections;
 pub mod conversations;
 pub mod error;
 pub mod groups;
+pub mod notifications;
 pub mod params;
 pub mod query;
 pub mod send;
@@ -140,6 +142,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             get().to(conversations::inbox),
         )
         .route("/api/hubs/{hub}/presence", get().to(conversations::presence))
+        .route("/api/hubs/{hub}/notifications", post().to(notifications::create))
+        .route(
+            "/api/hubs/{hub}/users/{user}/notifications",
+            get().to(notifications::of_user),
+        )
         .route("/api/hubs/{hub}/conversations/{id}", get().to(conversations::get))
         .route(
             "/api/hubs/{hub}/conversations/{id}/messages",

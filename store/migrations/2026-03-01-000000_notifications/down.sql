@@ -1,0 +1,2 @@
+DROP TABLE notification_states;
+DROP TABLE notifications;
