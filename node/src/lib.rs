@@ -103,6 +103,7 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
         node,
         hubs: built.hubs,
         chats: built.chats,
+        rooms: built.rooms,
         store: Some(store),
         sessions: Default::default(),
     })

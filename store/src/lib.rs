@@ -20,6 +20,8 @@
 //! - `receipts`: the group-commit task behind [`Store::mark_read`] (read
 //!   positions coalesced per conversation and user).
 //! - [`crypto`]: AES-256-GCM of message content at rest, with key rotation.
+//! - `rooms`: room membership grants of the rooms hub kind (grant, revoke,
+//!   check, list).
 //! - `retention`: deleting old messages per conversation kind, one node at a time.
 //! - [`observe`]: the [`observe::Observer`] told of each call (the node's
 //!   trace spans), installed by [`Store::observe`].
@@ -51,6 +53,7 @@ pub mod observe;
 pub mod outbox;
 mod receipts;
 mod retention;
+mod rooms;
 pub mod schema;
 
 use std::sync::Arc;

@@ -40,6 +40,7 @@ mod memory;
 pub mod names;
 pub mod observe;
 mod pubsub;
+mod rooms;
 mod scripts;
 mod stats;
 mod typing;
@@ -477,5 +478,24 @@ impl Keyspace for RedisBackplane {
 
     async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError> {
         self.shared.take_typing_of(hub, node).await
+    }
+
+    async fn room_presence_set(
+        &self,
+        hub: &HubName,
+        room: &str,
+        id: &ConnectionId,
+        entry: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(), BackplaneError> {
+        self.shared.room_presence_set(hub, room, id, entry, ttl).await
+    }
+
+    async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), BackplaneError> {
+        self.shared.room_presence_remove(hub, room, id).await
+    }
+
+    async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, BackplaneError> {
+        self.shared.room_presence(hub, room).await
     }
 }

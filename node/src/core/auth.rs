@@ -33,6 +33,8 @@ pub struct Principal {
     pub user: UserId,
     /// The `name` claim.
     pub name: Option<String>,
+    /// The `picture` claim (OpenID Connect's profile picture URL).
+    pub picture: Option<String>,
     /// The `tenant` claim.
     pub tenant: Option<String>,
     /// The `roles` claim.
@@ -125,6 +127,9 @@ pub struct Claims {
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Profile picture URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
     /// Tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
@@ -146,6 +151,7 @@ impl Claims {
             exp: unix_now() + ttl_secs,
             nbf: None,
             name: None,
+            picture: None,
             tenant: None,
             roles: OneOrMany::None,
             channels: OneOrMany::None,
@@ -274,6 +280,7 @@ impl Authenticator {
             expires: c.exp,
             user: UserId::from(c.sub),
             name: c.name,
+            picture: c.picture,
             tenant: c.tenant,
             roles: c.roles.into_vec(),
             channels: c.channels.into_vec(),
@@ -370,6 +377,7 @@ mod tests {
         let mut principal = Principal {
             user: UserId::from("u"),
             name: None,
+            picture: None,
             tenant: None,
             roles: vec![],
             channels: vec![],

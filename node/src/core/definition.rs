@@ -23,7 +23,8 @@
 //! - `limits` (content length, id lengths, attachments, participants,
 //!   typing expiry, catch-up size, connections per user, rates);
 //! - `offline_hook`: where messages for users with no live connection are
-//!   POSTed (`crate::hubs::chat::offline`).
+//!   POSTed (`crate::hubs::chat::offline`);
+//! - `rooms`: the rooms kind's settings (group template, inactivity, access).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,9 @@ pub enum HubKind {
     /// Conversations: messages persisted then broadcast, typing, receipts,
     /// presence (`crate::hubs::chat`).
     Chat,
+    /// Rooms with presence: join / leave / heartbeat, who is active, access
+    /// granted by the backend (`crate::hubs::rooms`).
+    Rooms,
 }
 
 /// One `[[hub]]` table.
@@ -66,6 +70,29 @@ pub struct HubTable {
     pub limits: LimitsTable,
     /// The offline-delivery hook; absent: none.
     pub offline_hook: Option<OfflineHookTable>,
+    /// The settings of a hub of the rooms kind; absent: its defaults.
+    pub rooms: Option<RoomsTable>,
+}
+
+/// The settings of a hub of the rooms kind (`[hub.rooms]`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsTable {
+    /// The group name of a room, with `{id}` for its id (what the backend's
+    /// REST group sends address). Default `room_{id}`.
+    pub group: Option<String>,
+    /// Seconds without a join or heartbeat after which a member is inactive
+    /// (announced as left). Default 45.
+    pub inactive_after_secs: Option<u64>,
+    /// Whether the token's `channels` claim may grant rooms too: a pattern
+    /// matching the room's group name lets the user join without a REST
+    /// grant. Default `false` (REST grants only).
+    pub claims_grant: Option<bool>,
+    /// The `HubException` text of a join without access. Default
+    /// `Access denied`.
+    pub access_denied: Option<String>,
+    /// The longest room id, in characters. Default 128.
+    pub max_room_id_chars: Option<usize>,
 }
 
 /// The offline-delivery hook of a chat hub: each new message whose
@@ -259,7 +286,12 @@ mod tests {
         assert_eq!(table.limits.typing_per_minute, None);
         let unknown = toml::from_str::<HubTable>("kind = \"chat\"\npath = \"/x\"\ncolour = 1");
         assert!(unknown.unwrap_err().to_string().contains("colour"));
-        let kind = toml::from_str::<HubTable>("kind = \"rooms\"\npath = \"/x\"");
-        assert!(kind.unwrap_err().to_string().contains("rooms"));
+        let kind = toml::from_str::<HubTable>("kind = \"teleport\"\npath = \"/x\"");
+        assert!(kind.unwrap_err().to_string().contains("teleport"));
+        let rooms: HubTable =
+            toml::from_str("kind = \"rooms\"\npath = \"/x\"\n[rooms]\ngroup = \"list_{id}\"\ninactive_after_secs = 2")
+                .unwrap();
+        assert_eq!(rooms.kind, HubKind::Rooms);
+        assert_eq!(rooms.rooms.unwrap().inactive_after_secs, Some(2));
     }
 }

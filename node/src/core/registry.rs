@@ -214,6 +214,7 @@ mod tests {
         let principal = user.map(|u| Principal {
             user: UserId::from(u),
             name: None,
+            picture: None,
             tenant: None,
             roles: vec![],
             channels: vec![],

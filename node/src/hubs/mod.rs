@@ -6,11 +6,14 @@
 //! - [`definition`]: hub definitions (`[[hub]]` tables) checked against a
 //!   kind's catalog and resolved, and the payload shaping they imply.
 //! - [`chat`]: the chat kind (conversations, typing, receipts, presence).
+//! - [`rooms`]: the rooms kind (rooms with presence, access granted by the
+//!   backend).
 //! - [`diagnostics`]: the diagnostics hub (tests and operations).
 
 pub mod chat;
 pub mod definition;
 pub mod diagnostics;
+pub mod rooms;
 
 use std::sync::Arc;
 
@@ -24,6 +27,9 @@ use hubwire_store::Store;
 /// The path of the built-in chat hub.
 pub const CHAT_PATH: &str = "/hubs/chat";
 
+/// The path of the built-in rooms hub.
+pub const ROOMS_PATH: &str = "/hubs/rooms";
+
 /// The hubs a node serves, and its chat hubs by name for the REST API.
 #[derive(Clone, Default)]
 pub struct BuiltIn {
@@ -31,6 +37,8 @@ pub struct BuiltIn {
     pub hubs: HubSet,
     /// The hubs of the chat kind.
     pub chats: Vec<ChatHub>,
+    /// The hubs of the rooms kind.
+    pub rooms: Vec<rooms::RoomsHub>,
 }
 
 impl BuiltIn {
@@ -42,17 +50,32 @@ impl BuiltIn {
     }
 }
 
-/// The definitions of a configuration, checked: its `[[hub]]` tables, and
-/// the built-in `/hubs/chat` unless one of them is at that path.
-pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, DefinitionError> {
+/// The tables of a configuration: its `[[hub]]` tables, and the built-in
+/// `/hubs/chat` and `/hubs/rooms` unless one of them is at that path.
+fn tables(config: &Config) -> Vec<HubTable> {
     let mut tables: Vec<HubTable> = config.hub.clone();
     if !tables.iter().any(|t| t.path.eq_ignore_ascii_case(CHAT_PATH)) {
         tables.insert(0, default_chat());
     }
+    if !tables.iter().any(|t| t.path.eq_ignore_ascii_case(ROOMS_PATH)) {
+        tables.insert(1, default_table(HubKind::Rooms, ROOMS_PATH));
+    }
+    tables
+}
+
+/// The definitions of a configuration, checked: its `[[hub]]` tables, and
+/// the built-in `/hubs/chat` and `/hubs/rooms` unless one of them is at that
+/// path.
+pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, DefinitionError> {
+    let tables = tables(config);
     let mut resolved: Vec<(HubKind, Definition)> = Vec::new();
     for table in &tables {
         let catalog = match table.kind {
             HubKind::Chat => &chat::catalog::CATALOG,
+            HubKind::Rooms => {
+                rooms::Settings::resolve(table)?;
+                &rooms::catalog::CATALOG
+            }
         };
         let def = Definition::resolve(table, catalog)?;
         let taken = resolved
@@ -82,9 +105,14 @@ pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, Defini
 
 /// The built-in chat hub's table: MISSION.md's names, all defaults.
 fn default_chat() -> HubTable {
+    default_table(HubKind::Chat, CHAT_PATH)
+}
+
+/// A built-in hub's table: MISSION.md's names, all defaults.
+fn default_table(kind: HubKind, path: &str) -> HubTable {
     HubTable {
-        kind: HubKind::Chat,
-        path: CHAT_PATH.into(),
+        kind,
+        path: path.into(),
         methods: None,
         events: Default::default(),
         conversation_group: None,
@@ -92,6 +120,7 @@ fn default_chat() -> HubTable {
         refusals: Default::default(),
         limits: Default::default(),
         offline_hook: None,
+        rooms: None,
     }
 }
 
@@ -102,8 +131,20 @@ pub fn built_in(config: &Config, store: &Store) -> Result<BuiltIn, DefinitionErr
     if config.diagnostics_hub {
         built.hubs = built.hubs.with(Arc::new(diagnostics::DiagnosticsHub));
     }
+    let tables = tables(config);
     for (kind, def) in definitions(config)? {
         match kind {
+            HubKind::Rooms => {
+                let table = tables.iter().find(|t| t.path == def.path);
+                let settings = match table {
+                    Some(table) => rooms::Settings::resolve(table)?,
+                    None => rooms::Settings::resolve(&default_table(HubKind::Rooms, &def.path))?,
+                };
+                let path = def.path.clone();
+                let hub = rooms::RoomsHub::new(def, settings, store.clone());
+                built.hubs = std::mem::take(&mut built.hubs).at(path, Arc::new(hub.clone()));
+                built.rooms.push(hub);
+            }
             HubKind::Chat => {
                 let path = def.path.clone();
                 let hub = ChatHub::new(def, store.clone());

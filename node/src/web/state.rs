@@ -9,6 +9,7 @@ use crate::core::auth::Principal;
 use crate::core::hub::HubSet;
 use crate::core::node::Node;
 use crate::hubs::chat::ChatHub;
+use crate::hubs::rooms::RoomsHub;
 use crate::web::transport::session::Sessions;
 use hubwire_backplane::HubName;
 use hubwire_store::Store;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub hubs: HubSet,
     /// The hubs of the chat kind among them (the REST API's conversations).
     pub chats: Vec<ChatHub>,
+    /// The hubs of the rooms kind among them (the REST API's room members).
+    pub rooms: Vec<RoomsHub>,
     /// The database (conversations, messages, receipts): `/readyz` checks it.
     /// `None` only in unit tests of the web layer, which need no database.
     pub store: Option<Store>,

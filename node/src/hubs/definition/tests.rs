@@ -282,7 +282,7 @@ fn the_configurations_hubs_replace_the_built_in_chat_at_its_path_and_names_diffe
     .unwrap();
     let defs = definitions(&config).unwrap();
     let paths: Vec<_> = defs.iter().map(|(_, d)| d.path.as_str()).collect();
-    assert_eq!(paths, ["/hubs/chat", "/chathub"]);
+    assert_eq!(paths, ["/hubs/chat", "/hubs/rooms", "/chathub"]);
 
     let replaced: Config = toml::from_str(
         r#"
@@ -294,7 +294,7 @@ fn the_configurations_hubs_replace_the_built_in_chat_at_its_path_and_names_diffe
     )
     .unwrap();
     let defs = definitions(&replaced).unwrap();
-    assert_eq!(defs.len(), 1);
+    assert_eq!(defs.len(), 2, "the configured chat hub and the built-in rooms hub");
     assert_eq!(defs[0].1.group_of("x"), "x");
 
     let clash: Config = toml::from_str(

@@ -13,6 +13,7 @@
 //! - [`send`], [`connections`], [`groups`], [`users`]: Azure's operations.
 //! - [`query`]: hubwire's cluster-wide listings and counts.
 //! - [`conversations`]: conversations and participants of chat hubs.
+//! - [`rooms`]: room members (grants) of rooms hubs.
 //! - [`error`]: error bodies and `x-ms-error-code`, and the one place where
 //!   backplane errors become HTTP statuses.
 //!
@@ -29,6 +30,7 @@ pub mod error;
 pub mod groups;
 pub mod params;
 pub mod query;
+pub mod rooms;
 pub mod send;
 pub mod users;
 
@@ -150,7 +152,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/hubs/{hub}/conversations/{id}/participants/{user}",
             delete().to(conversations::remove_participant),
-        );
+        )
+        .route("/api/hubs/{hub}/rooms/{room}/members/{user}", put().to(rooms::grant))
+        .route(
+            "/api/hubs/{hub}/rooms/{room}/members/{user}",
+            delete().to(rooms::revoke),
+        )
+        .route("/api/hubs/{hub}/rooms/{room}/members", get().to(rooms::list));
     // v1.
     cfg.route("/api/v1/hubs/{hub}", post().to(send::to_all))
         .route("/api/v1/hubs/{hub}/users/{user}", post().to(send::to_user))

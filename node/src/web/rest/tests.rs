@@ -71,6 +71,7 @@ async fn send(node: Arc<Node>, req: test::TestRequest) -> ServiceResponse {
             node,
             hubs,
             chats: Vec::new(),
+            rooms: Vec::new(),
             store: None,
             sessions: Default::default(),
         }))
