@@ -14,7 +14,7 @@
 //!   implementation provides — cross-node delivery (publish, subscribe,
 //!   readiness) and the cluster keyspace (connections, groups, users, counts,
 //!   and the small per-user state held cluster-wide: rate buckets, last seen,
-//!   cached read positions).
+//!   cached read positions, the rooms kind's presence entries).
 //! - [`local`]: the in-process implementation (a single node, or several nodes of
 //!   one process in tests).
 //! - [`redis`]: the Redis implementation (fred): pub/sub fan-out, the keyspace

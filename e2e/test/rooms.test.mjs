@@ -22,7 +22,11 @@ const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const keys = (o) => Object.keys(o).sort();
 
 /** The rooms hub of these tests: MISSION's names, a 2 s inactivity. */
-const ROOMS = [{ kind: 'rooms', path: '/hubs/rooms', rooms: { inactive_after_secs: 2 } }];
+const ROOMS = [
+  { kind: 'rooms', path: '/hubs/rooms', rooms: { inactive_after_secs: 2 } },
+  // Rooms granted by the token's channels claim too, with the app's refusal text.
+  { kind: 'rooms', path: '/hubs/team-rooms', rooms: { group: 'team:{id}', claims_grant: true, access_denied: 'Not your team' } },
+];
 
 let cluster;
 before(async () => {
@@ -226,6 +230,24 @@ describe('rooms kind', () => {
     await bobConn.stop();
     await delay(GRACE_MS);
     assert.equal(annLeft.items.length, 1, 'no second UserLeft for bob');
+  });
+
+  e2eTest("with claims_grant, a channels pattern matching the room's group grants it", async () => {
+    const [a, b] = cluster.nodes;
+    const ann = unique('ann');
+    const conn = await connect(a, { hub: 'team-rooms', user: ann, token: a.token({ sub: ann, channels: ['team:blue-*'] }) });
+    const presence = record(conn, 'PresenceUpdate');
+    await conn.invoke('JoinRoom', 'blue-1');
+    const [snapshot] = await presence.wait(1);
+    assert.deepEqual(snapshot.activeUsers.map((u) => u.userId), [ann]);
+    await assert.rejects(conn.invoke('JoinRoom', 'red-1'), hubException('Not your team'));
+    // A REST grant still works beside the claim.
+    assert.equal(await grant(b, 'red-1', ann, 'team-rooms'), 201);
+    await conn.invoke('JoinRoom', 'red-1');
+    await presence.wait(2);
+    // Without the claims_grant setting the claim grants nothing.
+    const plain = await connect(b, { hub: 'rooms', user: ann, token: b.token({ sub: ann, channels: ['room_*'] }) });
+    await assert.rejects(plain.invoke('JoinRoom', unique('room')), hubException('Access denied'));
   });
 
   e2eTest('the members routes refuse a hub of another kind and bad ids', async () => {

@@ -10,6 +10,8 @@
 //!   positions.
 //! - `typing`: the typing indicators each node holds (a hash per hub and
 //!   node), taken by the sweeper of a dead node.
+//! - `rooms`: the rooms kind's presence entries (a hash per hub and room,
+//!   a field per connection, expiring after the last write).
 //! - `pubsub`: publishing, subscriptions (with a delayed unsubscribe), receiving.
 //! - `liveness`: heartbeats, dead-node sweeps, and the resync after an outage.
 //! - [`observe`]: the [`CommandObserver`] told of each command (the node's
