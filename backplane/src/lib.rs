@@ -14,7 +14,7 @@
 //!   implementation provides — cross-node delivery (publish, subscribe,
 //!   readiness) and the cluster keyspace (connections, groups, users, counts,
 //!   and the small per-user state held cluster-wide: rate buckets, last seen,
-//!   cached read positions).
+//!   cached read positions, the rooms kind's presence entries).
 //! - [`local`]: the in-process implementation (a single node, or several nodes of
 //!   one process in tests).
 //! - [`redis`]: the Redis implementation (fred): pub/sub fan-out, the keyspace
@@ -273,6 +273,21 @@ pub trait Keyspace: Send + Sync {
     /// Takes (reads and forgets) the typing indicators dead node `node` held
     /// in `hub`: (conversation, user) pairs.
     async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError>;
+    /// Records connection `id`'s presence entry in room `room` of `hub`
+    /// (an opaque `entry`, the rooms hub's JSON), replacing the previous one;
+    /// the room's presence expires `ttl` after its last write.
+    async fn room_presence_set(
+        &self,
+        hub: &HubName,
+        room: &str,
+        id: &ConnectionId,
+        entry: &str,
+        ttl: Duration,
+    ) -> Result<(), BackplaneError>;
+    /// Removes connection `id`'s presence entry from room `room`.
+    async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), BackplaneError>;
+    /// The presence entries of room `room` of `hub`, cluster-wide.
+    async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, BackplaneError>;
 }
 
 /// The backplane a node runs with, chosen once at start-up.
@@ -348,4 +363,7 @@ forward!(impl Keyspace {
     async fn cached_read_position(&self, hub: &HubName, conversation: &str, user: &UserId) -> Result<Option<String>, BackplaneError>;
     async fn typing_held(&self, hub: &HubName, conversation: &str, user: &UserId, held: bool) -> Result<(), BackplaneError>;
     async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError>;
+    async fn room_presence_set(&self, hub: &HubName, room: &str, id: &ConnectionId, entry: &str, ttl: Duration) -> Result<(), BackplaneError>;
+    async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), BackplaneError>;
+    async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, BackplaneError>;
 });

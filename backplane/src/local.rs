@@ -60,6 +60,8 @@ struct BusState {
     read_positions: HashMap<(HubName, String, UserId), (String, Instant)>,
     /// Typing indicators each node holds, per hub.
     typing: HashMap<(HubName, NodeId), HashSet<(String, UserId)>>,
+    /// Room presence entries per (hub, room), and when each room expires.
+    rooms: HashMap<(HubName, String), (HashMap<ConnectionId, String>, Instant)>,
 }
 
 /// One token bucket.
@@ -566,6 +568,49 @@ impl Keyspace for LocalBackplane {
     async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError> {
         let held = self.bus.state.lock().typing.remove(&(hub.clone(), node.clone()));
         Ok(held.into_iter().flatten().collect())
+    }
+
+    async fn room_presence_set(
+        &self,
+        hub: &HubName,
+        room: &str,
+        id: &ConnectionId,
+        entry: &str,
+        ttl: Duration,
+    ) -> Result<(), BackplaneError> {
+        let mut state = self.bus.state.lock();
+        let now = Instant::now();
+        state.rooms.retain(|_, (_, expires)| *expires > now);
+        let slot = state
+            .rooms
+            .entry((hub.clone(), room.to_owned()))
+            .or_insert_with(|| (HashMap::new(), now));
+        slot.0.insert(id.clone(), entry.to_owned());
+        slot.1 = now + ttl;
+        Ok(())
+    }
+
+    async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), BackplaneError> {
+        let mut state = self.bus.state.lock();
+        let key = (hub.clone(), room.to_owned());
+        if let Some((entries, _)) = state.rooms.get_mut(&key) {
+            entries.remove(id);
+            if entries.is_empty() {
+                state.rooms.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, BackplaneError> {
+        let state = self.bus.state.lock();
+        let now = Instant::now();
+        Ok(match state.rooms.get(&(hub.clone(), room.to_owned())) {
+            Some((entries, expires)) if *expires > now => {
+                entries.iter().map(|(id, e)| (id.clone(), e.clone())).collect()
+            }
+            _ => Vec::new(),
+        })
     }
 }
 

@@ -108,6 +108,7 @@ pub async fn build(config: config::Config) -> anyhow::Result<AppState> {
         hubs: built.hubs,
         chats: built.chats,
         notifications: built.notifications,
+        rooms: built.rooms,
         store: Some(store),
         sessions: Default::default(),
     })

@@ -165,8 +165,8 @@ fn every_preset_starts_a_node_with_hubwire_node_dash_dash_config() {
     let presets = presets();
     assert_eq!(
         presets.len(),
-        4,
-        "ai-gateway, pet-services, social-chat, delivery-messaging: {presets:?}"
+        5,
+        "ai-gateway, pet-services, social-chat, delivery-messaging, shopping-list: {presets:?}"
     );
     for file in presets {
         let dir = std::env::temp_dir().join(format!(

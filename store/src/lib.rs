@@ -23,6 +23,8 @@
 //! - [`notifications`]: the notifications hub kind's notifications (by
 //!   audience: user, tenant, channel, all), each user's acknowledged / read
 //!   state, and their retention.
+//! - `rooms`: room membership grants of the rooms hub kind (grant, revoke,
+//!   check, list).
 //! - `retention`: deleting old messages per conversation kind, one node at a time.
 //! - [`observe`]: the [`observe::Observer`] told of each call (the node's
 //!   trace spans), installed by [`Store::observe`].
@@ -55,6 +57,7 @@ pub mod observe;
 pub mod outbox;
 mod receipts;
 mod retention;
+mod rooms;
 pub mod schema;
 
 use std::sync::Arc;

@@ -107,6 +107,20 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(notifications, notification_states);
 
+diesel::table! {
+    /// Who may join a room of a rooms hub (grants by the app's backend).
+    room_members (hub, room_id, user_id) {
+        /// The hub's name.
+        hub -> Text,
+        /// The room.
+        room_id -> Text,
+        /// The user granted.
+        user_id -> Text,
+        /// Unix milliseconds.
+        granted_at -> BigInt,
+    }
+}
+
 diesel::joinable!(participants -> conversations (conversation_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(read_positions -> conversations (conversation_id));

@@ -10,6 +10,8 @@
 //!   positions.
 //! - `typing`: the typing indicators each node holds (a hash per hub and
 //!   node), taken by the sweeper of a dead node.
+//! - `rooms`: the rooms kind's presence entries (a hash per hub and room,
+//!   a field per connection, expiring after the last write).
 //! - `pubsub`: publishing, subscriptions (with a delayed unsubscribe), receiving.
 //! - `liveness`: heartbeats, dead-node sweeps, and the resync after an outage.
 //! - [`observe`]: the [`CommandObserver`] told of each command (the node's
@@ -40,6 +42,7 @@ mod memory;
 pub mod names;
 pub mod observe;
 mod pubsub;
+mod rooms;
 mod scripts;
 mod stats;
 mod typing;
@@ -477,5 +480,24 @@ impl Keyspace for RedisBackplane {
 
     async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError> {
         self.shared.take_typing_of(hub, node).await
+    }
+
+    async fn room_presence_set(
+        &self,
+        hub: &HubName,
+        room: &str,
+        id: &ConnectionId,
+        entry: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(), BackplaneError> {
+        self.shared.room_presence_set(hub, room, id, entry, ttl).await
+    }
+
+    async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), BackplaneError> {
+        self.shared.room_presence_remove(hub, room, id).await
+    }
+
+    async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, BackplaneError> {
+        self.shared.room_presence(hub, room).await
     }
 }

@@ -195,6 +195,12 @@ impl RedisNames {
         format!("{}node:{}:typing", self.hub_base(hub), escape(node.as_str()))
     }
 
+    /// `<p>:hub:{<hub>}:room:<room>`: hash, the presence entries of a room
+    /// of the rooms kind, a field per connection (see `rooms.rs`).
+    pub fn room(&self, hub: &HubName, room: &str) -> String {
+        format!("{}room:{}", self.hub_base(hub), escape(room))
+    }
+
     /// The pub/sub channel of a subscription.
     pub fn channel(&self, channel: &Channel) -> String {
         let p = &self.prefix;

@@ -33,6 +33,9 @@ pub struct Principal {
     pub user: UserId,
     /// The `name` claim.
     pub name: Option<String>,
+    /// The `picture` claim (OpenID Connect's profile picture URL), or the
+    /// backend hook's `picture`.
+    pub picture: Option<String>,
     /// The `tenant` claim.
     pub tenant: Option<String>,
     /// The `roles` claim.
@@ -41,8 +44,6 @@ pub struct Principal {
     pub channels: Vec<String>,
     /// The `exp` claim, seconds since the Unix epoch.
     pub expires: u64,
-    /// A picture URL (the backend hook's `picture`; tokens carry none).
-    pub picture: Option<String>,
 }
 
 impl Principal {
@@ -127,6 +128,9 @@ pub struct Claims {
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Profile picture URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
     /// Tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
@@ -148,6 +152,7 @@ impl Claims {
             exp: unix_now() + ttl_secs,
             nbf: None,
             name: None,
+            picture: None,
             tenant: None,
             roles: OneOrMany::None,
             channels: OneOrMany::None,
@@ -276,10 +281,10 @@ impl Authenticator {
             expires: c.exp,
             user: UserId::from(c.sub),
             name: c.name,
+            picture: c.picture,
             tenant: c.tenant,
             roles: c.roles.into_vec(),
             channels: c.channels.into_vec(),
-            picture: None,
         })
     }
 
@@ -373,11 +378,11 @@ mod tests {
         let mut principal = Principal {
             user: UserId::from("u"),
             name: None,
+            picture: None,
             tenant: None,
             roles: vec![],
             channels: vec![],
             expires: 0,
-            picture: None,
         };
         assert!(principal.may_join("anything"), "no claim: unrestricted");
         principal.channels = vec!["room-*".into(), "lobby".into(), "a*b*c".into(), "*-ü".into()];

@@ -31,6 +31,7 @@
 //!   settings (`crate::hubs::groups`).
 //! - `notifications`: the notifications kind's retention, group templates
 //!   and sizes (`crate::hubs::notifications`).
+//! - `rooms`: the rooms kind's settings (group template, inactivity, access).
 
 use std::collections::BTreeMap;
 
@@ -50,6 +51,9 @@ pub enum HubKind {
     /// everyone; acknowledged / read state synced to the user's sessions
     /// (`crate::hubs::notifications`).
     Notifications,
+    /// Rooms with presence: join / leave / heartbeat, who is active, access
+    /// granted by the backend (`crate::hubs::rooms`).
+    Rooms,
 }
 
 /// One `[[hub]]` table.
@@ -88,6 +92,8 @@ pub struct HubTable {
     pub groups: Option<GroupsTable>,
     /// The settings of a hub of the notifications kind; absent: defaults.
     pub notifications: Option<NotificationsTable>,
+    /// The settings of a hub of the rooms kind; absent: its defaults.
+    pub rooms: Option<RoomsTable>,
 }
 
 /// The backend hooks of a hub: paths under the node's `backend_url`
@@ -194,6 +200,27 @@ pub struct NotificationsTable {
     pub max_body_chars: Option<usize>,
     /// The most bytes of a notification's `data`, as JSON. Default 16384.
     pub max_data_bytes: Option<usize>,
+}
+
+/// The settings of a hub of the rooms kind (`[hub.rooms]`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsTable {
+    /// The group name of a room, with `{id}` for its id (what the backend's
+    /// REST group sends address). Default `room_{id}`.
+    pub group: Option<String>,
+    /// Seconds without a join or heartbeat after which a member is inactive
+    /// (announced as left). Default 45.
+    pub inactive_after_secs: Option<u64>,
+    /// Whether the token's `channels` claim may grant rooms too: a pattern
+    /// matching the room's group name lets the user join without a REST
+    /// grant. Default `false` (REST grants only).
+    pub claims_grant: Option<bool>,
+    /// The `HubException` text of a join without access. Default
+    /// `Access denied`.
+    pub access_denied: Option<String>,
+    /// The longest room id, in characters. Default 128.
+    pub max_room_id_chars: Option<usize>,
 }
 
 /// The offline-delivery hook of a chat hub: each new message whose
@@ -387,8 +414,8 @@ mod tests {
         assert_eq!(table.limits.typing_per_minute, None);
         let unknown = toml::from_str::<HubTable>("kind = \"chat\"\npath = \"/x\"\ncolour = 1");
         assert!(unknown.unwrap_err().to_string().contains("colour"));
-        let kind = toml::from_str::<HubTable>("kind = \"rooms\"\npath = \"/x\"");
-        assert!(kind.unwrap_err().to_string().contains("rooms"));
+        let kind = toml::from_str::<HubTable>("kind = \"teleport\"\npath = \"/x\"");
+        assert!(kind.unwrap_err().to_string().contains("teleport"));
         let notifications: HubTable = toml::from_str(
             "kind = \"notifications\"\npath = \"/n\"\n[notifications]\nretention_days = 7\ntenant_group = \"t:{id}\"",
         )
@@ -397,5 +424,10 @@ mod tests {
         let settings = notifications.notifications.unwrap();
         assert_eq!(settings.retention_days, Some(7));
         assert_eq!(settings.tenant_group.as_deref(), Some("t:{id}"));
+        let rooms: HubTable =
+            toml::from_str("kind = \"rooms\"\npath = \"/x\"\n[rooms]\ngroup = \"list_{id}\"\ninactive_after_secs = 2")
+                .unwrap();
+        assert_eq!(rooms.kind, HubKind::Rooms);
+        assert_eq!(rooms.rooms.unwrap().inactive_after_secs, Some(2));
     }
 }

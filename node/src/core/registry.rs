@@ -214,11 +214,11 @@ mod tests {
         let principal = user.map(|u| Principal {
             user: UserId::from(u),
             name: None,
+            picture: None,
             tenant: None,
             roles: vec![],
             channels: vec![],
             expires: u64::MAX,
-            picture: None,
         });
         ConnectionHandle::new(
             id.into(),

@@ -1,6 +1,7 @@
 //! Per-user state held cluster-wide, reached through [`Node`]: rate buckets
 //! (`take_rate`), when a user was last seen, cached read positions, and the
-//! typing indicators this node holds (for whoever sweeps it). The
+//! typing indicators this node holds (for whoever sweeps it), and the
+//! presence entries of rooms (the rooms kind). The
 //! backplane holds it (Redis in a cluster: one atomic Lua script per bucket
 //! take, on Redis' clock; in-process on one node); this module only names
 //! the operations for the layers above and counts what they refuse.
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError};
-use hubwire_backplane::{HubName, Keyspace, NodeId, Rate, UserId};
+use hubwire_backplane::{ConnectionId, HubName, Keyspace, NodeId, Rate, UserId};
 
 /// The window of every per-minute limit.
 pub const MINUTE: Duration = Duration::from_secs(60);
@@ -82,5 +83,28 @@ impl Node {
     /// Takes the typing indicators dead node `node` held in `hub`.
     pub async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, NodeError> {
         Ok(self.backplane.take_typing_of(hub, node).await?)
+    }
+
+    /// Writes connection `id`'s presence entry in room `room` of `hub`; the
+    /// room's entries expire `ttl` after the last write.
+    pub async fn room_presence_set(
+        &self,
+        hub: &HubName,
+        room: &str,
+        id: &ConnectionId,
+        entry: &str,
+        ttl: Duration,
+    ) -> Result<(), NodeError> {
+        Ok(self.backplane.room_presence_set(hub, room, id, entry, ttl).await?)
+    }
+
+    /// Removes connection `id`'s presence entry from room `room` of `hub`.
+    pub async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), NodeError> {
+        Ok(self.backplane.room_presence_remove(hub, room, id).await?)
+    }
+
+    /// The presence entries of room `room` of `hub`, cluster-wide.
+    pub async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, NodeError> {
+        Ok(self.backplane.room_presence(hub, room).await?)
     }
 }

@@ -131,17 +131,38 @@ impl BoundEvent {
         }
     }
 
-    /// The carried fields as one object, under the app's names.
+    /// The carried fields as one object, under the app's names. An app name
+    /// with dots is a field path: `user.id` puts the field at `id` of the
+    /// object at `user` (made when absent), so that payloads may nest.
     pub fn object(&self, fields: &Map<String, Value>) -> Value {
-        let object = self
-            .args
-            .iter()
-            .map(|f| {
-                let key = self.renames.get(*f).cloned().unwrap_or_else(|| (*f).to_owned());
-                (key, self.value(fields, f))
-            })
-            .collect();
+        let mut object = Map::new();
+        for f in &self.args {
+            let key = self.renames.get(*f).map_or(*f, String::as_str);
+            insert_at(&mut object, key, self.value(fields, f));
+        }
         Value::Object(object)
+    }
+}
+
+/// Puts `value` at field path `path` (segments between dots) of `object`,
+/// making the objects on the way; a segment already holding a non-object is
+/// replaced by an object.
+fn insert_at(object: &mut Map<String, Value>, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            object.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let slot = object
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            if let Value::Object(inner) = slot {
+                insert_at(inner, rest, value);
+            }
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //!   unsubscribe, relays to a group).
 //! - [`notifications`]: the notifications kind (persisted notifications to
 //!   users, tenants, channels, everyone; acknowledged / read state).
+//! - [`rooms`]: the rooms kind (rooms with presence, access granted by the
+//!   backend).
 //! - [`diagnostics`]: the diagnostics hub (tests and operations).
 
 pub mod chat;
@@ -17,6 +19,7 @@ pub mod definition;
 pub mod diagnostics;
 pub mod groups;
 pub mod notifications;
+pub mod rooms;
 
 use std::sync::Arc;
 
@@ -32,6 +35,9 @@ pub const CHAT_PATH: &str = "/hubs/chat";
 /// The path of the built-in notifications hub.
 pub const NOTIFICATIONS_PATH: &str = "/hubs/notifications";
 
+/// The path of the built-in rooms hub.
+pub const ROOMS_PATH: &str = "/hubs/rooms";
+
 /// The hubs a node serves, and its chat hubs by name for the REST API.
 #[derive(Clone, Default)]
 pub struct BuiltIn {
@@ -41,6 +47,8 @@ pub struct BuiltIn {
     pub chats: Vec<ChatHub>,
     /// The hubs of the notifications kind.
     pub notifications: Vec<notifications::NotificationsHub>,
+    /// The hubs of the rooms kind.
+    pub rooms: Vec<rooms::RoomsHub>,
 }
 
 impl BuiltIn {
@@ -57,25 +65,36 @@ impl BuiltIn {
 fn built_in_tables() -> Vec<HubTable> {
     vec![
         default_chat(),
+        default_table(HubKind::Rooms, ROOMS_PATH),
         default_table(HubKind::Notifications, NOTIFICATIONS_PATH),
     ]
 }
 
-/// The definitions of a configuration, checked: its `[[hub]]` tables, and
-/// each built-in hub ([`built_in_tables`]) unless one of them is at its path.
-pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, DefinitionError> {
+/// The tables of a configuration: its `[[hub]]` tables, and each built-in
+/// hub ([`built_in_tables`]) unless one of them is at its path.
+fn tables(config: &Config) -> Vec<HubTable> {
     let mut tables: Vec<HubTable> = config.hub.clone();
     for (i, builtin) in built_in_tables().into_iter().enumerate() {
         if !tables.iter().any(|t| t.path.eq_ignore_ascii_case(&builtin.path)) {
-            tables.insert(i, builtin);
+            tables.insert(i.min(tables.len()), builtin);
         }
     }
+    tables
+}
+
+/// The definitions of a configuration, checked: its [`tables`].
+pub fn definitions(config: &Config) -> Result<Vec<(HubKind, Definition)>, DefinitionError> {
+    let tables = tables(config);
     let mut resolved: Vec<(HubKind, Definition)> = Vec::new();
     for table in &tables {
         let catalog = match table.kind {
             HubKind::Chat => &chat::catalog::CATALOG,
             HubKind::Groups => &groups::definition::NO_CATALOG,
             HubKind::Notifications => &notifications::catalog::CATALOG,
+            HubKind::Rooms => {
+                rooms::Settings::resolve(table)?;
+                &rooms::catalog::CATALOG
+            }
         };
         if table.kind != HubKind::Groups && table.groups.is_some() {
             return Err(DefinitionError {
@@ -170,6 +189,7 @@ fn default_table(kind: HubKind, path: &str) -> HubTable {
         backend: None,
         groups: None,
         notifications: None,
+        rooms: None,
     }
 }
 
@@ -180,8 +200,20 @@ pub fn built_in(config: &Config, store: &Store) -> Result<BuiltIn, DefinitionErr
     if config.diagnostics_hub {
         built.hubs = built.hubs.with(Arc::new(diagnostics::DiagnosticsHub));
     }
+    let tables = tables(config);
     for (kind, def) in definitions(config)? {
         match kind {
+            HubKind::Rooms => {
+                let table = tables.iter().find(|t| t.path == def.path);
+                let settings = match table {
+                    Some(table) => rooms::Settings::resolve(table)?,
+                    None => rooms::Settings::resolve(&default_table(HubKind::Rooms, &def.path))?,
+                };
+                let path = def.path.clone();
+                let hub = rooms::RoomsHub::new(def, settings, store.clone());
+                built.hubs = std::mem::take(&mut built.hubs).at(path, Arc::new(hub.clone()));
+                built.rooms.push(hub);
+            }
             HubKind::Chat => {
                 let path = def.path.clone();
                 let hub = ChatHub::new(def, store.clone());

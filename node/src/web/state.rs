@@ -13,6 +13,7 @@ use crate::core::backend::{AuthAnswer, Credentials};
 use crate::core::hub::HubSet;
 use crate::core::node::Node;
 use crate::hubs::chat::ChatHub;
+use crate::hubs::rooms::RoomsHub;
 use crate::web::transport::session::Sessions;
 use hubwire_backplane::HubName;
 use hubwire_store::Store;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub chats: Vec<ChatHub>,
     /// The hubs of the notifications kind (the REST API's notifications).
     pub notifications: Vec<crate::hubs::notifications::NotificationsHub>,
+    /// The hubs of the rooms kind among them (the REST API's room members).
+    pub rooms: Vec<RoomsHub>,
     /// The database (conversations, messages, receipts): `/readyz` checks it.
     /// `None` only in unit tests of the web layer, which need no database.
     pub store: Option<Store>,

@@ -5,7 +5,7 @@
 //! - [`delivery`]: publish to every kind of target, unsubscribe, shutdown.
 //! - [`membership`]: connections, limits, groups, users and counts.
 //! - [`user_state`]: rate buckets, a user's first and last connection, last
-//!   seen, cached read positions.
+//!   seen, cached read positions, room presence.
 
 mod delivery;
 mod membership;
@@ -64,6 +64,7 @@ suite!(
         one_first_and_one_last_connection_under_concurrency,
         last_seen_is_written_when_the_last_connection_goes,
         read_positions_are_cached_cluster_wide,
+        room_presence_is_shared_per_room_and_expires,
     ],
 );
 

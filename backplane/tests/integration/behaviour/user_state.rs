@@ -176,3 +176,54 @@ pub(super) async fn read_positions_are_cached_cluster_wide(c: TestCluster) {
         None
     );
 }
+
+pub(super) async fn room_presence_is_shared_per_room_and_expires(c: TestCluster) {
+    let [a, b, third] = [0, 1, 2].map(|i| &c.nodes[i].backplane);
+    let rooms = hubwire_backplane::HubName::from("rooms");
+    let long = Duration::from_secs(60);
+    assert!(third.room_presence(&rooms, "r:{1}").await.expect("read").is_empty());
+    a.room_presence_set(&rooms, "r:{1}", &"c1".into(), "one", long)
+        .await
+        .expect("set");
+    b.room_presence_set(&rooms, "r:{1}", &"c2".into(), "two", long)
+        .await
+        .expect("set");
+    b.room_presence_set(&rooms, "r:{1}", &"c2".into(), "two again", long)
+        .await
+        .expect("replace");
+    a.room_presence_set(&rooms, "r2", &"c1".into(), "elsewhere", long)
+        .await
+        .expect("set");
+    let mut seen = third.room_presence(&rooms, "r:{1}").await.expect("read");
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![("c1".into(), "one".into()), ("c2".into(), "two again".into())]
+    );
+    assert!(
+        third.room_presence(&hub(), "r:{1}").await.expect("read").is_empty(),
+        "per hub"
+    );
+    third
+        .room_presence_remove(&rooms, "r:{1}", &"c1".into())
+        .await
+        .expect("remove");
+    assert_eq!(
+        a.room_presence(&rooms, "r:{1}").await.expect("read"),
+        vec![("c2".into(), "two again".into())]
+    );
+    // A room whose entries nobody refreshes expires.
+    b.room_presence_set(&rooms, "r3", &"c9".into(), "short", Duration::from_millis(100))
+        .await
+        .expect("set");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !third.room_presence(&rooms, "r3").await.expect("read").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the room never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        a.room_presence(&rooms, "r2").await.expect("read").len(),
+        1,
+        "other rooms stay"
+    );
+}

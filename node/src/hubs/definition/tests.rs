@@ -283,7 +283,7 @@ fn the_configurations_hubs_replace_the_built_in_chat_at_its_path_and_names_diffe
     .unwrap();
     let defs = definitions(&config).unwrap();
     let paths: Vec<_> = defs.iter().map(|(_, d)| d.path.as_str()).collect();
-    assert_eq!(paths, ["/hubs/chat", "/chathub", "/hubs/notifications"]);
+    assert_eq!(paths, ["/hubs/chat", "/hubs/rooms", "/hubs/notifications", "/chathub"]);
 
     let replaced: Config = toml::from_str(
         r#"
@@ -297,8 +297,8 @@ fn the_configurations_hubs_replace_the_built_in_chat_at_its_path_and_names_diffe
     let defs = definitions(&replaced).unwrap();
     assert_eq!(
         defs.len(),
-        2,
-        "the chat hub replaced, the built-in notifications hub kept"
+        3,
+        "the chat hub replaced, the built-in rooms and notifications hubs kept"
     );
     assert_eq!(defs[0].1.group_of("x"), "x");
 

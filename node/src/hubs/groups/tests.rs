@@ -20,6 +20,7 @@ fn principal(user: &str, roles: &[&str], channels: &[&str]) -> Principal {
     Principal {
         user: UserId::from(user),
         name: None,
+        picture: None,
         tenant: None,
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),

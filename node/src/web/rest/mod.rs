@@ -16,6 +16,7 @@
 //! - [`batch`]: many sends in one request (`:sendBatch`).
 //! - [`conversations`]: conversations and participants of chat hubs.
 //! - [`notifications`]: notifications of notifications hubs.
+//! - [`rooms`]: room members (grants) of rooms hubs.
 //! - [`error`]: error bodies and `x-ms-error-code`, and the one place where
 //!   backplane errors become HTTP statuses.
 //!
@@ -35,6 +36,7 @@ pub mod groups;
 pub mod notifications;
 pub mod params;
 pub mod query;
+pub mod rooms;
 pub mod send;
 pub mod users;
 
@@ -163,7 +165,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/hubs/{hub}/conversations/{id}/participants/{user}",
             delete().to(conversations::remove_participant),
-        );
+        )
+        .route("/api/hubs/{hub}/rooms/{room}/members/{user}", put().to(rooms::grant))
+        .route(
+            "/api/hubs/{hub}/rooms/{room}/members/{user}",
+            delete().to(rooms::revoke),
+        )
+        .route("/api/hubs/{hub}/rooms/{room}/members", get().to(rooms::list));
     // v1.
     cfg.route("/api/v1/hubs/{hub}", post().to(send::to_all))
         .route("/api/v1/hubs/{hub}/users/{user}", post().to(send::to_user))

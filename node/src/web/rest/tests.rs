@@ -72,6 +72,7 @@ async fn send(node: Arc<Node>, req: test::TestRequest) -> ServiceResponse {
             hubs,
             chats: Vec::new(),
             notifications: Vec::new(),
+            rooms: Vec::new(),
             store: None,
             sessions: Default::default(),
         }))
