@@ -99,6 +99,17 @@ const HUB = [
     ],
     backend: { authenticate: '/hubwire/authenticate', authorize: '/hubwire/authorize' },
   },
+  // A groups hub (seed 003's task subscriptions) whose subscriptions the backend allows.
+  {
+    kind: 'groups',
+    path: '/hubs/tasks',
+    backend: { authorize: '/hubwire/authorize' },
+    groups: {
+      methods: [
+        { name: 'SubscribeToTask', action: 'subscribe', group: 'task-{taskId}', argument: 'taskId', allow: 'backend', denied: 'You may not follow this task.' },
+      ],
+    },
+  },
 ];
 
 const clients = new Set();
@@ -268,6 +279,43 @@ describe('backend authentication and authorisation hooks', () => {
     const id = await createConversation(orphan, [orphanUser], { hub: 'backed' });
     const lonely = await connected(orphan.hubUrl('backed'), { accessToken: orphan.token({ sub: orphanUser }) });
     await assert.rejects(lonely.invoke('JoinConversation', id), hubException('not a participant'));
+  });
+});
+
+describe('a groups hub asks the authorisation hook for its subscriptions', () => {
+  let backend;
+  let node;
+  let orphan;
+  before(async () => {
+    backend = await startBackend();
+    const env = { HUBWIRE_HUB: JSON.stringify(HUB), HUBWIRE_BACKEND_URL: backend.url, HUBWIRE_BACKEND_TIMEOUT_MS: '500' };
+    node = await startNode({ name: 'tasks', env: { ...env, HUBWIRE_BACKEND_SECRET: SECRET } });
+    const nobody = await freePort();
+    orphan = await startNode({ name: 'tasks-orphan', env: { ...env, HUBWIRE_BACKEND_URL: `http://127.0.0.1:${nobody}` } });
+  });
+  after(async () => {
+    await stopClients();
+    backend?.close();
+  });
+
+  e2eTest('allowed and denied subscriptions, with the resolved group; a backend that cannot answer allows nothing', async () => {
+    const user = unique('follower');
+    const conn = await connected(node.hubUrl('tasks'), { accessToken: node.token({ sub: user }) });
+    const ok = unique('ok');
+    const no = unique('deny');
+    assert.equal(await conn.invoke('SubscribeToTask', ok), null);
+    await assert.rejects(conn.invoke('SubscribeToTask', no), hubException('You may not follow this task.'));
+    const asked = backend.calls.filter((c) => c.path === '/hubwire/authorize' && c.body.userId === user);
+    assert.deepEqual(
+      asked.map((c) => c.body),
+      [
+        { hub: 'tasks', userId: user, method: 'SubscribeToTask', group: `task-${ok}`, arguments: [ok] },
+        { hub: 'tasks', userId: user, method: 'SubscribeToTask', group: `task-${no}`, arguments: [no] },
+      ],
+    );
+    assert.ok(asked.every((c) => c.signed));
+    const lonely = await connected(orphan.hubUrl('tasks'), { accessToken: orphan.token({ sub: unique('orphan') }) });
+    await assert.rejects(lonely.invoke('SubscribeToTask', unique('ok')), hubException('You may not follow this task.'));
   });
 });
 

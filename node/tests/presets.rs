@@ -234,9 +234,10 @@ fn the_ai_gateway_preset_has_seed_003s_hubs_and_groups() {
         panic!("UpdateNavigation relays");
     };
     assert_eq!((event.as_str(), *except_caller), ("NavigationUpdated", false));
-    // The whole configuration resolves (no name clashes, the built-in chat hub kept).
+    // The whole configuration resolves (no name clashes; the built-in chat
+    // and rooms hubs kept, the built-in notifications hub replaced).
     let all = hubwire_node::hubs::definitions(&config).expect("resolves");
-    assert_eq!(all.len(), 9);
+    assert_eq!(all.len(), 10);
 }
 
 #[test]

@@ -115,6 +115,9 @@ pub enum Allow {
     Role(String),
     /// A user whose token has a `channels` claim matching the group.
     Channels,
+    /// A signed-in user the app's backend allows (the hub's
+    /// `backend.authorize` hook, `crate::core::backend`), asked per call.
+    Backend,
 }
 
 impl Allow {
@@ -122,20 +125,18 @@ impl Allow {
         match text {
             "any" => Ok(Allow::Any),
             "channels" => Ok(Allow::Channels),
-            "backend" => Err(
-                "\"backend\" (asking the app's backend) is not available yet: use \"any\", \"role:NAME\" or \"channels\""
-                    .into(),
-            ),
+            "backend" => Ok(Allow::Backend),
             _ => match text.strip_prefix("role:") {
                 Some(role) if !role.is_empty() => Ok(Allow::Role(role.to_owned())),
                 _ => Err(format!(
-                    "{text:?} is not a rule: \"any\", \"role:NAME\" or \"channels\""
+                    "{text:?} is not a rule: \"any\", \"role:NAME\", \"channels\" or \"backend\""
                 )),
             },
         }
     }
 
-    /// Whether `principal` may reach `group`.
+    /// Whether `principal` may reach `group` (for [`Allow::Backend`]: may
+    /// be asked; the backend's answer decides).
     pub fn allows(&self, principal: Option<&Principal>, group: &str) -> bool {
         let Some(principal) = principal else {
             return false;
@@ -144,6 +145,7 @@ impl Allow {
             Allow::Any => true,
             Allow::Role(role) => principal.has_role(role),
             Allow::Channels => !principal.channels.is_empty() && principal.may_join(group),
+            Allow::Backend => true,
         }
     }
 }
@@ -271,6 +273,23 @@ impl GroupsDefinition {
                 ));
             }
             let method = resolve_method(m).map_err(|(field, reason)| error(at(&field), reason))?;
+            let asks_backend = matches!(
+                &method.action,
+                Action::Subscribe {
+                    allow: Allow::Backend,
+                    ..
+                } | Action::Relay {
+                    allow: Allow::Backend,
+                    ..
+                }
+            );
+            let hooked = table.backend.as_ref().is_some_and(|b| b.authorize.is_some());
+            if asks_backend && !hooked {
+                return Err(error(
+                    at("allow"),
+                    "\"backend\" needs the hub's `backend.authorize` hook (a path under the node's backend_url)".into(),
+                ));
+            }
             methods.push(method);
         }
         if groups.connect_role.as_deref() == Some("") {

@@ -26,18 +26,21 @@
 //! - Joining honours the token's `channels` claim whatever the rule
 //!   ([`HubCall::join_group`]), and the node's group limits.
 //!
-//! # Extension point: the backend rule
-//! `allow = "backend"` (ask the app's backend, `{hub, userId, method, group,
-//! arguments}` with the group already rendered) is refused at start until
-//! the backend authorisation hook exists: it becomes a variant of
-//! [`definition::Allow`], checked in `Inner::run` where the other rules are,
-//! after the group name is made and before the join or relay.
+//! # The backend rule
+//! `allow = "backend"` asks the app's backend (the hub's `backend.authorize`
+//! hook, `crate::core::backend`: `{hub, userId, method, group, arguments}`
+//! with the group already rendered), after the group name is made and
+//! before the join or relay (`Inner::check`); a denial, or a backend that
+//! cannot answer within its timeout, refuses with `denied`. A definition
+//! with the rule but no hook stops the node at start.
 
 pub mod definition;
 
 use std::sync::Arc;
 
 use futures_util::future::LocalBoxFuture;
+
+use definition::Allow;
 use serde_json::Value;
 
 use crate::core::auth::Principal;
@@ -96,7 +99,41 @@ fn placeholder_text(value: &Value) -> String {
 }
 
 impl Inner {
-    async fn run(&self, call: &HubCall, action: &Action, args: Vec<Value>) -> Result<Value, HubError> {
+    /// Refuses with `denied` unless `allow` lets the caller reach `group`
+    /// (asking the app's backend for [`Allow::Backend`]: a denial, or a
+    /// backend that cannot answer, refuses).
+    async fn check(
+        &self,
+        call: &HubCall,
+        method: &str,
+        allow: &Allow,
+        group: &str,
+        args: &[Value],
+        denied: &str,
+    ) -> Result<(), HubError> {
+        let principal = call.caller.principal.as_ref();
+        if !allow.allows(principal, group) {
+            return Err(HubError::Hub(denied.to_owned()));
+        }
+        let (Allow::Backend, Some(principal)) = (allow, principal) else {
+            return Ok(());
+        };
+        let asked = call
+            .node
+            .backend
+            .authorize(self.hub.as_str(), &principal.user, method, group, args)
+            .await;
+        match asked {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(HubError::Hub(denied.to_owned())),
+            Err(e) => {
+                tracing::warn!(hub = %self.hub, group, error = %e, "authorisation backend unavailable: refusing");
+                Err(HubError::Hub(denied.to_owned()))
+            }
+        }
+    }
+
+    async fn run(&self, call: &HubCall, method: &str, action: &Action, args: Vec<Value>) -> Result<Value, HubError> {
         let principal = call.caller.principal.as_ref();
         let connection = call.caller.id.as_str();
         match action {
@@ -116,9 +153,7 @@ impl Inner {
                     args: &fill_args,
                 };
                 let name = group.render(&fill).map_err(|_| HubError::Hub(denied.clone()))?;
-                if !allow.allows(principal, &name) {
-                    return Err(HubError::Hub(denied.clone()));
-                }
+                self.check(call, method, allow, &name, &args, denied).await?;
                 call.join_group(&GroupName::from(name)).await?;
                 Ok(Value::Null)
             }
@@ -162,9 +197,7 @@ impl Inner {
                     args: &fill_args,
                 };
                 let name = group.render(&fill).map_err(|_| HubError::Hub(denied.clone()))?;
-                if !allow.allows(principal, &name) {
-                    return Err(HubError::Hub(denied.clone()));
-                }
+                self.check(call, method, allow, &name, &args, denied).await?;
                 let except = if *except_caller {
                     vec![call.caller.id.clone()]
                 } else {
@@ -206,7 +239,10 @@ impl Hub for GroupsHub {
             let Some(m) = inner.def.methods.get(method) else {
                 return Err(HubError::Internal(format!("no method number {method}")));
             };
-            inner.run(&call, &m.action, args).await.map(HubReply::Value)
+            inner
+                .run(&call, &m.spec.name, &m.action, args)
+                .await
+                .map(HubReply::Value)
         })
     }
 

@@ -151,7 +151,7 @@ fn refused(from: &str, to: &str) -> crate::hubs::definition::DefinitionError {
 fn wrong_definitions_are_refused_naming_the_field() {
     let backend = refused("allow = \"any\"", "allow = \"backend\"");
     assert_eq!(backend.field, "groups.methods[0].allow");
-    assert!(backend.reason.contains("not available yet"), "{}", backend.reason);
+    assert!(backend.reason.contains("backend.authorize"), "{}", backend.reason);
     let missing_allow = refused("allow = \"any\"\n", "");
     assert_eq!(missing_allow.field, "groups.methods[0].allow");
     let bad_rule = refused("allow = \"any\"", "allow = \"everyone\"");
@@ -183,8 +183,16 @@ async fn a_configured_hub_of_any_kind_replaces_the_built_in_at_its_path() {
     )
     .unwrap();
     let defs = definitions(&config).unwrap();
-    assert_eq!(defs.len(), 1);
+    assert_eq!(
+        defs.len(),
+        3,
+        "the groups hub, and the built-in rooms and notifications hubs"
+    );
     assert_eq!((defs[0].0, defs[0].1.path.as_str()), (HubKind::Groups, "/hubs/chat"));
+    assert!(
+        defs.iter().all(|(k, _)| *k != HubKind::Chat),
+        "no built-in chat hub: replaced"
+    );
     let dir = std::env::temp_dir().join(format!("hubwire-groups-test-{}", std::process::id()));
     config.data_dir = dir.clone();
     let store = hubwire_store::Store::open(&config.store()).await.unwrap();
