@@ -110,6 +110,8 @@ const HUB = [
       ],
     },
   },
+  // A rooms hub (seed 004's lists) whose joins the backend allows when no grant does.
+  { kind: 'rooms', path: '/hubs/lists', backend: { authorize: '/hubwire/authorize' }, rooms: { group: 'list_{id}' } },
 ];
 
 const clients = new Set();
@@ -316,6 +318,25 @@ describe('a groups hub asks the authorisation hook for its subscriptions', () =>
     assert.ok(asked.every((c) => c.signed));
     const lonely = await connected(orphan.hubUrl('tasks'), { accessToken: orphan.token({ sub: unique('orphan') }) });
     await assert.rejects(lonely.invoke('SubscribeToTask', unique('ok')), hubException('You may not follow this task.'));
+  });
+
+  e2eTest('a rooms hub asks the hook for a join without a grant (HasAccessAsync)', async () => {
+    const user = unique('shopper');
+    const conn = await connected(node.hubUrl('lists'), { accessToken: node.token({ sub: user }) });
+    const ok = unique('ok');
+    const no = unique('deny');
+    assert.equal(await conn.invoke('JoinRoom', ok), null);
+    await assert.rejects(conn.invoke('JoinRoom', no), hubException('Access denied'));
+    const asked = backend.calls.filter((c) => c.path === '/hubwire/authorize' && c.body.userId === user);
+    assert.deepEqual(
+      asked.map((c) => c.body),
+      [
+        { hub: 'lists', userId: user, method: 'JoinRoom', group: `list_${ok}`, arguments: [ok] },
+        { hub: 'lists', userId: user, method: 'JoinRoom', group: `list_${no}`, arguments: [no] },
+      ],
+    );
+    const lonely = await connected(orphan.hubUrl('lists'), { accessToken: orphan.token({ sub: unique('orphan') }) });
+    await assert.rejects(lonely.invoke('JoinRoom', unique('ok')), hubException('Access denied'));
   });
 });
 

@@ -14,8 +14,10 @@
 //!   durably: `Store::grant_room`), or — when the definition says
 //!   `claims_grant = true` — whose token's `channels` claim has a pattern
 //!   matching the room's group name. Anyone else is refused with a
-//!   `HubException` (`access_denied`). Access is checked again on every
-//!   heartbeat: a heartbeat without access leaves the room.
+//!   `HubException` (`access_denied`); with a `backend.authorize` hook, a
+//!   user without a grant is asked about (`crate::core::backend`). Access is
+//!   checked again on every heartbeat: a heartbeat without access leaves the
+//!   room.
 //! - A room is the group `group` (with `{id}`): the backend sends to it
 //!   through the REST group send.
 //! - Presence is cluster-wide: each connection in a room has an entry in the
@@ -380,23 +382,44 @@ impl Rooms {
         self.settings.inactive_after * 2
     }
 
-    /// Whether the caller may be in `room`: a stored grant, or (when the
-    /// definition allows it) a `channels` pattern matching its group.
-    async fn has_access(&self, caller: &ConnectionHandle, user: &UserId, room: &str) -> Result<bool, HubError> {
+    /// Whether the caller may be in `room` (asked by its `method`): a stored
+    /// grant, or (when the definition allows it) a `channels` pattern
+    /// matching its group, or — when the hub has a `backend.authorize` hook —
+    /// the app's backend saying so (seed 004's `HasAccessAsync`; a backend
+    /// that cannot answer allows nothing).
+    async fn has_access(&self, call: &HubCall, user: &UserId, room: &str, method: &str) -> Result<bool, HubError> {
+        let group = self.settings.group_of(room);
         if self.settings.claims_grant {
-            if let Some(principal) = &caller.principal {
-                if !principal.channels.is_empty() && principal.may_join(&self.settings.group_of(room)) {
+            if let Some(principal) = &call.caller.principal {
+                if !principal.channels.is_empty() && principal.may_join(&group) {
                     return Ok(true);
                 }
             }
         }
-        self.store
+        let granted = self
+            .store
             .is_room_member(self.hub.as_str(), room, user.as_str())
             .await
-            .map_err(store_failed)
+            .map_err(store_failed)?;
+        if granted || !call.node.backend.authorizes(self.hub.as_str()) {
+            return Ok(granted);
+        }
+        let arguments = [Value::String(room.to_owned())];
+        match call
+            .node
+            .backend
+            .authorize(self.hub.as_str(), user, method, &group, &arguments)
+            .await
+        {
+            Ok(allow) => Ok(allow),
+            Err(e) => {
+                tracing::warn!(hub = %self.hub, room, error = %e, "authorisation backend unavailable: refusing");
+                Ok(false)
+            }
+        }
     }
 
-    async fn run(self: Arc<Self>, call: HubCall, op: Op, args: BoundArgs) -> Result<Value, HubError> {
+    async fn run(self: Arc<Self>, call: HubCall, op: Op, method: &str, args: BoundArgs) -> Result<Value, HubError> {
         let user = call
             .caller
             .user()
@@ -414,19 +437,19 @@ impl Rooms {
         };
         self.check_room(&room).map_err(HubError::Hub)?;
         match op {
-            Op::JoinRoom => self.join(&call, &user, &room).await?,
+            Op::JoinRoom => self.join(&call, &user, &room, method).await?,
             Op::LeaveRoom => {
                 self.leave(&call.node, &call.caller.id, &room, LeftBecause::Left)
                     .await?
             }
-            Op::Heartbeat => self.heartbeat(&call, &user, &room).await?,
+            Op::Heartbeat => self.heartbeat(&call, &user, &room, method).await?,
         }
         Ok(Value::Null)
     }
 
     /// `join_room(roomId)`.
-    async fn join(self: &Arc<Self>, call: &HubCall, user: &UserId, room: &str) -> Result<(), HubError> {
-        if !self.has_access(&call.caller, user, room).await? {
+    async fn join(self: &Arc<Self>, call: &HubCall, user: &UserId, room: &str, method: &str) -> Result<(), HubError> {
+        if !self.has_access(call, user, room, method).await? {
             return Err(HubError::Hub(self.settings.access_denied.clone()));
         }
         let node = &call.node;
@@ -461,10 +484,16 @@ impl Rooms {
     /// `heartbeat(roomId)`: refreshes the caller's presence; without access
     /// any more it leaves the room; a connection not in the room (never
     /// joined, left, or removed by a revocation) stays out.
-    async fn heartbeat(self: &Arc<Self>, call: &HubCall, user: &UserId, room: &str) -> Result<(), HubError> {
+    async fn heartbeat(
+        self: &Arc<Self>,
+        call: &HubCall,
+        user: &UserId,
+        room: &str,
+        method: &str,
+    ) -> Result<(), HubError> {
         let node = &call.node;
         let me = &call.caller.id;
-        if !self.has_access(&call.caller, user, room).await? {
+        if !self.has_access(call, user, room, method).await? {
             return self.leave(node, me, room, LeftBecause::Revoked).await;
         }
         let Some(member) = self.local_member(me, room) else {
@@ -784,8 +813,9 @@ impl Hub for RoomsHub {
         let Some((bound, op)) = bound.and_then(|b| Some((b, Op::of(b.operation)?))) else {
             return Box::pin(async move { Err(HubError::Internal(format!("no method number {method}"))) });
         };
+        let name = bound.spec.name.to_string();
         let args = rooms.def.bind(&CATALOG, bound, args);
-        Box::pin(async move { rooms.run(call, op, args).await.map(HubReply::Value) })
+        Box::pin(async move { rooms.run(call, op, &name, args).await.map(HubReply::Value) })
     }
 
     fn max_connections_per_user(&self) -> Option<usize> {
