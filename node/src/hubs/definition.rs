@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::{Map, Value};
 
 use crate::core::definition::{EventTable, HubTable, Layout, MethodTable, PresenceAudience, RefusalStyle};
-use crate::core::hub::MethodSpec;
+use crate::core::hub::{HubError, MethodSpec};
 use crate::core::webhook::{self, WebhookConfig};
 
 /// What a kind can run and send, and its default names.
@@ -95,6 +95,26 @@ impl BoundArgs {
             .find(|(name, _)| *name == param)
             .map(|(_, v)| v)
             .filter(|v| !v.is_null())
+    }
+
+    /// The argument bound to `param` as text, if given (a number is taken
+    /// as its decimal text; any other value is a binding error).
+    pub fn text(&self, param: &str) -> Result<Option<String>, HubError> {
+        match self.get(param) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(other) => Err(HubError::Binding(format!(
+                "argument '{param}' must be a string, got {other}"
+            ))),
+        }
+    }
+
+    /// [`BoundArgs::text`] of an argument the call needs (a binding error
+    /// when it is missing).
+    pub fn required_text(&self, param: &str) -> Result<String, HubError> {
+        self.text(param)?
+            .ok_or_else(|| HubError::Binding(format!("argument '{param}' is missing")))
     }
 }
 

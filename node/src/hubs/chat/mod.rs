@@ -365,20 +365,12 @@ fn caller_user(call: &HubCall) -> Result<UserId, Failure> {
 
 /// Argument `param` as text (a number is taken as its decimal text).
 fn text(args: &BoundArgs, param: &str) -> Result<String, Failure> {
-    optional_text(args, param)?
-        .ok_or_else(|| Failure::Error(HubError::Binding(format!("argument '{param}' is missing"))))
+    Ok(args.required_text(param)?)
 }
 
 /// Argument `param` as text, if given.
 fn optional_text(args: &BoundArgs, param: &str) -> Result<Option<String>, Failure> {
-    match args.get(param) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(Failure::Error(HubError::Binding(format!(
-            "argument '{param}' must be a string, got {other}"
-        )))),
-    }
+    Ok(args.text(param)?)
 }
 
 impl Hub for ChatHub {

@@ -444,14 +444,7 @@ impl Notifications {
 
 /// Argument `param` as text (a number is taken as its decimal text).
 fn text(args: &BoundArgs, param: &str) -> Result<String, HubError> {
-    match args.get(param) {
-        None => Err(HubError::Binding(format!("argument '{param}' is missing"))),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(other) => Err(HubError::Binding(format!(
-            "argument '{param}' must be a string, got {other}"
-        ))),
-    }
+    args.required_text(param)
 }
 
 impl Hub for NotificationsHub {

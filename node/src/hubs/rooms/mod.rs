@@ -425,16 +425,7 @@ impl Rooms {
             .user()
             .cloned()
             .ok_or_else(|| HubError::Hub("This hub needs a signed-in user.".into()))?;
-        let room = match args.get("roomId") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(other) => {
-                return Err(HubError::Binding(format!(
-                    "argument 'roomId' must be a string, got {other}"
-                )))
-            }
-            None => return Err(HubError::Binding("argument 'roomId' is missing".into())),
-        };
+        let room = args.required_text("roomId")?;
         self.check_room(&room).map_err(HubError::Hub)?;
         match op {
             Op::JoinRoom => self.join(&call, &user, &room, method).await?,
