@@ -31,6 +31,9 @@ pub struct Common {
     /// own token, for user `lt-{i}` (scenarios with users, e.g. `chat-hub`).
     #[arg(long)]
     pub token_secret: Option<String>,
+    /// A `tenant` claim in every client's own token (with `--token-secret`).
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// Hub protocol: json or messagepack (hubwire only).
     #[arg(long, default_value = "json", value_parser = parse_protocol)]
     pub protocol: Protocol,
@@ -91,6 +94,9 @@ impl Common {
         if let Some(secret) = &self.token_secret {
             args.push(format!("--token-secret={secret}"));
         }
+        if let Some(tenant) = &self.tenant {
+            args.push(format!("--tenant={tenant}"));
+        }
         let sources: Vec<String> = if self.sources.len() >= n {
             self.sources.iter().skip(k).step_by(n).map(IpAddr::to_string).collect()
         } else {
@@ -108,7 +114,7 @@ impl Common {
             base_url: self.url[i % self.url.len()].clone(),
             hub: self.hub.clone(),
             token: match &self.token_secret {
-                Some(secret) => crate::rest::user_token(secret, &user_of(i)).ok(),
+                Some(secret) => crate::rest::user_token(secret, &user_of(i), self.tenant.as_deref()).ok(),
                 None => self.token.clone(),
             },
             protocol: self.protocol,

@@ -9,7 +9,7 @@
 //! - [`raw_server`]: that protocol-less WebSocket broadcast server (binary
 //!   `raw_ws_server`), the limit of the benchmarks.
 //! - [`rest`]: tokens and the one REST call a scenario's setup needs.
-//! - [`scenario`]: the scenarios (`broadcast`, `chat`, `chat-hub`, `echo`, `idle`).
+//! - [`scenario`]: the scenarios (`broadcast`, `chat`, `chat-hub`, `echo`, `idle`, `notify`).
 //! - [`stats`]: latency percentiles.
 //! - [`usage`]: CPU time and resident memory of the processes involved.
 

@@ -6,7 +6,7 @@
 
 use clap::{Parser, Subcommand};
 use hubwire_loadtest::common::Common;
-use hubwire_loadtest::scenario::{broadcast, chat, chat_hub, echo, idle};
+use hubwire_loadtest::scenario::{broadcast, chat, chat_hub, echo, idle, notify};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +27,13 @@ enum Scenario {
         common: Common,
         #[command(flatten)]
         args: broadcast::BroadcastArgs,
+    },
+    /// Tenant-wide notifications (REST) to every connection of a notifications hub.
+    Notify {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: notify::NotifyArgs,
     },
     /// The seeds' chat mix: conversations of 2–10 users, typing, messages, read receipts.
     Chat {
@@ -64,7 +71,8 @@ fn main() -> anyhow::Result<()> {
     | Scenario::Chat { common, .. }
     | Scenario::ChatHub { common, .. }
     | Scenario::Echo { common, .. }
-    | Scenario::Idle { common, .. }) = &cli.scenario;
+    | Scenario::Idle { common, .. }
+    | Scenario::Notify { common, .. }) = &cli.scenario;
     common.check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -74,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::ChatHub { common, args } => chat_hub::run(common, args).await,
             Scenario::Echo { common, args } => echo::run(common, args).await,
             Scenario::Idle { common, args } => idle::run(common, args).await,
+            Scenario::Notify { common, args } => notify::run(common, args).await,
         }
     })
 }

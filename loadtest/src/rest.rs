@@ -9,9 +9,14 @@ use tokio::net::TcpStream;
 /// How long a setup token lives.
 const TOKEN_SECS: u64 = 6 * 3600;
 
-/// A user token signed with the node's HS256 secret.
-pub fn user_token(secret: &str, user: &str) -> anyhow::Result<String> {
-    sign(secret, json!({ "sub": user, "exp": expiry() }))
+/// A user token signed with the node's HS256 secret (with a `tenant`
+/// claim, if given).
+pub fn user_token(secret: &str, user: &str, tenant: Option<&str>) -> anyhow::Result<String> {
+    let mut claims = json!({ "sub": user, "exp": expiry() });
+    if let Some(tenant) = tenant {
+        claims["tenant"] = json!(tenant);
+    }
+    sign(secret, claims)
 }
 
 /// A token with the `admin` role, which the REST API accepts.

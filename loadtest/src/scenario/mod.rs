@@ -6,3 +6,4 @@ pub mod chat;
 pub mod chat_hub;
 pub mod echo;
 pub mod idle;
+pub mod notify;
