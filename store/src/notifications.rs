@@ -178,6 +178,28 @@ struct Locked {
 }
 
 /// The query of `hub`'s notifications of `$recipient`, with their state.
+/// What a read of notifications selects: the notification's columns and
+/// the reader's acknowledged / read times (of the left-joined state row).
+macro_rules! columns {
+    () => {
+        (
+            (
+                notifications::id,
+                notifications::hub,
+                notifications::audience,
+                notifications::audience_id,
+                notifications::kind,
+                notifications::title,
+                notifications::body,
+                notifications::data,
+                notifications::created_at,
+            ),
+            notification_states::acknowledged_at.nullable(),
+            notification_states::read_at.nullable(),
+        )
+    };
+}
+
 macro_rules! of_recipient {
     ($hub:expr, $user:expr, $tenant:expr, $channels:expr) => {
         notifications::table
@@ -416,21 +438,7 @@ impl Store {
                         .filter(notifications::hub.eq(hub))
                         .filter(notifications::id.eq(id.0))
                         .filter(notifications::audience.eq("channel"))
-                        .select((
-                            (
-                                notifications::id,
-                                notifications::hub,
-                                notifications::audience,
-                                notifications::audience_id,
-                                notifications::kind,
-                                notifications::title,
-                                notifications::body,
-                                notifications::data,
-                                notifications::created_at,
-                            ),
-                            notification_states::acknowledged_at.nullable(),
-                            notification_states::read_at.nullable(),
-                        ))
+                        .select(columns!())
                         .first(conn)
                         .await
                         .optional()?
