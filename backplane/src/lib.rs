@@ -14,7 +14,8 @@
 //!   implementation provides — cross-node delivery (publish, subscribe,
 //!   readiness) and the cluster keyspace (connections, groups, users, counts,
 //!   and the small per-user state held cluster-wide: rate buckets, last seen,
-//!   cached read positions, the rooms kind's presence entries).
+//!   cached read positions, the rooms kind's presence entries and which
+//!   node wrote them).
 //! - [`local`]: the in-process implementation (a single node, or several nodes of
 //!   one process in tests).
 //! - [`redis`]: the Redis implementation (fred): pub/sub fan-out, the keyspace
@@ -107,6 +108,18 @@ pub enum Rate {
     Allowed,
     /// The bucket is empty; a token will be there after this long.
     RetryAfter(Duration),
+}
+
+/// What changing a connection's presence entry in a room found, decided in
+/// the same atomic step as the change (so of two tabs of a user leaving at
+/// once, exactly one sees the other gone).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PresenceChange {
+    /// The connection's entry before the change; `None`: it had none.
+    pub previous: Option<String>,
+    /// The entries the connection's user has in the room after the change,
+    /// but the connection's own.
+    pub others: Vec<String>,
 }
 
 /// How long the keyspace keeps a user's last-seen time.
@@ -274,20 +287,34 @@ pub trait Keyspace: Send + Sync {
     /// in `hub`: (conversation, user) pairs.
     async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError>;
     /// Records connection `id`'s presence entry in room `room` of `hub`
-    /// (an opaque `entry`, the rooms hub's JSON), replacing the previous one;
-    /// the room's presence expires `ttl` after its last write.
+    /// (an opaque `entry`, the rooms hub's JSON) for `user`, written by this
+    /// node, replacing the previous one; the room's presence expires `ttl`
+    /// after its last write. Says what was there before and which entries
+    /// the user has in the room besides this one.
     async fn room_presence_set(
         &self,
         hub: &HubName,
         room: &str,
         id: &ConnectionId,
+        user: &UserId,
         entry: &str,
         ttl: Duration,
-    ) -> Result<(), BackplaneError>;
-    /// Removes connection `id`'s presence entry from room `room`.
-    async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), BackplaneError>;
+    ) -> Result<PresenceChange, BackplaneError>;
+    /// Removes connection `id`'s presence entry from room `room` (whichever
+    /// node wrote it). Says what was removed (`previous`: `None` if there
+    /// was no entry) and which entries its user has left in the room.
+    async fn room_presence_remove(
+        &self,
+        hub: &HubName,
+        room: &str,
+        id: &ConnectionId,
+    ) -> Result<PresenceChange, BackplaneError>;
     /// The presence entries of room `room` of `hub`, cluster-wide.
     async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, BackplaneError>;
+    /// Takes (reads and forgets) where dead node `node`'s presence entries
+    /// in `hub` are: (room, connection) pairs. The entries stay until
+    /// removed ([`Keyspace::room_presence_remove`]).
+    async fn take_rooms_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, ConnectionId)>, BackplaneError>;
 }
 
 /// The backplane a node runs with, chosen once at start-up.
@@ -363,7 +390,8 @@ forward!(impl Keyspace {
     async fn cached_read_position(&self, hub: &HubName, conversation: &str, user: &UserId) -> Result<Option<String>, BackplaneError>;
     async fn typing_held(&self, hub: &HubName, conversation: &str, user: &UserId, held: bool) -> Result<(), BackplaneError>;
     async fn take_typing_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, UserId)>, BackplaneError>;
-    async fn room_presence_set(&self, hub: &HubName, room: &str, id: &ConnectionId, entry: &str, ttl: Duration) -> Result<(), BackplaneError>;
-    async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), BackplaneError>;
+    async fn room_presence_set(&self, hub: &HubName, room: &str, id: &ConnectionId, user: &UserId, entry: &str, ttl: Duration) -> Result<PresenceChange, BackplaneError>;
+    async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<PresenceChange, BackplaneError>;
     async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, BackplaneError>;
+    async fn take_rooms_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, ConnectionId)>, BackplaneError>;
 });

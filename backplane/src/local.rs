@@ -27,8 +27,8 @@ use tokio::sync::mpsc;
 use crate::message::{BackplaneEvent, Channel, ClusterBody, ClusterMessage, Target};
 use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
 use crate::{
-    BackplaneError, ConnectionRecord, Delivery, Keyspace, MembershipTtl, Rate, Registered, LAST_SEEN_TTL,
-    READ_POSITION_TTL,
+    BackplaneError, ConnectionRecord, Delivery, Keyspace, MembershipTtl, PresenceChange, Rate, Registered,
+    LAST_SEEN_TTL, READ_POSITION_TTL,
 };
 
 /// Buckets kept before the full ones are pruned.
@@ -61,7 +61,16 @@ struct BusState {
     /// Typing indicators each node holds, per hub.
     typing: HashMap<(HubName, NodeId), HashSet<(String, UserId)>>,
     /// Room presence entries per (hub, room), and when each room expires.
-    rooms: HashMap<(HubName, String), (HashMap<ConnectionId, String>, Instant)>,
+    rooms: HashMap<(HubName, String), (HashMap<ConnectionId, RoomEntry>, Instant)>,
+    /// Where each node's room presence entries are, per hub: (room, connection).
+    node_rooms: HashMap<(HubName, NodeId), HashSet<(String, ConnectionId)>>,
+}
+
+/// One connection's presence entry in a room.
+struct RoomEntry {
+    node: NodeId,
+    user: UserId,
+    entry: String,
 }
 
 /// One token bucket.
@@ -78,6 +87,18 @@ struct NodeSlot {
 }
 
 impl BusState {
+    /// The entries `user` has in `room`, but connection `id`'s.
+    fn user_room_entries(&self, room: &(HubName, String), user: &UserId, id: &ConnectionId) -> Vec<String> {
+        let Some((entries, _)) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter(|(other, e)| *other != id && e.user == *user)
+            .map(|(_, e)| e.entry.clone())
+            .collect()
+    }
+
     fn live_user_groups(&mut self, hub: &HubName, user: &UserId) -> Vec<GroupName> {
         let now = Instant::now();
         let Some(groups) = self.user_groups.get_mut(&(hub.clone(), user.clone())) else {
@@ -575,31 +596,64 @@ impl Keyspace for LocalBackplane {
         hub: &HubName,
         room: &str,
         id: &ConnectionId,
+        user: &UserId,
         entry: &str,
         ttl: Duration,
-    ) -> Result<(), BackplaneError> {
+    ) -> Result<PresenceChange, BackplaneError> {
         let mut state = self.bus.state.lock();
         let now = Instant::now();
         state.rooms.retain(|_, (_, expires)| *expires > now);
-        let slot = state
-            .rooms
-            .entry((hub.clone(), room.to_owned()))
-            .or_insert_with(|| (HashMap::new(), now));
-        slot.0.insert(id.clone(), entry.to_owned());
+        let key = (hub.clone(), room.to_owned());
+        let slot = state.rooms.entry(key.clone()).or_insert_with(|| (HashMap::new(), now));
+        let written = RoomEntry {
+            node: self.node.clone(),
+            user: user.clone(),
+            entry: entry.to_owned(),
+        };
+        let previous = slot.0.insert(id.clone(), written).map(|e| e.entry);
         slot.1 = now + ttl;
-        Ok(())
+        state
+            .node_rooms
+            .entry((hub.clone(), self.node.clone()))
+            .or_default()
+            .insert((room.to_owned(), id.clone()));
+        let others = state.user_room_entries(&key, user, id);
+        Ok(PresenceChange { previous, others })
     }
 
-    async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), BackplaneError> {
+    async fn room_presence_remove(
+        &self,
+        hub: &HubName,
+        room: &str,
+        id: &ConnectionId,
+    ) -> Result<PresenceChange, BackplaneError> {
         let mut state = self.bus.state.lock();
         let key = (hub.clone(), room.to_owned());
-        if let Some((entries, _)) = state.rooms.get_mut(&key) {
-            entries.remove(id);
-            if entries.is_empty() {
-                state.rooms.remove(&key);
+        let Some((entries, expires)) = state.rooms.get_mut(&key) else {
+            return Ok(PresenceChange::default());
+        };
+        if *expires <= Instant::now() {
+            state.rooms.remove(&key);
+            return Ok(PresenceChange::default());
+        }
+        let Some(removed) = entries.remove(id) else {
+            return Ok(PresenceChange::default());
+        };
+        if entries.is_empty() {
+            state.rooms.remove(&key);
+        }
+        let index = (hub.clone(), removed.node.clone());
+        if let Some(held) = state.node_rooms.get_mut(&index) {
+            held.remove(&(room.to_owned(), id.clone()));
+            if held.is_empty() {
+                state.node_rooms.remove(&index);
             }
         }
-        Ok(())
+        let others = state.user_room_entries(&key, &removed.user, id);
+        Ok(PresenceChange {
+            previous: Some(removed.entry),
+            others,
+        })
     }
 
     async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, BackplaneError> {
@@ -607,10 +661,15 @@ impl Keyspace for LocalBackplane {
         let now = Instant::now();
         Ok(match state.rooms.get(&(hub.clone(), room.to_owned())) {
             Some((entries, expires)) if *expires > now => {
-                entries.iter().map(|(id, e)| (id.clone(), e.clone())).collect()
+                entries.iter().map(|(id, e)| (id.clone(), e.entry.clone())).collect()
             }
             _ => Vec::new(),
         })
+    }
+
+    async fn take_rooms_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, ConnectionId)>, BackplaneError> {
+        let held = self.bus.state.lock().node_rooms.remove(&(hub.clone(), node.clone()));
+        Ok(held.into_iter().flatten().collect())
     }
 }
 

@@ -11,7 +11,10 @@
 //! - `typing`: the typing indicators each node holds (a hash per hub and
 //!   node), taken by the sweeper of a dead node.
 //! - `rooms`: the rooms kind's presence entries (a hash per hub and room,
-//!   a field per connection, expiring after the last write).
+//!   a field per connection, expiring after the last write; written and
+//!   removed by `room_set.lua` / `room_remove.lua`, which also say what the
+//!   user has left there), and the rooms each node's entries are in, taken
+//!   by the sweeper of a dead node.
 //! - `pubsub`: publishing, subscriptions (with a delayed unsubscribe), receiving.
 //! - `liveness`: heartbeats, dead-node sweeps, and the resync after an outage.
 //! - [`observe`]: the [`CommandObserver`] told of each command (the node's
@@ -61,7 +64,10 @@ use tracing::Instrument;
 
 use crate::message::{BackplaneEvent, Channel, ClusterMessage};
 use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
-use crate::{BackplaneError, ConnectionRecord, Delivery, Keyspace, LocalMembership, MembershipTtl, Rate, Registered};
+use crate::{
+    BackplaneError, ConnectionRecord, Delivery, Keyspace, LocalMembership, MembershipTtl, PresenceChange, Rate,
+    Registered,
+};
 
 pub use config::{ConnectError, RedisConfig};
 pub use names::RedisNames;
@@ -487,17 +493,27 @@ impl Keyspace for RedisBackplane {
         hub: &HubName,
         room: &str,
         id: &ConnectionId,
+        user: &UserId,
         entry: &str,
         ttl: std::time::Duration,
-    ) -> Result<(), BackplaneError> {
-        self.shared.room_presence_set(hub, room, id, entry, ttl).await
+    ) -> Result<PresenceChange, BackplaneError> {
+        self.shared.room_presence_set(hub, room, id, user, entry, ttl).await
     }
 
-    async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), BackplaneError> {
+    async fn room_presence_remove(
+        &self,
+        hub: &HubName,
+        room: &str,
+        id: &ConnectionId,
+    ) -> Result<PresenceChange, BackplaneError> {
         self.shared.room_presence_remove(hub, room, id).await
     }
 
     async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, BackplaneError> {
         self.shared.room_presence(hub, room).await
+    }
+
+    async fn take_rooms_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, ConnectionId)>, BackplaneError> {
+        self.shared.take_rooms_of(hub, node).await
     }
 }

@@ -21,6 +21,9 @@
 //! | `<p>:hub:{<hub>}:user:<u>:seen` | string: Unix ms | `PX` 30 days, rewritten | when the user's last connection closed |
 //! | `<p>:hub:{<hub>}:user:<u>:rate:<b>` | hash `tokens` (float), `at` (ms, Redis clock) | `PX` until the bucket is full again | rate bucket `b` (`take_token.lua`) |
 //! | `<p>:hub:{<hub>}:conv:<c>:read:<u>` | string: the node's encoding of a read position | `PX` 30 days, rewritten | cached read position |
+//! | `<p>:hub:{<hub>}:node:<n>:typing` | hash [`pair`]`(conversation, user)` → `1` | none | typing indicators `n` holds, for its sweeper |
+//! | `<p>:hub:{<hub>}:room:<r>` | hash connection → [`pair`]`(node, pair(user, entry))` | `PX` presence TTL, rewritten | presence entries of a room (`rooms.rs`) |
+//! | `<p>:hub:{<hub>}:node:<n>:rooms` | set of [`pair`]`(room, connection)` | `PX` at least the presence TTL, rewritten | the rooms `n`'s connections have entries in, for its sweeper |
 //! | `<p>:hub:<hub>:all` | channel | | sends to a whole hub |
 //! | `<p>:hub:<hub>:group:<g>` | channel | | sends and commands for a group |
 //! | `<p>:hub:<hub>:user:<u>` | channel | | sends and commands for a user |
@@ -61,6 +64,20 @@ use std::fmt::Write as _;
 
 use crate::message::Channel;
 use crate::names::{ConnectionId, GroupName, HubName, NodeId, UserId};
+
+/// Two texts in one, either of which may hold any character: the first's
+/// length in bytes, `:`, the first, the second (`lua/prelude.lua` has the
+/// same `pair` and `unpair`).
+pub fn pair(first: &str, second: &str) -> String {
+    format!("{}:{first}{second}", first.len())
+}
+
+/// The two texts of a [`pair`], or `None` for anything else.
+pub fn unpair(both: &str) -> Option<(&str, &str)> {
+    let (len, rest) = both.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    Some((rest.get(..len)?, rest.get(len..)?))
+}
 
 /// Builds the names of one prefix.
 #[derive(Clone, Debug)]
@@ -201,6 +218,12 @@ impl RedisNames {
         format!("{}room:{}", self.hub_base(hub), escape(room))
     }
 
+    /// `<p>:hub:{<hub>}:node:<n>:rooms`: set, the (room, connection) pairs
+    /// of node `n`'s presence entries (see `rooms.rs`).
+    pub fn node_rooms(&self, hub: &HubName, node: &NodeId) -> String {
+        format!("{}node:{}:rooms", self.hub_base(hub), escape(node.as_str()))
+    }
+
     /// The pub/sub channel of a subscription.
     pub fn channel(&self, channel: &Channel) -> String {
         let p = &self.prefix;
@@ -228,6 +251,15 @@ mod tests {
         assert_eq!(escape("a:b"), "a%3Ab");
         assert_eq!(escape("{x}%"), "%7Bx%7D%25");
         assert_eq!(escape("é:ü"), "é%3Aü");
+    }
+
+    #[test]
+    fn a_pair_holds_any_two_texts() {
+        for (a, b) in [("c1", "ann"), ("a:b", "1:x"), ("", "u"), ("ü:€", "ö"), ("x", "")] {
+            assert_eq!(unpair(&pair(a, b)), Some((a, b)));
+        }
+        assert_eq!(unpair("9:short"), None);
+        assert_eq!(unpair("x:y"), None);
     }
 
     #[test]

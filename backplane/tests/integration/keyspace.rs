@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use hubwire_backplane::redis::codec;
+use hubwire_backplane::redis::names::pair;
 use hubwire_backplane::{
     AnyBackplane, BackplaneEvent, Channel, ConnectionId, Delivery, GroupName, HubName, Keyspace, MembershipTtl, NodeId,
     RedisNames, Target, UserId,
@@ -137,6 +138,44 @@ async fn keys_are_named_and_typed_as_documented_and_cleaned_up() {
     bp.shutdown().await.expect("shutdown");
     let left: Vec<String> = keys(&mut con, &prefix).into_keys().collect();
     assert_eq!(left, [names.hubs()], "only the list of hubs outlives the nodes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_presence_keys_are_named_and_typed_as_documented_and_cleaned_up() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("rooms");
+    let node = redis_node(&server.url(), &prefix, "n:1", false).await;
+    let names = RedisNames::new(&prefix);
+    let (hub, user, id) = (HubName::from("rooms"), UserId::from("u:{1}"), ConnectionId::from("c:1"));
+    let bp = &node.backplane;
+    bp.room_presence_set(&hub, "r:{1}", &id, &user, "{\"u\":1}", Duration::from_secs(60))
+        .await
+        .expect("set");
+    let mut con = connect(&server);
+    let (room, index) = (names.room(&hub, "r:{1}"), names.node_rooms(&hub, &node.id()));
+    assert!(room.ends_with(":room:r%3A%7B1%7D"), "{room}");
+    let all = keys(&mut con, &prefix);
+    assert_eq!(all.get(&room).map(String::as_str), Some("hash"));
+    assert_eq!(all.get(&index).map(String::as_str), Some("set"));
+    let hash: BTreeMap<String, String> = query(&mut con, &["HGETALL", &room]);
+    let value = pair("n:1", &pair("u:{1}", "{\"u\":1}"));
+    assert_eq!(hash, BTreeMap::from([("c:1".to_owned(), value)]));
+    let members: Vec<String> = query(&mut con, &["SMEMBERS", &index]);
+    assert_eq!(members, [pair("r:{1}", "c:1")]);
+    for key in [&room, &index] {
+        let ttl: i64 = query(&mut con, &["PTTL", key]);
+        assert!(
+            ttl > 50_000 && ttl <= 60_000,
+            "{key} expires with the presence TTL: {ttl}"
+        );
+    }
+    let removed = bp.room_presence_remove(&hub, "r:{1}", &id).await.expect("remove");
+    assert_eq!(removed.previous.as_deref(), Some("{\"u\":1}"));
+    let all = keys(&mut con, &prefix);
+    assert!(
+        !all.contains_key(&room) && !all.contains_key(&index),
+        "nothing left: {all:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

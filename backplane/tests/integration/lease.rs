@@ -1,6 +1,7 @@
 //! Record leases: a node's records count only while its heartbeat renews its
 //! lease in the hub. A dead node nobody sweeps frees its users' slots once
-//! the lease expires; a live node's records never expire; a node whose lease
+//! the lease expires (its room presence entries go with them); a live
+//! node's records never expire; a node whose lease
 //! was lost writes itself back.
 
 use std::time::Duration;
@@ -39,6 +40,12 @@ async fn a_dead_node_nobody_sweeps_frees_its_users_slots_when_its_lease_expires(
         .await
         .expect("register");
     dying.backplane.join_group(&hub, &group, &held.id).await.expect("join");
+    let long = Duration::from_secs(60);
+    dying
+        .backplane
+        .room_presence_set(&hub, "r:{1}", &held.id, &user, "dying", long)
+        .await
+        .expect("room entry");
     let lease = names.node_lease(&hub, &d);
     let ttl: i64 = query(&mut con, &["PTTL", &lease]);
     assert!(ttl > 0 && ttl <= 4000, "the lease expires: {ttl}");
@@ -81,6 +88,12 @@ async fn a_dead_node_nobody_sweeps_frees_its_users_slots_when_its_lease_expires(
     assert!(leftovers.is_empty(), "the dead node's records are gone: {leftovers:?}");
     let node_conns: i64 = query(&mut con, &["EXISTS", &names.node_conns(&hub, &d)]);
     assert_eq!(node_conns, 0);
+    assert!(
+        bp.room_presence(&hub, "r:{1}").await.expect("read").is_empty(),
+        "its room presence went with its records"
+    );
+    let node_rooms: i64 = query(&mut con, &["EXISTS", &names.node_rooms(&hub, &d)]);
+    assert_eq!(node_rooms, 0);
     let hub_conns: Vec<String> = query(&mut con, &["SMEMBERS", &names.hub_conns(&hub)]);
     assert_eq!(hub_conns, ["s-1"]);
 

@@ -1,7 +1,9 @@
 //! Per-user state held cluster-wide, reached through [`Node`]: rate buckets
 //! (`take_rate`), when a user was last seen, cached read positions, and the
 //! typing indicators this node holds (for whoever sweeps it), and the
-//! presence entries of rooms (the rooms kind). The
+//! presence entries of rooms (the rooms kind: each write and removal says
+//! what the user has left in the room, decided atomically; each node's
+//! entries are listed for whoever sweeps it). The
 //! backplane holds it (Redis in a cluster: one atomic Lua script per bucket
 //! take, on Redis' clock; in-process on one node); this module only names
 //! the operations for the layers above and counts what they refuse.
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError};
-use hubwire_backplane::{ConnectionId, HubName, Keyspace, NodeId, Rate, UserId};
+use hubwire_backplane::{ConnectionId, HubName, Keyspace, NodeId, PresenceChange, Rate, UserId};
 
 /// The window of every per-minute limit.
 pub const MINUTE: Duration = Duration::from_secs(60);
@@ -85,26 +87,45 @@ impl Node {
         Ok(self.backplane.take_typing_of(hub, node).await?)
     }
 
-    /// Writes connection `id`'s presence entry in room `room` of `hub`; the
-    /// room's entries expire `ttl` after the last write.
+    /// Writes connection `id`'s presence entry in room `room` of `hub` for
+    /// `user`; the room's entries expire `ttl` after the last write. Says,
+    /// decided cluster-wide in the same step, what the connection had there
+    /// and which entries the user has in the room besides.
     pub async fn room_presence_set(
         &self,
         hub: &HubName,
         room: &str,
         id: &ConnectionId,
+        user: &UserId,
         entry: &str,
         ttl: Duration,
-    ) -> Result<(), NodeError> {
-        Ok(self.backplane.room_presence_set(hub, room, id, entry, ttl).await?)
+    ) -> Result<PresenceChange, NodeError> {
+        Ok(self
+            .backplane
+            .room_presence_set(hub, room, id, user, entry, ttl)
+            .await?)
     }
 
     /// Removes connection `id`'s presence entry from room `room` of `hub`.
-    pub async fn room_presence_remove(&self, hub: &HubName, room: &str, id: &ConnectionId) -> Result<(), NodeError> {
+    /// Says, decided cluster-wide in the same step, what was removed and
+    /// which entries its user still has in the room.
+    pub async fn room_presence_remove(
+        &self,
+        hub: &HubName,
+        room: &str,
+        id: &ConnectionId,
+    ) -> Result<PresenceChange, NodeError> {
         Ok(self.backplane.room_presence_remove(hub, room, id).await?)
     }
 
     /// The presence entries of room `room` of `hub`, cluster-wide.
     pub async fn room_presence(&self, hub: &HubName, room: &str) -> Result<Vec<(ConnectionId, String)>, NodeError> {
         Ok(self.backplane.room_presence(hub, room).await?)
+    }
+
+    /// Takes where dead node `node`'s presence entries in `hub` are: (room,
+    /// connection) pairs, for its sweeper to remove them.
+    pub async fn take_rooms_of(&self, hub: &HubName, node: &NodeId) -> Result<Vec<(String, ConnectionId)>, NodeError> {
+        Ok(self.backplane.take_rooms_of(hub, node).await?)
     }
 }

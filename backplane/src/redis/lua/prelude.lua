@@ -22,6 +22,52 @@ local function user_conns_key(u) return base .. 'user:' .. esc(u) .. ':conns' en
 local function user_groups_key(u) return base .. 'user:' .. esc(u) .. ':groups' end
 local function group_conns_key(g) return base .. 'group:' .. esc(g) .. ':conns' end
 local function last_seen_key(u) return base .. 'user:' .. esc(u) .. ':seen' end
+local function room_key(r) return base .. 'room:' .. esc(r) end
+local function node_rooms_key(n) return base .. 'node:' .. esc(n) .. ':rooms' end
+
+-- Two texts in one (names.rs `pair`): the first's length in bytes, ':', the
+-- first, the second.
+local function pair(a, b)
+  return string.len(a) .. ':' .. a .. b
+end
+
+-- The two texts of a pair, or nil.
+local function unpair(v)
+  local colon = string.find(v, ':', 1, true)
+  local len = colon and tonumber(string.sub(v, 1, colon - 1))
+  if not len or len < 0 or colon + len > string.len(v) then
+    return nil
+  end
+  return string.sub(v, colon + 1, colon + len), string.sub(v, colon + 1 + len)
+end
+
+-- A room presence field's value (rooms.rs): node, user, entry, or nil.
+local function room_value(v)
+  local node, rest = unpair(v)
+  if not node then
+    return nil
+  end
+  local user, entry = unpair(rest)
+  if not user then
+    return nil
+  end
+  return node, user, entry
+end
+
+-- The entries user u has in room hash `key`, but connection c's.
+local function user_room_entries(key, u, c)
+  local out = {}
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if all[i] ~= c then
+      local _, user, entry = room_value(all[i + 1])
+      if user == u then
+        out[#out + 1] = entry
+      end
+    end
+  end
+  return out
+end
 
 -- How long a last-seen time is kept (lib.rs LAST_SEEN_TTL: 30 days).
 local LAST_SEEN_TTL_MS = 2592000000
@@ -102,13 +148,19 @@ local function node_alive(n)
   return alive
 end
 
--- Removes every connection of node n in this hub: its lease expired, so it
--- died and nobody swept it.
+-- Removes every connection of node n in this hub, and its room presence
+-- entries: its lease expired, so it died and nobody swept it.
 local function expire_node(n)
   for _, c in ipairs(redis.call('SMEMBERS', node_conns_key(n))) do
     drop_conn(c)
   end
-  redis.call('DEL', node_conns_key(n), lease_key(n))
+  for _, m in ipairs(redis.call('SMEMBERS', node_rooms_key(n))) do
+    local r, c = unpair(m)
+    if r then
+      redis.call('HDEL', room_key(r), c)
+    end
+  end
+  redis.call('DEL', node_conns_key(n), lease_key(n), node_rooms_key(n))
   leases[n] = false
 end
 

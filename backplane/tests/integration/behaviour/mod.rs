@@ -65,6 +65,8 @@ suite!(
         last_seen_is_written_when_the_last_connection_goes,
         read_positions_are_cached_cluster_wide,
         room_presence_is_shared_per_room_and_expires,
+        one_first_and_one_last_entry_of_a_user_in_a_room_under_concurrency,
+        a_dead_nodes_room_entries_are_taken_by_its_sweeper,
     ],
 );
 

@@ -1,9 +1,10 @@
 //! Per-user state held cluster-wide: rate buckets, first / last connection
-//! of a user, last seen, cached read positions.
+//! of a user, last seen, cached read positions, room presence (the first
+//! and last entry of a user decided atomically, a dead node's entries).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hubwire_backplane::{Keyspace, Rate, UserId};
+use hubwire_backplane::{ConnectionId, Keyspace, PresenceChange, Rate, UserId};
 
 use super::hub;
 use crate::common::{record, TestCluster};
@@ -181,19 +182,33 @@ pub(super) async fn room_presence_is_shared_per_room_and_expires(c: TestCluster)
     let [a, b, third] = [0, 1, 2].map(|i| &c.nodes[i].backplane);
     let rooms = hubwire_backplane::HubName::from("rooms");
     let long = Duration::from_secs(60);
+    let (ann, bob) = (UserId::from("ann:{1}"), UserId::from("bob"));
     assert!(third.room_presence(&rooms, "r:{1}").await.expect("read").is_empty());
-    a.room_presence_set(&rooms, "r:{1}", &"c1".into(), "one", long)
+    let first = a
+        .room_presence_set(&rooms, "r:{1}", &"c1".into(), &ann, "one", long)
         .await
         .expect("set");
-    b.room_presence_set(&rooms, "r:{1}", &"c2".into(), "two", long)
+    assert_eq!(first, PresenceChange::default(), "nothing there before");
+    let other_user = b
+        .room_presence_set(&rooms, "r:{1}", &"c2".into(), &bob, "two", long)
         .await
         .expect("set");
-    b.room_presence_set(&rooms, "r:{1}", &"c2".into(), "two again", long)
+    assert_eq!(
+        other_user,
+        PresenceChange::default(),
+        "another user's entry does not count"
+    );
+    let replaced = b
+        .room_presence_set(&rooms, "r:{1}", &"c2".into(), &bob, "two again", long)
         .await
         .expect("replace");
-    a.room_presence_set(&rooms, "r2", &"c1".into(), "elsewhere", long)
+    assert_eq!(replaced.previous.as_deref(), Some("two"));
+    assert!(replaced.others.is_empty());
+    let elsewhere = a
+        .room_presence_set(&rooms, "r2", &"c1".into(), &ann, "elsewhere", long)
         .await
         .expect("set");
+    assert_eq!(elsewhere, PresenceChange::default(), "per room");
     let mut seen = third.room_presence(&rooms, "r:{1}").await.expect("read");
     seen.sort();
     assert_eq!(
@@ -204,16 +219,23 @@ pub(super) async fn room_presence_is_shared_per_room_and_expires(c: TestCluster)
         third.room_presence(&hub(), "r:{1}").await.expect("read").is_empty(),
         "per hub"
     );
-    third
+    let removed = third
         .room_presence_remove(&rooms, "r:{1}", &"c1".into())
         .await
         .expect("remove");
+    assert_eq!(removed.previous.as_deref(), Some("one"), "any node removes any entry");
+    assert!(removed.others.is_empty());
+    let again = third
+        .room_presence_remove(&rooms, "r:{1}", &"c1".into())
+        .await
+        .expect("remove");
+    assert_eq!(again, PresenceChange::default(), "nothing left to remove");
     assert_eq!(
         a.room_presence(&rooms, "r:{1}").await.expect("read"),
         vec![("c2".into(), "two again".into())]
     );
     // A room whose entries nobody refreshes expires.
-    b.room_presence_set(&rooms, "r3", &"c9".into(), "short", Duration::from_millis(100))
+    b.room_presence_set(&rooms, "r3", &"c9".into(), &bob, "short", Duration::from_millis(100))
         .await
         .expect("set");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -226,4 +248,114 @@ pub(super) async fn room_presence_is_shared_per_room_and_expires(c: TestCluster)
         1,
         "other rooms stay"
     );
+}
+
+pub(super) async fn one_first_and_one_last_entry_of_a_user_in_a_room_under_concurrency(c: TestCluster) {
+    let [a, b, third] = [0, 1, 2].map(|i| &c.nodes[i].backplane);
+    let rooms = hubwire_backplane::HubName::from("rooms");
+    let long = Duration::from_secs(60);
+    let (ann, bob) = (UserId::from("ann"), UserId::from("bob"));
+    // Bob is in the room throughout: he never counts for ann.
+    third
+        .room_presence_set(&rooms, "r", &"bob-1".into(), &bob, "bob", long)
+        .await
+        .expect("set");
+    let ids: [ConnectionId; 3] = ["ann-a".into(), "ann-b".into(), "ann-c".into()];
+    for round in 0..20 {
+        let (x, y, z) = tokio::join!(
+            a.room_presence_set(&rooms, "r", &ids[0], &ann, "from a", long),
+            b.room_presence_set(&rooms, "r", &ids[1], &ann, "from b", long),
+            third.room_presence_set(&rooms, "r", &ids[2], &ann, "from c", long),
+        );
+        let sets = [x, y, z].map(|r| r.expect("set"));
+        assert!(sets.iter().all(|s| s.previous.is_none()), "round {round}: new entries");
+        let mut others: Vec<usize> = sets.iter().map(|s| s.others.len()).collect();
+        others.sort_unstable();
+        assert_eq!(
+            others,
+            [0, 1, 2],
+            "round {round}: exactly one write found no other entry of ann"
+        );
+
+        let (x, y, z) = tokio::join!(
+            a.room_presence_remove(&rooms, "r", &ids[0]),
+            b.room_presence_remove(&rooms, "r", &ids[1]),
+            third.room_presence_remove(&rooms, "r", &ids[2]),
+        );
+        let removals = [x, y, z].map(|r| r.expect("remove"));
+        let mut removed: Vec<String> = removals.iter().filter_map(|r| r.previous.clone()).collect();
+        removed.sort();
+        assert_eq!(
+            removed,
+            ["from a", "from b", "from c"],
+            "round {round}: each removal took its own entry"
+        );
+        let mut left: Vec<usize> = removals.iter().map(|r| r.others.len()).collect();
+        left.sort_unstable();
+        assert_eq!(left, [0, 1, 2], "round {round}: exactly one removal left ann nothing");
+        for r in &removals {
+            assert!(
+                r.others.iter().all(|e| e.starts_with("from ")),
+                "only ann's entries: {:?}",
+                r.others
+            );
+        }
+    }
+    assert_eq!(
+        a.room_presence(&rooms, "r").await.expect("read"),
+        vec![("bob-1".into(), "bob".into())]
+    );
+}
+
+pub(super) async fn a_dead_nodes_room_entries_are_taken_by_its_sweeper(c: TestCluster) {
+    let [a, b, sweeper] = [0, 1, 2].map(|i| &c.nodes[i].backplane);
+    let (dead, alive) = (c.nodes[0].id(), c.nodes[1].id());
+    let rooms = hubwire_backplane::HubName::from("rooms");
+    let long = Duration::from_secs(60);
+    let ann = UserId::from("ann");
+    for (room, id) in [("r:{1}", "a1"), ("r2", "a1"), ("r:{1}", "a2"), ("r2", "a3")] {
+        a.room_presence_set(&rooms, room, &id.into(), &ann, id, long)
+            .await
+            .expect("set");
+    }
+    b.room_presence_set(&rooms, "r:{1}", &"b1".into(), &ann, "b1", long)
+        .await
+        .expect("set");
+    a.room_presence_set(&hub(), "r:{1}", &"chat-1".into(), &ann, "x", long)
+        .await
+        .expect("set in another hub");
+    // An entry removed (by any node) is no longer listed.
+    sweeper
+        .room_presence_remove(&rooms, "r2", &"a3".into())
+        .await
+        .expect("remove");
+
+    let mut taken = sweeper.take_rooms_of(&rooms, &dead).await.expect("take");
+    taken.sort();
+    let expected: Vec<(String, ConnectionId)> = [("r2", "a1"), ("r:{1}", "a1"), ("r:{1}", "a2")]
+        .into_iter()
+        .map(|(r, id)| (r.to_owned(), id.into()))
+        .collect();
+    assert_eq!(taken, expected);
+    assert!(
+        sweeper.take_rooms_of(&rooms, &dead).await.expect("take").is_empty(),
+        "taken once"
+    );
+    assert_eq!(
+        sweeper.take_rooms_of(&rooms, &alive).await.expect("take"),
+        vec![("r:{1}".to_owned(), ConnectionId::from("b1"))],
+        "per node"
+    );
+    assert_eq!(
+        sweeper.take_rooms_of(&hub(), &dead).await.expect("take"),
+        vec![("r:{1}".to_owned(), ConnectionId::from("chat-1"))],
+        "per hub"
+    );
+    // Taking the list leaves the entries; the sweeper removes them.
+    assert_eq!(sweeper.room_presence(&rooms, "r:{1}").await.expect("read").len(), 3);
+    let first = sweeper
+        .room_presence_remove(&rooms, "r:{1}", &"a1".into())
+        .await
+        .expect("remove");
+    assert_eq!(first.others.len(), 2, "ann still has a2 and b1 there");
 }

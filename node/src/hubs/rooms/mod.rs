@@ -65,7 +65,7 @@ use crate::core::node::{Node, NodeError, SendOrder};
 use crate::hubs::chat::payload::{iso8601, now_ms};
 use crate::hubs::definition::{BoundArgs, BoundEvent, Definition, DefinitionError, ID_PLACEHOLDER};
 use catalog::{Event, Op, CATALOG};
-use hubwire_backplane::{ConnectionId, GroupName, HubName, Target, UserId};
+use hubwire_backplane::{ConnectionId, GroupName, HubName, NodeId, PresenceChange, Target, UserId};
 use hubwire_store::{Store, StoreError};
 
 /// The settings of a rooms hub, defaults filled in.
@@ -260,18 +260,14 @@ impl RoomsHub {
             .await?;
         node.remove_user_from_group(&rooms.hub, &user_id, &group).await?;
         let entries = rooms.entries(node, room).await?;
-        let theirs: Vec<_> = entries.iter().filter(|(_, e)| e.user == user).collect();
-        for (id, _) in &theirs {
-            node.room_presence_remove(&rooms.hub, room, id).await?;
-        }
-        let active = theirs
-            .iter()
-            .filter(|(_, e)| rooms.is_fresh(e, now))
-            .min_by_key(|(_, e)| e.joined_ms);
-        if let Some((_, entry)) = active {
-            rooms
-                .announce_left(node, room, entry, vec![], LeftBecause::Revoked)
-                .await?;
+        for (id, _) in entries.iter().filter(|(_, e)| e.user == user) {
+            // The removal of the user's last entry announces it.
+            let change = node.room_presence_remove(&rooms.hub, room, id).await?;
+            if let Some(entry) = rooms.ended(&change, now) {
+                rooms
+                    .announce_left(node, room, &entry, vec![], LeftBecause::Revoked)
+                    .await?;
+            }
         }
         Ok(had)
     }
@@ -344,8 +340,9 @@ impl Rooms {
     }
 
     /// Whether an entry counts as active: its node removes it when it goes
-    /// inactive, so any entry present is, unless it is older than twice
-    /// `inactive_after` (its node died before removing it).
+    /// inactive (and the sweeper of a dead node removes that node's), so
+    /// any entry present is; a safety net drops one older than twice
+    /// `inactive_after` (its node died and no sweep removed it).
     fn is_fresh(&self, entry: &Entry, now: i64) -> bool {
         let window = i64::try_from(self.entry_ttl().as_millis()).unwrap_or(i64::MAX);
         now.saturating_sub(entry.seen_ms) < window
@@ -360,20 +357,28 @@ impl Rooms {
             .collect())
     }
 
-    /// Whether `user` has an active entry in `room` other than `except`'s.
-    async fn active_elsewhere(
-        &self,
-        node: &Node,
-        room: &str,
-        user: &str,
-        except: &ConnectionId,
-    ) -> Result<bool, NodeError> {
-        let now = now_ms();
-        Ok(self
-            .entries(node, room)
-            .await?
+    /// Whether some of `entries` (the keyspace's, of one user) is active.
+    fn any_fresh(&self, entries: &[String], now: i64) -> bool {
+        entries
             .iter()
-            .any(|(id, e)| id != except && e.user == user && self.is_fresh(e, now)))
+            .filter_map(|json| serde_json::from_str::<Entry>(json).ok())
+            .any(|e| self.is_fresh(&e, now))
+    }
+
+    /// Whether a write made its user active in the room: the connection had
+    /// no entry there and the user no other active one (decided in the
+    /// write's atomic step, so one of two tabs joining at once says so).
+    fn began(&self, change: &PresenceChange, now: i64) -> bool {
+        change.previous.is_none() && !self.any_fresh(&change.others, now)
+    }
+
+    /// The entry whose removal ended its user's presence in the room: the
+    /// connection had one and the user has no other active one left
+    /// (decided in the removal's atomic step, so one of two tabs leaving at
+    /// once says so).
+    fn ended(&self, change: &PresenceChange, now: i64) -> Option<Entry> {
+        let entry = serde_json::from_str(change.previous.as_deref()?).ok()?;
+        (!self.any_fresh(&change.others, now)).then_some(entry)
     }
 
     /// The keyspace's entries expire this long after the last write (a
@@ -447,14 +452,9 @@ impl Rooms {
         let me = &call.caller.id;
         let group = GroupName::from(self.settings.group_of(room));
         node.add_to_group(&self.hub, &group, me).await.map_err(node_failed)?;
-        let was_active = self.local_member(me, room).is_some_and(|m| m.active);
-        let elsewhere = self
-            .active_elsewhere(node, room, user.as_str(), me)
-            .await
-            .map_err(node_failed)?;
-        self.activate(call, user, room).await?;
+        let change = self.activate(call, user, room).await?;
         let now = now_ms();
-        if !was_active && !elsewhere {
+        if self.began(&change, now) {
             self.announce_joined(node, room, user, &call.caller, vec![me.clone()])
                 .await
                 .map_err(node_failed)?;
@@ -487,24 +487,17 @@ impl Rooms {
         if !self.has_access(call, user, room, method).await? {
             return self.leave(node, me, room, LeftBecause::Revoked).await;
         }
-        let Some(member) = self.local_member(me, room) else {
+        if self.local_member(me, room).is_none() {
             return Ok(());
-        };
+        }
         let group = GroupName::from(self.settings.group_of(room));
         if !node.registry.is_in_group(me, &group) {
             // Taken out of the group (a revocation): forget it silently.
             self.forget(me, room);
             return Ok(());
         }
-        let elsewhere = if member.active {
-            true
-        } else {
-            self.active_elsewhere(node, room, user.as_str(), me)
-                .await
-                .map_err(node_failed)?
-        };
-        self.activate(call, user, room).await?;
-        if !elsewhere {
+        let change = self.activate(call, user, room).await?;
+        if self.began(&change, now_ms()) {
             self.announce_joined(node, room, user, &call.caller, vec![me.clone()])
                 .await
                 .map_err(node_failed)?;
@@ -523,8 +516,8 @@ impl Rooms {
     }
 
     /// Makes the caller active in `room` now: its entry written, a new
-    /// generation, an inactivity timer armed.
-    async fn activate(self: &Arc<Self>, call: &HubCall, user: &UserId, room: &str) -> Result<(), HubError> {
+    /// generation, an inactivity timer armed. Says what the write found.
+    async fn activate(self: &Arc<Self>, call: &HubCall, user: &UserId, room: &str) -> Result<PresenceChange, HubError> {
         let me = call.caller.id.clone();
         let now = now_ms();
         let (entry, generation) = {
@@ -555,8 +548,9 @@ impl Rooms {
             (entry, generation)
         };
         let json = serde_json::to_string(&entry).map_err(|e| HubError::Internal(e.to_string()))?;
-        call.node
-            .room_presence_set(&self.hub, room, &me, &json, self.entry_ttl())
+        let change = call
+            .node
+            .room_presence_set(&self.hub, room, &me, user, &json, self.entry_ttl())
             .await
             .map_err(node_failed)?;
         let (rooms, node, room) = (self.clone(), call.node.clone(), room.to_owned());
@@ -565,7 +559,7 @@ impl Rooms {
             tokio::time::sleep(wait).await;
             rooms.expire(&node, &me, &room, generation).await;
         });
-        Ok(())
+        Ok(change)
     }
 
     /// The inactivity timer of generation `generation` fired: unless a
@@ -574,29 +568,28 @@ impl Rooms {
     /// active connection in the room.
     async fn expire(&self, node: &Node, id: &ConnectionId, room: &str, generation: u64) {
         let group = GroupName::from(self.settings.group_of(room));
-        let entry = {
+        let in_group = {
             let mut local = self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let key = (id.clone(), room.to_owned());
             match local.members.get_mut(&key) {
                 Some(m) if m.generation == generation && m.active => {
                     if node.registry.is_in_group(id, &group) {
                         m.active = false;
-                        Some((m.entry.clone(), true))
+                        Some(true)
                     } else {
-                        let entry = m.entry.clone();
                         local.members.remove(&key);
-                        Some((entry, false))
+                        Some(false)
                     }
                 }
                 _ => None,
             }
         };
-        let Some((entry, in_group)) = entry else {
+        let Some(in_group) = in_group else {
             return;
         };
         let result = async {
-            node.room_presence_remove(&self.hub, room, id).await?;
-            if in_group && !self.active_elsewhere(node, room, &entry.user, id).await? {
+            let change = node.room_presence_remove(&self.hub, room, id).await?;
+            if let Some(entry) = self.ended(&change, now_ms()).filter(|_| in_group) {
                 self.announce_left(node, room, &entry, vec![id.clone()], LeftBecause::Inactive)
                     .await?;
             }
@@ -615,25 +608,20 @@ impl Rooms {
     async fn leave(&self, node: &Node, id: &ConnectionId, room: &str, why: LeftBecause) -> Result<(), HubError> {
         let group = GroupName::from(self.settings.group_of(room));
         let in_group = node.registry.is_in_group(id, &group);
-        let member = self.forget(id, room);
+        self.forget(id, room);
         if in_group {
             node.remove_from_group(&self.hub, &group, id)
                 .await
                 .map_err(node_failed)?;
         }
-        node.room_presence_remove(&self.hub, room, id)
+        let change = node
+            .room_presence_remove(&self.hub, room, id)
             .await
             .map_err(node_failed)?;
-        if let Some(member) = member.filter(|m| m.active && in_group) {
-            if !self
-                .active_elsewhere(node, room, &member.entry.user, id)
+        if let Some(entry) = self.ended(&change, now_ms()).filter(|_| in_group) {
+            self.announce_left(node, room, &entry, vec![id.clone()], why)
                 .await
-                .map_err(node_failed)?
-            {
-                self.announce_left(node, room, &member.entry, vec![id.clone()], why)
-                    .await
-                    .map_err(node_failed)?;
-            }
+                .map_err(node_failed)?;
         }
         Ok(())
     }
@@ -641,36 +629,45 @@ impl Rooms {
     /// A connection closed (it already left its groups): every room it was
     /// in loses it.
     async fn disconnected(&self, node: &Node, id: &ConnectionId) {
-        let gone: Vec<(String, Member)> = {
+        let gone: Vec<String> = {
             let mut local = self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let keys: Vec<_> = local.members.keys().filter(|(c, _)| c == id).cloned().collect();
             keys.into_iter()
-                .filter_map(|k| {
-                    let m = local.members.remove(&k)?;
-                    Some((k.1, m))
-                })
+                .filter_map(|k| local.members.remove(&k).map(|_| k.1))
                 .collect()
         };
-        for (room, member) in gone {
-            let result = async {
-                // No entry any more: a revocation (which announced it) or
-                // the inactivity timer removed it.
-                let entries = self.entries(node, &room).await?;
-                let listed = entries.iter().any(|(other, _)| other == id);
-                node.room_presence_remove(&self.hub, &room, id).await?;
-                let now = now_ms();
-                let elsewhere = entries
-                    .iter()
-                    .any(|(other, e)| other != id && e.user == member.entry.user && self.is_fresh(e, now));
-                if member.active && listed && !elsewhere {
-                    self.announce_left(node, &room, &member.entry, vec![], LeftBecause::Disconnected)
-                        .await?;
-                }
-                Ok::<_, NodeError>(())
-            };
-            if let Err(e) = result.await {
-                tracing::warn!(room, error = %e, "could not end a closed connection's room presence");
+        for room in gone {
+            self.end_presence(node, &room, id, LeftBecause::Disconnected).await;
+        }
+    }
+
+    /// Removes connection `id`'s entry from `room` and announces `user_left`
+    /// when that ended its user's presence there. No entry any more: a
+    /// revocation (which announced it) or the inactivity timer removed it.
+    async fn end_presence(&self, node: &Node, room: &str, id: &ConnectionId, why: LeftBecause) {
+        let result = async {
+            let change = node.room_presence_remove(&self.hub, room, id).await?;
+            if let Some(entry) = self.ended(&change, now_ms()) {
+                self.announce_left(node, room, &entry, vec![], why).await?;
             }
+            Ok::<_, NodeError>(())
+        };
+        if let Err(e) = result.await {
+            tracing::warn!(room, error = %e, "could not end a room member's presence");
+        }
+    }
+
+    /// Node `dead` died and this node swept it: its connections' entries
+    /// leave every room they were in, each user announced as left
+    /// (`disconnected`) unless they have another active connection there.
+    async fn take_over(&self, node: &Node, dead: &NodeId) {
+        match node.take_rooms_of(&self.hub, dead).await {
+            Ok(held) => {
+                for (room, id) in held {
+                    self.end_presence(node, &room, &id, LeftBecause::Disconnected).await;
+                }
+            }
+            Err(e) => tracing::warn!(node = %dead, error = %e, "could not read a dead node's room presence"),
         }
     }
 
@@ -816,6 +813,11 @@ impl Hub for RoomsHub {
     fn on_disconnected(&self, node: Arc<Node>, caller: Arc<ConnectionHandle>) -> BoxFuture<'static, ()> {
         let rooms = self.rooms.clone();
         Box::pin(async move { rooms.disconnected(&node, &caller.id).await })
+    }
+
+    fn on_node_down(&self, node: Arc<Node>, dead: NodeId) -> BoxFuture<'static, ()> {
+        let rooms = self.rooms.clone();
+        Box::pin(async move { rooms.take_over(&node, &dead).await })
     }
 }
 
