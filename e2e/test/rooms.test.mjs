@@ -6,6 +6,9 @@
 // and a revocation that takes the user out at once on another node. Then the
 // shopping-list preset driven by seed 004's own calls, handlers and payload
 // shapes, with the backend's item events sent through REST to list_{listId}.
+// Last, three nodes of their own: two tabs of a user on two nodes joining or
+// leaving at once are announced once, and a SIGKILLed node's members are
+// announced as left (once per user; not a user with a tab on a survivor).
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -366,5 +369,87 @@ describe('shopping-list preset (seed 004)', () => {
     assert.equal(friendGot.ItemAdded.items.length, 1, 'a removed collaborator receives nothing more');
     assert.equal(friendGot.ItemUpdated.items.length, 1);
     await assert.rejects(friendConn.invoke('JoinList', listId), hubException('Access denied'));
+  });
+});
+
+describe('rooms on three nodes: tabs racing, a node SIGKILLed', () => {
+  // A 30 s inactivity: a UserLeft well before it comes from the dead node's sweep.
+  const HUB = [{ kind: 'rooms', path: '/hubs/rooms', rooms: { inactive_after_secs: 30 } }];
+  let nodes;
+  before(async () => {
+    ({ nodes } = await startCluster(cluster.redis, {
+      size: 3,
+      name: 'rooms-death',
+      env: {
+        HUBWIRE_DATABASE_URL: cluster.postgres.url,
+        HUBWIRE_HUB: JSON.stringify(HUB),
+        HUBWIRE_NODE_HEARTBEAT_MS: '300',
+        HUBWIRE_NODE_DEAD_AFTER_MS: '2000',
+      },
+    }));
+  });
+
+  e2eTest('two tabs of one user on two nodes joining, then leaving, at once: one UserJoined and one UserLeft a round', { timeout: 120_000 }, async () => {
+    const [a, , c] = nodes;
+    const room = unique('room');
+    const ann = unique('ann');
+    const bob = unique('bob');
+    await grant(a, room, ann);
+    await grant(a, room, bob);
+    const bobConn = await member(c, bob);
+    const joined = record(bobConn, 'UserJoined');
+    const left = record(bobConn, 'UserLeft');
+    await bobConn.invoke('JoinRoom', room);
+    const tabs = [await member(a, ann), await member(c, ann)];
+    const ROUNDS = 20;
+    for (let round = 1; round <= ROUNDS; round++) {
+      await Promise.all(tabs.map((tab) => tab.invoke('JoinRoom', room)));
+      await joined.wait(round, 10_000);
+      await Promise.all(tabs.map((tab) => tab.invoke('LeaveRoom', room)));
+      await left.wait(round, 10_000);
+    }
+    await delay(GRACE_MS);
+    assert.equal(joined.items.length, ROUNDS, 'one UserJoined per round of two tabs joining at once');
+    assert.equal(left.items.length, ROUNDS, 'one UserLeft per round of two tabs leaving at once');
+    assert.deepEqual(new Set(joined.items.map((j) => j.userId)), new Set([ann]));
+    assert.deepEqual(new Set(left.items.map((l) => `${l.userId}/${l.reason}`)), new Set([`${ann}/left`]));
+  });
+
+  e2eTest("a SIGKILLed node's members are announced as left once per user, not a user with a tab on a survivor", { timeout: 90_000 }, async () => {
+    const [a, b, c] = nodes;
+    const room = unique('room');
+    const [wes, will, bob, ann, cat] = ['wes', 'will', 'bob', 'ann', 'cat'].map(unique);
+    for (const user of [wes, will, bob, ann, cat]) assert.equal(await grant(a, room, user), 201);
+    // Watchers on the two nodes that survive.
+    const watchers = [await member(a, wes), await member(c, will)];
+    const heard = watchers.map((w) => ({ joined: record(w, 'UserJoined'), left: record(w, 'UserLeft') }));
+    for (const w of watchers) await w.invoke('JoinRoom', room);
+    // Bob in two tabs, both on node b; ann with one tab on a and one on b.
+    for (const conn of [await member(b, bob), await member(b, bob), await member(a, ann), await member(b, ann)]) {
+      await conn.invoke('JoinRoom', room);
+    }
+    for (const { joined } of heard) {
+      await waitFor(() => [bob, ann].every((u) => joined.items.some((j) => j.userId === u)), { what: 'bob and ann joined' });
+    }
+
+    await b.kill();
+    for (const { left } of heard) {
+      await left.wait(1, 20_000);
+    }
+    await delay(GRACE_MS * 3);
+    for (const { left } of heard) {
+      assert.deepEqual(
+        left.items.map((l) => [l.userId, l.reason]),
+        [[bob, 'disconnected']],
+        'bob (two tabs on the dead node) left once; ann (a tab on a) did not',
+      );
+      assert.equal(left.items[0].displayName, `${bob} name`);
+    }
+    // A joiner's snapshot no longer lists bob: his entries are gone, not just old.
+    const catConn = await member(c, cat);
+    const presence = record(catConn, 'PresenceUpdate');
+    await catConn.invoke('JoinRoom', room);
+    const [snapshot] = await presence.wait(1);
+    assert.deepEqual(snapshot.activeUsers.map((u) => u.userId).sort(), [wes, will, ann, cat].sort());
   });
 });
