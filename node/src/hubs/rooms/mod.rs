@@ -6,8 +6,9 @@
 //! # Layout
 //! - [`catalog`]: the operations and events, MISSION.md's names as defaults.
 //! - this module: [`RoomsHub`], its settings ([`Settings`]), the calls,
-//!   presence, inactivity and the backend's grants and revocations
-//!   ([`RoomsHub::grant`], [`RoomsHub::revoke`], for the REST API).
+//!   presence, inactivity, the backend's grants and revocations
+//!   ([`RoomsHub::grant`], [`RoomsHub::revoke`], for the REST API) and the
+//!   takeover of a dead node's presence (`Rooms::take_over`).
 //!
 //! # Rules
 //! - Who may join a room: a user the backend granted it (REST, stored
@@ -24,14 +25,27 @@
 //!   keyspace (`Node::room_presence_set`: user, display name, picture,
 //!   joined, last heartbeat), written by the node holding the connection.
 //!   The node removes a connection's entry when it goes inactive, so the
-//!   entries present are the active connections (but for those of a dead
-//!   node, see below), deduplicated per user (a user in two tabs, or on two nodes, is one
-//!   active user, joined at their earliest entry).
+//!   entries present are the active connections, deduplicated per user (a
+//!   user in two tabs, or on two nodes, is one active user, joined at their
+//!   earliest entry).
 //! - `user_joined` goes to the others in the room when a user becomes
 //!   active there (no other active connection of theirs in the room),
 //!   `user_left` when their last active connection stops being active: it
 //!   left, disconnected, went silent for `inactive_after_secs` (its node's
-//!   timer), or lost its access. One announcement per user, not per tab.
+//!   timer), lost its access, or its node died. One announcement per user,
+//!   not per tab.
+//! - "First / last active connection" is what the keyspace says in the same
+//!   atomic step as the entry's write or removal ([`PresenceChange`]: the
+//!   connection's previous entry, the user's other entries): of two tabs on
+//!   two nodes joining or leaving in the same instant, exactly one sees the
+//!   other absent, so one announcement goes out.
+//! - A dead node's entries are removed by the node that swept it
+//!   (`Hub::on_node_down`, once cluster-wide: `Rooms::take_over`), from
+//!   every room they were in (the keyspace lists each node's entries:
+//!   `Node::take_rooms_of`), announcing `user_left` (`disconnected`) for
+//!   each user with no other active connection left there. A safety net
+//!   (a sweep that failed) ignores entries older than twice
+//!   `inactive_after_secs` in snapshots and in the first / last decisions.
 //! - A silent connection stays in the room's group (it still receives the
 //!   backend's sends, as seed 004's hub keeps it) but is no longer active; a
 //!   later heartbeat makes it active again (and announces `user_joined`).
@@ -40,13 +54,6 @@
 //!   before it returns, removes their presence and announces `user_left`. A
 //!   later heartbeat does not bring them back; only a new grant and
 //!   `JoinRoom` do.
-//! - Entries of a node that died stay until they are older than twice
-//!   `inactive_after_secs` (they drop out of snapshots then); no `user_left`
-//!   is announced for them.
-//! - "Last active connection" is decided by reading the room's entries after
-//!   removing one's own: two tabs of a user on two nodes going inactive in
-//!   the same instant could both announce `user_left` (clients dedupe by
-//!   user); tabs a few milliseconds apart announce once.
 
 pub mod catalog;
 
