@@ -54,6 +54,8 @@ pub struct Metrics {
     pub handshakes: IntGauge,
     websocket_closes: IntCounterVec,
     webhooks: IntCounterVec,
+    hook_requests: IntCounterVec,
+    hook_duration: HistogramVec,
 }
 
 /// A limit that refused something a client or a REST caller asked for (the
@@ -466,6 +468,20 @@ impl Metrics {
                     &["hub", "hook", "outcome"],
                 )
                 .map(|c| register(&registry, c))?,
+                hook_requests: IntCounterVec::new(
+                    opts(
+                        "hubwire_hook_requests_total",
+                        "Requests to the app's backend (upstream events and invocations, authentication and authorisation hooks) by outcome",
+                    ),
+                    &["hub", "hook", "outcome"],
+                )
+                .map(|c| register(&registry, c))?,
+                hook_duration: histogram(
+                    "hubwire_hook_duration_seconds",
+                    "Seconds a request to the app's backend took, failures and timeouts included",
+                    &["hub", "hook"],
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                )?,
                 registry: registry.clone(),
             })
         })();
@@ -568,6 +584,17 @@ impl Metrics {
             failed: outcome("failed"),
             dropped: outcome("dropped"),
         }
+    }
+
+    /// Records one request of `hub` to the app's backend: `hook` is
+    /// `upstream_connections`, `upstream_messages`, `authenticate` or
+    /// `authorize`; `outcome` is `ok` (a 2xx answer), `status` (another
+    /// status), `failed` (unreachable, or a broken answer) or `timeout`.
+    pub fn hook_request(&self, hub: &str, hook: &str, outcome: &str, started: Instant) {
+        self.hook_requests.with_label_values(&[hub, hook, outcome]).inc();
+        self.hook_duration
+            .with_label_values(&[hub, hook])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// Counts a WebSocket Close frame sent with status `code`.

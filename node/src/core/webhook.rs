@@ -825,7 +825,13 @@ mod tests {
         // request is sent again on a new connection.
         let (port, accepted) = keep_alive_receiver(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1).await;
         for _ in 0..20 {
-            assert_eq!(post(&url_of(port), "application/json", &[], b"{}", 64).await.unwrap().status, 200);
+            assert_eq!(
+                post(&url_of(port), "application/json", &[], b"{}", 64)
+                    .await
+                    .unwrap()
+                    .status,
+                200
+            );
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 20);
         // `Connection: close` and HTTP/1.0 answers are not reused.
