@@ -78,6 +78,21 @@ pub enum Limit {
     TypingRate,
     /// A chat id, attachments or participant list beyond its limit.
     ChatInput,
+    /// A subscribe or unsubscribe (channels, rooms, groups) beyond the hub's
+    /// `subscriptions_per_minute` for its user.
+    SubscriptionRate,
+    /// A room heartbeat beyond the hub's `heartbeats_per_minute`.
+    HeartbeatRate,
+    /// A notification acknowledgement or read beyond `acks_per_minute`.
+    AckRate,
+    /// A relay beyond the hub's `relays_per_minute`.
+    RelayRate,
+    /// A notifications hub's channel, id or REST field beyond its limit.
+    NotificationsInput,
+    /// A rooms hub's room or user id beyond its limit.
+    RoomsInput,
+    /// A groups hub's argument or relay beyond its limit.
+    GroupsInput,
 }
 
 impl Limit {
@@ -103,6 +118,13 @@ impl Limit {
             Limit::MessageRate => "message_rate",
             Limit::TypingRate => "typing_rate",
             Limit::ChatInput => "chat_input",
+            Limit::SubscriptionRate => "subscription_rate",
+            Limit::HeartbeatRate => "heartbeat_rate",
+            Limit::AckRate => "ack_rate",
+            Limit::RelayRate => "relay_rate",
+            Limit::NotificationsInput => "notifications_input",
+            Limit::RoomsInput => "rooms_input",
+            Limit::GroupsInput => "groups_input",
         }
     }
 }

@@ -54,7 +54,9 @@ pub enum NodeError {
     #[error("a group name must be 1 to {MAX_GROUP_NAME_CHARS} characters long")]
     GroupName,
     /// The connection is already in `max_groups_per_connection` groups.
-    #[error("connection '{id}' is already in {limit} groups, the most one connection may be in")]
+    #[error(
+        "connection '{id}' is already in {limit} groups, the most one connection may be in (max_groups_per_connection)"
+    )]
     TooManyGroups {
         /// The connection.
         id: ConnectionId,
