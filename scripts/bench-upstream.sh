@@ -4,6 +4,7 @@
 #
 #   scripts/bench-upstream.sh [CONNECTIONS=20] [SECONDS=5] [PROFILE=debug]
 #
+# HUBWIRE_NODE_BIN runs another node binary (a before/after comparison).
 # The upstream is a small Node.js HTTP server (e2e/node_modules not needed)
 # answering every invocation with a JSON Completion echoing its first
 # argument. Writes target/bench/upstream-{builtin,forwarded}.json.
@@ -33,7 +34,7 @@ data=$(mktemp -d)
 HUBWIRE_DIAGNOSTICS_HUB=true HUBWIRE_ANONYMOUS_HUBS=diagnostics HUBWIRE_MAX_CONNECTIONS_PER_USER=0 \
   HUBWIRE_ACCESS_KEY=bench-access-key-bench-access-key-0123 RUST_LOG=warn \
   HUBWIRE_UPSTREAM_URL='http://127.0.0.1:18281/api/{hub}/{category}/{event}' \
-  HUBWIRE_LISTEN=127.0.0.1:18280 HUBWIRE_DATA_DIR="$data" "$bin/hubwire-node" >/dev/null 2>&1 &
+  HUBWIRE_LISTEN=127.0.0.1:18280 HUBWIRE_DATA_DIR="$data" "${HUBWIRE_NODE_BIN:-$bin/hubwire-node}" >/dev/null 2>&1 &
 hub=$!
 trap 'kill $hub $upstream 2>/dev/null || true; rm -rf "$data"' EXIT
 until curl -sf http://127.0.0.1:18280/readyz >/dev/null; do sleep 0.1; done

@@ -102,6 +102,14 @@ async function startReceiver({ mode = 'answer' } = {}) {
   };
 }
 
+/** The value of `hubwire_hook_requests_total` with these labels (0 when absent). */
+async function hookRequests(node, hub, hook, outcome) {
+  const text = await (await fetch(`${node.baseUrl}/metrics`)).text();
+  const labels = [`hook="${hook}"`, `hub="${hub}"`, `outcome="${outcome}"`];
+  const line = text.split('\n').find((l) => l.startsWith('hubwire_hook_requests_total{') && labels.every((x) => l.includes(x)));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
 const hex = (key, text) => 'sha256=' + crypto.createHmac('sha256', Buffer.from(key, 'utf8')).update(text).digest('hex');
 
 e2eTest('upstream: events and invocations of unknown methods reach the receiver, signed; its answer reaches JSON and MessagePack clients', async () => {
@@ -154,6 +162,11 @@ e2eTest('upstream: events and invocations of unknown methods reach the receiver,
       assert.equal(disconnected.body.Type, 11);
       assert.equal(disconnected.headers['x-asrs-signature'], hex(node.accessKey, id));
     }
+    // Each request counted: two invocations, a connected and a disconnected event per client.
+    assert.equal(await hookRequests(node, 'diagnostics', 'upstream_messages', 'ok'), 2);
+    await waitFor(async () => (await hookRequests(node, 'diagnostics', 'upstream_connections', 'ok')) === 4, {
+      what: 'four connection events counted',
+    });
   } finally {
     await node.stop();
     await receiver.stop();
@@ -186,6 +199,11 @@ e2eTest('upstream: a stopped or silent receiver gives an error Completion within
     // A non-blocking send of an unknown method does not close it either.
     await conn.send('PlaceOrder', 3);
     assert.equal(await conn.invoke('Echo', 'after send'), 'after send');
+    assert.equal(await hookRequests(node, 'diagnostics', 'upstream_messages', 'timeout'), 1);
+    await waitFor(async () => (await hookRequests(node, 'diagnostics', 'upstream_messages', 'failed')) === 2, {
+      what: 'the stopped receiver counted twice (the invocation and the send)',
+    });
+    assert.equal(await hookRequests(node, 'diagnostics', 'upstream_messages', 'ok'), 0);
   } finally {
     await node.stop();
   }

@@ -3,12 +3,10 @@
 // authorised and refused subscriptions, the required argument, relays that
 // reach the group on the other node (and nobody else), REST publishes to
 // template groups, `:sendBatch` (order, counts, a bad entry, the cap), a
-// configured hub replacing the built-in one at its path; then the
-// examples/ai-gateway preset driven by seed 003's own names.
+// configured hub replacing the built-in one at its path. The
+// examples/ai-gateway preset (seed 003) is driven in ai-gateway.test.mjs.
 
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe } from 'node:test';
 
 import { closeAllClients, connect, delay, e2eTest, record, startCluster, startRedis, stopAllNodesAfter } from './harness.mjs';
@@ -18,7 +16,6 @@ stopAllNodesAfter();
 
 /** Grace period used only for negative assertions ("nothing more arrived"). */
 const GRACE_MS = 400;
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 const FEEDS = {
   kind: 'groups',
@@ -188,94 +185,5 @@ describe('groups hubs on two nodes', () => {
     await assert.rejects(c.invoke('JoinConversation', 'x'), /Method does not exist|JoinConversation/);
     const conv = await api(n1, 'POST', 'chat', '/conversations', { participants: ['a', 'b'] });
     assert.equal(conv.status, 404, conv.text);
-  });
-});
-
-describe('examples/ai-gateway (seed 003) on two nodes', () => {
-  let n1, n2;
-  before(async () => {
-    ({ nodes: [n1, n2] } = await startCluster(shared.redis, {
-      size: 2,
-      name: 'ai-gateway',
-      args: ['--config', path.join(ROOT, 'examples', 'ai-gateway', 'hubwire.toml')],
-    }));
-  });
-  after(() => Promise.all([n1, n2].map((n) => n?.stop())));
-
-  e2eTest('video, image and task subscriptions get the backend progress events', async () => {
-    const key = unique('vkey');
-    const video = await client(n1, 'video-generation', { sub: key });
-    await assert.rejects(video.invoke('SubscribeToVideoGeneration', ''), hubException('Request ID is required'));
-    const requestId = unique('req');
-    await video.invoke('SubscribeToVideoGeneration', requestId);
-    const vp = record(video, 'VideoProgress');
-    const vc = record(video, 'VideoCompleted');
-    const progress = { requestId, percentage: 40, status: 'rendering', timestamp: new Date().toISOString() };
-    assert.equal((await send(n2, 'video-generation', `video-${requestId}`, 'VideoProgress', [progress])).status, 202);
-    assert.deepEqual(await vp.wait(1), [progress]);
-    await video.invoke('UnsubscribeFromVideoGeneration', requestId);
-    await send(n2, 'video-generation', `video-${requestId}`, 'VideoCompleted', [{ requestId }]);
-    await exactly(vc, 0);
-
-    const image = await client(n2, 'image-generation', { sub: key });
-    await image.invoke('SubscribeToImageGeneration', requestId);
-    const ip = record(image, 'ImageProgress');
-    await send(n1, 'image-generation', `image-${requestId}`, 'ImageProgress', [{ requestId, progress: 10 }]);
-    assert.deepEqual(await ip.wait(1), [{ requestId, progress: 10 }]);
-
-    const tasks = await client(n1, 'tasks', { sub: key });
-    const taskId = unique('task');
-    await tasks.invoke('SubscribeToTask', taskId);
-    const events = ['TaskStarted', 'TaskProgress', 'TaskCompleted'].map((e) => record(tasks, e));
-    for (const e of ['TaskStarted', 'TaskProgress', 'TaskCompleted']) {
-      await send(n2, 'tasks', `task-${taskId}`, e, [{ taskId, event: e }]);
-    }
-    for (const [i, e] of ['TaskStarted', 'TaskProgress', 'TaskCompleted'].entries()) {
-      assert.deepEqual(await events[i].wait(1), [{ taskId, event: e }]);
-    }
-  });
-
-  e2eTest('spend updates (batched), provider health, webhooks, navigation, admin notifications', async () => {
-    const [key, other] = [unique('vkey'), unique('vkey')];
-    const spend = await client(n1, 'spend-notifications', { sub: key });
-    const otherSpend = await client(n2, 'spend-notifications', { sub: other });
-    const [mine, theirs] = [spend, otherSpend].map((c) => record(c, 'SpendUpdate'));
-    // The seed's BatchedSpendNotificationService flush: one request per second.
-    const flush = await batch(n2, 'spend-notifications', [
-      { to: 'group', id: `vkey-${key}`, target: 'SpendUpdate', arguments: [{ virtualKeyId: key, currentSpend: 1.5, previousSpend: 1, delta: 0.5 }] },
-      { to: 'group', id: `vkey-${other}`, target: 'SpendUpdate', arguments: [{ virtualKeyId: other, currentSpend: 9, previousSpend: 8, delta: 1 }] },
-    ]);
-    assert.deepEqual(flush.body, { sent: 2, all: 0, user: 0, group: 2, connection: 0 });
-    assert.equal((await mine.wait(1))[0].virtualKeyId, key);
-    assert.equal((await theirs.wait(1))[0].virtualKeyId, other);
-    await exactly(mine, 1);
-
-    const system = await client(n2, 'notifications', { sub: key });
-    const health = record(system, 'ProviderHealthChanged');
-    const change = { provider: 'openai', status: 'Unhealthy', message: 'Provider openai is now Unhealthy' };
-    await send(n1, 'notifications', 'system-notifications', 'ProviderHealthChanged', [change]);
-    assert.deepEqual(await health.wait(1), [change]);
-
-    const hooks = await client(n1, 'webhooks', { sub: key });
-    const delivered = record(hooks, 'WebhookDelivered');
-    await send(n2, 'webhooks', `vkey-${key}`, 'WebhookDelivered', [{ url: 'https://app.example/hook' }]);
-    assert.deepEqual(await delivered.wait(1), [{ url: 'https://app.example/hook' }]);
-
-    const nav1 = await client(n1, 'navigation-state', { sub: key });
-    const nav2 = await client(n2, 'navigation-state', { sub: key });
-    const navOther = await client(n2, 'navigation-state', { sub: other });
-    const [u1, u2, uo] = [nav1, nav2, navOther].map((c) => record(c, 'NavigationUpdated'));
-    const state = { conversationId: 'conv-1', messageId: 'm-7' };
-    await nav1.invoke('UpdateNavigation', state);
-    // Clients.Group($"vkey-{Context.UserIdentifier}"): the caller's own connection too.
-    assert.deepEqual(await u1.wait(1), [state]);
-    assert.deepEqual(await u2.wait(1), [state]);
-    await exactly(uo, 0);
-
-    await assert.rejects(client(n1, 'admin-notifications', { sub: key }), /401|Unauthorized/);
-    const admin = await client(n2, 'admin-notifications', { sub: 'master', roles: ['admin'] });
-    const alert = record(admin, 'SystemAlert');
-    await send(n1, 'admin-notifications', 'admin', 'SystemAlert', [{ level: 'warning' }]);
-    assert.deepEqual(await alert.wait(1), [{ level: 'warning' }]);
   });
 });

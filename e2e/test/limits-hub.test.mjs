@@ -234,7 +234,7 @@ describe('groups', () => {
     for (let i = 0; i < 127; i++) await conn.invoke('JoinGroup', `many-${i}`);
     assert.equal((await rest(node, 'PUT', `/api/hubs/${HUB}/groups/many-127/connections/${id}`)).status, 200);
 
-    const tooMany = `connection '${id}' is already in 128 groups, the most one connection may be in`;
+    const tooMany = `connection '${id}' is already in 128 groups, the most one connection may be in (max_groups_per_connection)`;
     const err = await rejectionOf(conn.invoke('JoinGroup', 'one-more'), 5_000, 'JoinGroup refused');
     assert.equal(err.message, invokeError('JoinGroup', tooMany));
     const add = await rest(node, 'PUT', `/api/hubs/${HUB}/groups/one-more/connections/${id}`);

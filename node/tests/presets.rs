@@ -223,8 +223,23 @@ fn the_ai_gateway_preset_has_seed_003s_hubs_and_groups() {
         (required.as_str(), argument.as_str()),
         ("Request ID is required", "requestId")
     );
-    assert_eq!(*allow, Allow::Any);
+    // CanUserAccessTaskAsync: the gateway's authorisation hook.
+    assert_eq!(*allow, Allow::Backend);
     assert_eq!(video.methods[1].spec.name, "UnsubscribeFromVideoGeneration");
+    // Virtual keys and the master key are signed in by the gateway.
+    assert_eq!(config.backend_url.as_deref(), Some("http://127.0.0.1:5000"));
+    for table in &config.hub {
+        let backend = table
+            .backend
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: backend hooks", table.path));
+        assert_eq!(
+            backend.authenticate.as_deref(),
+            Some("/hubwire/authenticate"),
+            "{}",
+            table.path
+        );
+    }
     assert_eq!(defs[3].on_connect.len(), 1);
     assert_eq!(defs[7].connect_role.as_deref(), Some("admin"));
     let Action::Relay {

@@ -10,14 +10,13 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::json;
 
+use super::receive_timed;
 use crate::client::ClientError;
 use crate::common::{emit, open_clients, Common};
 use crate::peer::{Peer, ServerKind};
-use crate::stats::{join_latencies, now_micros, Latencies, Percentiles};
+use crate::stats::{join_latencies, now_micros, Percentiles};
 use crate::usage::{CpuClock, CpuUse};
 
-/// How often a silent client pings (hubwire's client timeout is 30 s).
-const KEEPALIVE: Duration = Duration::from_secs(10);
 /// Options of the broadcast scenario.
 #[derive(Args, Clone, Debug)]
 pub struct BroadcastArgs {
@@ -76,7 +75,17 @@ pub async fn run(common: Common, args: BroadcastArgs) -> anyhow::Result<()> {
     let received = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = receivers
         .into_iter()
-        .map(|client| tokio::spawn(receive(client, stop.clone(), received.clone())))
+        .map(|client| {
+            let (stop, received) = (stop.clone(), received.clone());
+            tokio::spawn(receive_timed(
+                client,
+                "broadcast",
+                "tick".into(),
+                |p| p.get("t")?.as_u64(),
+                stop,
+                received,
+            ))
+        })
         .collect();
 
     let publishers = open_clients(&common, args.publishers.max(1), "broadcast publishers").await;
@@ -182,29 +191,4 @@ async fn publish(
     client.echo(json!("flush")).await?;
     client.close().await;
     Ok(per_group)
-}
-
-/// Counts deliveries and records their latency until stopped.
-async fn receive(mut client: Peer, stop: Arc<AtomicBool>, received: Arc<AtomicU64>) -> Latencies {
-    let mut latencies = Latencies::default();
-    let mut last_ping = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        match client.next_event(Duration::from_millis(500)).await {
-            Ok((event, payload)) if event == "tick" => {
-                let sent_at = payload.get("t").and_then(|t| t.as_u64()).unwrap_or(0);
-                latencies.record(now_micros().saturating_sub(sent_at));
-                received.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(_) | Err(ClientError::Timeout) => {}
-            Err(e) => {
-                eprintln!("[broadcast] receiver lost: {e}");
-                break;
-            }
-        }
-        if client.keepalive_if_due(&mut last_ping, KEEPALIVE).await.is_err() {
-            break;
-        }
-    }
-    client.close().await;
-    latencies
 }

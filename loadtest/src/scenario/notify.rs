@@ -13,17 +13,13 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::client::ClientError;
+use super::receive_timed;
 use crate::common::{emit, open_clients, Common};
-use crate::peer::Peer;
 use crate::rest;
-use crate::stats::{join_latencies, now_micros, Latencies, Percentiles};
+use crate::stats::{join_latencies, now_micros, Percentiles};
 use crate::usage::{CpuClock, CpuUse};
-
-/// How often a silent client pings (hubwire's client timeout is 30 s).
-const KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// Options of the notify scenario.
 #[derive(Args, Clone, Debug)]
@@ -75,7 +71,17 @@ pub async fn run(common: Common, args: NotifyArgs) -> anyhow::Result<()> {
     let tasks: Vec<_> = opened
         .clients
         .into_iter()
-        .map(|(_, client)| tokio::spawn(receive(client, args.event.clone(), stop.clone(), received.clone())))
+        .map(|(_, client)| {
+            let (stop, received) = (stop.clone(), received.clone());
+            tokio::spawn(receive_timed(
+                client,
+                "notify",
+                args.event.clone(),
+                |p| p.pointer("/data/t")?.as_u64(),
+                stop,
+                received,
+            ))
+        })
         .collect();
     let admin = rest::admin_token(&secret)?;
     let path = format!("/api/hubs/{}/notifications", common.hub);
@@ -130,29 +136,4 @@ pub async fn run(common: Common, args: NotifyArgs) -> anyhow::Result<()> {
         report.deliveries_per_second, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
     );
     emit(&common, &report, &summary)
-}
-
-/// Counts notifications and records their latency until stopped.
-async fn receive(mut client: Peer, event: String, stop: Arc<AtomicBool>, received: Arc<AtomicU64>) -> Latencies {
-    let mut latencies = Latencies::default();
-    let mut last_ping = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        match client.next_event(Duration::from_millis(500)).await {
-            Ok((name, payload)) if name.eq_ignore_ascii_case(&event) => {
-                let sent_at = payload.pointer("/data/t").and_then(Value::as_u64).unwrap_or(0);
-                latencies.record(now_micros().saturating_sub(sent_at));
-                received.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(_) | Err(ClientError::Timeout) => {}
-            Err(e) => {
-                eprintln!("[notify] receiver lost: {e}");
-                break;
-            }
-        }
-        if client.keepalive_if_due(&mut last_ping, KEEPALIVE).await.is_err() {
-            break;
-        }
-    }
-    client.close().await;
-    latencies
 }

@@ -200,6 +200,10 @@ pub struct NotificationsTable {
     pub max_body_chars: Option<usize>,
     /// The most bytes of a notification's `data`, as JSON. Default 16384.
     pub max_data_bytes: Option<usize>,
+    /// The longest channel name (`SubscribeToChannel`, REST `channel`),
+    /// tenant (REST `tenant`) and notification `type`, in characters.
+    /// Default 128.
+    pub max_name_chars: Option<usize>,
 }
 
 /// The settings of a hub of the rooms kind (`[hub.rooms]`).
@@ -378,6 +382,40 @@ pub struct LimitsTable {
     /// The most participants of a conversation the REST API creates or adds
     /// to. Default 1000.
     pub max_participants: Option<usize>,
+    /// Subscribes and unsubscribes one user may make per minute, cluster-wide
+    /// (a token bucket, as `messages_per_minute`): notifications channels,
+    /// rooms' joins and leaves, groups hubs' subscribe and unsubscribe
+    /// methods. 0 turns the limit off. Default 120.
+    pub subscriptions_per_minute: Option<u32>,
+    /// Room heartbeats one user may send per minute, cluster-wide. 0 turns
+    /// the limit off. Default 120.
+    pub heartbeats_per_minute: Option<u32>,
+    /// Notification acknowledgements and reads one user may make per minute,
+    /// cluster-wide. 0 turns the limit off. Default 600.
+    pub acks_per_minute: Option<u32>,
+    /// Relays (a groups hub's `relay` methods) one user may make per minute,
+    /// cluster-wide. 0 turns the limit off. Default 600.
+    pub relays_per_minute: Option<u32>,
+    /// The longest argument that fills a group template of a groups hub
+    /// (`video-{requestId}`), in characters. Default 128.
+    pub max_argument_chars: Option<usize>,
+    /// The most bytes of one relay's arguments, as JSON (groups hubs).
+    /// Default 16384.
+    pub max_relay_bytes: Option<usize>,
+}
+
+impl LimitsTable {
+    /// The table without the limits a groups hub takes: what is left is
+    /// refused on one (chat settings).
+    pub fn without_groups_limits(&self) -> Self {
+        Self {
+            subscriptions_per_minute: None,
+            relays_per_minute: None,
+            max_argument_chars: None,
+            max_relay_bytes: None,
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub handshakes: IntGauge,
     websocket_closes: IntCounterVec,
     webhooks: IntCounterVec,
+    hook_requests: IntCounterVec,
+    hook_duration: HistogramVec,
 }
 
 /// A limit that refused something a client or a REST caller asked for (the
@@ -76,6 +78,21 @@ pub enum Limit {
     TypingRate,
     /// A chat id, attachments or participant list beyond its limit.
     ChatInput,
+    /// A subscribe or unsubscribe (channels, rooms, groups) beyond the hub's
+    /// `subscriptions_per_minute` for its user.
+    SubscriptionRate,
+    /// A room heartbeat beyond the hub's `heartbeats_per_minute`.
+    HeartbeatRate,
+    /// A notification acknowledgement or read beyond `acks_per_minute`.
+    AckRate,
+    /// A relay beyond the hub's `relays_per_minute`.
+    RelayRate,
+    /// A notifications hub's channel, id or REST field beyond its limit.
+    NotificationsInput,
+    /// A rooms hub's room or user id beyond its limit.
+    RoomsInput,
+    /// A groups hub's argument or relay beyond its limit.
+    GroupsInput,
 }
 
 impl Limit {
@@ -101,6 +118,13 @@ impl Limit {
             Limit::MessageRate => "message_rate",
             Limit::TypingRate => "typing_rate",
             Limit::ChatInput => "chat_input",
+            Limit::SubscriptionRate => "subscription_rate",
+            Limit::HeartbeatRate => "heartbeat_rate",
+            Limit::AckRate => "ack_rate",
+            Limit::RelayRate => "relay_rate",
+            Limit::NotificationsInput => "notifications_input",
+            Limit::RoomsInput => "rooms_input",
+            Limit::GroupsInput => "groups_input",
         }
     }
 }
@@ -466,6 +490,20 @@ impl Metrics {
                     &["hub", "hook", "outcome"],
                 )
                 .map(|c| register(&registry, c))?,
+                hook_requests: IntCounterVec::new(
+                    opts(
+                        "hubwire_hook_requests_total",
+                        "Requests to the app's backend (upstream events and invocations, authentication and authorisation hooks) by outcome",
+                    ),
+                    &["hub", "hook", "outcome"],
+                )
+                .map(|c| register(&registry, c))?,
+                hook_duration: histogram(
+                    "hubwire_hook_duration_seconds",
+                    "Seconds a request to the app's backend took, failures and timeouts included",
+                    &["hub", "hook"],
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                )?,
                 registry: registry.clone(),
             })
         })();
@@ -568,6 +606,17 @@ impl Metrics {
             failed: outcome("failed"),
             dropped: outcome("dropped"),
         }
+    }
+
+    /// Records one request of `hub` to the app's backend: `hook` is
+    /// `upstream_connections`, `upstream_messages`, `authenticate` or
+    /// `authorize`; `outcome` is `ok` (a 2xx answer), `status` (another
+    /// status), `failed` (unreachable, or a broken answer) or `timeout`.
+    pub fn hook_request(&self, hub: &str, hook: &str, outcome: &str, started: Instant) {
+        self.hook_requests.with_label_values(&[hub, hook, outcome]).inc();
+        self.hook_duration
+            .with_label_values(&[hub, hook])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// Counts a WebSocket Close frame sent with status `code`.

@@ -54,7 +54,9 @@ pub enum NodeError {
     #[error("a group name must be 1 to {MAX_GROUP_NAME_CHARS} characters long")]
     GroupName,
     /// The connection is already in `max_groups_per_connection` groups.
-    #[error("connection '{id}' is already in {limit} groups, the most one connection may be in")]
+    #[error(
+        "connection '{id}' is already in {limit} groups, the most one connection may be in (max_groups_per_connection)"
+    )]
     TooManyGroups {
         /// The connection.
         id: ConnectionId,
@@ -445,7 +447,7 @@ impl Node {
         tokio::spawn(self.hooks.connected(self.clone(), handle.clone()));
         if crate::core::upstream::configured(&self.config) {
             let (node, handle) = (self.clone(), handle.clone());
-            tokio::spawn(async move { crate::core::upstream::event(&node.config, &handle, "connected").await });
+            tokio::spawn(async move { crate::core::upstream::event(&node, &handle, "connected").await });
         }
         Ok(())
     }
@@ -481,7 +483,7 @@ impl Node {
         self.hooks.disconnected(self.clone(), removed.handle.clone()).await;
         if crate::core::upstream::configured(&self.config) {
             let (node, handle) = (self.clone(), removed.handle.clone());
-            tokio::spawn(async move { crate::core::upstream::event(&node.config, &handle, "disconnected").await });
+            tokio::spawn(async move { crate::core::upstream::event(&node, &handle, "disconnected").await });
         }
         if let Some(user) = gone {
             self.hooks.user_offline(self.clone(), hub.clone(), user).await;

@@ -26,13 +26,16 @@
 //!   Completion. The connection stays either way.
 //!
 //! Events are fire-and-forget (their answers only logged). The HTTP client is
-//! the node's one ([`crate::core::webhook::post`]).
+//! the node's one ([`crate::core::webhook::post`]). Every request is counted
+//! and timed in `hubwire_hook_requests_total` / `hubwire_hook_duration_seconds`
+//! (`hook` `upstream_connections` or `upstream_messages`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::core::auth::Principal;
 use crate::core::config::Config;
 use crate::core::connection::ConnectionHandle;
+use crate::core::node::Node;
 use crate::core::webhook;
 use hubwire_protocol::{CompletionOutcome, HubMessage, Invocation, Protocol};
 
@@ -103,21 +106,36 @@ fn headers(config: &Config, handle: &ConnectionHandle, category: &str, event: &s
     headers
 }
 
-/// One POST to the upstream, bounded by `upstream_timeout_ms`.
+/// One POST to the upstream, bounded by `upstream_timeout_ms`, counted.
 async fn post(
-    config: &Config,
+    node: &Node,
     handle: &ConnectionHandle,
     category: &str,
     event: &str,
     content_type: &str,
     body: &[u8],
 ) -> Result<webhook::Answer, String> {
+    let config = &node.config;
     let template = config.upstream_url.as_deref().unwrap_or_default();
     let url = url(template, handle.hub.as_str(), category, event)?;
     let headers = headers(config, handle, category, event);
     let extra: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let timeout = Duration::from_millis(config.upstream_timeout_ms.max(1));
-    match tokio::time::timeout(timeout, webhook::post(&url, content_type, &extra, body, MAX_ANSWER)).await {
+    let started = Instant::now();
+    let result = tokio::time::timeout(timeout, webhook::post(&url, content_type, &extra, body, MAX_ANSWER)).await;
+    let outcome = match &result {
+        Ok(Ok(answer)) if (200..300).contains(&answer.status) => "ok",
+        Ok(Ok(_)) => "status",
+        Ok(Err(_)) => "failed",
+        Err(_) => "timeout",
+    };
+    let hook = if category == "connections" {
+        "upstream_connections"
+    } else {
+        "upstream_messages"
+    };
+    node.metrics.hook_request(handle.hub.as_str(), hook, outcome, started);
+    match result {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(e)) => Err(format!("the upstream could not be reached: {e}")),
         Err(_) => Err(format!("the upstream did not answer within {} ms", timeout.as_millis())),
@@ -126,13 +144,13 @@ async fn post(
 
 /// Tells the upstream that `handle` connected (`connected`) or left
 /// (`disconnected`); the answer is only logged.
-pub async fn event(config: &Config, handle: &ConnectionHandle, event: &str) {
+pub async fn event(node: &Node, handle: &ConnectionHandle, event: &str) {
     let body: &[u8] = if event == "connected" {
         br#"{"Type":10}"#
     } else {
         br#"{"Type":11}"#
     };
-    match post(config, handle, "connections", event, "application/json", body).await {
+    match post(node, handle, "connections", event, "application/json", body).await {
         Ok(answer) if (200..300).contains(&answer.status) => {}
         Ok(answer) => {
             tracing::info!(connection = %handle.id, event, status = answer.status, "upstream refused a connection event");
@@ -150,11 +168,11 @@ pub fn content_type(protocol: Protocol) -> &'static str {
 }
 
 /// Forwards an invocation to the upstream; its outcome for the client.
-pub async fn invoke(config: &Config, handle: &ConnectionHandle, invocation: Invocation) -> CompletionOutcome {
+pub async fn invoke(node: &Node, handle: &ConnectionHandle, invocation: Invocation) -> CompletionOutcome {
     let protocol = handle.protocol;
     let target = invocation.target.clone();
     let body = protocol.encode_to_bytes(&HubMessage::Invocation(invocation));
-    let answer = match post(config, handle, "messages", &target, content_type(protocol), &body).await {
+    let answer = match post(node, handle, "messages", &target, content_type(protocol), &body).await {
         Ok(answer) => answer,
         Err(e) => {
             tracing::info!(connection = %handle.id, method = %target, error = %e, "upstream invocation failed");

@@ -39,6 +39,24 @@ impl Node {
         Ok(rate)
     }
 
+    /// [`Node::take_rate`] for a call: `None` when it may go ahead (also
+    /// when `per_minute` is 0, no limit, and when the backplane cannot
+    /// answer: logged, the limit guards against abuse and must not stop the
+    /// hub while Redis is away), else the whole seconds to wait (at least 1).
+    pub async fn rate_wait(&self, hub: &HubName, user: &UserId, bucket: Limit, per_minute: u32) -> Option<u64> {
+        if per_minute == 0 {
+            return None;
+        }
+        match self.take_rate(hub, user, bucket, per_minute).await {
+            Ok(Rate::Allowed) => None,
+            Ok(Rate::RetryAfter(wait)) => Some(wait.as_millis().div_ceil(1000).max(1) as u64),
+            Err(e) => {
+                tracing::warn!(user = %user, limit = bucket.as_str(), error = %e, "rate limit unavailable; letting the call through");
+                None
+            }
+        }
+    }
+
     /// When `user`'s last connection to `hub` closed anywhere in the
     /// cluster (Unix ms), kept 30 days.
     pub async fn last_seen(&self, hub: &HubName, user: &UserId) -> Result<Option<u64>, NodeError> {

@@ -17,13 +17,18 @@
 //!   attempt of a body, so the receiver can drop repeats) and
 //!   `X-Hubwire-Attempt` (1, 2, ...).
 //!
-//! The client is a minimal HTTP/1.1 POST over a tokio `TcpStream` (a
-//! request, then the status line of the answer; the rest is read and
-//! ignored): `http://` only — a receiver outside the cluster's network sits
-//! behind a TLS-terminating proxy. `docs/decisions.md` says why.
+//! The client is a minimal HTTP/1.1 POST over a tokio `TcpStream`: `http://`
+//! only — a receiver outside the cluster's network sits behind a
+//! TLS-terminating proxy. `docs/decisions.md` says why. [`post_json`] (these
+//! deliveries, the OTLP exporter) reads the status line and closes the
+//! connection; [`post`] (the upstream, the backend hooks: one request per
+//! invocation or sign-in, so on their hot path) reads the whole answer and
+//! keeps the connection alive for the next request to the same receiver
+//! (a bounded pool of idle connections, dropped after 4 s idle).
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use prometheus::IntCounter;
@@ -254,6 +259,12 @@ pub(crate) struct Answer {
 /// with the `extra` headers, and the whole answer: its status, content type
 /// and body (by `Content-Length`, chunked, or up to the end of the
 /// connection), at most `max_body` bytes of body (more is an error).
+///
+/// The connection is kept alive and reused ([`IDLE`]): a request goes out
+/// on an idle connection to the same `host:port` when there is one, else on
+/// a new one. An idle connection that the receiver closed under it — no
+/// byte of an answer came — is replaced by a new connection once; the
+/// receiver did not take that request, so it is not sent twice.
 pub(crate) async fn post(
     url: &url::Url,
     content_type: &str,
@@ -261,7 +272,96 @@ pub(crate) async fn post(
     body: &[u8],
     max_body: usize,
 ) -> std::io::Result<Answer> {
-    let mut stream = send(url, content_type, extra, body).await?;
+    let key = authority(url)?;
+    let request = request(url, content_type, extra, body, true)?;
+    if let Some(mut stream) = IDLE.take(&key) {
+        let mut answered = false;
+        match exchange(&mut stream, &request, max_body, &mut answered).await {
+            Ok((answer, reusable)) => {
+                if reusable {
+                    IDLE.put(key, stream);
+                }
+                return Ok(answer);
+            }
+            Err(e) if answered => return Err(e),
+            Err(_) => {}
+        }
+    }
+    let mut stream = connect(url).await?;
+    let (answer, reusable) = exchange(&mut stream, &request, max_body, &mut false).await?;
+    if reusable {
+        IDLE.put(key, stream);
+    }
+    Ok(answer)
+}
+
+/// Idle connections kept per `host:port` at the most.
+const IDLE_PER_HOST: usize = 32;
+/// Receivers (`host:port`) whose idle connections are kept at the most.
+const IDLE_HOSTS: usize = 64;
+/// How long a connection stays idle before it is dropped: below the common
+/// keep-alive timeouts of receivers (Node.js 5 s, nginx 75 s, Kestrel 130
+/// s), so that the receiver rarely closes one just as it is reused.
+const IDLE_FOR: Duration = Duration::from_secs(4);
+
+/// The idle keep-alive connections of [`post`] (the upstream and the
+/// backend hooks), per `host:port`; the only state of the node's HTTP
+/// client, owned here.
+static IDLE: std::sync::LazyLock<IdlePool> = std::sync::LazyLock::new(IdlePool::default);
+
+/// An idle connection and when it went idle.
+type Idle = (TcpStream, Instant);
+
+/// Idle connections by `host:port`.
+#[derive(Default)]
+struct IdlePool(std::sync::Mutex<HashMap<String, Vec<Idle>>>);
+
+impl IdlePool {
+    /// The most recently idle connection to `key` that is still open (a
+    /// connection the receiver closed, or that sent something unasked, is
+    /// dropped), if any.
+    fn take(&self, key: &str) -> Option<TcpStream> {
+        let mut idle = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let streams = idle.get_mut(key)?;
+        while let Some((stream, since)) = streams.pop() {
+            let mut probe = [0u8; 1];
+            let open = matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            if open && since.elapsed() < IDLE_FOR {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Keeps `stream` for a next request to `key`, within the bounds.
+    fn put(&self, key: String, stream: TcpStream) {
+        let mut idle = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        idle.retain(|_, streams| {
+            streams.retain(|(_, since)| since.elapsed() < IDLE_FOR);
+            !streams.is_empty()
+        });
+        if idle.len() >= IDLE_HOSTS && !idle.contains_key(&key) {
+            return;
+        }
+        let streams = idle.entry(key).or_default();
+        if streams.len() < IDLE_PER_HOST {
+            streams.push((stream, Instant::now()));
+        }
+    }
+}
+
+/// Sends `request` on `stream` and reads the whole answer; whether the
+/// connection may carry another request (an HTTP/1.1 answer delimited by
+/// length or chunks, without `Connection: close`, nothing after it).
+/// `answered` turns true with the first byte of the answer.
+async fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    max_body: usize,
+    answered: &mut bool,
+) -> std::io::Result<(Answer, bool)> {
+    stream.write_all(request).await?;
+    stream.flush().await?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -275,14 +375,14 @@ pub(crate) async fn post(
         if n == 0 {
             return Err(invalid("connection closed before the answer's head"));
         }
+        *answered = true;
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| invalid("answer head is not text"))?;
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| status_of(l.as_bytes()))
-        .ok_or_else(|| invalid("not an HTTP status line"))?;
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_of(status_line.as_bytes()).ok_or_else(|| invalid("not an HTTP status line"))?;
+    let mut reusable = status_line.starts_with("HTTP/1.1 ");
     let (mut length, mut chunked, mut content_type) = (None, false, None);
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -295,6 +395,8 @@ pub(crate) async fn post(
             chunked = value.to_ascii_lowercase().contains("chunked");
         } else if name.eq_ignore_ascii_case("content-type") {
             content_type = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("connection") && value.to_ascii_lowercase().contains("close") {
+            reusable = false;
         }
     }
     let mut rest = buf.split_off(head_end + 4);
@@ -310,38 +412,51 @@ pub(crate) async fn post(
                 if let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
                     break end;
                 }
-                read_more(&mut stream, &mut rest, &mut chunk, max_body).await?;
+                read_more(stream, &mut rest, &mut chunk, max_body).await?;
             };
             let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| invalid("bad chunk size"))?;
             let size_text = size_text.split(';').next().unwrap_or_default().trim();
             let size = usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
             if size == 0 {
-                break body;
+                rest.drain(..line_end + 2);
+                break;
             }
             if body.len() + size > max_body {
                 return Err(too_large());
             }
             while rest.len() < line_end + 2 + size + 2 {
-                read_more(&mut stream, &mut rest, &mut chunk, max_body + 64).await?;
+                read_more(stream, &mut rest, &mut chunk, max_body + 64).await?;
             }
             body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
             rest.drain(..line_end + 2 + size + 2);
+        }
+        // The trailer section, up to its empty line.
+        loop {
+            match rest.windows(2).position(|w| w == b"\r\n") {
+                Some(0) => {
+                    rest.drain(..2);
+                    break body;
+                }
+                Some(end) => drop(rest.drain(..end + 2)),
+                None => read_more(stream, &mut rest, &mut chunk, MAX_STATUS_LINE).await?,
+            }
         }
     } else if let Some(length) = length {
         if length > max_body {
             return Err(too_large());
         }
         while rest.len() < length {
-            read_more(&mut stream, &mut rest, &mut chunk, max_body).await?;
+            read_more(stream, &mut rest, &mut chunk, max_body).await?;
         }
-        rest.truncate(length);
-        rest
+        let body = rest.drain(..length).collect();
+        body
     } else {
         // Neither: the body ends with the connection (`Connection: close`).
+        reusable = false;
         loop {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
-                break rest;
+                break std::mem::take(&mut rest);
             }
             rest.extend_from_slice(&chunk[..n]);
             if rest.len() > max_body {
@@ -349,11 +464,14 @@ pub(crate) async fn post(
             }
         }
     };
-    Ok(Answer {
+    // Bytes after the answer: not a connection to reuse.
+    reusable &= rest.is_empty();
+    let answer = Answer {
         status,
         content_type,
         body,
-    })
+    };
+    Ok((answer, reusable))
 }
 
 /// Reads more of the answer into `buf`: an error at the end of the
@@ -374,34 +492,63 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
 }
 
-/// Connects to `url` and sends the request; the stream to read the answer from.
+/// Connects to `url` and sends the request (`Connection: close`); the
+/// stream to read the answer from.
 async fn send(url: &url::Url, content_type: &str, extra: &[(&str, &str)], body: &[u8]) -> std::io::Result<TcpStream> {
+    let request = request(url, content_type, extra, body, false)?;
+    let mut stream = connect(url).await?;
+    stream.write_all(&request).await?;
+    stream.flush().await?;
+    Ok(stream)
+}
+
+/// A new connection to `url`'s host and port.
+async fn connect(url: &url::Url) -> std::io::Result<TcpStream> {
     let host = url.host_str().ok_or_else(|| invalid("no host"))?;
     let port = url.port_or_known_default().unwrap_or(80);
-    let mut stream = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+    let stream = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// `host[:port]` of `url`, as its `Host` header says it.
+fn authority(url: &url::Url) -> std::io::Result<String> {
+    let host = url.host_str().ok_or_else(|| invalid("no host"))?;
+    Ok(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    })
+}
+
+/// The bytes of a `POST` of `body` to `url`: head and body in one buffer
+/// (one write, one segment where it fits).
+fn request(
+    url: &url::Url,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    keep_alive: bool,
+) -> std::io::Result<Vec<u8>> {
     let target = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_owned(),
     };
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    };
     let mut head = format!(
-        "POST {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: hubwire\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        "POST {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hubwire\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        authority(url)?,
         body.len()
     );
     for (name, value) in extra {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str("Connection: close\r\n\r\n");
-    // One write for head and (small) body: one segment where it fits.
+    head.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
-    stream.write_all(&request).await?;
-    stream.flush().await?;
-    Ok(stream)
+    Ok(request)
 }
 
 /// The code of a status line `HTTP/1.x NNN reason`.
@@ -591,5 +738,123 @@ mod tests {
         let port = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n").await;
         let url = check_url(&format!("http://127.0.0.1:{port}/x")).unwrap();
         assert!(post(&url, "application/json", &[], b"{}", 1024).await.is_err());
+    }
+
+    /// A receiver answering `answer` to each request, at most `per_connection`
+    /// requests on one connection (then it closes it); counts connections.
+    async fn keep_alive_receiver(
+        answer: &'static [u8],
+        per_connection: usize,
+    ) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    for _ in 0..per_connection {
+                        // One request: its head, then Content-Length bytes.
+                        loop {
+                            let text = String::from_utf8_lossy(&pending).into_owned();
+                            if let Some(head_end) = text.find("\r\n\r\n") {
+                                let length: usize = text[..head_end]
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                                    .map_or(0, |v| v.trim().parse().unwrap());
+                                if pending.len() >= head_end + 4 + length {
+                                    pending.drain(..head_end + 4 + length);
+                                    break;
+                                }
+                            }
+                            match socket.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        socket.write_all(answer).await.unwrap();
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    #[tokio::test]
+    async fn post_keeps_the_connection_alive_and_replaces_one_the_receiver_closed() {
+        use std::sync::atomic::Ordering;
+        let url_of = |port: u16| check_url(&format!("http://127.0.0.1:{port}/api")).unwrap();
+        // By length, and chunked with a trailer: five requests, one connection.
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n"[..],
+        ] {
+            let (port, accepted) = keep_alive_receiver(answer, usize::MAX).await;
+            for _ in 0..5 {
+                let got = post(&url_of(port), "application/json", &[], b"{}", 64).await.unwrap();
+                assert_eq!((got.status, got.body.as_slice()), (200, &b"ok"[..]));
+            }
+            assert_eq!(
+                accepted.load(Ordering::SeqCst),
+                1,
+                "{}",
+                String::from_utf8_lossy(answer)
+            );
+        }
+        // The receiver closes each connection after one answer: the next
+        // request finds it closed and goes out on a new one, and succeeds.
+        let (port, accepted) = keep_alive_receiver(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1).await;
+        for _ in 0..3 {
+            assert_eq!(
+                post(&url_of(port), "application/json", &[], b"{}", 64)
+                    .await
+                    .unwrap()
+                    .status,
+                200
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        // Without the pause the close may come after the idle check (the
+        // request goes out on the closed connection, no answer comes): the
+        // request is sent again on a new connection.
+        let (port, accepted) = keep_alive_receiver(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1).await;
+        for _ in 0..20 {
+            assert_eq!(
+                post(&url_of(port), "application/json", &[], b"{}", 64)
+                    .await
+                    .unwrap()
+                    .status,
+                200
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 20);
+        // `Connection: close` and HTTP/1.0 answers are not reused.
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"[..],
+            &b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+        ] {
+            let (port, accepted) = keep_alive_receiver(answer, usize::MAX).await;
+            for _ in 0..2 {
+                assert_eq!(
+                    post(&url_of(port), "application/json", &[], b"{}", 64)
+                        .await
+                        .unwrap()
+                        .status,
+                    200
+                );
+            }
+            assert_eq!(
+                accepted.load(Ordering::SeqCst),
+                2,
+                "{}",
+                String::from_utf8_lossy(answer)
+            );
+        }
     }
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::core::definition::{EventTable, HubTable, Layout, MethodTable, PresenceAudience, RefusalStyle};
+use crate::core::definition::{EventTable, HubTable, Layout, LimitsTable, MethodTable, PresenceAudience, RefusalStyle};
 use crate::core::hub::{HubError, MethodSpec};
 use crate::core::webhook::{self, WebhookConfig};
 
@@ -242,6 +242,19 @@ pub struct Limits {
     pub max_attachments_bytes: usize,
     /// The most participants of a conversation.
     pub max_participants: usize,
+    /// Subscribes and unsubscribes per user per minute, cluster-wide (0: no
+    /// limit): notifications channels, rooms, groups hubs' subscriptions.
+    pub subscriptions_per_minute: u32,
+    /// Room heartbeats per user per minute, cluster-wide (0: no limit).
+    pub heartbeats_per_minute: u32,
+    /// Notification acknowledgements and reads per user per minute (0: no limit).
+    pub acks_per_minute: u32,
+    /// Relays per user per minute, cluster-wide (0: no limit).
+    pub relays_per_minute: u32,
+    /// The longest argument filling a groups hub's template, in characters.
+    pub max_argument_chars: usize,
+    /// The most bytes of one relay's arguments, as JSON.
+    pub max_relay_bytes: usize,
 }
 
 /// A value of a kind a limit bounds (the refusal names it).
@@ -256,6 +269,52 @@ pub enum Bounded {
 }
 
 impl Limits {
+    /// The limits of `table` (`[hub.limits]`), defaults filled in; on error
+    /// the field (`limits.max_content_chars`) and why.
+    pub fn resolve(table: &LimitsTable) -> Result<Self, (String, String)> {
+        let limits = Limits {
+            max_content_chars: table.max_content_chars.unwrap_or(4000),
+            typing_timeout_secs: table.typing_timeout_secs.unwrap_or(10),
+            catch_up_max: table.catch_up_max.unwrap_or(500),
+            max_connections_per_user: table.max_connections_per_user,
+            refuse_blank_content: table.refuse_blank_content.unwrap_or(false),
+            messages_per_minute: table.messages_per_minute.unwrap_or(60),
+            typing_per_minute: table.typing_per_minute.unwrap_or(10),
+            max_client_message_id_chars: table.max_client_message_id_chars.unwrap_or(128),
+            max_conversation_id_chars: table.max_conversation_id_chars.unwrap_or(128),
+            max_user_id_chars: table.max_user_id_chars.unwrap_or(128),
+            max_attachments: table.max_attachments.unwrap_or(10),
+            max_attachments_bytes: table.max_attachments_bytes.unwrap_or(16_384),
+            max_participants: table.max_participants.unwrap_or(1000),
+            subscriptions_per_minute: table.subscriptions_per_minute.unwrap_or(120),
+            heartbeats_per_minute: table.heartbeats_per_minute.unwrap_or(120),
+            acks_per_minute: table.acks_per_minute.unwrap_or(600),
+            relays_per_minute: table.relays_per_minute.unwrap_or(600),
+            max_argument_chars: table.max_argument_chars.unwrap_or(128),
+            max_relay_bytes: table.max_relay_bytes.unwrap_or(16_384),
+        };
+        for (field, value) in [
+            ("limits.max_content_chars", limits.max_content_chars),
+            ("limits.max_client_message_id_chars", limits.max_client_message_id_chars),
+            ("limits.max_conversation_id_chars", limits.max_conversation_id_chars),
+            ("limits.max_user_id_chars", limits.max_user_id_chars),
+            ("limits.max_attachments_bytes", limits.max_attachments_bytes),
+            ("limits.max_participants", limits.max_participants),
+            ("limits.catch_up_max", limits.catch_up_max),
+            (
+                "limits.typing_timeout_secs",
+                usize::try_from(limits.typing_timeout_secs).unwrap_or(1),
+            ),
+            ("limits.max_argument_chars", limits.max_argument_chars),
+            ("limits.max_relay_bytes", limits.max_relay_bytes),
+        ] {
+            if value == 0 {
+                return Err((field.into(), "must be positive".into()));
+            }
+        }
+        Ok(limits)
+    }
+
     /// Refuses `value` when it is longer than its limit: the text names the
     /// value, the limit and its field.
     pub fn check_length(&self, kind: Bounded, value: &str) -> Result<(), String> {
@@ -439,38 +498,7 @@ impl Definition {
                 format!("{conversation_group:?} has no {ID_PLACEHOLDER} for the conversation id"),
             ));
         }
-        let limits = Limits {
-            max_content_chars: table.limits.max_content_chars.unwrap_or(4000),
-            typing_timeout_secs: table.limits.typing_timeout_secs.unwrap_or(10),
-            catch_up_max: table.limits.catch_up_max.unwrap_or(500),
-            max_connections_per_user: table.limits.max_connections_per_user,
-            refuse_blank_content: table.limits.refuse_blank_content.unwrap_or(false),
-            messages_per_minute: table.limits.messages_per_minute.unwrap_or(60),
-            typing_per_minute: table.limits.typing_per_minute.unwrap_or(10),
-            max_client_message_id_chars: table.limits.max_client_message_id_chars.unwrap_or(128),
-            max_conversation_id_chars: table.limits.max_conversation_id_chars.unwrap_or(128),
-            max_user_id_chars: table.limits.max_user_id_chars.unwrap_or(128),
-            max_attachments: table.limits.max_attachments.unwrap_or(10),
-            max_attachments_bytes: table.limits.max_attachments_bytes.unwrap_or(16_384),
-            max_participants: table.limits.max_participants.unwrap_or(1000),
-        };
-        for (field, value) in [
-            ("limits.max_content_chars", limits.max_content_chars),
-            ("limits.max_client_message_id_chars", limits.max_client_message_id_chars),
-            ("limits.max_conversation_id_chars", limits.max_conversation_id_chars),
-            ("limits.max_user_id_chars", limits.max_user_id_chars),
-            ("limits.max_attachments_bytes", limits.max_attachments_bytes),
-            ("limits.max_participants", limits.max_participants),
-            ("limits.catch_up_max", limits.catch_up_max),
-            (
-                "limits.typing_timeout_secs",
-                usize::try_from(limits.typing_timeout_secs).unwrap_or(1),
-            ),
-        ] {
-            if value == 0 {
-                return Err(error(field.into(), "must be positive".into()));
-            }
-        }
+        let limits = Limits::resolve(&table.limits).map_err(|(field, reason)| error(field, reason))?;
         let written = &table.refusals;
         let not_participant = written
             .not_participant

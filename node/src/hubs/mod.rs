@@ -12,12 +12,15 @@
 //!   users, tenants, channels, everyone; acknowledged / read state).
 //! - [`rooms`]: the rooms kind (rooms with presence, access granted by the
 //!   backend).
+//! - [`limits`]: the call rates and input refusals the notifications,
+//!   rooms and groups kinds share (`[hub.limits]`).
 //! - [`diagnostics`]: the diagnostics hub (tests and operations).
 
 pub mod chat;
 pub mod definition;
 pub mod diagnostics;
 pub mod groups;
+pub mod limits;
 pub mod notifications;
 pub mod rooms;
 

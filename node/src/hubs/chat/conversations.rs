@@ -154,7 +154,11 @@ impl Chat {
             self.check_length(&call.node, bounded, &id)?;
         }
         let per_minute = self.def.limits.messages_per_minute;
-        if let Some(retry_secs) = self.over_rate(&call.node, &user, Limit::MessageRate, per_minute).await {
+        if let Some(retry_secs) = call
+            .node
+            .rate_wait(&self.hub, &user, Limit::MessageRate, per_minute)
+            .await
+        {
             return Err(Failure::Refused(Refusal::RateLimited { retry_secs }));
         }
         let attachments = args.get("attachments").map(Value::to_string);

@@ -28,7 +28,7 @@
 //!   definition says ([`Refusal`]).
 //! - Sends (`messages_per_minute`) and typing notices (`typing_per_minute`)
 //!   are rate-limited per user and hub across the cluster
-//!   ([`Node::take_rate`]): a send beyond it is refused with the time to
+//!   ([`Node::rate_wait`]): a send beyond it is refused with the time to
 //!   retry, a typing notice dropped silently. When the backplane cannot
 //!   answer, the call goes ahead (logged): the limit guards against abuse,
 //!   and refusing every send while Redis is away would stop the chat.
@@ -67,7 +67,7 @@ use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError, SendOrder};
 use crate::hubs::definition::{BoundArgs, BoundEvent, Bounded, Definition};
 use catalog::{Event, Op, CATALOG};
-use hubwire_backplane::{ConnectionId, GroupName, HubName, NodeId, Rate, Target, UserId};
+use hubwire_backplane::{ConnectionId, GroupName, HubName, NodeId, Target, UserId};
 use hubwire_store::{Store, StoreError};
 
 /// A hub of the chat kind.
@@ -223,22 +223,6 @@ impl Chat {
                     .await
                     .map_err(|e| HubError::Hub(e.to_string()))?;
                 Ok(HubReply::Value(Value::Null))
-            }
-        }
-    }
-
-    /// Takes a token of `user`'s `bucket` (`per_minute`, 0: unlimited):
-    /// `None` when the call may go ahead, else the whole seconds to wait.
-    async fn over_rate(&self, node: &Node, user: &UserId, bucket: Limit, per_minute: u32) -> Option<u64> {
-        if per_minute == 0 {
-            return None;
-        }
-        match node.take_rate(&self.hub, user, bucket, per_minute).await {
-            Ok(Rate::Allowed) => None,
-            Ok(Rate::RetryAfter(wait)) => Some(wait.as_millis().div_ceil(1000).max(1) as u64),
-            Err(e) => {
-                tracing::warn!(user = %user, error = %e, "rate limit unavailable; letting the call through");
-                None
             }
         }
     }

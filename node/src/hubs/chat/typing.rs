@@ -121,8 +121,9 @@ impl Chat {
         let conversation = self.conversation_arg(call, args)?;
         self.check_caller(call, &conversation, &user).await?;
         let per_minute = self.def.limits.typing_per_minute;
-        if self
-            .over_rate(&call.node, &user, Limit::TypingRate, per_minute)
+        if call
+            .node
+            .rate_wait(&self.hub, &user, Limit::TypingRate, per_minute)
             .await
             .is_some()
         {

@@ -453,6 +453,42 @@ fn input_limits_have_defaults_and_refusals_name_the_limit() {
 }
 
 #[test]
+fn the_call_limits_of_the_newer_kinds_have_defaults_and_are_read() {
+    let def = resolve("kind = \"rooms\"\npath = \"/x\"").unwrap();
+    let l = &def.limits;
+    assert_eq!(
+        (
+            l.subscriptions_per_minute,
+            l.heartbeats_per_minute,
+            l.acks_per_minute,
+            l.relays_per_minute
+        ),
+        (120, 120, 600, 600)
+    );
+    assert_eq!((l.max_argument_chars, l.max_relay_bytes), (128, 16_384));
+    let set = resolve(
+        "kind = \"notifications\"\npath = \"/x\"\n[limits]\nsubscriptions_per_minute = 5\nheartbeats_per_minute = 0\nacks_per_minute = 7\nrelays_per_minute = 9\nmax_argument_chars = 3\nmax_relay_bytes = 100",
+    )
+    .unwrap();
+    let l = &set.limits;
+    assert_eq!(
+        (
+            l.subscriptions_per_minute,
+            l.heartbeats_per_minute,
+            l.acks_per_minute,
+            l.relays_per_minute
+        ),
+        (5, 0, 7, 9),
+        "0 turns a rate off"
+    );
+    assert_eq!((l.max_argument_chars, l.max_relay_bytes), (3, 100));
+    let zero = refused("kind = \"rooms\"\npath = \"/x\"\n[limits]\nmax_relay_bytes = 0");
+    assert_eq!(zero.field, "limits.max_relay_bytes");
+    let unknown = toml::from_str::<HubTable>("kind = \"rooms\"\npath = \"/x\"\n[limits]\nheartbeats_per_hour = 1");
+    assert!(unknown.is_err(), "an unknown limit is refused");
+}
+
+#[test]
 fn an_offline_hook_needs_an_http_url_and_a_long_enough_secret() {
     let base = "kind = \"chat\"\npath = \"/x\"\n[offline_hook]\n";
     let def = resolve(&format!(

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use crate::core::auth::Principal;
 use crate::core::definition::{GroupAction, GroupMethodTable, HubTable};
 use crate::core::hub::MethodSpec;
-use crate::hubs::definition::{hub_name, Catalog, DefinitionError};
+use crate::hubs::definition::{hub_name, Catalog, DefinitionError, Limits};
 
 /// The generic catalog of the kind: nothing (its methods are in the
 /// `groups` table); it lets the generic check resolve the hub's path and
@@ -216,6 +216,9 @@ pub struct GroupsDefinition {
     pub methods: Vec<GroupMethod>,
     /// The role a token needs to connect, if any.
     pub connect_role: Option<String>,
+    /// Its `[hub.limits]` (those a groups hub takes: call rates, argument
+    /// and relay sizes), defaults filled in.
+    pub limits: Limits,
 }
 
 /// The default text of a refusal by `allow`.
@@ -236,13 +239,13 @@ impl GroupsDefinition {
             ("conversation_group", table.conversation_group.is_some()),
             ("presence", table.presence.is_some()),
             ("refusals", table.refusals != Default::default()),
-            ("limits", table.limits != Default::default()),
+            ("limits", table.limits.without_groups_limits() != Default::default()),
             ("offline_hook", table.offline_hook.is_some()),
         ];
         if let Some((field, _)) = chat_only.iter().find(|(_, set)| *set) {
             return Err(error(
                 (*field).into(),
-                "a chat setting: a groups hub's settings go in its `groups` table".into(),
+                "a chat setting: a groups hub's settings go in its `groups` table (of `limits`, only subscriptions_per_minute, relays_per_minute, max_argument_chars and max_relay_bytes apply)".into(),
             ));
         }
         let Some(groups) = &table.groups else {
@@ -295,12 +298,14 @@ impl GroupsDefinition {
         if groups.connect_role.as_deref() == Some("") {
             return Err(error("groups.connect_role".into(), "must not be empty".into()));
         }
+        let limits = Limits::resolve(&table.limits).map_err(|(field, reason)| error(field, reason))?;
         Ok(Self {
             path: table.path.clone(),
             name,
             on_connect,
             methods,
             connect_role: groups.connect_role.clone(),
+            limits,
         })
     }
 }

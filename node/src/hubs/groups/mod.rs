@@ -24,7 +24,15 @@
 //! - `connect_role`: only tokens with that role connect (negotiate and
 //!   connect answer 401 to others).
 //! - Joining honours the token's `channels` claim whatever the rule
-//!   ([`HubCall::join_group`]), and the node's group limits.
+//!   ([`HubCall::join_group`]), and the node's group limits
+//!   (`max_groups_per_connection`).
+//! - Limits ([`crate::hubs::limits`]), checked before the rule: an argument
+//!   filling a template is at most `limits.max_argument_chars`, a relay's
+//!   arguments at most `limits.max_relay_bytes` of JSON; subscribes and
+//!   unsubscribes (`limits.subscriptions_per_minute`) and relays
+//!   (`limits.relays_per_minute`) are rate-limited per user. Refusals are
+//!   `HubException`s naming the limit, counted in
+//!   `hubwire_limit_refusals_total`.
 //!
 //! # The backend rule
 //! `allow = "backend"` asks the app's backend (the hub's `backend.authorize`
@@ -46,7 +54,9 @@ use serde_json::Value;
 use crate::core::auth::Principal;
 use crate::core::connection::ConnectionHandle;
 use crate::core::hub::{Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::core::metrics::Limit;
 use crate::core::node::SendOrder;
+use crate::hubs::limits::{check_rate, input_refused, CallRate};
 use definition::{Action, Fill, GroupsDefinition};
 use hubwire_backplane::{GroupName, HubName, Target};
 
@@ -99,6 +109,30 @@ fn placeholder_text(value: &Value) -> String {
 }
 
 impl Inner {
+    /// Refuses (counted) an argument filling a group template beyond
+    /// `limits.max_argument_chars`.
+    fn check_argument(&self, call: &HubCall, name: &str, value: &str) -> Result<(), HubError> {
+        let max = self.def.limits.max_argument_chars;
+        if value.chars().count() <= max {
+            return Ok(());
+        }
+        let text = format!("The argument '{name}' is longer than {max} characters (limits.max_argument_chars).");
+        Err(input_refused(&call.node, &self.hub, Limit::GroupsInput, text))
+    }
+
+    /// Refuses (counted) a relay whose arguments are more than
+    /// `limits.max_relay_bytes` bytes of JSON.
+    fn check_relay_size(&self, call: &HubCall, args: &[Value]) -> Result<(), HubError> {
+        let max = self.def.limits.max_relay_bytes;
+        let bytes: usize = args.iter().map(|a| a.to_string().len()).sum();
+        if bytes <= max {
+            return Ok(());
+        }
+        let text =
+            format!("The relay's arguments are {bytes} bytes of JSON, more than {max} (limits.max_relay_bytes).");
+        Err(input_refused(&call.node, &self.hub, Limit::GroupsInput, text))
+    }
+
     /// Refuses with `denied` unless `allow` lets the caller reach `group`
     /// (asking the app's backend for [`Allow::Backend`]: a denial, or a
     /// backend that cannot answer, refuses).
@@ -146,6 +180,8 @@ impl Inner {
                 denied,
             } => {
                 let value = argument_text(args.first())?.ok_or_else(|| HubError::Hub(required.clone()))?;
+                self.check_argument(call, argument, &value)?;
+                check_rate(call, &self.def.limits, CallRate::Subscriptions).await?;
                 let fill_args = [(argument.as_str(), value)];
                 let fill = Fill {
                     principal,
@@ -163,6 +199,8 @@ impl Inner {
                 required,
             } => {
                 let value = argument_text(args.first())?.ok_or_else(|| HubError::Hub(required.clone()))?;
+                self.check_argument(call, argument, &value)?;
+                check_rate(call, &self.def.limits, CallRate::Subscriptions).await?;
                 let fill_args = [(argument.as_str(), value)];
                 let fill = Fill {
                     principal,
@@ -191,6 +229,11 @@ impl Inner {
                     .map(String::as_str)
                     .zip(args.iter().map(placeholder_text))
                     .collect();
+                for (name, value) in fill_args.iter().filter(|(name, _)| group.has(name)) {
+                    self.check_argument(call, name, value)?;
+                }
+                self.check_relay_size(call, &args)?;
+                check_rate(call, &self.def.limits, CallRate::Relays).await?;
                 let fill = Fill {
                     principal,
                     connection,

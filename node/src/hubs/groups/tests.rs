@@ -168,6 +168,34 @@ fn wrong_definitions_are_refused_naming_the_field() {
     assert_eq!(chat_setting.field, "presence");
     let no_table = resolve("kind = \"groups\"\npath = \"/hubs/x\"").unwrap_err();
     assert_eq!(no_table.field, "groups");
+    let chat_limit =
+        resolve("kind = \"groups\"\npath = \"/hubs/x\"\n[groups]\n[limits]\nmax_content_chars = 5").unwrap_err();
+    assert_eq!(chat_limit.field, "limits");
+    assert!(chat_limit.reason.contains("relays_per_minute"), "{}", chat_limit.reason);
+}
+
+#[test]
+fn a_groups_hub_takes_the_call_limits_with_their_defaults() {
+    let def = resolve(VIDEO).unwrap();
+    assert_eq!(def.limits.subscriptions_per_minute, 120);
+    assert_eq!(def.limits.relays_per_minute, 600);
+    assert_eq!(def.limits.max_argument_chars, 128);
+    assert_eq!(def.limits.max_relay_bytes, 16_384);
+    let set = resolve(&format!(
+        "{VIDEO}\n[limits]\nsubscriptions_per_minute = 3\nrelays_per_minute = 4\nmax_argument_chars = 5\nmax_relay_bytes = 6"
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            set.limits.subscriptions_per_minute,
+            set.limits.relays_per_minute,
+            set.limits.max_argument_chars,
+            set.limits.max_relay_bytes
+        ),
+        (3, 4, 5, 6)
+    );
+    let zero = resolve(&format!("{VIDEO}\n[limits]\nmax_argument_chars = 0")).unwrap_err();
+    assert_eq!(zero.field, "limits.max_argument_chars");
 }
 
 #[tokio::test]

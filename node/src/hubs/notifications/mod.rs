@@ -29,6 +29,16 @@
 //!   counts, repeats answer the stored time.
 //! - Every send goes through [`Notifications::emit`], laid out as the
 //!   definition says; an event the definition turns off is not sent.
+//! - Limits ([`crate::hubs::limits`]): acknowledgements and reads are
+//!   rate-limited per user (`limits.acks_per_minute`), subscribes and
+//!   unsubscribes too (`limits.subscriptions_per_minute`), checked after
+//!   the arguments (a refused input takes no token) and before any work;
+//!   channel names, tenants and types are at most
+//!   `notifications.max_name_chars`, REST user ids
+//!   `limits.max_user_id_chars`; a connection is in at most the node's
+//!   `max_groups_per_connection` channels (its tenant group included).
+//!   Refusals name the limit and are counted in
+//!   `hubwire_limit_refusals_total`.
 
 pub mod catalog;
 pub mod settings;
@@ -41,13 +51,19 @@ use serde_json::{Map, Value};
 
 use crate::core::connection::ConnectionHandle;
 use crate::core::hub::{Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError, SendOrder};
 use crate::hubs::chat::payload::iso8601;
 use crate::hubs::definition::{BoundArgs, BoundEvent, Definition};
+use crate::hubs::limits::{check_chars, check_rate, input_refused, CallRate};
 use catalog::{Event, Op, CATALOG};
 use hubwire_backplane::{ConnectionId, GroupName, HubName, Target, UserId};
 use hubwire_store::{Audience, MessageId, NewNotification, Notification, Recipient, Store, StoreError};
 pub use settings::Settings;
+
+/// The longest notification-id text a refusal repeats (an id is at most 19
+/// digits).
+const MAX_ID_ECHO: usize = 32;
 
 /// A hub of the notifications kind.
 #[derive(Clone)]
@@ -152,7 +168,7 @@ impl NotificationsHub {
     ) -> Result<Vec<Value>, NotificationsError> {
         let this = &self.inner;
         for n in &batch {
-            this.settings.check(n).map_err(NotificationsError::Invalid)?;
+            this.check(n).map_err(NotificationsError::Invalid)?;
         }
         let stored = this.store.create_notifications(&batch).await?;
         if as_batch {
@@ -201,12 +217,22 @@ impl NotificationsHub {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<Value>, NotificationsError> {
+        let this = &self.inner;
+        this.check_user(user).map_err(NotificationsError::Invalid)?;
+        if let Some(tenant) = tenant {
+            check_chars(
+                "A tenant",
+                tenant,
+                this.settings.max_name_chars,
+                "notifications.max_name_chars",
+            )
+            .map_err(NotificationsError::Invalid)?;
+        }
         let recipient = Recipient {
             user,
             tenant,
             channels: &[],
         };
-        let this = &self.inner;
         let page = this
             .store
             .notifications_of(&this.def.name, recipient, unread_only, before, limit)
@@ -264,6 +290,25 @@ fn now_ms() -> i64 {
 }
 
 impl Notifications {
+    /// Refuses a user id beyond the hub's `limits.max_user_id_chars`.
+    fn check_user(&self, user: &str) -> Result<(), String> {
+        let max = self.def.limits.max_user_id_chars;
+        check_chars("A user id", user, max, "limits.max_user_id_chars")
+    }
+
+    /// Refuses a notification beyond the settings' sizes or the user id limit.
+    fn check(&self, n: &NewNotification) -> Result<(), String> {
+        if let Audience::User(user) = &n.audience {
+            self.check_user(user).map_err(|_| {
+                format!(
+                    "\"userId\" is longer than {} characters (limits.max_user_id_chars)",
+                    self.def.limits.max_user_id_chars
+                )
+            })?;
+        }
+        self.settings.check(n)
+    }
+
     fn event(&self, event: Event) -> &BoundEvent {
         &self.def.events[event as usize]
     }
@@ -351,9 +396,14 @@ impl Notifications {
     /// the user's other connections on every node.
     async fn change_state(&self, call: &HubCall, op: Op, args: &BoundArgs) -> Result<Value, HubError> {
         let text = text(args, "notificationId")?;
-        let id: MessageId = text
-            .parse()
-            .map_err(|_| HubError::Hub(format!("no notification '{text}' for this user")))?;
+        let id: MessageId = text.parse().map_err(|_| {
+            // Not an id this hub issued; a long text is not echoed back.
+            HubError::Hub(match text.chars().count() {
+                0..=MAX_ID_ECHO => format!("no notification '{text}' for this user"),
+                _ => "no such notification for this user: an id is decimal text".into(),
+            })
+        })?;
+        check_rate(call, &self.def.limits, CallRate::Acks).await?;
         let channels = self.channels_of(&call.caller.id);
         let recipient = self.recipient(call, &channels)?;
         let user = UserId::from(recipient.user);
@@ -379,7 +429,8 @@ impl Notifications {
     }
 
     async fn subscribe(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, HubError> {
-        let channel = self.channel_arg(args)?;
+        let channel = self.channel_arg(call, args)?;
+        check_rate(call, &self.def.limits, CallRate::Subscriptions).await?;
         let allowed = call.caller.principal.as_ref().is_some_and(|p| p.may_join(&channel));
         if !allowed {
             return Err(HubError::Hub(format!(
@@ -397,7 +448,8 @@ impl Notifications {
     }
 
     async fn unsubscribe(&self, call: &HubCall, args: &BoundArgs) -> Result<Value, HubError> {
-        let channel = self.channel_arg(args)?;
+        let channel = self.channel_arg(call, args)?;
+        check_rate(call, &self.def.limits, CallRate::Subscriptions).await?;
         let group = GroupName::from(self.settings.channel_group_of(&channel));
         call.node
             .remove_from_group(&self.hub, &group, &call.caller.id)
@@ -410,11 +462,12 @@ impl Notifications {
         Ok(Value::Null)
     }
 
-    fn channel_arg(&self, args: &BoundArgs) -> Result<String, HubError> {
+    /// The `channel` argument, refused (counted) beyond `max_name_chars`.
+    fn channel_arg(&self, call: &HubCall, args: &BoundArgs) -> Result<String, HubError> {
         let channel = text(args, "channel")?;
-        if channel.is_empty() || channel.chars().count() > 128 {
-            return Err(HubError::Hub("A channel name must be 1 to 128 characters.".into()));
-        }
+        self.settings
+            .check_channel(&channel)
+            .map_err(|text| input_refused(&call.node, &self.hub, Limit::NotificationsInput, text))?;
         Ok(channel)
     }
 

@@ -3,7 +3,11 @@
 
 use crate::core::definition::HubTable;
 use crate::hubs::definition::{DefinitionError, ID_PLACEHOLDER};
-use hubwire_store::NewNotification;
+use crate::hubs::limits::check_chars;
+use hubwire_store::{Audience, NewNotification};
+
+/// The field of [`Settings::max_name_chars`], as refusals name it.
+const NAME_FIELD: &str = "notifications.max_name_chars";
 
 /// The settings of a notifications hub.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +28,8 @@ pub struct Settings {
     pub max_body_chars: usize,
     /// The most bytes of `data` as JSON.
     pub max_data_bytes: usize,
+    /// The longest channel name, tenant and `type`, in characters.
+    pub max_name_chars: usize,
 }
 
 impl Settings {
@@ -52,6 +58,7 @@ impl Settings {
             max_title_chars: written.max_title_chars.unwrap_or(256),
             max_body_chars: written.max_body_chars.unwrap_or(4000),
             max_data_bytes: written.max_data_bytes.unwrap_or(16_384),
+            max_name_chars: written.max_name_chars.unwrap_or(128),
         };
         for (field, value) in [
             ("max_batch", settings.max_batch),
@@ -59,6 +66,7 @@ impl Settings {
             ("max_title_chars", settings.max_title_chars),
             ("max_body_chars", settings.max_body_chars),
             ("max_data_bytes", settings.max_data_bytes),
+            ("max_name_chars", settings.max_name_chars),
         ] {
             if value == 0 {
                 return Err(error(field, "must be positive".into()));
@@ -83,11 +91,29 @@ impl Settings {
         self.channel_group.replace(ID_PLACEHOLDER, id)
     }
 
+    /// Refuses a channel name that is empty or beyond `max_name_chars`.
+    pub fn check_channel(&self, channel: &str) -> Result<(), String> {
+        check_chars("A channel name", channel, self.max_name_chars, NAME_FIELD)
+    }
+
     /// Refuses a notification beyond the sizes, or with an empty type or
-    /// title: the text names the field and the limit.
+    /// title: the text names the field and the limit. (Its user id is
+    /// bounded by the hub's `limits.max_user_id_chars`, which the caller
+    /// checks.)
     pub fn check(&self, n: &NewNotification) -> Result<(), String> {
         if n.kind.trim().is_empty() {
             return Err("\"type\" must be a non-empty string".into());
+        }
+        let max = self.max_name_chars;
+        let named = |what: &str, value: &str| {
+            check_chars(what, value, max, NAME_FIELD)
+                .map_err(|_| format!("\"{what}\" is longer than {max} characters ({NAME_FIELD})"))
+        };
+        named("type", &n.kind)?;
+        match &n.audience {
+            Audience::Tenant(t) => named("tenant", t)?,
+            Audience::Channel(c) => named("channel", c)?,
+            Audience::User(_) | Audience::All => {}
         }
         if n.title.trim().is_empty() {
             return Err("\"title\" must be a non-empty string".into());
@@ -154,7 +180,38 @@ mod tests {
             ..n.clone()
         };
         assert!(s.check(&ok).is_ok());
-        let untyped = NewNotification { kind: " ".into(), ..ok };
+        let untyped = NewNotification {
+            kind: " ".into(),
+            ..ok.clone()
+        };
         assert!(s.check(&untyped).unwrap_err().contains("type"));
+        assert_eq!(s.max_name_chars, 128);
+        let long_type = NewNotification {
+            kind: "t".repeat(129),
+            ..ok.clone()
+        };
+        assert_eq!(
+            s.check(&long_type).unwrap_err(),
+            "\"type\" is longer than 128 characters (notifications.max_name_chars)"
+        );
+        let long_channel = NewNotification {
+            audience: hubwire_store::Audience::Channel("c".repeat(129)),
+            ..ok.clone()
+        };
+        assert!(s.check(&long_channel).unwrap_err().starts_with("\"channel\" is longer"));
+        let long_tenant = NewNotification {
+            audience: hubwire_store::Audience::Tenant("t".repeat(129)),
+            ..ok.clone()
+        };
+        assert!(s.check(&long_tenant).unwrap_err().starts_with("\"tenant\" is longer"));
+        assert!(s.check_channel(&"c".repeat(128)).is_ok());
+        assert_eq!(
+            s.check_channel(&"c".repeat(129)).unwrap_err(),
+            "A channel name must be 1 to 128 characters (notifications.max_name_chars)."
+        );
+        let narrow = Settings::resolve(&table("[notifications]\nmax_name_chars = 4")).unwrap();
+        assert!(narrow.check_channel("abcde").unwrap_err().contains("1 to 4 characters"));
+        let zero = Settings::resolve(&table("[notifications]\nmax_name_chars = 0")).unwrap_err();
+        assert_eq!(zero.field, "notifications.max_name_chars");
     }
 }

@@ -54,6 +54,13 @@
 //!   before it returns, removes their presence and announces `user_left`. A
 //!   later heartbeat does not bring them back; only a new grant and
 //!   `JoinRoom` do.
+//! - Limits ([`crate::hubs::limits`]), at the top of every method: a room
+//!   id is at most `rooms.max_room_id_chars`; joins and leaves
+//!   (`limits.subscriptions_per_minute`) and heartbeats
+//!   (`limits.heartbeats_per_minute`) are rate-limited per user; a
+//!   connection is in at most the node's `max_groups_per_connection` rooms.
+//!   Refusals are `HubException`s naming the limit, counted in
+//!   `hubwire_limit_refusals_total`.
 
 pub mod catalog;
 
@@ -68,9 +75,11 @@ use serde_json::{Map, Value};
 use crate::core::connection::ConnectionHandle;
 use crate::core::definition::HubTable;
 use crate::core::hub::{Hub, HubCall, HubError, HubReply, MethodSpec};
+use crate::core::metrics::Limit;
 use crate::core::node::{Node, NodeError, SendOrder};
 use crate::hubs::chat::payload::{iso8601, now_ms};
 use crate::hubs::definition::{BoundArgs, BoundEvent, Definition, DefinitionError, ID_PLACEHOLDER};
+use crate::hubs::limits::{check_rate, input_refused, CallRate};
 use catalog::{Event, Op, CATALOG};
 use hubwire_backplane::{ConnectionId, GroupName, HubName, NodeId, PresenceChange, Target, UserId};
 use hubwire_store::{Store, StoreError};
@@ -438,7 +447,13 @@ impl Rooms {
             .cloned()
             .ok_or_else(|| HubError::Hub("This hub needs a signed-in user.".into()))?;
         let room = args.required_text("roomId")?;
-        self.check_room(&room).map_err(HubError::Hub)?;
+        self.check_room(&room)
+            .map_err(|text| input_refused(&call.node, &self.hub, Limit::RoomsInput, text))?;
+        let rate = match op {
+            Op::JoinRoom | Op::LeaveRoom => CallRate::Subscriptions,
+            Op::Heartbeat => CallRate::Heartbeats,
+        };
+        check_rate(&call, &self.def.limits, rate).await?;
         match op {
             Op::JoinRoom => self.join(&call, &user, &room, method).await?,
             Op::LeaveRoom => {

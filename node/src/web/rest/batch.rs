@@ -7,7 +7,9 @@
 //! names the user, group or connection; none for `all`), `target` the client
 //! method, `arguments` its arguments, `excluded` (`all` and `group` only)
 //! connections skipped. The whole batch is checked before anything is sent:
-//! a bad entry answers 400 naming its index, and a batch of more than
+//! a bad entry answers 400 naming its index and field (ids, targets and
+//! excluded connection ids are at most 1,024 characters, as group names are
+//! everywhere), and a batch of more than
 //! `rest_batch_max_messages` entries (or a body beyond 1 MB, 413) is refused.
 //! The entries are then sent one after the other, in order, each as its own
 //! `:send` would be (published first): a recipient gets the messages meant
@@ -50,6 +52,9 @@ fn entry(i: usize, value: &Value) -> Result<(usize, Entry), RestError> {
     }
     let text = |key: &str| match fields.get(key) {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > MAX_GROUP_NAME_CHARS => Err(bad(&format!(
+            "\"{key}\" is longer than {MAX_GROUP_NAME_CHARS} characters"
+        ))),
         Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
         Some(_) => Err(bad(&format!("\"{key}\" must be a non-empty string"))),
     };
@@ -64,11 +69,6 @@ fn entry(i: usize, value: &Value) -> Result<(usize, Entry), RestError> {
         (0, Some(_)) => return Err(bad("\"id\" is not taken by a send to all")),
         (_, None) => return Err(bad(&format!("\"id\" is required for a send to a {to}"))),
         (1, Some(id)) => Target::User(UserId::from(id.as_str())),
-        (2, Some(id)) if id.chars().count() > MAX_GROUP_NAME_CHARS => {
-            return Err(bad(&format!(
-                "a group name is at most {MAX_GROUP_NAME_CHARS} characters"
-            )))
-        }
         (2, Some(id)) => Target::Group(GroupName::from(id.as_str())),
         (_, Some(id)) => Target::Connection(ConnectionId::from(id.as_str())),
     };
@@ -84,6 +84,9 @@ fn entry(i: usize, value: &Value) -> Result<(usize, Entry), RestError> {
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| match v {
+                Value::String(s) if s.chars().count() > MAX_GROUP_NAME_CHARS => Err(bad(&format!(
+                    "\"excluded\" holds a connection id longer than {MAX_GROUP_NAME_CHARS} characters"
+                ))),
                 Value::String(s) => Ok(ConnectionId::from(s.as_str())),
                 _ => Err(bad("\"excluded\" must be an array of connection ids")),
             })
@@ -203,7 +206,19 @@ mod tests {
             r#"{{"messages": [{{"to": "group", "id": "{}", "target": "a"}}]}}"#,
             "g".repeat(1025)
         );
-        assert!(error_of(&long, 10).contains("1024"));
+        assert!(error_of(&long, 10).contains("\"id\" is longer than 1024 characters"));
+        let long_user = format!(
+            r#"{{"messages": [{{"to": "user", "id": "{}", "target": "a"}}]}}"#,
+            "u".repeat(1025)
+        );
+        assert!(error_of(&long_user, 10).starts_with("messages[0]: \"id\" is longer than 1024"));
+        let long_target = format!(r#"{{"messages": [{{"to": "all", "target": "{}"}}]}}"#, "t".repeat(1025));
+        assert!(error_of(&long_target, 10).contains("\"target\" is longer than 1024"));
+        let long_excluded = format!(
+            r#"{{"messages": [{{"to": "all", "target": "a", "excluded": ["{}"]}}]}}"#,
+            "c".repeat(1025)
+        );
+        assert!(error_of(&long_excluded, 10).contains("\"excluded\" holds a connection id longer than 1024"));
         let three = r#"{"messages": [{"to": "all", "target": "a"}, {"to": "all", "target": "a"}, {"to": "all", "target": "a"}]}"#;
         assert!(error_of(three, 2).contains("at most 2 messages"));
         assert!(error_of("[1]", 2).contains("\"messages\""));

@@ -6,6 +6,10 @@
 //! One body per notification: `{"userId" | "tenant" | "channel" | "all":
 //! true, "type", "title", "body"?, "data"?}` with exactly one audience field;
 //! a batch is `{"notifications": [ ... ]}`.
+//!
+//! Sizes are the hub's (`notifications.max_*`, `limits.max_user_id_chars`):
+//! a value beyond one answers 400 naming the limit, counted as
+//! `notifications_input` in `hubwire_limit_refusals_total`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,6 +18,7 @@ use serde_json::{Map, Value};
 use super::body::read_limited;
 use super::error::{Missing, RestError};
 use super::params::{self, HubPath, HubRequest, UserPath};
+use crate::core::metrics::Limit;
 use crate::hubs::notifications::{NotificationsError, NotificationsHub};
 use crate::web::state::AppState;
 use hubwire_backplane::HubName;
@@ -46,6 +51,15 @@ impl From<NotificationsError> for RestError {
             NotificationsError::Store(e) => RestError::Database(e.to_string()),
         }
     }
+}
+
+/// `error` of an operation of `hub`: a refused input (a limit) is counted
+/// in `hubwire_limit_refusals_total`.
+fn counted(state: &AppState, hub: &HubName, error: NotificationsError) -> RestError {
+    if matches!(error, NotificationsError::Invalid(_)) {
+        state.node.metrics.refused(hub.as_str(), Limit::NotificationsInput);
+    }
+    error.into()
 }
 
 /// One notification of a body, checked (`at`: where it is, for messages).
@@ -133,6 +147,7 @@ pub async fn create(
         Some(items) => {
             let most = target.settings().max_batch;
             if items.is_empty() || items.len() > most {
+                state.node.metrics.refused(hub.as_str(), Limit::NotificationsInput);
                 return Err(RestError::BadRequest(format!(
                     "a batch holds 1 to {most} notifications (notifications.max_batch), not {}",
                     items.len()
@@ -143,12 +158,18 @@ pub async fn create(
                 .enumerate()
                 .map(|(i, item)| notification(hub.as_str(), item, &format!("notifications[{i}] ")))
                 .collect::<Result<Vec<_>, _>>()?;
-            let stored = target.create(&state.node, batch, true).await?;
+            let stored = target
+                .create(&state.node, batch, true)
+                .await
+                .map_err(|e| counted(&state, &hub, e))?;
             Ok(HttpResponse::build(StatusCode::CREATED).json(serde_json::json!({ "value": stored })))
         }
         None => {
             let one = notification(hub.as_str(), &body, "the notification ")?;
-            let mut stored = target.create(&state.node, vec![one], false).await?;
+            let mut stored = target
+                .create(&state.node, vec![one], false)
+                .await
+                .map_err(|e| counted(&state, &hub, e))?;
             Ok(HttpResponse::build(StatusCode::CREATED).json(stored.pop().unwrap_or(Value::Null)))
         }
     }
@@ -196,7 +217,8 @@ pub async fn of_user(
     let tenant = params::query_value(&req, "tenant").filter(|t| !t.is_empty());
     let page = hub_of(&state, &hub)?
         .of_user(&path.user, tenant.as_deref(), unread, before, limit)
-        .await?;
+        .await
+        .map_err(|e| counted(&state, &hub, e))?;
     let next = match page.last().and_then(|n| n["id"].as_str()) {
         Some(last) if page.len() == limit => {
             let mut query = format!("before={last}&limit={limit}");
