@@ -221,7 +221,8 @@ impl Context {
         let ctx = self.clone();
         tokio::task::spawn_local(async move {
             let id = invocation.invocation_id.clone();
-            let outcome = crate::core::upstream::invoke(&ctx.node, &ctx.caller, invocation).await;
+            let outcome =
+                crate::core::upstream::invoke(&ctx.node.config, &ctx.node.metrics, &ctx.caller, invocation).await;
             drop(permit);
             ctx.complete(id, outcome);
         });

@@ -447,7 +447,9 @@ impl Node {
         tokio::spawn(self.hooks.connected(self.clone(), handle.clone()));
         if crate::core::upstream::configured(&self.config) {
             let (node, handle) = (self.clone(), handle.clone());
-            tokio::spawn(async move { crate::core::upstream::event(&node, &handle, "connected").await });
+            tokio::spawn(async move {
+                crate::core::upstream::event(&node.config, &node.metrics, &handle, "connected").await
+            });
         }
         Ok(())
     }
@@ -483,7 +485,9 @@ impl Node {
         self.hooks.disconnected(self.clone(), removed.handle.clone()).await;
         if crate::core::upstream::configured(&self.config) {
             let (node, handle) = (self.clone(), removed.handle.clone());
-            tokio::spawn(async move { crate::core::upstream::event(&node, &handle, "disconnected").await });
+            tokio::spawn(async move {
+                crate::core::upstream::event(&node.config, &node.metrics, &handle, "disconnected").await
+            });
         }
         if let Some(user) = gone {
             self.hooks.user_offline(self.clone(), hub.clone(), user).await;

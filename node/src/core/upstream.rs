@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::core::auth::Principal;
 use crate::core::config::Config;
 use crate::core::connection::ConnectionHandle;
-use crate::core::node::Node;
+use crate::core::metrics::Metrics;
 use crate::core::webhook;
 use hubwire_protocol::{CompletionOutcome, HubMessage, Invocation, Protocol};
 
@@ -108,14 +108,13 @@ fn headers(config: &Config, handle: &ConnectionHandle, category: &str, event: &s
 
 /// One POST to the upstream, bounded by `upstream_timeout_ms`, counted.
 async fn post(
-    node: &Node,
+    (config, metrics): (&Config, &Metrics),
     handle: &ConnectionHandle,
     category: &str,
     event: &str,
     content_type: &str,
     body: &[u8],
 ) -> Result<webhook::Answer, String> {
-    let config = &node.config;
     let template = config.upstream_url.as_deref().unwrap_or_default();
     let url = url(template, handle.hub.as_str(), category, event)?;
     let headers = headers(config, handle, category, event);
@@ -134,7 +133,7 @@ async fn post(
     } else {
         "upstream_messages"
     };
-    node.metrics.hook_request(handle.hub.as_str(), hook, outcome, started);
+    metrics.hook_request(handle.hub.as_str(), hook, outcome, started);
     match result {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(e)) => Err(format!("the upstream could not be reached: {e}")),
@@ -144,13 +143,22 @@ async fn post(
 
 /// Tells the upstream that `handle` connected (`connected`) or left
 /// (`disconnected`); the answer is only logged.
-pub async fn event(node: &Node, handle: &ConnectionHandle, event: &str) {
+pub async fn event(config: &Config, metrics: &Metrics, handle: &ConnectionHandle, event: &str) {
     let body: &[u8] = if event == "connected" {
         br#"{"Type":10}"#
     } else {
         br#"{"Type":11}"#
     };
-    match post(node, handle, "connections", event, "application/json", body).await {
+    match post(
+        (config, metrics),
+        handle,
+        "connections",
+        event,
+        "application/json",
+        body,
+    )
+    .await
+    {
         Ok(answer) if (200..300).contains(&answer.status) => {}
         Ok(answer) => {
             tracing::info!(connection = %handle.id, event, status = answer.status, "upstream refused a connection event");
@@ -168,11 +176,25 @@ pub fn content_type(protocol: Protocol) -> &'static str {
 }
 
 /// Forwards an invocation to the upstream; its outcome for the client.
-pub async fn invoke(node: &Node, handle: &ConnectionHandle, invocation: Invocation) -> CompletionOutcome {
+pub async fn invoke(
+    config: &Config,
+    metrics: &Metrics,
+    handle: &ConnectionHandle,
+    invocation: Invocation,
+) -> CompletionOutcome {
     let protocol = handle.protocol;
     let target = invocation.target.clone();
     let body = protocol.encode_to_bytes(&HubMessage::Invocation(invocation));
-    let answer = match post(node, handle, "messages", &target, content_type(protocol), &body).await {
+    let answer = match post(
+        (config, metrics),
+        handle,
+        "messages",
+        &target,
+        content_type(protocol),
+        &body,
+    )
+    .await
+    {
         Ok(answer) => answer,
         Err(e) => {
             tracing::info!(connection = %handle.id, method = %target, error = %e, "upstream invocation failed");
