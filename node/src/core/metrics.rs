@@ -54,6 +54,7 @@ pub struct Metrics {
     pub handshakes: IntGauge,
     websocket_closes: IntCounterVec,
     webhooks: IntCounterVec,
+    backend_shared: IntCounterVec,
 }
 
 /// A limit that refused something a client or a REST caller asked for (the
@@ -466,6 +467,14 @@ impl Metrics {
                     &["hub", "hook", "outcome"],
                 )
                 .map(|c| register(&registry, c))?,
+                backend_shared: IntCounterVec::new(
+                    opts(
+                        "hubwire_backend_shared_total",
+                        "Backend hook requests (cache misses) that waited for the same call already in flight instead of making their own, by hook",
+                    ),
+                    &["hook"],
+                )
+                .map(|c| register(&registry, c))?,
                 registry: registry.clone(),
             })
         })();
@@ -568,6 +577,12 @@ impl Metrics {
             failed: outcome("failed"),
             dropped: outcome("dropped"),
         }
+    }
+
+    /// The counter of misses of backend hook `hook` (`authenticate`,
+    /// `authorize`) that shared a call in flight.
+    pub fn backend_shared(&self, hook: &str) -> IntCounter {
+        self.backend_shared.with_label_values(&[hook])
     }
 
     /// Counts a WebSocket Close frame sent with status `code`.

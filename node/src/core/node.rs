@@ -184,7 +184,7 @@ impl Node {
         backplane.attach_membership(registry.clone());
         Self {
             admission: Admission::new(&config, &metrics),
-            backend: crate::core::backend::Backend::from_config(&config),
+            backend: crate::core::backend::Backend::from_config(&config, |hook| metrics.backend_shared(hook)),
             config,
             auth,
             backplane,
