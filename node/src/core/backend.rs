@@ -141,6 +141,7 @@ pub fn parse_auth_answer(status: u16, body: &[u8]) -> Result<(AuthAnswer, Option
                 channels: answer.channels.into_vec(),
                 picture: answer.picture,
                 expires: unix_now() + answer.expires_in.unwrap_or(NO_EXPIRY_SECS),
+                groups: Vec::new(),
             };
             Ok((AuthAnswer::Accepted(principal), answer.expires_in))
         }
