@@ -328,3 +328,38 @@ e2eTest('Azure client flow: :generateToken (2024-12-01) gives a token that conne
     await node.stop();
   }
 });
+
+e2eTest('Azure client flow: a :generateToken token with group=g1&group=g2 joins g1 and g2 on connect, on every transport (not g3)', async () => {
+  const node = await startNode({ name: 'generate-token-groups' });
+  try {
+    const url = `${node.baseUrl}/api/hubs/diagnostics/:generateToken`;
+    const transports = [HttpTransportType.WebSockets, HttpTransportType.ServerSentEvents, HttpTransportType.LongPolling];
+    for (const transport of transports) {
+      const user = `dora-${transport}`;
+      const res = await fetch(`${url}?api-version=2024-12-01&userId=${user}&group=g1-${transport}&group=g2-${transport}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${accessToken(node, url)}` },
+      });
+      assert.equal(res.status, 200);
+      const { token } = await res.json();
+      const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
+      assert.deepEqual(claims['asrs.s.gp'], [`g1-${transport}`, `g2-${transport}`]);
+
+      const conn = await clientConnect({ url: `${node.baseUrl}/client/?hub=diagnostics`, accessToken: token }, transport);
+      try {
+        const got = record(conn, 'notify');
+        // g3 first: a connection in g3 would receive it before the others.
+        for (const group of ['g3', 'g1', 'g2']) {
+          const status = await restSend(node, `/api/hubs/diagnostics/groups/${group}-${transport}/:send`, { target: 'notify', arguments: [group] });
+          assert.equal(status, 202, group);
+        }
+        assert.equal(await restSend(node, `/api/hubs/diagnostics/users/${user}/:send`, { target: 'notify', arguments: ['end'] }), 202);
+        assert.deepEqual(await got.wait(3), ['g1', 'g2', 'end'], transport);
+      } finally {
+        await conn.stop();
+      }
+    }
+  } finally {
+    await node.stop();
+  }
+});

@@ -6,7 +6,8 @@
 // refusals reach it as 401 / 403; a backend that is down or slower than the
 // timeout gives 503 and the call returns; answers are cached for the
 // configured time; the social-chat preset (seed 001) signs in with its
-// ASP.NET Identity cookie through the backend.
+// ASP.NET Identity cookie through the backend; concurrent misses of one
+// credential share one backend call (its answer, or its 503).
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -33,13 +34,17 @@ const SLOW_MS = 3_000;
 /**
  * The app's backend: `/hubwire/authenticate` reads the Identity cookie (or
  * the `accessToken`): `good-<user>` signs <user> in, `refused` answers 401,
- * `forbidden` 403, `slow-<user>` answers after SLOW_MS; `/hubwire/authorize`
- * allows every group but those with `deny` in their name. Every request is
- * recorded with its parsed body and whether its signature is right.
+ * `forbidden` 403, `slow-<user>` answers after SLOW_MS, `held-<user>` when
+ * the test calls `release(credential)` (never, if it does not);
+ * `/hubwire/authorize` allows every group but those with `deny` in their
+ * name. Every request is recorded with its parsed body and whether its
+ * signature is right.
  */
 function startBackend() {
   const calls = [];
   const sockets = new Set();
+  /** Credential -> answers held until released. */
+  const held = new Map();
   const server = http.createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
@@ -60,6 +65,11 @@ function startBackend() {
         const user = credential.slice(5);
         return json(200, { userId: user, name: `Name of ${user}`, roles: ['member'], picture: `http://pics/${user}.png`, expiresIn: 3600 });
       }
+      if (credential.startsWith('held-')) {
+        const answer = () => json(200, { userId: credential.slice(5) });
+        held.set(credential, [...(held.get(credential) ?? []), answer]);
+        return undefined;
+      }
       if (credential.startsWith('slow-')) {
         setTimeout(() => json(200, { userId: credential.slice(5) }), SLOW_MS).unref();
         return undefined;
@@ -78,6 +88,10 @@ function startBackend() {
         url: `http://127.0.0.1:${server.address().port}`,
         calls,
         callsWith: (value) => calls.filter((c) => JSON.stringify(c.body).includes(value)),
+        release: (credential) => {
+          for (const answer of held.get(credential) ?? []) answer();
+          held.delete(credential);
+        },
         close: () => {
           for (const s of sockets) s.destroy();
           server.close();
@@ -281,6 +295,70 @@ describe('backend authentication and authorisation hooks', () => {
     const id = await createConversation(orphan, [orphanUser], { hub: 'backed' });
     const lonely = await connected(orphan.hubUrl('backed'), { accessToken: orphan.token({ sub: orphanUser }) });
     await assert.rejects(lonely.invoke('JoinConversation', id), hubException('not a participant'));
+  });
+});
+
+describe('concurrent misses of one credential share one backend call', () => {
+  let backend;
+  let node; // timeout 4 s, default cache, no per-user connection limit
+  before(async () => {
+    backend = await startBackend();
+    node = await startNode({
+      name: 'single-flight',
+      env: {
+        HUBWIRE_HUB: JSON.stringify(HUB),
+        HUBWIRE_BACKEND_URL: backend.url,
+        HUBWIRE_BACKEND_TIMEOUT_MS: '4000',
+        HUBWIRE_MAX_CONNECTIONS_PER_USER: '0',
+      },
+    });
+  });
+  after(async () => {
+    await stopClients();
+    backend?.close();
+  });
+  const shared = () => metric(node, 'hubwire_backend_shared_total{hook="authenticate"}');
+  const authCalls = (credential) =>
+    backend.callsWith(credential).filter((c) => c.path === '/hubwire/authenticate').length;
+
+  e2eTest('20 clients connecting at once with one cookie: one authenticate call, all 20 signed in as its user', async () => {
+    const user = unique('storm');
+    const credential = `held-${user}`;
+    const id = await createConversation(node, [user], { hub: 'backed' });
+    const before = await shared();
+    const starting = Array.from({ length: 20 }, () => {
+      const conn = client(node.hubUrl('backed'), { cookie: credential });
+      return withTimeout(conn.start(), 20_000, 'start()').then(() => conn);
+    });
+    // Every negotiate has reached the node: one asks the backend, 19 wait for its answer.
+    await waitFor(async () => (await shared()) - before === 19, { timeout: 15_000, what: '19 shared waits' });
+    assert.equal(authCalls(credential), 1, 'one call while 20 negotiates wait');
+    backend.release(credential);
+    const conns = await Promise.all(starting);
+    const senders = await Promise.all(conns.map(async (c, i) => (await c.invoke('SendMessage', id, `storm ${i}`)).senderId));
+    assert.deepEqual(new Set(senders), new Set([user]), 'every connection is the backend\'s user');
+    assert.equal(senders.length, 20);
+    assert.equal(authCalls(credential), 1, 'the connects found the cached answer');
+  });
+
+  e2eTest('a stuck backend with 10 waiters: one call, and every waiter gets 503 after the timeout', async () => {
+    const credential = `held-${unique('stuck')}`;
+    const before = await metric(node, 'hubwire_requests_refused_total{reason="backend_unavailable"}');
+    const statuses = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        fetch(`${node.baseUrl}/hubs/backed/negotiate?negotiateVersion=1`, { method: 'POST', headers: cookieHeader(credential) }).then(
+          (r) => r.status,
+        ),
+      ),
+    );
+    assert.deepEqual(statuses, Array(10).fill(503));
+    assert.equal(authCalls(credential), 1, 'the backend saw one request');
+    assert.equal((await metric(node, 'hubwire_requests_refused_total{reason="backend_unavailable"}')) - before, 10);
+    // A failure is not cached: the next request asks again (and is answered once released).
+    const again = negotiate(node, { hub: 'backed', headers: cookieHeader(credential) });
+    await waitFor(() => authCalls(credential) === 2, { what: 'a second call' });
+    backend.release(credential);
+    assert.equal((await again).status, 200);
   });
 });
 

@@ -190,6 +190,49 @@ describe('three nodes, Redis and PostgreSQL', () => {
     assert.equal(got[3].items.length, 0, 'a connection that never subscribed got nothing');
   });
 
+  e2eTest("a channel's notifications are listed by REST, newest first, paged with nextLink", async () => {
+    const channel = unique('orders');
+    const ids = [];
+    for (const [node, title] of [[n1, 'c0'], [n2, 'c1'], [n3, 'c2']]) {
+      const res = await notify(node, { channel, type: 'order', title });
+      assert.equal(res.status, 201, res.text);
+      ids.push(res.body.id);
+    }
+    assert.equal((await notify(n1, { channel: unique('other'), type: 'order', title: 'elsewhere' })).status, 201);
+    assert.equal((await notify(n2, { userId: unique('u'), type: 'order', title: 'to a user' })).status, 201);
+
+    const path = `/channels/${encodeURIComponent(channel)}/notifications`;
+    const page1 = await chatApi(n3, 'GET', 'notifications', `${path}?limit=2`);
+    assert.equal(page1.status, 200, page1.text);
+    assert.deepEqual(page1.body.value.map((n) => n.title), ['c2', 'c1']);
+    assert.deepEqual(page1.body.value.map((n) => n.id), [ids[2], ids[1]]);
+    assert.equal(page1.body.value[0].channel, channel);
+    assert.equal(page1.body.value[0].audience, 'channel');
+    assert.equal(page1.body.value[0].readAt, null);
+    assert.equal(page1.body.nextLink, `/api/hubs/notifications${path}?before=${ids[1]}&limit=2`);
+    const page2 = await chatApi(n1, 'GET', 'notifications', page1.body.nextLink.replace(/^\/api\/hubs\/notifications/, ''));
+    assert.deepEqual(page2.body.value.map((n) => n.id), [ids[0]]);
+    assert.equal(page2.body.nextLink, null);
+    const empty = await chatApi(n2, 'GET', 'notifications', `/channels/${unique('none')}/notifications`);
+    assert.deepEqual(empty.body, { value: [], nextLink: null });
+    assert.equal((await chatApi(n2, 'GET', 'notifications', `${path}?before=abc`)).status, 400);
+    assert.equal((await chatApi(n2, 'GET', 'notifications', `${path}?limit=0`)).status, 400);
+  });
+
+  e2eTest('notifications created on three nodes at once get distinct ids and are all stored', async () => {
+    const user = unique('burst');
+    const batch = (node, k) =>
+      notify(node, { notifications: Array.from({ length: 20 }, (_, i) => ({ userId: user, type: 'burst', title: `${k}-${i}` })) });
+    const answers = await Promise.all([n1, n2, n3, n1, n2, n3].map((node, k) => batch(node, k)));
+    for (const res of answers) assert.equal(res.status, 201, res.text);
+    const ids = answers.flatMap((res) => res.body.value.map((n) => n.id));
+    assert.equal(ids.length, 120);
+    assert.equal(new Set(ids).size, 120, 'no two notifications share an id');
+    const listed = await listOf(n2, user, '?limit=200');
+    const bursts = listed.body.value.filter((n) => n.type === 'burst');
+    assert.deepEqual(new Set(bursts.map((n) => n.id)), new Set(ids), 'every one stored for the user');
+  });
+
   e2eTest('a batch arrives as ReceiveNotificationBatch, one per audience', async () => {
     const user = unique('batch');
     const tenant = unique('tenant');

@@ -74,6 +74,13 @@ impl StoreError {
         )
     }
 
+    /// Whether this is a unique (or primary-key) violation: for rows with
+    /// generated ids, two nodes that picked the same one.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        matches!(self, Self::Database(e) if matches!(**e, Error::DatabaseError(Kind::UniqueViolation, _)))
+    }
+
     /// Whether this is a foreign-key violation (a row naming a missing
     /// conversation: every foreign key points at `conversations`).
     pub(crate) fn is_foreign_key(&self) -> bool {

@@ -5,7 +5,10 @@
 //! A user's notifications are those of their audiences: addressed to them,
 //! to their tenant, to one of the channels the caller names, or to all.
 //! Ids are time-ordered like message ids ([`crate::id`]), so "newest first"
-//! and the `before` cursor are an index range.
+//! and the `before` cursor are an index range. Each node's ids only
+//! increase, but two nodes can pick the same one in the same millisecond
+//! (random low bits): the primary key refuses the second, and
+//! [`Store::create_notifications`] retries that batch with fresh ids.
 //!
 //! Retention ([`Store::run_notification_retention`]) deletes a hub's
 //! notifications older than its days, in chunks; on PostgreSQL under the
@@ -34,6 +37,17 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The ids of this process's notifications.
 static IDS: Mutex<IdGenerator> = Mutex::new(IdGenerator::new());
+
+/// Times a batch is tried when its ids collide with stored ones (another
+/// node's of the same millisecond): one collision is rare, several in a row
+/// mean something else is wrong.
+const ID_ATTEMPTS: usize = 5;
+
+/// `n` fresh ids for notifications made at `now` (Unix ms).
+fn fresh_ids(now: i64, n: usize) -> Vec<MessageId> {
+    let mut ids = IDS.lock().unwrap_or_else(PoisonError::into_inner);
+    (0..n).map(|_| ids.next(now)).collect()
+}
 
 /// Who a notification is for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -171,6 +185,26 @@ fn notification(
     }
 }
 
+/// `batch` as stored with `ids` at `now`, no user's state yet.
+fn stored(batch: &[NewNotification], ids: Vec<MessageId>, now: i64) -> Vec<Notification> {
+    batch
+        .iter()
+        .zip(ids)
+        .map(|(n, id)| Notification {
+            id,
+            hub: n.hub.clone(),
+            audience: n.audience.clone(),
+            kind: n.kind.clone(),
+            title: n.title.clone(),
+            body: n.body.clone(),
+            data: n.data.clone(),
+            created_at: now,
+            acknowledged_at: None,
+            read_at: None,
+        })
+        .collect()
+}
+
 #[derive(QueryableByName)]
 struct Locked {
     #[diesel(sql_type = Bool)]
@@ -183,19 +217,26 @@ struct Locked {
 macro_rules! columns {
     () => {
         (
-            (
-                notifications::id,
-                notifications::hub,
-                notifications::audience,
-                notifications::audience_id,
-                notifications::kind,
-                notifications::title,
-                notifications::body,
-                notifications::data,
-                notifications::created_at,
-            ),
+            notification_columns!(),
             notification_states::acknowledged_at.nullable(),
             notification_states::read_at.nullable(),
+        )
+    };
+}
+
+/// A notification's own columns (no reader's state).
+macro_rules! notification_columns {
+    () => {
+        (
+            notifications::id,
+            notifications::hub,
+            notifications::audience,
+            notifications::audience_id,
+            notifications::kind,
+            notifications::title,
+            notifications::body,
+            notifications::data,
+            notifications::created_at,
         )
     };
 }
@@ -221,21 +262,7 @@ macro_rules! of_recipient {
                         .and(notifications::audience_id.eq_any($channels)))
                     .or(notifications::audience.eq("all")),
             )
-            .select((
-                (
-                    notifications::id,
-                    notifications::hub,
-                    notifications::audience,
-                    notifications::audience_id,
-                    notifications::kind,
-                    notifications::title,
-                    notifications::body,
-                    notifications::data,
-                    notifications::created_at,
-                ),
-                notification_states::acknowledged_at.nullable(),
-                notification_states::read_at.nullable(),
-            ))
+            .select(columns!())
     };
 }
 
@@ -274,67 +301,110 @@ enum Change {
 }
 
 impl Store {
-    /// Stores `batch` in one transaction; returns them with their ids (in order).
+    /// Stores `batch` in one transaction; returns them with their ids (in
+    /// order). Ids another node stored first (a primary-key violation) are
+    /// replaced by fresh ones and the batch tried again, up to
+    /// [`ID_ATTEMPTS`] times.
     pub async fn create_notifications(&self, batch: &[NewNotification]) -> Result<Vec<Notification>> {
+        self.create_notifications_with(batch, fresh_ids).await
+    }
+
+    /// [`Store::create_notifications`] with ids from `ids_for(now, n)`.
+    async fn create_notifications_with(
+        &self,
+        batch: &[NewNotification],
+        mut ids_for: impl FnMut(i64, usize) -> Vec<MessageId> + Send,
+    ) -> Result<Vec<Notification>> {
         self.observed("INSERT", "notifications", "create_notifications", async {
             if batch.is_empty() {
                 return Ok(Vec::new());
             }
-            let now = now_ms();
-            let ids: Vec<MessageId> = {
-                let mut ids = IDS.lock().unwrap_or_else(PoisonError::into_inner);
-                batch.iter().map(|_| ids.next(now)).collect()
-            };
-            let rows: Vec<NotificationRow<'_>> = batch
-                .iter()
-                .zip(&ids)
-                .map(|(n, id)| {
-                    let (audience, audience_id) = n.audience.columns();
-                    NotificationRow {
-                        id: id.0,
-                        hub: &n.hub,
-                        audience,
-                        audience_id,
-                        kind: &n.kind,
-                        title: &n.title,
-                        body: n.body.as_deref(),
-                        data: n.data.as_deref(),
-                        created_at: now,
+            let mut attempt = 1;
+            loop {
+                let now = now_ms();
+                let ids = ids_for(now, batch.len());
+                match self.insert_notifications(batch, &ids, now).await {
+                    Ok(()) => return Ok(stored(batch, ids, now)),
+                    Err(e) if e.is_unique_violation() && attempt < ID_ATTEMPTS => {
+                        tracing::warn!(error = %e, attempt, rows = batch.len(), "notification ids taken (another node's): retrying with fresh ids");
+                        attempt += 1;
                     }
-                })
-                .collect();
-            let inner = &*self.inner;
-            let rows = &rows;
-            with_conn!(inner, conn => {
-                // One transaction, row by row (SQLite's diesel has no multi-row
-                // insert of optional values): a batch is stored whole or not at all.
-                conn.transaction(async |conn| {
-                    for row in rows {
-                        diesel::insert_into(notifications::table)
-                            .values(row)
-                            .execute(conn)
-                            .await?;
-                    }
-                    Ok::<_, StoreError>(())
-                })
-                .await?;
-            });
-            Ok(batch
-                .iter()
-                .zip(ids)
-                .map(|(n, id)| Notification {
-                    id,
-                    hub: n.hub.clone(),
-                    audience: n.audience.clone(),
-                    kind: n.kind.clone(),
-                    title: n.title.clone(),
-                    body: n.body.clone(),
-                    data: n.data.clone(),
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Inserts `batch` with `ids` at `now` in one transaction.
+    async fn insert_notifications(&self, batch: &[NewNotification], ids: &[MessageId], now: i64) -> Result<()> {
+        let rows: Vec<NotificationRow<'_>> = batch
+            .iter()
+            .zip(ids)
+            .map(|(n, id)| {
+                let (audience, audience_id) = n.audience.columns();
+                NotificationRow {
+                    id: id.0,
+                    hub: &n.hub,
+                    audience,
+                    audience_id,
+                    kind: &n.kind,
+                    title: &n.title,
+                    body: n.body.as_deref(),
+                    data: n.data.as_deref(),
                     created_at: now,
-                    acknowledged_at: None,
-                    read_at: None,
-                })
-                .collect())
+                }
+            })
+            .collect();
+        let inner = &*self.inner;
+        let rows = &rows;
+        with_conn!(inner, conn => {
+            // One transaction, row by row (SQLite's diesel has no multi-row
+            // insert of optional values): a batch is stored whole or not at all.
+            conn.transaction(async |conn| {
+                for row in rows {
+                    diesel::insert_into(notifications::table)
+                        .values(row)
+                        .execute(conn)
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Up to `limit` of the notifications addressed to `channel` of `hub`,
+    /// newest first, older than `before` (none: from the newest); no user's
+    /// state (`acknowledged_at`, `read_at` are none).
+    pub async fn channel_notifications(
+        &self,
+        hub: &str,
+        channel: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
+        self.observed("SELECT", "notifications", "channel_notifications", async {
+            let before = before.map_or(i64::MAX, |id| id.0);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let inner = &*self.inner;
+            let rows: Vec<Loaded> = with_conn!(inner, conn => {
+                notifications::table
+                    .filter(notifications::hub.eq(hub))
+                    .filter(notifications::audience.eq("channel"))
+                    .filter(notifications::audience_id.eq(channel))
+                    .filter(notifications::id.lt(before))
+                    .select(notification_columns!())
+                    .order(notifications::id.desc())
+                    .limit(limit)
+                    .load(conn)
+                    .await?
+                    .into_iter()
+                    .map(|row| (row, None, None))
+                    .collect()
+            });
+            Ok(rows.into_iter().map(notification).collect())
         })
         .await
     }
@@ -520,5 +590,91 @@ impl Store {
     /// How often retention jobs run (`retention_interval_secs`).
     pub fn retention_interval(&self) -> std::time::Duration {
         self.inner.retention_interval
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::StoreConfig;
+
+    fn one(title: &str) -> NewNotification {
+        NewNotification {
+            hub: "n".into(),
+            audience: Audience::User("alice".into()),
+            kind: "k".into(),
+            title: title.into(),
+            body: None,
+            data: None,
+        }
+    }
+
+    /// Two nodes picking the same id: the second batch's first try collides
+    /// with the first's stored row, and it is stored whole with fresh ids.
+    async fn a_taken_id_is_retried_with_a_fresh_one(config: StoreConfig) {
+        let store = Store::open(&config).await.unwrap();
+        let first = store.create_notifications(&[one("first")]).await.unwrap();
+        let taken = first[0].id;
+        let mut tries = 0;
+        let second = store
+            .create_notifications_with(&[one("second a"), one("second b")], |now, n| {
+                tries += 1;
+                match tries {
+                    // The other node's id, then one of ours.
+                    1 => vec![MessageId(taken.0 + 1), taken],
+                    _ => fresh_ids(now, n),
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(tries, 2);
+        assert!(second.iter().all(|n| n.id != taken && n.id.0 != taken.0 + 1));
+        let recipient = Recipient {
+            user: "alice",
+            tenant: None,
+            channels: &[],
+        };
+        let all = store.notifications_of("n", recipient, false, None, 50).await.unwrap();
+        let mut titles: Vec<&str> = all.iter().map(|n| n.title.as_str()).collect();
+        titles.sort_unstable();
+        assert_eq!(
+            titles,
+            ["first", "second a", "second b"],
+            "nothing of the failed try stayed"
+        );
+        assert_eq!(all.iter().find(|n| n.id == taken).unwrap().title, "first");
+
+        // Ids that keep colliding give up after ID_ATTEMPTS tries.
+        let mut tries = 0;
+        let refused = store
+            .create_notifications_with(&[one("never")], |_, _| {
+                tries += 1;
+                vec![taken]
+            })
+            .await
+            .unwrap_err();
+        assert!(refused.is_unique_violation(), "{refused}");
+        assert_eq!(tries, ID_ATTEMPTS);
+    }
+
+    #[tokio::test]
+    async fn a_taken_id_is_retried_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        a_taken_id_is_retried_with_a_fresh_one(StoreConfig {
+            data_dir: dir.path().to_owned(),
+            ..StoreConfig::default()
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_taken_id_is_retried_on_postgres() {
+        let server = hubwire_test_support::postgres::PostgresServer::start();
+        a_taken_id_is_retried_with_a_fresh_one(StoreConfig {
+            database_url: Some(server.url()),
+            ..StoreConfig::default()
+        })
+        .await;
     }
 }

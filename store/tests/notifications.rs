@@ -11,6 +11,7 @@ on_both!(
     acknowledge_and_read_are_stored_per_user,
     pages_run_newest_first_with_a_cursor,
     retention_deletes_old_notifications_of_its_hub,
+    a_channel_lists_its_own_notifications_newest_first_in_pages,
 );
 
 fn new(hub: &str, audience: Audience, title: &str) -> NewNotification {
@@ -212,4 +213,52 @@ async fn retention_deletes_old_notifications_of_its_hub(db: TestDb) {
         store.run_notification_retention("n", 30, now).await.expect("again"),
         Some(0)
     );
+}
+
+async fn a_channel_lists_its_own_notifications_newest_first_in_pages(db: TestDb) {
+    let store = db.open().await;
+    let batch: Vec<_> = (0..3)
+        .map(|i| new("n", Audience::Channel("orders".into()), &format!("o{i}")))
+        .chain([
+            new("n", Audience::Channel("rides".into()), "a ride"),
+            new("n", Audience::User("alice".into()), "to alice"),
+            new("n", Audience::All, "to all"),
+            new("other", Audience::Channel("orders".into()), "other hub"),
+        ])
+        .collect();
+    store.create_notifications(&batch).await.expect("create");
+    // A user's state is not a channel's: reading one changes nothing here.
+    let orders = vec!["orders".to_owned()];
+    let mine = store
+        .notifications_of("n", alice(&orders), false, None, 50)
+        .await
+        .expect("alice");
+    let o2 = mine
+        .iter()
+        .find(|n| n.title == "o2")
+        .expect("o2 is alice's through the channel");
+    store.read_notification("n", o2.id, alice(&orders)).await.expect("read");
+
+    let first = store
+        .channel_notifications("n", "orders", None, 2)
+        .await
+        .expect("page 1");
+    assert_eq!(titles(&first), ["o2", "o1"]);
+    assert!(first.iter().all(|n| n.audience == Audience::Channel("orders".into())));
+    assert!(first.iter().all(|n| n.read_at.is_none() && n.acknowledged_at.is_none()));
+    let rest = store
+        .channel_notifications("n", "orders", Some(first[1].id), 2)
+        .await
+        .expect("page 2");
+    assert_eq!(titles(&rest), ["o0"]);
+    let rides = store
+        .channel_notifications("n", "rides", None, 50)
+        .await
+        .expect("rides");
+    assert_eq!(titles(&rides), ["a ride"]);
+    assert!(store
+        .channel_notifications("n", "nobody", None, 50)
+        .await
+        .expect("none")
+        .is_empty());
 }

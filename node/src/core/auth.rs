@@ -44,6 +44,10 @@ pub struct Principal {
     pub channels: Vec<String>,
     /// The `exp` claim, seconds since the Unix epoch.
     pub expires: u64,
+    /// Groups the connection joins as it connects: an Azure client token's
+    /// `asrs.s.gp` claim (`web::azure`; `:generateToken`'s `group`). Empty
+    /// for every other sign-in.
+    pub groups: Vec<String>,
 }
 
 impl Principal {
@@ -279,6 +283,7 @@ impl Authenticator {
         }
         Ok(Principal {
             expires: c.exp,
+            groups: Vec::new(),
             user: UserId::from(c.sub),
             name: c.name,
             picture: c.picture,
@@ -383,6 +388,7 @@ mod tests {
             roles: vec![],
             channels: vec![],
             expires: 0,
+            groups: Vec::new(),
         };
         assert!(principal.may_join("anything"), "no claim: unrestricted");
         principal.channels = vec!["room-*".into(), "lobby".into(), "a*b*c".into(), "*-ü".into()];

@@ -17,13 +17,24 @@
 //! depends on, a bounded number of entries, the oldest dropped first), and
 //! every call is bounded by `backend_timeout_ms`: a backend that is down,
 //! slow or answers nonsense is [`BackendError::Unavailable`], never a hang.
+//! Concurrent misses of one key share one call ([`InFlight`], single
+//! flight): the first starts it on a task of its own, the others wait for
+//! its answer — principal, refusal or failure alike — so a page of eight
+//! hubs or a reconnect storm asks the backend once per node. At most
+//! `backend_cache_entries` calls are shared at once; a miss beyond that
+//! calls on its own.
 //! Requests go through the node's one HTTP client
 //! ([`crate::core::webhook::post_json_answer`]), signed like the offline
 //! hook when `backend_secret` is set.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use prometheus::IntCounter;
+use tokio::sync::watch;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -79,7 +90,7 @@ pub enum AuthAnswer {
 }
 
 /// A hook that could not be asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum BackendError {
     /// Down, slower than the timeout, another status, or an answer that is
     /// not the contract's.
@@ -130,6 +141,7 @@ pub fn parse_auth_answer(status: u16, body: &[u8]) -> Result<(AuthAnswer, Option
                 channels: answer.channels.into_vec(),
                 picture: answer.picture,
                 expires: unix_now() + answer.expires_in.unwrap_or(NO_EXPIRY_SECS),
+                groups: Vec::new(),
             };
             Ok((AuthAnswer::Accepted(principal), answer.expires_in))
         }
@@ -245,22 +257,154 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// The answer of a call in flight, once it has one.
+type Pending<V> = watch::Receiver<Option<Result<V, BackendError>>>;
+
+/// Calls in flight by key, each shared by the misses that find it here
+/// (single flight). A call runs on a task of its own, so a waiter that
+/// goes away (its client disconnected) does not cancel it for the others;
+/// the task is bounded by the call's timeout and removes its key when it
+/// ends, after caching the answer — so a later miss finds the cache.
+pub struct InFlight<V> {
+    calls: parking_lot::Mutex<HashMap<[u8; 32], Pending<V>>>,
+    capacity: usize,
+    /// Misses that waited for a call already in flight.
+    shared: IntCounter,
+}
+
+/// Removes its key from the calls in flight when the call's task ends
+/// (also if it panics: its waiters then get `Unavailable`).
+struct Landed<V> {
+    flight: Arc<InFlight<V>>,
+    key: [u8; 32],
+}
+
+impl<V> Drop for Landed<V> {
+    fn drop(&mut self) {
+        self.flight.calls.lock().remove(&self.key);
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> InFlight<V> {
+    /// No call in flight; at most `capacity` shared at once; `shared`
+    /// counts the misses that waited for another's call.
+    pub fn new(capacity: usize, shared: IntCounter) -> Arc<Self> {
+        Arc::new(Self {
+            calls: parking_lot::Mutex::new(HashMap::new()),
+            capacity,
+            shared,
+        })
+    }
+
+    /// The answer of the call of `key`: the one in flight if there is one,
+    /// else `call`'s, started now on a task of its own (or, when
+    /// `capacity` calls are in flight already, awaited here unshared).
+    pub async fn run<F>(self: &Arc<Self>, key: [u8; 32], call: F) -> Result<V, BackendError>
+    where
+        F: Future<Output = Result<V, BackendError>> + Send + 'static,
+    {
+        let mut call = Some(call);
+        let joined = {
+            let mut calls = self.calls.lock();
+            if let Some(pending) = calls.get(&key) {
+                self.shared.inc();
+                Some(pending.clone())
+            } else if calls.len() >= self.capacity {
+                None
+            } else if let Some(call) = call.take() {
+                let (answer, pending) = watch::channel(None);
+                calls.insert(key, pending.clone());
+                let landed = Landed {
+                    flight: self.clone(),
+                    key,
+                };
+                tokio::spawn(async move {
+                    let result = call.await;
+                    answer.send_replace(Some(result));
+                    drop(landed);
+                });
+                Some(pending)
+            } else {
+                None
+            }
+        };
+        match (joined, call) {
+            (Some(pending), _) => Self::answer(pending).await,
+            (None, Some(call)) => call.await,
+            (None, None) => Err(BackendError::Unavailable("the call was not made".into())),
+        }
+    }
+
+    /// The answer `pending` will have.
+    async fn answer(mut pending: Pending<V>) -> Result<V, BackendError> {
+        let answer = match pending.wait_for(Option::is_some).await {
+            Ok(answer) => answer.clone(),
+            Err(_) => None,
+        };
+        answer.unwrap_or_else(|| Err(BackendError::Unavailable("the call ended without an answer".into())))
+    }
+
+    /// Keys with a call in flight.
+    pub fn len(&self) -> usize {
+        self.calls.lock().len()
+    }
+
+    /// Whether no call is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How the node calls a hook: signed when a secret is configured, within
+/// the timeout. Cloned into the task of each call.
+#[derive(Clone)]
+struct Caller {
+    secret: Option<Arc<str>>,
+    timeout: Duration,
+}
+
+impl Caller {
+    /// One POST of `body` to `url` within the timeout, signed when a
+    /// secret is configured: the status and the answer's body.
+    async fn call(&self, url: &url::Url, body: &Value) -> Result<(u16, Vec<u8>), BackendError> {
+        let body = body.to_string().into_bytes();
+        let signature = self.secret.as_ref().map(|s| webhook::signature(s.as_bytes(), &body));
+        let headers: Vec<(&str, &str)> = signature
+            .as_deref()
+            .map(|s| ("X-Hubwire-Signature", s))
+            .into_iter()
+            .collect();
+        let exchange = webhook::post_json_answer(url, &headers, &body, MAX_ANSWER);
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(BackendError::Unavailable(format!("{url}: {e}"))),
+            Err(_) => Err(BackendError::Unavailable(format!(
+                "{url}: no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
 /// The backend hooks of every hub, their caches, and how to call them.
 pub struct Backend {
     hubs: HashMap<String, HubHooks>,
-    secret: Option<String>,
-    timeout: Duration,
+    caller: Caller,
     auth_ttl: Duration,
     authorize_ttl: Duration,
-    auth_cache: TtlCache<AuthAnswer>,
-    authorize_cache: TtlCache<bool>,
+    auth_cache: Arc<TtlCache<AuthAnswer>>,
+    authorize_cache: Arc<TtlCache<bool>>,
+    auth_flight: Arc<InFlight<AuthAnswer>>,
+    authorize_flight: Arc<InFlight<bool>>,
 }
 
 impl Backend {
     /// The hooks the configuration's hub definitions name under
     /// `backend_url` (checked by `Config::validate` and the definitions;
-    /// a hook that does not resolve is left out here).
-    pub fn from_config(config: &Config) -> Self {
+    /// a hook that does not resolve is left out here). `shared` counts the
+    /// requests that waited for a call in flight, per hook
+    /// (`Metrics::backend_shared`).
+    pub fn from_config(config: &Config, shared: impl Fn(&str) -> IntCounter) -> Self {
         let base = config.backend_url.as_deref().and_then(|u| url::Url::parse(u).ok());
         let resolve = |path: &Option<String>| -> Option<url::Url> { hook_url(base.as_ref()?, path.as_deref()?).ok() };
         let mut hubs = HashMap::new();
@@ -278,14 +422,19 @@ impl Backend {
                 },
             );
         }
+        let entries = config.backend_cache_entries;
         Self {
             hubs,
-            secret: config.backend_secret.clone(),
-            timeout: Duration::from_millis(config.backend_timeout_ms.max(1)),
+            caller: Caller {
+                secret: config.backend_secret.as_deref().map(Arc::from),
+                timeout: Duration::from_millis(config.backend_timeout_ms.max(1)),
+            },
             auth_ttl: Duration::from_secs(config.backend_auth_cache_secs),
             authorize_ttl: Duration::from_secs(config.backend_authorize_cache_secs),
-            auth_cache: TtlCache::new(config.backend_cache_entries),
-            authorize_cache: TtlCache::new(config.backend_cache_entries),
+            auth_cache: Arc::new(TtlCache::new(entries)),
+            authorize_cache: Arc::new(TtlCache::new(entries)),
+            auth_flight: InFlight::new(entries, shared("authenticate")),
+            authorize_flight: InFlight::new(entries, shared("authorize")),
         }
     }
 
@@ -305,13 +454,13 @@ impl Backend {
 
     /// Asks `hub`'s authentication hook who `credentials` stand for
     /// (cached by hub and credentials: the address and the transport are
-    /// told to the hook but are not part of the key). `Unauthorized` when
-    /// the hub has no hook.
+    /// told to the hook but are not part of the key; concurrent misses of
+    /// one key share one call). `Unauthorized` when the hub has no hook.
     pub async fn authenticate(&self, hub: &str, credentials: &Credentials<'_>) -> Result<AuthAnswer, BackendError> {
         let Some(url) = self
             .hubs
             .get(&hub.to_ascii_lowercase())
-            .and_then(|h| h.authenticate.as_ref())
+            .and_then(|h| h.authenticate.clone())
         else {
             return Ok(AuthAnswer::Unauthorized);
         };
@@ -329,21 +478,26 @@ impl Backend {
             return Ok(answer);
         }
         let body = auth_request(hub, credentials);
-        let (status, answer) = self.call(url, &body).await?;
-        let (answer, expires_in) = parse_auth_answer(status, &answer)?;
-        let ttl = match expires_in {
-            Some(secs) => self.auth_ttl.min(Duration::from_secs(secs)),
-            None => self.auth_ttl,
-        };
-        self.auth_cache.insert(key, answer.clone(), ttl, Instant::now());
-        Ok(answer)
+        let (caller, cache, max_ttl) = (self.caller.clone(), self.auth_cache.clone(), self.auth_ttl);
+        self.auth_flight
+            .run(key, async move {
+                let (status, answer) = caller.call(&url, &body).await?;
+                let (answer, expires_in) = parse_auth_answer(status, &answer)?;
+                let ttl = match expires_in {
+                    Some(secs) => max_ttl.min(Duration::from_secs(secs)),
+                    None => max_ttl,
+                };
+                cache.insert(key, answer.clone(), ttl, Instant::now());
+                Ok(answer)
+            })
+            .await
     }
 
     /// Asks `hub`'s authorisation hook whether `user` may `method` on
     /// `group` (the resolved group name) with `arguments` (the invocation's,
-    /// as the client sent them). `Ok(true)` when the hub names no hook.
-    /// Callers refuse on `Err` (and log it): a backend that cannot answer
-    /// allows nothing.
+    /// as the client sent them; concurrent misses of one key share one
+    /// call). `Ok(true)` when the hub names no hook. Callers refuse on
+    /// `Err` (and log it): a backend that cannot answer allows nothing.
     pub async fn authorize(
         &self,
         hub: &str,
@@ -355,7 +509,7 @@ impl Backend {
         let Some(url) = self
             .hubs
             .get(&hub.to_ascii_lowercase())
-            .and_then(|h| h.authorize.as_ref())
+            .and_then(|h| h.authorize.clone())
         else {
             return Ok(true);
         };
@@ -378,32 +532,15 @@ impl Backend {
             "group": group,
             "arguments": arguments,
         });
-        let (status, answer) = self.call(url, &body).await?;
-        let allow = parse_authorize_answer(status, &answer)?;
-        self.authorize_cache
-            .insert(key, allow, self.authorize_ttl, Instant::now());
-        Ok(allow)
-    }
-
-    /// One POST of `body` to `url` within the timeout, signed when a
-    /// secret is configured: the status and the answer's body.
-    async fn call(&self, url: &url::Url, body: &Value) -> Result<(u16, Vec<u8>), BackendError> {
-        let body = body.to_string().into_bytes();
-        let signature = self.secret.as_ref().map(|s| webhook::signature(s.as_bytes(), &body));
-        let headers: Vec<(&str, &str)> = signature
-            .as_deref()
-            .map(|s| ("X-Hubwire-Signature", s))
-            .into_iter()
-            .collect();
-        let exchange = webhook::post_json_answer(url, &headers, &body, MAX_ANSWER);
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(BackendError::Unavailable(format!("{url}: {e}"))),
-            Err(_) => Err(BackendError::Unavailable(format!(
-                "{url}: no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        let (caller, cache, ttl) = (self.caller.clone(), self.authorize_cache.clone(), self.authorize_ttl);
+        self.authorize_flight
+            .run(key, async move {
+                let (status, answer) = caller.call(&url, &body).await?;
+                let allow = parse_authorize_answer(status, &answer)?;
+                cache.insert(key, allow, ttl, Instant::now());
+                Ok(allow)
+            })
+            .await
     }
 }
 
@@ -564,29 +701,44 @@ mod tests {
         assert_ne!(digest(&[&[0], b""]), digest(&[&[1], b""]));
     }
 
-    #[tokio::test]
-    async fn a_silent_backend_is_unavailable_after_the_timeout_and_hooks_need_a_definition() {
-        // Accepts and never answers.
+    /// A listener that accepts and never answers: its port and how many
+    /// connections it accepted.
+    async fn silent_listener() -> (u16, Arc<std::sync::atomic::AtomicUsize>, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
         let held = tokio::spawn(async move {
             let mut sockets = Vec::new();
             loop {
                 let (socket, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 sockets.push(socket);
             }
         });
+        (port, accepted, held)
+    }
+
+    fn hooked_backend(port: u16, timeout_ms: u64) -> (Backend, crate::core::metrics::Metrics) {
         let table: crate::core::definition::HubTable = toml::from_str(
             "kind = \"chat\"\npath = \"/chathub\"\n[backend]\nauthenticate = \"/auth\"\nauthorize = \"/authz\"\n",
         )
         .unwrap();
         let config = Config {
             backend_url: Some(format!("http://127.0.0.1:{port}")),
-            backend_timeout_ms: 50,
+            backend_timeout_ms: timeout_ms,
             hub: vec![table],
             ..Config::default()
         };
-        let backend = Backend::from_config(&config);
+        let metrics = crate::core::metrics::Metrics::new();
+        let backend = Backend::from_config(&config, |hook| metrics.backend_shared(hook));
+        (backend, metrics)
+    }
+
+    #[tokio::test]
+    async fn a_silent_backend_is_unavailable_after_the_timeout_and_hooks_need_a_definition() {
+        let (port, _, held) = silent_listener().await;
+        let (backend, _metrics) = hooked_backend(port, 50);
         assert_eq!(backend.authenticates("ChatHub"), Some(false));
         assert!(backend.authorizes("chathub"));
         assert_eq!(backend.authenticates("other"), None);
@@ -600,5 +752,85 @@ mod tests {
         assert!(backend.authorize("other", &user, "Join", "g", &[]).await.unwrap());
         assert!(backend.auth_cache.is_empty(), "a failure is not cached");
         held.abort();
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_of_one_key_share_one_call_even_a_failing_one() {
+        let (port, accepted, held) = silent_listener().await;
+        let (backend, metrics) = hooked_backend(port, 300);
+        let cookie = Credentials {
+            cookie: Some("a=b"),
+            ..Credentials::default()
+        };
+        let other = Credentials {
+            cookie: Some("a=c"),
+            ..Credentials::default()
+        };
+        let user = UserId::from("u");
+        let (auths, authzs, apart) = tokio::join!(
+            futures_util::future::join_all((0..10).map(|_| backend.authenticate("chathub", &cookie))),
+            futures_util::future::join_all((0..10).map(|_| backend.authorize("chathub", &user, "Join", "g", &[]))),
+            backend.authenticate("chathub", &other),
+        );
+        for result in &auths {
+            let err = result.as_ref().unwrap_err();
+            assert!(err.to_string().contains("no answer within 300 ms"), "{err}");
+        }
+        assert!(authzs.iter().all(Result::is_err), "every waiter gets the failure");
+        assert!(apart.is_err());
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "one call per key: the cookie, the authorisation, the other cookie"
+        );
+        assert_eq!(metrics.backend_shared("authenticate").get(), 9);
+        assert_eq!(metrics.backend_shared("authorize").get(), 9);
+        assert!(
+            backend.auth_flight.is_empty() && backend.authorize_flight.is_empty(),
+            "landed calls leave"
+        );
+        // The next miss (the failure was not cached) makes a new call.
+        assert!(backend.authenticate("chathub", &cookie).await.is_err());
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+        held.abort();
+    }
+
+    #[tokio::test]
+    async fn a_full_flight_map_calls_unshared_and_a_cancelled_waiter_does_not_cancel_the_call() {
+        let shared = IntCounter::new("t", "t").unwrap();
+        let flight = InFlight::<u32>::new(1, shared.clone());
+        let (release, released) = tokio::sync::oneshot::channel::<u32>();
+        let first = tokio::spawn({
+            let flight = flight.clone();
+            async move {
+                flight
+                    .run([1; 32], async move {
+                        released.await.map_err(|_| BackendError::Unavailable("x".into()))
+                    })
+                    .await
+            }
+        });
+        while flight.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // Full: another key is called here, unshared.
+        assert_eq!(flight.run([2; 32], async { Ok(7) }).await.unwrap(), 7);
+        assert_eq!(flight.len(), 1);
+        // The first waiter goes away; the call goes on for a second one.
+        first.abort();
+        let second = tokio::spawn({
+            let flight = flight.clone();
+            async move { flight.run([1; 32], async { Ok(0) }).await }
+        });
+        while shared.get() == 0 {
+            tokio::task::yield_now().await;
+        }
+        release.send(42).unwrap();
+        assert_eq!(
+            second.await.unwrap().unwrap(),
+            42,
+            "the shared call's answer, not its own"
+        );
+        assert!(flight.is_empty());
     }
 }

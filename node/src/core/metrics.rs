@@ -56,6 +56,7 @@ pub struct Metrics {
     webhooks: IntCounterVec,
     hook_requests: IntCounterVec,
     hook_duration: HistogramVec,
+    backend_shared: IntCounterVec,
 }
 
 /// A limit that refused something a client or a REST caller asked for (the
@@ -504,6 +505,14 @@ impl Metrics {
                     &["hub", "hook"],
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 )?,
+                backend_shared: IntCounterVec::new(
+                    opts(
+                        "hubwire_backend_shared_total",
+                        "Backend hook requests (cache misses) that waited for the same call already in flight instead of making their own, by hook",
+                    ),
+                    &["hook"],
+                )
+                .map(|c| register(&registry, c))?,
                 registry: registry.clone(),
             })
         })();
@@ -617,6 +626,12 @@ impl Metrics {
         self.hook_duration
             .with_label_values(&[hub, hook])
             .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The counter of misses of backend hook `hook` (`authenticate`,
+    /// `authorize`) that shared a call in flight.
+    pub fn backend_shared(&self, hook: &str) -> IntCounter {
+        self.backend_shared.with_label_values(&[hook])
     }
 
     /// Counts a WebSocket Close frame sent with status `code`.

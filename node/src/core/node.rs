@@ -186,7 +186,7 @@ impl Node {
         backplane.attach_membership(registry.clone());
         Self {
             admission: Admission::new(&config, &metrics),
-            backend: crate::core::backend::Backend::from_config(&config),
+            backend: crate::core::backend::Backend::from_config(&config, |hook| metrics.backend_shared(hook)),
             config,
             auth,
             backplane,
@@ -414,7 +414,8 @@ impl Node {
 
     /// Makes a reserved connection live on this node and joins its groups:
     /// those of its user, and any it was added to during its handshake (read
-    /// after it is in the registry, so that no later addition is missed).
+    /// after it is in the registry, so that no later addition is missed),
+    /// the hub's on-connect groups and those its token names.
     /// Then runs the hub's connection hook on a task of its own.
     pub async fn connected(self: &Arc<Self>, handle: &Arc<ConnectionHandle>) -> Result<(), BackplaneError> {
         if self.firsts.lock().remove(&handle.id) {
@@ -435,7 +436,20 @@ impl Node {
         for group in self.backplane.connection_groups(&handle.hub, &handle.id).await? {
             self.join_local(&group, handle).await?;
         }
-        for group in self.hooks.groups_on_connect(handle) {
+        // The hub's own on-connect groups, then those its token names (an
+        // Azure client token's `asrs.s.gp`), with the same checks as a join.
+        let claimed = handle
+            .principal
+            .iter()
+            .flat_map(|p| p.groups.iter())
+            .map(|g| GroupName::from(g.as_str()));
+        let groups: Vec<GroupName> = self
+            .hooks
+            .groups_on_connect(handle)
+            .into_iter()
+            .chain(claimed)
+            .collect();
+        for group in groups {
             match self.add_to_group(&handle.hub, &group, &handle.id).await {
                 Ok(_) => {}
                 Err(NodeError::Backplane(e)) => return Err(e),

@@ -219,6 +219,7 @@ mod tests {
             roles: vec![],
             channels: vec![],
             expires: u64::MAX,
+            groups: Vec::new(),
         });
         ConnectionHandle::new(
             id.into(),

@@ -12,8 +12,9 @@
 //!   required, whose `aud` names `/client/?hub=<this hub>` (scheme, host and
 //!   port not compared: the backend names the endpoint as it reaches it,
 //!   which behind a proxy is not what the node sees; `docs/decisions.md`).
-//!   The user is `asrs.s.uid`, else `nameid`, else `sub`; `name` and `role`
-//!   (one or many) are read too.
+//!   The user is `asrs.s.uid`, else `nameid`, else `sub`; `name`, `role`
+//!   (one or many) and `asrs.s.gp` (the groups the connection joins as it
+//!   connects, on every transport and hub kind) are read too.
 //! - [`issue_client_token`]: such a token (`POST /api/hubs/{hub}/:generateToken`,
 //!   `web::rest::azure`).
 
@@ -92,9 +93,10 @@ pub struct ClientClaims {
     /// Roles: one string or many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<serde_json::Value>,
-    /// Groups the token names (`:generateToken`'s `group`); carried, not joined.
+    /// Groups the connection joins on connect, one string or many
+    /// (`:generateToken`'s `group`; `core::node::Node::connected` joins them).
     #[serde(rename = "asrs.s.gp", default, skip_serializing_if = "Option::is_none")]
-    pub groups: Option<Vec<String>>,
+    pub groups: Option<serde_json::Value>,
 }
 
 /// Strings of a claim that is one string or an array of them.
@@ -174,6 +176,7 @@ pub fn verify_client_token(token: &str, node: &Node, hub: &HubName) -> Result<Op
         channels: Vec::new(),
         picture: None,
         expires: claims.exp,
+        groups: strings(claims.groups.as_ref()),
     }))
 }
 
@@ -205,7 +208,7 @@ pub fn issue_client_token(
         iat: Some(now),
         nameid: user.map(str::to_owned),
         role: (!roles.is_empty()).then(|| serde_json::json!(roles)),
-        groups: (!groups.is_empty()).then_some(groups),
+        groups: (!groups.is_empty()).then(|| serde_json::json!(groups)),
         ..ClientClaims::default()
     };
     jsonwebtoken::encode(

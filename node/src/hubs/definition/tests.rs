@@ -527,7 +527,8 @@ fn backend_hooks_need_the_backend_url_and_paths_under_it() {
     assert!(error.reason.contains("backend_url"), "{}", error.reason);
     config.backend_url = Some("http://app:5000/api".into());
     assert!(definitions(&config).is_ok());
-    let backend = crate::core::backend::Backend::from_config(&config);
+    let metrics = crate::core::metrics::Metrics::new();
+    let backend = crate::core::backend::Backend::from_config(&config, |hook| metrics.backend_shared(hook));
     assert_eq!(backend.authenticates("chathub"), Some(false));
     assert!(!backend.authorizes("chathub"), "no authorize hook named");
     config.hub = vec![hooked("authorize = \"hubwire/authorize\"")];

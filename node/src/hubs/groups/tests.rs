@@ -25,6 +25,7 @@ fn principal(user: &str, roles: &[&str], channels: &[&str]) -> Principal {
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         channels: channels.iter().map(|c| (*c).to_owned()).collect(),
         expires: u64::MAX,
+        groups: Vec::new(),
     }
 }
 

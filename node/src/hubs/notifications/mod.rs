@@ -239,6 +239,22 @@ impl NotificationsHub {
             .await?;
         Ok(page.iter().map(rest_json).collect())
     }
+
+    /// The notifications addressed to `channel`, newest first, older than
+    /// `before` (no user's state: `acknowledgedAt` and `readAt` are null).
+    pub async fn of_channel(
+        &self,
+        channel: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Value>, NotificationsError> {
+        let this = &self.inner;
+        let page = this
+            .store
+            .channel_notifications(&this.def.name, channel, before, limit)
+            .await?;
+        Ok(page.iter().map(rest_json).collect())
+    }
 }
 
 /// A notification as the REST API shows it: `{id, audience, userId | tenant

@@ -149,6 +149,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/hubs/{hub}/users/{user}/notifications",
             get().to(notifications::of_user),
         )
+        .route(
+            "/api/hubs/{hub}/channels/{channel}/notifications",
+            get().to(notifications::of_channel),
+        )
         .route("/api/hubs/{hub}/conversations/{id}", get().to(conversations::get))
         .route(
             "/api/hubs/{hub}/conversations/{id}/messages",

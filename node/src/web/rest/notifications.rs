@@ -1,6 +1,6 @@
 //! Notifications of notifications hubs, for backends: create one (or a
 //! batch) for a user, a tenant, a channel or everyone — persisted, then
-//! sent — and page a user's notifications. A hub that is not of the
+//! sent — and page a user's notifications or a channel's. A hub that is not of the
 //! notifications kind answers 404 `Error.Hub.NotExisted`.
 //!
 //! One body per notification: `{"userId" | "tenant" | "channel" | "all":
@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::body::read_limited;
 use super::error::{Missing, RestError};
-use super::params::{self, HubPath, HubRequest, UserPath};
+use super::params::{self, ChannelPath, HubPath, HubRequest, UserPath};
 use crate::core::metrics::Limit;
 use crate::hubs::notifications::{NotificationsError, NotificationsHub};
 use crate::web::state::AppState;
@@ -207,33 +207,63 @@ pub async fn of_user(
             )))
         }
     };
-    let before = match params::query_value(&req, "before") {
-        Some(text) => Some(
-            text.parse::<MessageId>()
-                .map_err(|_| RestError::BadRequest(format!("before must be a notification id, not {text:?}")))?,
-        ),
-        None => None,
-    };
+    let before = before_of(&req)?;
     let tenant = params::query_value(&req, "tenant").filter(|t| !t.is_empty());
     let page = hub_of(&state, &hub)?
         .of_user(&path.user, tenant.as_deref(), unread, before, limit)
         .await
         .map_err(|e| counted(&state, &hub, e))?;
+    let mut extra = String::new();
+    if unread {
+        extra.push_str("&unread=true");
+    }
+    if let Some(t) = &tenant {
+        extra.push_str(&format!(
+            "&tenant={}",
+            url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+        ));
+    }
+    Ok(page_answer(&req, page, limit, &extra))
+}
+
+/// `GET /api/hubs/{hub}/channels/{channel}/notifications?before=&limit=`:
+/// `{"value": [the notifications addressed to the channel, newest first],
+/// "nextLink"}`, paged as a user's (`before`, `limit` 1–200, default 50);
+/// no user's state (`acknowledgedAt`, `readAt` null): per-user state
+/// belongs to the user's list.
+pub async fn of_channel(
+    req: HttpRequest,
+    HubRequest { state, path, hub }: HubRequest<ChannelPath>,
+) -> Result<HttpResponse, RestError> {
+    let limit = params::bounded(&req, "limit", 1..=MAX_PAGE)?.unwrap_or(DEFAULT_LIMIT);
+    let before = before_of(&req)?;
+    let page = hub_of(&state, &hub)?
+        .of_channel(&path.channel, before, limit)
+        .await
+        .map_err(|e| counted(&state, &hub, e))?;
+    Ok(page_answer(&req, page, limit, ""))
+}
+
+/// The `before` cursor of a page request (a notification id), if given.
+fn before_of(req: &HttpRequest) -> Result<Option<MessageId>, RestError> {
+    match params::query_value(req, "before") {
+        Some(text) => text
+            .parse::<MessageId>()
+            .map(Some)
+            .map_err(|_| RestError::BadRequest(format!("before must be a notification id, not {text:?}"))),
+        None => Ok(None),
+    }
+}
+
+/// `{"value": page, "nextLink"}`: the next (older) page's link — this
+/// path with `before` the page's last id, `limit`, and `extra` query
+/// (`&name=value...`) — when the page is full, else `null`.
+fn page_answer(req: &HttpRequest, page: Vec<Value>, limit: usize, extra: &str) -> HttpResponse {
     let next = match page.last().and_then(|n| n["id"].as_str()) {
         Some(last) if page.len() == limit => {
-            let mut query = format!("before={last}&limit={limit}");
-            if unread {
-                query.push_str("&unread=true");
-            }
-            if let Some(t) = &tenant {
-                query.push_str(&format!(
-                    "&tenant={}",
-                    url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
-                ));
-            }
-            Value::String(format!("{}?{query}", req.path()))
+            Value::String(format!("{}?before={last}&limit={limit}{extra}", req.path()))
         }
         _ => Value::Null,
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "value": page, "nextLink": next })))
+    HttpResponse::Ok().json(serde_json::json!({ "value": page, "nextLink": next }))
 }

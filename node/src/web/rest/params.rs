@@ -38,6 +38,15 @@ pub struct UserPath {
     pub user: String,
 }
 
+/// `/hubs/{hub}/channels/{channel}` (a notifications hub's channel).
+#[derive(Deserialize)]
+pub struct ChannelPath {
+    /// The hub, as written in the URL.
+    pub hub: String,
+    /// The channel name.
+    pub channel: String,
+}
+
 /// `/hubs/{hub}/groups/{group}`.
 #[derive(Deserialize)]
 pub struct GroupPath {
@@ -116,6 +125,7 @@ macro_rules! hub_segment {
 hub_segment!(
     HubPath,
     UserPath,
+    ChannelPath,
     GroupPath,
     ConnectionPath,
     UserGroupPath,
