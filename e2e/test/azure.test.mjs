@@ -19,6 +19,7 @@ import { HubConnectionBuilder, HttpTransportType, LogLevel } from '@microsoft/si
 import { encode as mpEncode, decode as mpDecode } from '@msgpack/msgpack';
 
 import { accessToken, connect, e2eTest, record, startNode, stopAllNodesAfter, waitFor } from './harness.mjs';
+import { hookRequests } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
 
@@ -100,14 +101,6 @@ async function startReceiver({ mode = 'answer' } = {}) {
         server.close(resolve);
       }),
   };
-}
-
-/** The value of `hubwire_hook_requests_total` with these labels (0 when absent). */
-async function hookRequests(node, hub, hook, outcome) {
-  const text = await (await fetch(`${node.baseUrl}/metrics`)).text();
-  const labels = [`hook="${hook}"`, `hub="${hub}"`, `outcome="${outcome}"`];
-  const line = text.split('\n').find((l) => l.startsWith('hubwire_hook_requests_total{') && labels.every((x) => l.includes(x)));
-  return line ? Number(line.split(' ').pop()) : 0;
 }
 
 const hex = (key, text) => 'sha256=' + crypto.createHmac('sha256', Buffer.from(key, 'utf8')).update(text).digest('hex');

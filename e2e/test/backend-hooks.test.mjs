@@ -19,7 +19,7 @@ import { after, before, describe } from 'node:test';
 import { HubConnectionBuilder, HttpTransportType, LogLevel } from '@microsoft/signalr';
 
 import { delay, e2eTest, freePort, negotiate, startNode, stopAllNodesAfter, waitFor, withTimeout, wsUpgradeStatus } from './harness.mjs';
-import { createConversation, hubException, metric, unique } from './chat-helpers.mjs';
+import { createConversation, hookRequests, hubException, metric, unique } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
 
@@ -326,6 +326,7 @@ describe('concurrent misses of one credential share one backend call', () => {
     const credential = `held-${user}`;
     const id = await createConversation(node, [user], { hub: 'backed' });
     const before = await shared();
+    const okBefore = await hookRequests(node, 'backed', 'authenticate', 'ok');
     const starting = Array.from({ length: 20 }, () => {
       const conn = client(node.hubUrl('backed'), { cookie: credential });
       return withTimeout(conn.start(), 20_000, 'start()').then(() => conn);
@@ -339,11 +340,13 @@ describe('concurrent misses of one credential share one backend call', () => {
     assert.deepEqual(new Set(senders), new Set([user]), 'every connection is the backend\'s user');
     assert.equal(senders.length, 20);
     assert.equal(authCalls(credential), 1, 'the connects found the cached answer');
+    assert.equal((await hookRequests(node, 'backed', 'authenticate', 'ok')) - okBefore, 1, 'one request counted');
   });
 
   e2eTest('a stuck backend with 10 waiters: one call, and every waiter gets 503 after the timeout', async () => {
     const credential = `held-${unique('stuck')}`;
     const before = await metric(node, 'hubwire_requests_refused_total{reason="backend_unavailable"}');
+    const timeoutsBefore = await hookRequests(node, 'backed', 'authenticate', 'timeout');
     const statuses = await Promise.all(
       Array.from({ length: 10 }, () =>
         fetch(`${node.baseUrl}/hubs/backed/negotiate?negotiateVersion=1`, { method: 'POST', headers: cookieHeader(credential) }).then(
@@ -354,6 +357,7 @@ describe('concurrent misses of one credential share one backend call', () => {
     assert.deepEqual(statuses, Array(10).fill(503));
     assert.equal(authCalls(credential), 1, 'the backend saw one request');
     assert.equal((await metric(node, 'hubwire_requests_refused_total{reason="backend_unavailable"}')) - before, 10);
+    assert.equal((await hookRequests(node, 'backed', 'authenticate', 'timeout')) - timeoutsBefore, 1, 'one timed-out request counted');
     // A failure is not cached: the next request asks again (and is answered once released).
     const again = negotiate(node, { hub: 'backed', headers: cookieHeader(credential) });
     await waitFor(() => authCalls(credential) === 2, { what: 'a second call' });

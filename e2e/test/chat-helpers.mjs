@@ -53,6 +53,14 @@ export async function metric(node, series) {
   return line ? Number(line.slice(series.length + 1)) : 0;
 }
 
+/** The value of `hubwire_hook_requests_total` with these labels (0 when absent). */
+export async function hookRequests(node, hub, hook, outcome) {
+  const text = await (await fetch(`${node.baseUrl}/metrics`)).text();
+  const labels = [`hook="${hook}"`, `hub="${hub}"`, `outcome="${outcome}"`];
+  const line = text.split('\n').find((l) => l.startsWith('hubwire_hook_requests_total{') && labels.every((x) => l.includes(x)));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
 /**
  * PostgreSQL, Redis and `size` nodes on them (`env` and `args` to every node).
  * Returns { postgres, redis, nodes, stop() }; stop closes the clients first.

@@ -42,6 +42,7 @@ use sha2::{Digest, Sha256};
 
 use crate::core::auth::{unix_now, OneOrMany, Principal};
 use crate::core::config::Config;
+use crate::core::metrics::{HookOutcome, HookSeries, Metrics};
 use crate::core::webhook;
 use hubwire_backplane::UserId;
 
@@ -55,9 +56,16 @@ const NO_EXPIRY_SECS: u64 = 10 * 365 * 24 * 3600;
 /// The hooks one hub names (paths resolved against `backend_url`).
 #[derive(Clone, Debug)]
 struct HubHooks {
-    authenticate: Option<url::Url>,
+    authenticate: Option<Hook>,
     authenticate_always: bool,
-    authorize: Option<url::Url>,
+    authorize: Option<Hook>,
+}
+
+/// One hook of a hub: where it is, and its series of requests.
+#[derive(Clone, Debug)]
+struct Hook {
+    url: url::Url,
+    series: HookSeries,
 }
 
 /// What a request offers to prove who is behind it, as the authentication
@@ -366,7 +374,7 @@ struct Caller {
 impl Caller {
     /// One POST of `body` to `url` within the timeout, signed when a
     /// secret is configured: the status and the answer's body.
-    async fn call(&self, url: &url::Url, body: &Value) -> Result<(u16, Vec<u8>), BackendError> {
+    async fn call(&self, url: &url::Url, series: &HookSeries, body: &Value) -> Result<(u16, Vec<u8>), BackendError> {
         let body = body.to_string().into_bytes();
         let signature = self.secret.as_ref().map(|s| webhook::signature(s.as_bytes(), &body));
         let headers: Vec<(&str, &str)> = signature
@@ -375,7 +383,10 @@ impl Caller {
             .into_iter()
             .collect();
         let exchange = webhook::post_json_answer(url, &headers, &body, MAX_ANSWER);
-        match tokio::time::timeout(self.timeout, exchange).await {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.timeout, exchange).await;
+        series.record(HookOutcome::of(&result, |(status, _)| *status), started);
+        match result {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(BackendError::Unavailable(format!("{url}: {e}"))),
             Err(_) => Err(BackendError::Unavailable(format!(
@@ -401,26 +412,28 @@ pub struct Backend {
 impl Backend {
     /// The hooks the configuration's hub definitions name under
     /// `backend_url` (checked by `Config::validate` and the definitions;
-    /// a hook that does not resolve is left out here). `shared` counts the
-    /// requests that waited for a call in flight, per hook
-    /// (`Metrics::backend_shared`).
-    pub fn from_config(config: &Config, shared: impl Fn(&str) -> IntCounter) -> Self {
+    /// a hook that does not resolve is left out here). `metrics` counts
+    /// the requests (`Metrics::hook`) and those that waited for a call in
+    /// flight (`Metrics::backend_shared`).
+    pub fn from_config(config: &Config, metrics: &Metrics) -> Self {
         let base = config.backend_url.as_deref().and_then(|u| url::Url::parse(u).ok());
-        let resolve = |path: &Option<String>| -> Option<url::Url> { hook_url(base.as_ref()?, path.as_deref()?).ok() };
         let mut hubs = HashMap::new();
         for table in &config.hub {
             let Some(backend) = &table.backend else {
                 continue;
             };
             let name = table.path.rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
-            hubs.insert(
-                name,
-                HubHooks {
-                    authenticate: resolve(&backend.authenticate),
-                    authenticate_always: backend.authenticate_always.unwrap_or(false),
-                    authorize: resolve(&backend.authorize),
-                },
-            );
+            let resolve = |path: &Option<String>, hook: &str| -> Option<Hook> {
+                let url = hook_url(base.as_ref()?, path.as_deref()?).ok()?;
+                let series = metrics.hook(&name, hook);
+                Some(Hook { url, series })
+            };
+            let hooks = HubHooks {
+                authenticate: resolve(&backend.authenticate, "authenticate"),
+                authenticate_always: backend.authenticate_always.unwrap_or(false),
+                authorize: resolve(&backend.authorize, "authorize"),
+            };
+            hubs.insert(name, hooks);
         }
         let entries = config.backend_cache_entries;
         Self {
@@ -433,8 +446,8 @@ impl Backend {
             authorize_ttl: Duration::from_secs(config.backend_authorize_cache_secs),
             auth_cache: Arc::new(TtlCache::new(entries)),
             authorize_cache: Arc::new(TtlCache::new(entries)),
-            auth_flight: InFlight::new(entries, shared("authenticate")),
-            authorize_flight: InFlight::new(entries, shared("authorize")),
+            auth_flight: InFlight::new(entries, metrics.backend_shared("authenticate")),
+            authorize_flight: InFlight::new(entries, metrics.backend_shared("authorize")),
         }
     }
 
@@ -457,7 +470,7 @@ impl Backend {
     /// told to the hook but are not part of the key; concurrent misses of
     /// one key share one call). `Unauthorized` when the hub has no hook.
     pub async fn authenticate(&self, hub: &str, credentials: &Credentials<'_>) -> Result<AuthAnswer, BackendError> {
-        let Some(url) = self
+        let Some(hook) = self
             .hubs
             .get(&hub.to_ascii_lowercase())
             .and_then(|h| h.authenticate.clone())
@@ -481,7 +494,7 @@ impl Backend {
         let (caller, cache, max_ttl) = (self.caller.clone(), self.auth_cache.clone(), self.auth_ttl);
         self.auth_flight
             .run(key, async move {
-                let (status, answer) = caller.call(&url, &body).await?;
+                let (status, answer) = caller.call(&hook.url, &hook.series, &body).await?;
                 let (answer, expires_in) = parse_auth_answer(status, &answer)?;
                 let ttl = match expires_in {
                     Some(secs) => max_ttl.min(Duration::from_secs(secs)),
@@ -506,7 +519,7 @@ impl Backend {
         group: &str,
         arguments: &[Value],
     ) -> Result<bool, BackendError> {
-        let Some(url) = self
+        let Some(hook) = self
             .hubs
             .get(&hub.to_ascii_lowercase())
             .and_then(|h| h.authorize.clone())
@@ -535,7 +548,7 @@ impl Backend {
         let (caller, cache, ttl) = (self.caller.clone(), self.authorize_cache.clone(), self.authorize_ttl);
         self.authorize_flight
             .run(key, async move {
-                let (status, answer) = caller.call(&url, &body).await?;
+                let (status, answer) = caller.call(&hook.url, &hook.series, &body).await?;
                 let allow = parse_authorize_answer(status, &answer)?;
                 cache.insert(key, allow, ttl, Instant::now());
                 Ok(allow)
@@ -731,7 +744,7 @@ mod tests {
             ..Config::default()
         };
         let metrics = crate::core::metrics::Metrics::new();
-        let backend = Backend::from_config(&config, |hook| metrics.backend_shared(hook));
+        let backend = Backend::from_config(&config, &metrics);
         (backend, metrics)
     }
 

@@ -59,6 +59,60 @@ pub struct Metrics {
     backend_shared: IntCounterVec,
 }
 
+/// How a request to the app's backend ended (the `outcome` label of
+/// `hubwire_hook_requests_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookOutcome {
+    /// A 2xx answer.
+    Ok,
+    /// Another status.
+    Status,
+    /// Unreachable, or a broken answer.
+    Failed,
+    /// No whole answer within the hook's timeout.
+    Timeout,
+}
+
+impl HookOutcome {
+    const ALL: [Self; 4] = [Self::Ok, Self::Status, Self::Failed, Self::Timeout];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Status => "status",
+            Self::Failed => "failed",
+            Self::Timeout => "timeout",
+        }
+    }
+
+    /// The outcome of an exchange bounded by a timeout: `Err` is the
+    /// timeout, `Ok(Err)` a failure, `Ok(Ok(status))` an answer.
+    pub fn of<E, T>(result: &Result<Result<T, E>, tokio::time::error::Elapsed>, status: impl Fn(&T) -> u16) -> Self {
+        match result {
+            Ok(Ok(answer)) if (200..300).contains(&status(answer)) => Self::Ok,
+            Ok(Ok(_)) => Self::Status,
+            Ok(Err(_)) => Self::Failed,
+            Err(_) => Self::Timeout,
+        }
+    }
+}
+
+/// The series of one hook of one hub ([`Metrics::hook`]).
+#[derive(Clone, Debug)]
+pub struct HookSeries {
+    requests: [IntCounter; 4],
+    duration: Histogram,
+}
+
+impl HookSeries {
+    /// Counts one request that ended as `outcome`, started at `started`.
+    pub fn record(&self, outcome: HookOutcome, started: Instant) {
+        let index = HookOutcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.requests[index].inc();
+        self.duration.observe(started.elapsed().as_secs_f64());
+    }
+}
+
 /// A limit that refused something a client or a REST caller asked for (the
 /// `limit` label of `hubwire_limit_refusals_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -617,15 +671,15 @@ impl Metrics {
         }
     }
 
-    /// Records one request of `hub` to the app's backend: `hook` is
-    /// `upstream_connections`, `upstream_messages`, `authenticate` or
-    /// `authorize`; `outcome` is `ok` (a 2xx answer), `status` (another
-    /// status), `failed` (unreachable, or a broken answer) or `timeout`.
-    pub fn hook_request(&self, hub: &str, hook: &str, outcome: &str, started: Instant) {
-        self.hook_requests.with_label_values(&[hub, hook, outcome]).inc();
-        self.hook_duration
-            .with_label_values(&[hub, hook])
-            .observe(started.elapsed().as_secs_f64());
+    /// The series of `hub`'s requests to the app's backend through `hook`
+    /// (`upstream_connections`, `upstream_messages`, `authenticate`,
+    /// `authorize`): `hubwire_hook_requests_total` by outcome and
+    /// `hubwire_hook_duration_seconds`. Resolved once by a hook's owner.
+    pub fn hook(&self, hub: &str, hook: &str) -> HookSeries {
+        HookSeries {
+            requests: HookOutcome::ALL.map(|o| self.hook_requests.with_label_values(&[hub, hook, o.as_str()])),
+            duration: self.hook_duration.with_label_values(&[hub, hook]),
+        }
     }
 
     /// The counter of misses of backend hook `hook` (`authenticate`,

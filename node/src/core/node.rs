@@ -186,7 +186,7 @@ impl Node {
         backplane.attach_membership(registry.clone());
         Self {
             admission: Admission::new(&config, &metrics),
-            backend: crate::core::backend::Backend::from_config(&config, |hook| metrics.backend_shared(hook)),
+            backend: crate::core::backend::Backend::from_config(&config, &metrics),
             config,
             auth,
             backplane,

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::core::auth::Principal;
 use crate::core::config::Config;
 use crate::core::connection::ConnectionHandle;
-use crate::core::metrics::Metrics;
+use crate::core::metrics::{HookOutcome, Metrics};
 use crate::core::webhook;
 use hubwire_protocol::{CompletionOutcome, HubMessage, Invocation, Protocol};
 
@@ -122,18 +122,13 @@ async fn post(
     let timeout = Duration::from_millis(config.upstream_timeout_ms.max(1));
     let started = Instant::now();
     let result = tokio::time::timeout(timeout, webhook::post(&url, content_type, &extra, body, MAX_ANSWER)).await;
-    let outcome = match &result {
-        Ok(Ok(answer)) if (200..300).contains(&answer.status) => "ok",
-        Ok(Ok(_)) => "status",
-        Ok(Err(_)) => "failed",
-        Err(_) => "timeout",
-    };
+    let outcome = HookOutcome::of(&result, |answer| answer.status);
     let hook = if category == "connections" {
         "upstream_connections"
     } else {
         "upstream_messages"
     };
-    metrics.hook_request(handle.hub.as_str(), hook, outcome, started);
+    metrics.hook(handle.hub.as_str(), hook).record(outcome, started);
     match result {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(e)) => Err(format!("the upstream could not be reached: {e}")),

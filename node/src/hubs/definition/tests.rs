@@ -528,7 +528,7 @@ fn backend_hooks_need_the_backend_url_and_paths_under_it() {
     config.backend_url = Some("http://app:5000/api".into());
     assert!(definitions(&config).is_ok());
     let metrics = crate::core::metrics::Metrics::new();
-    let backend = crate::core::backend::Backend::from_config(&config, |hook| metrics.backend_shared(hook));
+    let backend = crate::core::backend::Backend::from_config(&config, &metrics);
     assert_eq!(backend.authenticates("chathub"), Some(false));
     assert!(!backend.authorizes("chathub"), "no authorize hook named");
     config.hub = vec![hooked("authorize = \"hubwire/authorize\"")];
