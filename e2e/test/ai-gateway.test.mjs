@@ -11,12 +11,11 @@
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe } from 'node:test';
 
-import { closeAllClients, connect, delay, e2eTest, record, startCluster, startRedis, stopAllNodesAfter } from './harness.mjs';
+import { closeAllClients, connect, delay, e2eTest, record, startCluster, startJsonBackend, startRedis, stopAllNodesAfter } from './harness.mjs';
 import { chatApi, hubException, unique } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
@@ -30,62 +29,42 @@ const GRACE_MS = 400;
  * id; `masterKey` signs in as the admin; `owners` maps a request or task id
  * to the virtual key id that started it. Every hook request is recorded.
  */
-function startGateway() {
+async function startGateway() {
   const keys = new Map();
   const owners = new Map();
   const masterKey = `mk-${crypto.randomBytes(16).toString('hex')}`;
   const calls = [];
-  const sockets = new Set();
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      calls.push({ path: req.url, body });
-      const json = (status, value) =>
-        res.writeHead(status, { 'content-type': 'application/json' }).end(value === undefined ? '' : JSON.stringify(value));
-      if (req.url === '/hubwire/authenticate') {
-        if (body.accessToken === masterKey) return json(200, { userId: 'master', roles: ['admin'] });
-        const id = keys.get(body.accessToken);
-        return id === undefined ? json(401) : json(200, { userId: id, name: `Virtual key ${id}` });
-      }
-      if (req.url === '/hubwire/authorize') {
-        // CanUserAccessTaskAsync(Context.UserIdentifier, requestId)
-        return json(200, { allow: owners.get(body.arguments[0]) === body.userId });
-      }
-      return json(404);
-    });
+  const backend = await startJsonBackend(({ path: url, body }, json) => {
+    calls.push({ path: url, body });
+    if (url === '/hubwire/authenticate') {
+      if (body.accessToken === masterKey) return json(200, { userId: 'master', roles: ['admin'] });
+      const id = keys.get(body.accessToken);
+      return id === undefined ? json(401) : json(200, { userId: id, name: `Virtual key ${id}` });
+    }
+    if (url === '/hubwire/authorize') {
+      // CanUserAccessTaskAsync(Context.UserIdentifier, requestId)
+      return json(200, { allow: owners.get(body.arguments[0]) === body.userId });
+    }
+    return json(404);
   });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      resolve({
-        url: `http://127.0.0.1:${server.address().port}`,
-        calls,
-        masterKey,
-        owners,
-        /** A new virtual key: [the key the client holds, its id]. */
-        newKey() {
-          const id = unique('vk');
-          const key = `condt_${crypto.randomBytes(12).toString('hex')}`;
-          keys.set(key, id);
-          return [key, id];
-        },
-        /** `_hubContext.Clients.Group(group).SendAsync(target, ...args)` through REST on `node`. */
-        publish: (node, hub, group, target, args) =>
-          chatApi(node, 'POST', hub, `/groups/${encodeURIComponent(group)}/:send`, { target, arguments: args }),
-        /** The seed's BatchedSpendNotificationService flush. */
-        flush: (node, messages) => chatApi(node, 'POST', 'spend-notifications', '/:sendBatch', { messages }),
-        close() {
-          for (const s of sockets) s.destroy();
-          server.close();
-        },
-      });
-    });
-  });
+  return {
+    ...backend,
+    calls,
+    masterKey,
+    owners,
+    /** A new virtual key: [the key the client holds, its id]. */
+    newKey() {
+      const id = unique('vk');
+      const key = `condt_${crypto.randomBytes(12).toString('hex')}`;
+      keys.set(key, id);
+      return [key, id];
+    },
+    /** `_hubContext.Clients.Group(group).SendAsync(target, ...args)` through REST on `node`. */
+    publish: (node, hub, group, target, args) =>
+      chatApi(node, 'POST', hub, `/groups/${encodeURIComponent(group)}/:send`, { target, arguments: args }),
+    /** The seed's BatchedSpendNotificationService flush. */
+    flush: (node, messages) => chatApi(node, 'POST', 'spend-notifications', '/:sendBatch', { messages }),
+  };
 }
 
 /** The seed's ConduitSignalRService.connectToHub: the key as the access token. */

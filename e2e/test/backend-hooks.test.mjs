@@ -11,14 +11,24 @@
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe } from 'node:test';
 
 import { HubConnectionBuilder, HttpTransportType, LogLevel } from '@microsoft/signalr';
 
-import { delay, e2eTest, freePort, negotiate, startNode, stopAllNodesAfter, waitFor, withTimeout, wsUpgradeStatus } from './harness.mjs';
+import {
+  delay,
+  e2eTest,
+  freePort,
+  negotiate,
+  startJsonBackend,
+  startNode,
+  stopAllNodesAfter,
+  waitFor,
+  withTimeout,
+  wsUpgradeStatus,
+} from './harness.mjs';
 import { createConversation, hookRequests, hubException, metric, unique } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
@@ -40,65 +50,43 @@ const SLOW_MS = 3_000;
  * name. Every request is recorded with its parsed body and whether its
  * signature is right.
  */
-function startBackend() {
+async function startBackend() {
   const calls = [];
-  const sockets = new Set();
   /** Credential -> answers held until released. */
   const held = new Map();
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks);
-      const body = JSON.parse(raw.toString('utf8'));
-      const expected = `sha256=${crypto.createHmac('sha256', SECRET).update(raw).digest('hex')}`;
-      calls.push({ path: req.url, body, signed: req.headers['x-hubwire-signature'] === expected });
-      const json = (status, value) => {
-        res.writeHead(status, { 'content-type': 'application/json' }).end(value === undefined ? '' : JSON.stringify(value));
-      };
-      if (req.url === '/hubwire/authorize') {
-        return json(200, { allow: !body.group.includes('deny') });
-      }
-      const cookie = /(?:^|;\s*)\.AspNetCore\.Identity\.Application=([^;]*)/.exec(body.headers?.cookie ?? '')?.[1];
-      const credential = cookie ?? body.accessToken ?? '';
-      if (credential.startsWith('good-')) {
-        const user = credential.slice(5);
-        return json(200, { userId: user, name: `Name of ${user}`, roles: ['member'], picture: `http://pics/${user}.png`, expiresIn: 3600 });
-      }
-      if (credential.startsWith('held-')) {
-        const answer = () => json(200, { userId: credential.slice(5) });
-        held.set(credential, [...(held.get(credential) ?? []), answer]);
-        return undefined;
-      }
-      if (credential.startsWith('slow-')) {
-        setTimeout(() => json(200, { userId: credential.slice(5) }), SLOW_MS).unref();
-        return undefined;
-      }
-      if (credential === 'forbidden') return json(403);
-      return json(401);
-    });
+  const backend = await startJsonBackend(({ path: url, body, raw, headers }, json) => {
+    const expected = `sha256=${crypto.createHmac('sha256', SECRET).update(raw).digest('hex')}`;
+    calls.push({ path: url, body, signed: headers['x-hubwire-signature'] === expected });
+    if (url === '/hubwire/authorize') {
+      return json(200, { allow: !body.group.includes('deny') });
+    }
+    const cookie = /(?:^|;\s*)\.AspNetCore\.Identity\.Application=([^;]*)/.exec(body.headers?.cookie ?? '')?.[1];
+    const credential = cookie ?? body.accessToken ?? '';
+    if (credential.startsWith('good-')) {
+      const user = credential.slice(5);
+      return json(200, { userId: user, name: `Name of ${user}`, roles: ['member'], picture: `http://pics/${user}.png`, expiresIn: 3600 });
+    }
+    if (credential.startsWith('held-')) {
+      const answer = () => json(200, { userId: credential.slice(5) });
+      held.set(credential, [...(held.get(credential) ?? []), answer]);
+      return undefined;
+    }
+    if (credential.startsWith('slow-')) {
+      setTimeout(() => json(200, { userId: credential.slice(5) }), SLOW_MS).unref();
+      return undefined;
+    }
+    if (credential === 'forbidden') return json(403);
+    return json(401);
   });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      resolve({
-        url: `http://127.0.0.1:${server.address().port}`,
-        calls,
-        callsWith: (value) => calls.filter((c) => JSON.stringify(c.body).includes(value)),
-        release: (credential) => {
-          for (const answer of held.get(credential) ?? []) answer();
-          held.delete(credential);
-        },
-        close: () => {
-          for (const s of sockets) s.destroy();
-          server.close();
-        },
-      });
-    });
-  });
+  return {
+    ...backend,
+    calls,
+    callsWith: (value) => calls.filter((c) => JSON.stringify(c.body).includes(value)),
+    release: (credential) => {
+      for (const answer of held.get(credential) ?? []) answer();
+      held.delete(credential);
+    },
+  };
 }
 
 /** A chat hub at /hubs/backed whose conversations are groups `{id}`, asking the backend. */

@@ -11,6 +11,7 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -100,6 +101,43 @@ const randomHex = (bytes = 16) => crypto.randomBytes(bytes).toString('hex');
  */
 export const FILE_SECRET = randomHex(32);
 export const FILE_ACCESS_KEY = randomHex(16);
+
+/**
+ * A small JSON backend on 127.0.0.1 (the app's backend in the hook tests):
+ * each request's body is parsed as JSON and handed to
+ * `handler({ path, body, raw, headers }, json)`, where `json(status, value?)`
+ * answers it (a handler may answer later, or never). Resolves with
+ * `{ url, close() }`; `close` also cuts the node's kept-alive connections.
+ */
+export function startJsonBackend(handler) {
+  const sockets = new Set();
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const body = raw.length ? JSON.parse(raw.toString('utf8')) : undefined;
+      const json = (status, value) =>
+        res.writeHead(status, { 'content-type': 'application/json' }).end(value === undefined ? '' : JSON.stringify(value));
+      handler({ path: req.url, body, raw, headers: req.headers }, json);
+    });
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        url: `http://127.0.0.1:${server.address().port}`,
+        close() {
+          for (const s of sockets) s.destroy();
+          server.close();
+        },
+      });
+    });
+  });
+}
 
 /** Returns a TCP port that was free a moment ago (bind to :0, read, close). */
 export function freePort() {

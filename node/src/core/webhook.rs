@@ -789,6 +789,10 @@ mod tests {
     async fn post_keeps_the_connection_alive_and_replaces_one_the_receiver_closed() {
         use std::sync::atomic::Ordering;
         let url_of = |port: u16| check_url(&format!("http://127.0.0.1:{port}/api")).unwrap();
+        let status_of_post = |port: u16| async move {
+            let answer = post(&url_of(port), "application/json", &[], b"{}", 64).await.unwrap();
+            answer.status
+        };
         // By length, and chunked with a trailer: five requests, one connection.
         for answer in [
             &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
@@ -810,13 +814,7 @@ mod tests {
         // request finds it closed and goes out on a new one, and succeeds.
         let (port, accepted) = keep_alive_receiver(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1).await;
         for _ in 0..3 {
-            assert_eq!(
-                post(&url_of(port), "application/json", &[], b"{}", 64)
-                    .await
-                    .unwrap()
-                    .status,
-                200
-            );
+            assert_eq!(status_of_post(port).await, 200);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
@@ -825,13 +823,7 @@ mod tests {
         // request is sent again on a new connection.
         let (port, accepted) = keep_alive_receiver(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1).await;
         for _ in 0..20 {
-            assert_eq!(
-                post(&url_of(port), "application/json", &[], b"{}", 64)
-                    .await
-                    .unwrap()
-                    .status,
-                200
-            );
+            assert_eq!(status_of_post(port).await, 200);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 20);
         // `Connection: close` and HTTP/1.0 answers are not reused.
@@ -841,13 +833,7 @@ mod tests {
         ] {
             let (port, accepted) = keep_alive_receiver(answer, usize::MAX).await;
             for _ in 0..2 {
-                assert_eq!(
-                    post(&url_of(port), "application/json", &[], b"{}", 64)
-                        .await
-                        .unwrap()
-                        .status,
-                    200
-                );
+                assert_eq!(status_of_post(port).await, 200);
             }
             assert_eq!(
                 accepted.load(Ordering::SeqCst),
