@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe } from 'node:test';
 
-import { connect, delay, e2eTest, record, startCluster, stopAllNodesAfter, waitFor } from './harness.mjs';
+import { connect, delay, e2eTest, record, startCluster, startJsonBackend, stopAllNodesAfter, waitFor } from './harness.mjs';
 import { chatApi, GRACE_MS, hubException, startChatCluster, unique } from './chat-helpers.mjs';
 
 stopAllNodesAfter();
@@ -264,14 +264,24 @@ describe('rooms kind', () => {
 
 describe('shopping-list preset (seed 004)', () => {
   let nodes;
+  // The app's permission service (HasAccessAsync): list id -> its collaborators.
+  const collaborators = new Map();
+  const asked = [];
+  let backend;
   before(async () => {
+    backend = await startJsonBackend(({ path: url, body }, json) => {
+      if (url !== '/hubwire/authorize') return json(404);
+      asked.push(body);
+      return json(200, { allow: collaborators.get(body.arguments[0])?.has(body.userId) ?? false });
+    });
     ({ nodes } = await startCluster(cluster.redis, {
       size: 2,
       name: 'shopping-list',
       args: ['--config', path.join(ROOT, 'examples', 'shopping-list', 'hubwire.toml')],
-      env: { HUBWIRE_DATABASE_URL: cluster.postgres.url },
+      env: { HUBWIRE_DATABASE_URL: cluster.postgres.url, HUBWIRE_BACKEND_URL: backend.url },
     }));
   });
+  after(() => backend?.close());
 
   const HUB = 'shopping-list';
   const ITEM_EVENTS = [
@@ -369,6 +379,35 @@ describe('shopping-list preset (seed 004)', () => {
     assert.equal(friendGot.ItemAdded.items.length, 1, 'a removed collaborator receives nothing more');
     assert.equal(friendGot.ItemUpdated.items.length, 1);
     await assert.rejects(friendConn.invoke('JoinList', listId), hubException('Access denied'));
+  });
+
+  e2eTest("HasAccessAsync: a collaborator the app's permission service knows joins without a REST grant; others are refused", async () => {
+    const [a, b] = nodes;
+    const listId = crypto.randomUUID();
+    const [owner, stranger] = [crypto.randomUUID(), crypto.randomUUID()];
+    collaborators.set(listId, new Set([owner]));
+    const ownerConn = await member(a, owner, { hub: HUB, name: 'Olivia Owner' });
+    const strangerConn = await member(b, stranger, { hub: HUB, name: 'Sam Stranger' });
+    const presence = record(ownerConn, 'PresenceUpdate');
+    const from = asked.length;
+    await ownerConn.invoke('JoinList', listId);
+    assert.deepEqual((await presence.wait(1))[0].activeUsers.map((u) => u.id), [owner]);
+    await assert.rejects(strangerConn.invoke('JoinList', listId), hubException('Access denied'));
+    assert.deepEqual(
+      asked.slice(from).map((q) => [q.hub, q.userId, q.method, q.group, q.arguments]),
+      [
+        ['shopping-list', owner, 'JoinList', `list_${listId}`, [listId]],
+        ['shopping-list', stranger, 'JoinList', `list_${listId}`, [listId]],
+      ],
+    );
+    // The backend's sends reach the collaborator it admitted, not the stranger.
+    const [ownerGot, strangerGot] = [ownerConn, strangerConn].map((c) => record(c, 'ItemAdded'));
+    await sendToGroup(b, HUB, `list_${listId}`, 'ItemAdded', [{ eventType: 'ItemAdded', listId }]);
+    await ownerGot.wait(1);
+    await delay(GRACE_MS);
+    assert.equal(strangerGot.items.length, 0);
+    // UpdatePresence asks again (answered from the cache here): still a collaborator.
+    await ownerConn.invoke('UpdatePresence', listId);
   });
 });
 
