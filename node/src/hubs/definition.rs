@@ -561,6 +561,24 @@ impl Definition {
         self.conversation_group.replace(ID_PLACEHOLDER, id)
     }
 
+    /// Method number `method` of an invocation (`Hub::invoke`'s index), its
+    /// kind's operation (`op_of`: the kind's `Op::of`) and `args` bound to
+    /// the operation's parameters; an internal error for a number the
+    /// definition lacks.
+    pub fn call<Op>(
+        &self,
+        catalog: &Catalog,
+        method: usize,
+        args: Vec<Value>,
+        op_of: fn(usize) -> Option<Op>,
+    ) -> Result<(&BoundMethod, Op, BoundArgs), HubError> {
+        let bound = self.methods.get(method);
+        let Some((bound, op)) = bound.and_then(|b| Some((b, op_of(b.operation)?))) else {
+            return Err(HubError::Internal(format!("no method number {method}")));
+        };
+        Ok((bound, op, self.bind(catalog, bound, args)))
+    }
+
     /// Binds an invocation's arguments of method `method` to its operation's
     /// parameters.
     pub fn bind(&self, catalog: &Catalog, method: &BoundMethod, mut args: Vec<Value>) -> BoundArgs {

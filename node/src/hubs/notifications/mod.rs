@@ -532,12 +532,14 @@ impl Hub for NotificationsHub {
         args: Vec<Value>,
     ) -> LocalBoxFuture<'static, Result<HubReply, HubError>> {
         let inner = self.inner.clone();
-        let bound = inner.def.methods.get(method);
-        let Some((bound, op)) = bound.and_then(|b| Some((b, Op::of(b.operation)?))) else {
-            return Box::pin(async move { Err(HubError::Internal(format!("no method number {method}"))) });
-        };
-        let args = inner.def.bind(&CATALOG, bound, args);
-        Box::pin(async move { inner.run(&call, op, &args).await.map(HubReply::Value) })
+        let called = inner
+            .def
+            .call(&CATALOG, method, args, Op::of)
+            .map(|(_, op, args)| (op, args));
+        Box::pin(async move {
+            let (op, args) = called?;
+            inner.run(&call, op, &args).await.map(HubReply::Value)
+        })
     }
 
     fn max_connections_per_user(&self) -> Option<usize> {

@@ -819,13 +819,12 @@ impl Hub for RoomsHub {
         args: Vec<Value>,
     ) -> LocalBoxFuture<'static, Result<HubReply, HubError>> {
         let rooms = self.rooms.clone();
-        let bound = rooms.def.methods.get(method);
-        let Some((bound, op)) = bound.and_then(|b| Some((b, Op::of(b.operation)?))) else {
-            return Box::pin(async move { Err(HubError::Internal(format!("no method number {method}"))) });
-        };
-        let name = bound.spec.name.to_string();
-        let args = rooms.def.bind(&CATALOG, bound, args);
-        Box::pin(async move { rooms.run(call, op, &name, args).await.map(HubReply::Value) })
+        let called =
+            (rooms.def.call(&CATALOG, method, args, Op::of)).map(|(b, op, args)| (b.spec.name.to_string(), op, args));
+        Box::pin(async move {
+            let (name, op, args) = called?;
+            rooms.run(call, op, &name, args).await.map(HubReply::Value)
+        })
     }
 
     fn max_connections_per_user(&self) -> Option<usize> {
