@@ -55,6 +55,24 @@ pub struct EventKind {
     pub default_args: &'static [&'static str],
 }
 
+/// An [`EventKind`] of a catalog: name, fields, default client method,
+/// layout and arguments.
+pub const fn event(
+    name: &'static str,
+    fields: &'static [&'static str],
+    default_name: &'static str,
+    default_layout: Layout,
+    default_args: &'static [&'static str],
+) -> EventKind {
+    EventKind {
+        name,
+        fields,
+        default_name,
+        default_layout,
+        default_args,
+    }
+}
+
 /// A method of the default table: name, operation, arguments (as in a
 /// [`crate::core::definition::MethodTable`]).
 pub struct DefaultMethod(pub &'static str, pub &'static str, pub &'static [&'static str]);

@@ -3,7 +3,7 @@
 //! that changes none of them.
 
 use crate::core::definition::Layout;
-use crate::hubs::definition::{Catalog, DefaultMethod, EventKind, Operation};
+use crate::hubs::definition::{event, Catalog, DefaultMethod, Operation};
 
 /// The operations of the chat kind, in [`CATALOG`] order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,22 +107,6 @@ const TYPING_FIELDS: &[&str] = &["conversationId", "userId", "isTyping"];
 const MEMBER_FIELDS: &[&str] = &["conversationId", "userId"];
 /// `isOnline`: `true` in `user_online`, `false` in `user_offline`.
 const PRESENCE_FIELDS: &[&str] = &["userId", "isOnline"];
-
-const fn event(
-    name: &'static str,
-    fields: &'static [&'static str],
-    default_name: &'static str,
-    default_layout: Layout,
-    default_args: &'static [&'static str],
-) -> EventKind {
-    EventKind {
-        name,
-        fields,
-        default_name,
-        default_layout,
-        default_args,
-    }
-}
 
 /// The chat kind.
 pub static CATALOG: Catalog = Catalog {

@@ -3,7 +3,7 @@
 //! the defaults: the built-in hub is the definition that changes none.
 
 use crate::core::definition::Layout;
-use crate::hubs::definition::{Catalog, DefaultMethod, EventKind, Operation};
+use crate::hubs::definition::{event, Catalog, DefaultMethod, Operation};
 
 /// The operations of the notifications kind, in [`CATALOG`] order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,22 +71,6 @@ pub const NOTIFICATION_FIELDS: &[&str] = &[
 ];
 /// The default notification object.
 const NOTIFICATION_DEFAULT: &[&str] = &["id", "type", "title", "body", "data", "createdAt"];
-
-const fn event(
-    name: &'static str,
-    fields: &'static [&'static str],
-    default_name: &'static str,
-    default_layout: Layout,
-    default_args: &'static [&'static str],
-) -> EventKind {
-    EventKind {
-        name,
-        fields,
-        default_name,
-        default_layout,
-        default_args,
-    }
-}
 
 /// The notifications kind.
 pub static CATALOG: Catalog = Catalog {
