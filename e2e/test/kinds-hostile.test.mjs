@@ -155,7 +155,7 @@ describe('hostile clients of the newer kinds on one node', () => {
     const [results] = await Promise.all([flooding, sending]);
 
     const acksLimited = assertRated(results, 'ack', rateText('acknowledgements and reads', 'acks_per_minute'), {
-      allowed: /HubException: no notification \d+ for this user$/,
+      allowed: /HubException: no notification '\d+' for this user$/,
     });
     const churnLimited = assertRated(results, 'churn', rateText('subscribes and unsubscribes', 'subscriptions_per_minute'));
     assert.equal(await refusals(node, 'notifications', 'ack_rate'), ackBefore + acksLimited, 'each rate refusal counted');

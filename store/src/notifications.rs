@@ -547,7 +547,7 @@ impl Store {
             });
             found
                 .map(notification)
-                .ok_or_else(|| StoreError::NotFound(format!("no notification {id} for this user")))
+                .ok_or_else(|| StoreError::NotFound(format!("no notification '{id}' for this user")))
         })
         .await
     }

@@ -53,6 +53,13 @@ impl NodeProcess {
             // Off by default in the node; integration tests drive it (a test's
             // own `env` may still turn it off).
             .env("HUBWIRE_DIAGNOSTICS_HUB", "true")
+            // Its SQLite store and development secret in a directory of its
+            // own, not the test's working directory (a test's `env` may
+            // name another).
+            .env(
+                "HUBWIRE_DATA_DIR",
+                std::env::temp_dir().join(format!("hubwire-test-{}-{}", std::process::id(), self.name)),
+            )
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())

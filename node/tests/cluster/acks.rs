@@ -35,6 +35,7 @@ async fn start_node(id: &str, redis_url: &str, prefix: &str, ack_timeout_ms: u64
         jwt_secret: Some("acks-tests-jwt-secret-of-32-bytes!!".into()),
         diagnostics_hub: true,
         cluster_ack_timeout_ms: ack_timeout_ms,
+        data_dir: std::env::temp_dir().join(format!("hubwire-acks-{}-{id}", std::process::id())),
         ..Config::default()
     };
     hubwire_node::build(config).await.expect("node starts").node
