@@ -7,7 +7,7 @@
 //! `activeUsers` (its `name` is unused).
 
 use crate::core::definition::Layout;
-use crate::hubs::definition::{Catalog, DefaultMethod, EventKind, Operation};
+use crate::hubs::definition::{self, Catalog, DefaultMethod, EventKind, Operation};
 
 /// The operations of the rooms kind, in [`CATALOG`] order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,19 +59,14 @@ const MEMBER_FIELDS: &[&str] = &[
     "reason",
 ];
 
+/// An event kind of this catalog: every rooms event is an object by default.
 const fn event(
     name: &'static str,
     fields: &'static [&'static str],
     default_name: &'static str,
     default_args: &'static [&'static str],
 ) -> EventKind {
-    EventKind {
-        name,
-        fields,
-        default_name,
-        default_layout: Layout::Object,
-        default_args,
-    }
+    definition::event(name, fields, default_name, Layout::Object, default_args)
 }
 
 /// The rooms kind.
