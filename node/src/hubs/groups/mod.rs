@@ -167,6 +167,30 @@ impl Inner {
         }
     }
 
+    /// The group a subscribe or unsubscribe names: its argument read (the
+    /// `required` refusal when absent or empty), checked and rate-limited,
+    /// then `group` filled with it; `None` when the template cannot be
+    /// filled (a placeholder the caller's token lacks).
+    async fn subscription_group(
+        &self,
+        call: &HubCall,
+        group: &definition::Template,
+        argument: &str,
+        required: &str,
+        args: &[Value],
+    ) -> Result<Option<String>, HubError> {
+        let value = argument_text(args.first())?.ok_or_else(|| HubError::Hub(required.to_owned()))?;
+        self.check_argument(call, argument, &value)?;
+        check_rate(call, &self.def.limits, CallRate::Subscriptions).await?;
+        let fill_args = [(argument, value)];
+        let fill = Fill {
+            principal: call.caller.principal.as_ref(),
+            connection: call.caller.id.as_str(),
+            args: &fill_args,
+        };
+        Ok(group.render(&fill).ok())
+    }
+
     async fn run(&self, call: &HubCall, method: &str, action: &Action, args: Vec<Value>) -> Result<Value, HubError> {
         let principal = call.caller.principal.as_ref();
         let connection = call.caller.id.as_str();
@@ -179,16 +203,8 @@ impl Inner {
                 allow,
                 denied,
             } => {
-                let value = argument_text(args.first())?.ok_or_else(|| HubError::Hub(required.clone()))?;
-                self.check_argument(call, argument, &value)?;
-                check_rate(call, &self.def.limits, CallRate::Subscriptions).await?;
-                let fill_args = [(argument.as_str(), value)];
-                let fill = Fill {
-                    principal,
-                    connection,
-                    args: &fill_args,
-                };
-                let name = group.render(&fill).map_err(|_| HubError::Hub(denied.clone()))?;
+                let name = self.subscription_group(call, group, argument, required, &args).await?;
+                let name = name.ok_or_else(|| HubError::Hub(denied.clone()))?;
                 self.check(call, method, allow, &name, &args, denied).await?;
                 call.join_group(&GroupName::from(name)).await?;
                 Ok(Value::Null)
@@ -198,17 +214,8 @@ impl Inner {
                 argument,
                 required,
             } => {
-                let value = argument_text(args.first())?.ok_or_else(|| HubError::Hub(required.clone()))?;
-                self.check_argument(call, argument, &value)?;
-                check_rate(call, &self.def.limits, CallRate::Subscriptions).await?;
-                let fill_args = [(argument.as_str(), value)];
-                let fill = Fill {
-                    principal,
-                    connection,
-                    args: &fill_args,
-                };
                 // A group the caller could not be in (an unfilled placeholder): nothing to leave.
-                if let Ok(name) = group.render(&fill) {
+                if let Some(name) = self.subscription_group(call, group, argument, required, &args).await? {
                     call.node
                         .remove_from_group(&self.hub, &GroupName::from(name), &call.caller.id)
                         .await
